@@ -1,0 +1,160 @@
+"""Transfer learning: freeze/unfreeze by name pattern, replace the head,
+per-group learning rates, feature extraction and a linear head on features."""
+import fnmatch
+
+import numpy as np
+
+from .tensor import Tensor, no_grad
+
+
+def _match(name, patterns):
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    return any(fnmatch.fnmatchcase(name, p) or name.startswith(p.rstrip("*").rstrip(".") + ".") for p in patterns)
+
+
+def freeze(model, patterns="*"):
+    """Stop gradients for parameters whose names match ``patterns`` (fnmatch or prefix). Returns names."""
+    names = [n for n, p in model.named_parameters() if _match(n, patterns)]
+    if not names:
+        raise ValueError(f"freeze: no parameter matches {patterns!r}")
+    for n, p in model.named_parameters():
+        if n in names:
+            p.requires_grad = False
+            p.grad = None
+    return names
+
+
+def unfreeze(model, patterns="*"):
+    names = [n for n, p in model.named_parameters() if _match(n, patterns)]
+    if not names:
+        raise ValueError(f"unfreeze: no parameter matches {patterns!r}")
+    for n, p in model.named_parameters():
+        if n in names:
+            p.requires_grad = True
+    return names
+
+
+def find_head(model):
+    """Name of the last Linear layer (the classifier head)."""
+    from .nn import Linear
+
+    last = None
+    for name, m in model.named_modules():
+        if isinstance(m, Linear):
+            last = name
+    if last is None:
+        raise ValueError(f"find_head: {type(model).__name__} has no Linear layer")
+    return last
+
+
+def replace_head(model, num_classes, name=None, seed=0):
+    """Replace the classifier head (default: the last Linear) with a fresh one of ``num_classes`` outputs."""
+    from .nn import Linear
+
+    name = name or find_head(model)
+    parent = model
+    *path, leaf = name.split(".")
+    for part in path:
+        parent = parent[int(part)] if part.isdigit() else getattr(parent, part)
+    old = parent[int(leaf)] if leaf.isdigit() else getattr(parent, leaf)
+    new = Linear(old.in_features, num_classes, bias=old.bias is not None)
+    if leaf.isdigit():
+        parent[int(leaf)] = new
+    else:
+        setattr(parent, leaf, new)
+    return new
+
+
+def param_groups(model, lrs, default_lr):
+    """Optimizer groups from {pattern: lr}; unmatched trainable parameters get ``default_lr``.
+    The first matching pattern wins; frozen parameters are left out."""
+    groups = {pat: [] for pat in lrs}
+    rest = []
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        for pat in lrs:
+            if _match(n, pat):
+                groups[pat].append(p)
+                break
+        else:
+            rest.append(p)
+    out = [{"params": ps, "lr": lrs[pat]} for pat, ps in groups.items() if ps]
+    if rest:
+        out.append({"params": rest, "lr": default_lr})
+    return out
+
+
+def _get_module(model, name):
+    for n, m in model.named_modules():
+        if n == name:
+            return m
+    raise ValueError(f"extract_features: no layer named {name!r}; layers: {[n for n, _ in model.named_modules()][:20]}...")
+
+
+def extract_features(model, loader, layer=None):
+    """Run ``model`` in eval mode and collect the output of ``layer`` (a module
+    name; default: the input of the head, i.e. the output before the last Linear)
+    flattened per sample.  Returns (features (N, F), labels (N,)) NumPy arrays."""
+    captured = []
+    if layer is None:
+        head = _get_module(model, find_head(model))
+        orig = head.forward
+
+        def hook(x, *a, **k):
+            captured.append(np.asarray(x.numpy()).reshape(x.shape[0], -1))
+            return orig(x, *a, **k)
+
+        target = head
+    else:
+        target = _get_module(model, layer)
+        orig = target.forward
+
+        def hook(*a, **k):
+            out = orig(*a, **k)
+            captured.append(np.asarray(out.numpy()).reshape(out.shape[0], -1))
+            return out
+
+    target.forward = hook
+    labels = []
+    model.eval()
+    try:
+        with no_grad():
+            for x, y in loader:
+                model(x)
+                labels.append(np.asarray(y.numpy()))
+    finally:
+        del target.forward
+    return np.concatenate(captured), np.concatenate(labels)
+
+
+def train_linear_head(features, labels, num_classes, epochs=100, lr=0.05, weight_decay=1e-4, seed=0,
+                      batch_size=128):
+    """Fit a Linear classifier on fixed features with Adam; returns the Linear module."""
+    from . import functional as F
+    from .nn import Linear
+    from .optim import Adam
+
+    rng = np.random.default_rng(seed)
+    feats = np.ascontiguousarray(features, dtype=np.float32)
+    mu, sd = feats.mean(0), feats.std(0) + 1e-6
+    head = Linear(feats.shape[1], num_classes)
+    head.feature_mean, head.feature_std = mu, sd
+    xs = (feats - mu) / sd
+    opt = Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(epochs):
+        order = rng.permutation(len(xs))
+        for i in range(0, len(xs), batch_size):
+            idx = order[i:i + batch_size]
+            opt.zero_grad()
+            loss = F.cross_entropy(head(Tensor(xs[idx])), Tensor(labels[idx]))
+            loss.backward()
+            opt.step()
+    return head
+
+
+def linear_head_predict(head, features):
+    xs = (np.asarray(features, dtype=np.float32) - head.feature_mean) / head.feature_std
+    with no_grad():
+        return head(Tensor(xs)).numpy()
