@@ -1,0 +1,133 @@
+"""Optimizer steps, in place, with PyTorch's exact update rules.
+
+Each kernel updates ``param`` and its state buffers in place and returns None.
+All arrays share one shape and dtype; they are single tensors or whole flat
+buffers (one call per parameter group).  In-place arrays must be C-contiguous
+and writeable (``_checks.inplace``); ``grad`` is only read.  ``step`` is the
+1-based count of the step being taken.
+"""
+import math
+
+from .. import _checks as C
+from ._util import xp_of
+
+__all__ = ["sgd_step", "adagrad_step", "adam_step"]
+
+
+def _validate(op, param, grad, **buffers):
+    """Check param/grad and the in-place buffers (None entries are skipped)."""
+    param = C.inplace(op, "param", param)
+    grad = C.array(op, "grad", grad)
+    C.same_shape(op, "grad", grad, "param", param)
+    C.same_dtype(op, param=param, grad=grad)
+    for name, buf in buffers.items():
+        if buf is not None:
+            C.inplace(op, name, buf, like=param)
+    C.same_device(op, param=param, grad=grad, **buffers)
+    return param, grad
+
+
+def _flag(op, name, v):
+    if not isinstance(v, bool):
+        raise TypeError(f"{op}: argument '{name}' must be a bool, got {v!r}")
+    return v
+
+
+def _decayed(grad, param, weight_decay):
+    """grad + weight_decay * param (L2 penalty folded into the gradient), a new array."""
+    return grad + weight_decay * param if weight_decay != 0 else grad
+
+
+def sgd_step(param, grad, momentum_buf, lr, momentum, dampening, weight_decay, nesterov, first_step):
+    """SGD with optional momentum / dampening / Nesterov / weight decay (torch.optim.SGD).
+
+        d = grad + weight_decay * param
+        momentum != 0:  buf = d on the first step, else buf = momentum * buf + (1 - dampening) * d
+                        d = d + momentum * buf (Nesterov) or d = buf
+        param -= lr * d
+    Plain SGD is the same update with momentum = 0 (``momentum_buf`` is then unused
+    and may be None).
+    """
+    op = "sgd_step"
+    lr = C.number(op, "lr", lr, minimum=0)
+    momentum = C.number(op, "momentum", momentum, minimum=0)
+    dampening = C.number(op, "dampening", dampening)
+    weight_decay = C.number(op, "weight_decay", weight_decay, minimum=0)
+    nesterov = _flag(op, "nesterov", nesterov)
+    first_step = _flag(op, "first_step", first_step)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(f"{op}: Nesterov momentum requires momentum > 0 and dampening = 0 "
+                         f"(got momentum={momentum}, dampening={dampening})")
+    if momentum != 0 and momentum_buf is None:
+        raise ValueError(f"{op}: argument 'momentum_buf' is required when momentum != 0")
+    param, grad = _validate(op, param, grad, momentum_buf=momentum_buf if momentum != 0 else None)
+    d = _decayed(grad, param, weight_decay)
+    if momentum != 0:
+        if first_step:
+            momentum_buf[...] = d
+        else:
+            momentum_buf *= momentum
+            momentum_buf += (1 - dampening) * d
+        d = d + momentum * momentum_buf if nesterov else momentum_buf
+    param -= lr * d
+
+
+def adagrad_step(param, grad, state_sum, step, lr, lr_decay, weight_decay, eps):
+    """Adagrad (torch.optim.Adagrad):
+
+        g = grad + weight_decay * param
+        state_sum += g * g
+        param -= lr / (1 + (step - 1) * lr_decay) * g / (sqrt(state_sum) + eps)
+    """
+    op = "adagrad_step"
+    step = C.integer(op, "step", step, minimum=1)
+    lr = C.number(op, "lr", lr, minimum=0)
+    lr_decay = C.number(op, "lr_decay", lr_decay, minimum=0)
+    weight_decay = C.number(op, "weight_decay", weight_decay, minimum=0)
+    eps = C.number(op, "eps", eps, minimum=0)
+    param, grad = _validate(op, param, grad, state_sum=state_sum)
+    xp = xp_of(param)
+    g = _decayed(grad, param, weight_decay)
+    clr = lr / (1 + (step - 1) * lr_decay)
+    state_sum += g * g
+    std = xp.sqrt(state_sum)
+    std += eps
+    param += -clr * (g / std)
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """Adam, or AdamW when ``decoupled`` (torch.optim.Adam / AdamW):
+
+        decoupled:  param *= 1 - lr * weight_decay     else:  g = grad + weight_decay * param
+        exp_avg    = lerp(exp_avg, g, 1 - beta1)
+        exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+        param -= lr / (1 - beta1**step) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2**step) + eps)
+    """
+    op = "adam_step"
+    step = C.integer(op, "step", step, minimum=1)
+    lr = C.number(op, "lr", lr, minimum=0)
+    beta1 = C.number(op, "beta1", beta1, minimum=0, maximum=1, max_inclusive=False)
+    beta2 = C.number(op, "beta2", beta2, minimum=0, maximum=1, max_inclusive=False)
+    eps = C.number(op, "eps", eps, minimum=0)
+    weight_decay = C.number(op, "weight_decay", weight_decay, minimum=0)
+    decoupled = _flag(op, "decoupled", decoupled)
+    param, grad = _validate(op, param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
+    xp = xp_of(param)
+    if decoupled:
+        if weight_decay != 0:
+            param *= 1 - lr * weight_decay
+        g = grad
+    else:
+        g = _decayed(grad, param, weight_decay)
+    w = 1 - beta1
+    if w < 0.5:  # torch.lerp's two-sided formula, for the same rounding
+        exp_avg += w * (g - exp_avg)
+    else:
+        exp_avg[...] = g - (g - exp_avg) * (1 - w)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * g * g
+    step_size = lr / (1 - beta1 ** step)
+    denom = xp.sqrt(exp_avg_sq)
+    denom /= math.sqrt(1 - beta2 ** step)
+    denom += eps
+    param += -step_size * (exp_avg / denom)
