@@ -202,7 +202,8 @@ def pool2d_geometry(op, x_shape, kernel_size, stride, padding, dilation=1, ceil_
     if len(x_shape) != 4:
         raise ValueError(f"{op}: argument 'x' must be 4-D (N, C, H, W), got shape {tuple(x_shape)}")
     kernel = tuple_n(op, "kernel_size", kernel_size, 2, minimum=1)
-    stride = kernel if stride is None or stride == () else tuple_n(op, "stride", stride, 2, minimum=1)
+    empty_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
+    stride = kernel if empty_stride else tuple_n(op, "stride", stride, 2, minimum=1)
     padding = tuple_n(op, "padding", padding, 2, minimum=0)
     dilation = tuple_n(op, "dilation", dilation, 2, minimum=1)
     for i, axis in enumerate("HW"):
@@ -211,6 +212,8 @@ def pool2d_geometry(op, x_shape, kernel_size, stride, padding, dilation=1, ceil_
                 f"{op}: padding {padding} must be at most half the kernel size {kernel} (axis {axis})"
             )
     H, W = x_shape[2], x_shape[3]
+    if H < 1 or W < 1:  # like PyTorch: only the batch (or channel) axis may be empty
+        raise ValueError(f"{op}: input plane must be non-empty, got x shape {tuple(x_shape)}")
     P = out_size(H, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
     Q = out_size(W, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
     if P < 1 or Q < 1:

@@ -93,7 +93,7 @@ def col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw):
     return xp.ascontiguousarray(g[:, :, pt : pt + H, pl : pl + W])
 
 
-def first_valid(size, kernel, stride, padding, dilation, out_len, xp):
+def first_valid(stride, padding, dilation, out_len, xp):
     """Per output position along one axis: the first in-bounds input index of its window
     (PyTorch's start after ``while (i0 < 0) i0 += dilation``), as an int64 array."""
     start = xp.arange(out_len, dtype=xp.int64) * stride - padding
