@@ -210,6 +210,14 @@ class Tensor:
 def _accumulate_leaf(t, g):
     if g.dtype != t.data.dtype:
         g = g.astype(t.data.dtype)
+    buf = getattr(t, "_grad_buffer", None)  # a view into a flat gradient buffer (nn.Module.flatten_parameters)
+    if buf is not None:
+        if t.grad is buf:
+            buf += g
+        else:
+            buf[...] = g if t.grad is None else t.grad + g
+            t.grad = buf
+        return
     if t.grad is None:
         t.grad = g.copy()
     else:
