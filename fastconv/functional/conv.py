@@ -1,0 +1,112 @@
+"""Convolution ops: ``conv2d`` and ``conv1d`` with torch.nn.functional's signatures.
+
+One autograd Function (``Conv2d``) calls the conv kernels through dispatch;
+``conv1d`` reshapes to 2-D with H = 1 and reuses it, and unbatched inputs
+(C, H, W) / (C, L) gain a batch axis of 1, like torch.  ``padding`` may be
+an int, a pair, ``'valid'`` (no padding) or ``'same'`` (stride 1 only; an
+odd total padding puts the extra row/column at the bottom/right, like
+torch: the kernel pads one more on both sides and the first output
+row/column is dropped).
+"""
+import numbers
+
+from ..tensor import Function
+from ._base import KernelFunction, prepare, tensor_arg
+
+__all__ = ["conv2d", "conv1d"]
+
+
+class Conv2d(KernelFunction, Function):
+    def forward(self, x, w, b, stride=1, padding=0, dilation=1, groups=1, backend=None):
+        prepare(self, x, backend)
+        self.geom = (stride, padding, dilation, groups)
+        self.x_shape, self.w_shape = x.shape, w.shape
+        y = self.k("conv2d_forward")(x, w, b, *self.geom)
+        self.save_for_backward(x, w)
+        return y
+
+    def backward(self, dy):
+        x, w = self.saved
+        need_x, need_w, need_b = (tuple(self.needs_input_grad) + (False,) * 3)[:3]
+        dx = self.k("conv2d_backward_input")(dy, w, self.x_shape, *self.geom) if need_x else None
+        dw = self.k("conv2d_backward_weight")(dy, x, self.w_shape, *self.geom) if need_w else None
+        db = self.k("conv2d_backward_bias")(dy) if need_b else None
+        return dx, dw, db
+
+
+def _pair(v, n, op, name):
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        return (int(v),) * n
+    try:
+        v = tuple(v)
+    except TypeError:
+        raise TypeError(f"{op}: argument '{name}' must be an int or a tuple of {n} ints, got {v!r}") from None
+    if len(v) != n:
+        raise ValueError(f"{op}: argument '{name}' must have {n} values, got {v!r}")
+    return v
+
+
+def _same_padding(op, kernel, stride, dilation):
+    """'same' -> (symmetric padding per axis, axes whose total padding is odd)."""
+    if any(s != 1 for s in stride):
+        raise ValueError(f"{op}: padding='same' is only supported with stride 1, got stride {stride}")
+    pads, odd = [], []
+    for k, d in zip(kernel, dilation):
+        total = d * (k - 1)
+        pads.append(total // 2 + total % 2)
+        odd.append(total % 2 == 1)
+    return tuple(pads), tuple(odd)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, backend=None):
+    """2-D cross-correlation of x (N, C, H, W) or (C, H, W) with weight (K, C/groups, R, S)."""
+    op = "conv2d"
+    x = tensor_arg("x", x, op)
+    weight = tensor_arg("weight", weight, op)
+    bias = None if bias is None else tensor_arg("bias", bias, op)
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x.reshape(1, *x.shape)
+    odd = (False, False)
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = 0
+        elif padding == "same":
+            if weight.ndim != 4:
+                raise ValueError(f"{op}: argument 'weight' must be 4-D (K, C/groups, R, S), got shape {weight.shape}")
+            padding, odd = _same_padding(op, weight.shape[2:], _pair(stride, 2, op, "stride"),
+                                         _pair(dilation, 2, op, "dilation"))
+        else:
+            raise ValueError(f"{op}: argument 'padding' must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    y = Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                     backend=backend)
+    if any(odd):
+        y = y[:, :, 1 if odd[0] else 0:, 1 if odd[1] else 0:]
+    if unbatched:
+        y = y.reshape(*y.shape[1:])
+    return y
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, backend=None):
+    """1-D cross-correlation of x (N, C, L) or (C, L) with weight (K, C/groups, S), via conv2d with H = 1."""
+    op = "conv1d"
+    x = tensor_arg("x", x, op)
+    weight = tensor_arg("weight", weight, op)
+    if x.ndim not in (2, 3):
+        raise ValueError(f"{op}: argument 'x' must be 3-D (N, C, L) or 2-D (C, L), got shape {x.shape}")
+    if weight.ndim != 3:
+        raise ValueError(f"{op}: argument 'weight' must be 3-D (K, C/groups, S), got shape {weight.shape}")
+    unbatched = x.ndim == 2
+    if unbatched:
+        x = x.reshape(1, *x.shape)
+    (stride,) = _pair(stride, 1, op, "stride")
+    (dilation,) = _pair(dilation, 1, op, "dilation")
+    if not isinstance(padding, str):
+        (padding,) = _pair(padding, 1, op, "padding")
+        padding = (0, padding)
+    y = conv2d(x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]), weight.reshape(*weight.shape[:2], 1, weight.shape[2]),
+               bias, stride=(1, stride), padding=padding, dilation=(1, dilation), groups=groups, backend=backend)
+    y = y.reshape(y.shape[0], y.shape[1], y.shape[3])
+    if unbatched:
+        y = y.reshape(*y.shape[1:])
+    return y
