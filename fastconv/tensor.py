@@ -49,7 +49,7 @@ def _as_array(data, dtype=None, device=None):
         arr = data if dtype is None else data.astype(dtype, copy=False)
     else:
         arr = np.asarray(data, dtype=dtype)
-        if dtype is None and arr.dtype == np.float64 and not isinstance(data, np.ndarray):
+        if dtype is None and arr.dtype == np.float64 and not isinstance(data, (np.ndarray, np.generic)):
             arr = arr.astype(np.float32)  # Python floats/lists default to float32, like torch
     if device is not None and device_of(arr) != device:
         arr = to_device(arr, device)
