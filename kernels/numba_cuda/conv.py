@@ -1,0 +1,538 @@
+"""2-D convolution as implicit GEMM with shared-memory tiles (plus direct depthwise kernels).
+
+Per group g the three passes are GEMMs whose operands are gathered on the
+fly from the NCHW / OIHW arrays (no im2col buffer):
+
+    forward          y[k, (n,p,q)]   = sum_(c,r,s)  w[k, (c,r,s)] * x_col[(c,r,s), (n,p,q)]
+    backward_input   dx[c, (n,h,w)]  = sum_(k,r,s)  w[k, c, r, s] * dy[n, k, (h+ph-r*dh)/sh, ...]
+    backward_weight  dw[k, (c,r,s)]  = sum_(n,p,q)  dy[k, (n,p,q)] * x_col[(c,r,s), (n,p,q)]
+
+Each block computes a BM x BN = 64 x 64 output tile with 16 x 16 threads, each
+thread a 4 x 4 register block (rows ty + 16*i, columns tx + 16*j, so stores
+and B-tile reads are coalesced / bank-conflict free).  The reduction runs in
+TK = 16 slices staged in shared memory.  backward_weight splits its long
+reduction (N*P*Q) over blocks and sums the partial tiles in a fixed order
+afterwards: deterministic, no float atomics.  Depthwise convolution
+(groups == C) uses direct kernels instead (one thread per output element),
+where a GEMM tile would be 1 row tall.  The bias gradient is a per-channel
+block reduction.
+
+Known cost: backward_input with stride > 1 gathers zeros for the
+(1 - 1/(sh*sw)) of the taps that do not land on an output pixel.
+"""
+import numpy as np
+from numba import cuda, int64
+
+from .. import _checks as C
+from ..reference.conv import _check_dy, _shape4
+from ._launch import DEVICE, THREADS, Launch, blocks, block_sum, cdiv, jit
+
+__all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
+
+BT = 16  # threads per block side
+TM = 4  # register block rows per thread
+TN = 4  # register block columns per thread
+BM = BT * TM  # tile rows
+BN = BT * TN  # tile columns
+TK = 16  # reduction slice per shared-memory stage
+NT = BT * BT
+APAD = BM + 1  # padded shared rows (bank conflicts on the k-fast stores)
+BPAD = BN + 1
+A_LOADS = TK * BM // NT  # elements of the A tile each thread loads
+B_LOADS = TK * BN // NT
+A_ROWSTEP = NT // TK  # rows between one thread's A loads (k-fast mapping)
+B_KSTEP = NT // BN  # reduction rows between one thread's B loads (column-fast mapping)
+TARGET_BLOCKS = 264  # ~2 blocks per SM on an H100/H200 (132 SMs): split-K aims for this
+MIN_SPLIT_TILES = 8  # a split-K slice covers at least this many TK slices
+assert NT % TK == 0 and NT % BN == 0 and (TK * BM) % NT == 0 and (TK * BN) % NT == 0
+
+
+@jit(device=True)
+def _tile_fma(As, Bs, acc, tx, ty):
+    """acc[i, j] += sum_kk As[kk, ty + BT*i] * Bs[kk, tx + BT*j] over one TK slice."""
+    a = cuda.local.array(TM, dtype=acc.dtype)
+    bv = cuda.local.array(TN, dtype=acc.dtype)
+    for kk in range(TK):
+        for i in range(TM):
+            a[i] = As[kk, ty + i * BT]
+        for j in range(TN):
+            bv[j] = Bs[kk, tx + j * BT]
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] += a[i] * bv[j]
+
+
+@jit(device=True)
+def _zero(acc):
+    for i in range(TM):
+        for j in range(TN):
+            acc[i, j] = 0
+
+
+@jit
+def _fwd_gemm(x, w, b, y, geo):
+    N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, has_bias = geo
+    Cg = C // G
+    Kg = K // G
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    tid = ty * BT + tx
+    m0 = cuda.blockIdx.x * BN
+    k0 = cuda.blockIdx.y * BM
+    g = cuda.blockIdx.z
+    PQ = P * Q
+    M = N * PQ
+    RS = R * S
+    CRS = Cg * RS
+    As = cuda.shared.array((TK, APAD), dtype=y.dtype)
+    Bs = cuda.shared.array((TK, BPAD), dtype=y.dtype)
+    acc = cuda.local.array((TM, TN), dtype=y.dtype)
+    _zero(acc)
+    # B column of this thread = output pixel m, fixed over the reduction
+    bcol = tid % BN
+    bk = tid // BN
+    m = m0 + bcol
+    n = m // PQ
+    pq = m - n * PQ
+    p = pq // Q
+    q = pq - p * Q
+    h0 = p * sh - ph
+    w0 = q * sw - pw
+    xbase = (n * C + g * Cg) * H * W
+    # A (weights, reduction index fastest across threads: coalesced)
+    akk = tid % TK
+    arow = tid // TK
+    wbase = (g * Kg + k0) * CRS
+    for kt in range(0, CRS, TK):
+        kr = kt + akk
+        for l in range(A_LOADS):
+            row = arow + l * A_ROWSTEP
+            if kr < CRS and k0 + row < Kg:
+                As[akk, row] = w[wbase + row * CRS + kr]
+            else:
+                As[akk, row] = 0
+        for l in range(B_LOADS):
+            kk = bk + l * B_KSTEP
+            kr2 = kt + kk
+            hit = False
+            if m < M and kr2 < CRS:
+                c = kr2 // RS
+                rs = kr2 - c * RS
+                r = rs // S
+                s = rs - r * S
+                hh = h0 + r * dh
+                ww = w0 + s * dw
+                if hh >= 0 and hh < H and ww >= 0 and ww < W:
+                    Bs[kk, bcol] = x[xbase + (c * H + hh) * W + ww]
+                    hit = True
+            if not hit:
+                Bs[kk, bcol] = 0
+        cuda.syncthreads()
+        _tile_fma(As, Bs, acc, tx, ty)
+        cuda.syncthreads()
+    for i in range(TM):
+        k = k0 + ty + i * BT
+        if k < Kg:
+            kg = g * Kg + k
+            for j in range(TN):
+                mm = m0 + tx + j * BT
+                if mm < M:
+                    nn = mm // PQ
+                    v = acc[i, j]
+                    if has_bias:
+                        v += b[kg]
+                    y[(nn * K + kg) * PQ + (mm - nn * PQ)] = v
+
+
+@jit
+def _bwd_input_gemm(dy, w, dx, geo):
+    N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, unused = geo
+    Cg = C // G
+    Kg = K // G
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    tid = ty * BT + tx
+    m0 = cuda.blockIdx.x * BN
+    c0 = cuda.blockIdx.y * BM
+    g = cuda.blockIdx.z
+    HW = H * W
+    PQ = P * Q
+    M = N * HW
+    RS = R * S
+    KRS = Kg * RS
+    As = cuda.shared.array((TK, APAD), dtype=dx.dtype)
+    Bs = cuda.shared.array((TK, BPAD), dtype=dx.dtype)
+    acc = cuda.local.array((TM, TN), dtype=dx.dtype)
+    _zero(acc)
+    bcol = tid % BN
+    bk = tid // BN
+    m = m0 + bcol
+    n = m // HW
+    hw = m - n * HW
+    h = hw // W
+    x_w = hw - h * W
+    dybase = (n * K + g * Kg) * PQ
+    akk = tid % TK
+    arow = tid // TK
+    for kt in range(0, KRS, TK):
+        kr = kt + akk
+        k = kr // RS
+        rs = kr - k * RS
+        abase = ((g * Kg + k) * Cg + c0) * RS + rs
+        for l in range(A_LOADS):
+            row = arow + l * A_ROWSTEP
+            if kr < KRS and c0 + row < Cg:
+                As[akk, row] = w[abase + row * RS]
+            else:
+                As[akk, row] = 0
+        for l in range(B_LOADS):
+            kk = bk + l * B_KSTEP
+            kr2 = kt + kk
+            hit = False
+            if m < M and kr2 < KRS:
+                k2 = kr2 // RS
+                rs2 = kr2 - k2 * RS
+                r = rs2 // S
+                s = rs2 - r * S
+                t = h + ph - r * dh
+                u = x_w + pw - s * dw
+                if t >= 0 and u >= 0:
+                    p = t // sh
+                    q = u // sw
+                    if p * sh == t and q * sw == u and p < P and q < Q:
+                        Bs[kk, bcol] = dy[dybase + k2 * PQ + p * Q + q]
+                        hit = True
+            if not hit:
+                Bs[kk, bcol] = 0
+        cuda.syncthreads()
+        _tile_fma(As, Bs, acc, tx, ty)
+        cuda.syncthreads()
+    for i in range(TM):
+        c = c0 + ty + i * BT
+        if c < Cg:
+            for j in range(TN):
+                mm = m0 + tx + j * BT
+                if mm < M:
+                    nn = mm // HW
+                    dx[(nn * C + g * Cg + c) * HW + (mm - nn * HW)] = acc[i, j]
+
+
+@jit
+def _bwd_weight_gemm(dy, x, ws, geo, chunk, splits):
+    """Partial dw over one split of the (n, p, q) reduction -> ws[split, g, k, crs]."""
+    N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, unused = geo
+    Cg = C // G
+    Kg = K // G
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    tid = ty * BT + tx
+    j0 = cuda.blockIdx.x * BN
+    k0 = cuda.blockIdx.y * BM
+    g = cuda.blockIdx.z % G
+    split = cuda.blockIdx.z // G
+    PQ = P * Q
+    M = N * PQ
+    RS = R * S
+    CRS = Cg * RS
+    mbeg = split * chunk
+    mend = min(M, mbeg + chunk)
+    As = cuda.shared.array((TK, APAD), dtype=ws.dtype)
+    Bs = cuda.shared.array((TK, BPAD), dtype=ws.dtype)
+    acc = cuda.local.array((TM, TN), dtype=ws.dtype)
+    _zero(acc)
+    # both tiles load with the reduction index (n, p, q) fastest: coalesced in q
+    kkt = tid % TK
+    lrow = tid // TK
+    # this thread's B columns (c, r, s), fixed over the reduction
+    xoff = cuda.local.array(B_LOADS, dtype=int64)
+    roff = cuda.local.array(B_LOADS, dtype=int64)
+    soff = cuda.local.array(B_LOADS, dtype=int64)
+    for l in range(B_LOADS):
+        col = j0 + lrow + l * A_ROWSTEP
+        if col < CRS:
+            c = col // RS
+            rs = col - c * RS
+            r = rs // S
+            roff[l] = r * dh - ph
+            soff[l] = (rs - r * S) * dw - pw
+            xoff[l] = (g * Cg + c) * H * W
+        else:
+            xoff[l] = -1
+    for kt in range(mbeg, mend, TK):
+        m = kt + kkt
+        n = m // PQ
+        pq = m - n * PQ
+        p = pq // Q
+        q = pq - p * Q
+        inside = m < mend
+        dybase = (n * K + g * Kg + k0) * PQ + pq
+        for l in range(A_LOADS):
+            row = lrow + l * A_ROWSTEP
+            if inside and k0 + row < Kg:
+                As[kkt, row] = dy[dybase + row * PQ]
+            else:
+                As[kkt, row] = 0
+        for l in range(B_LOADS):
+            col = lrow + l * A_ROWSTEP
+            hit = False
+            if inside and xoff[l] >= 0:
+                hh = p * sh + roff[l]
+                ww = q * sw + soff[l]
+                if hh >= 0 and hh < H and ww >= 0 and ww < W:
+                    Bs[kkt, col] = x[n * C * H * W + xoff[l] + hh * W + ww]
+                    hit = True
+            if not hit:
+                Bs[kkt, col] = 0
+        cuda.syncthreads()
+        _tile_fma(As, Bs, acc, tx, ty)
+        cuda.syncthreads()
+    obase = (split * G + g) * Kg
+    for i in range(TM):
+        k = k0 + ty + i * BT
+        if k < Kg:
+            for j in range(TN):
+                col = j0 + tx + j * BT
+                if col < CRS:
+                    ws[(obase + k) * CRS + col] = acc[i, j]
+
+
+@jit
+def _sum_splits(ws, out, splits):
+    """out[i] = sum over splits of ws[split, i], in split order (deterministic)."""
+    total = out.size
+    i = cuda.grid(1)
+    step = cuda.gridsize(1)
+    while i < total:
+        v = ws[i]
+        for sp in range(1, splits):
+            v += ws[sp * total + i]
+        out[i] = v
+        i += step
+
+
+# ------------------------------------------------------------ depthwise (groups == C)
+
+
+@jit
+def _dw_fwd(x, w, b, y, geo, zero):
+    N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, has_bias = geo
+    mult = K // C
+    total = N * K * P * Q
+    i = cuda.grid(1)
+    step = cuda.gridsize(1)
+    while i < total:
+        q = i % Q
+        t = i // Q
+        p = t % P
+        t //= P
+        k = t % K
+        n = t // K
+        xb = (n * C + k // mult) * H * W
+        wb = k * R * S
+        acc = zero
+        if has_bias:
+            acc = b[k]
+        for r in range(R):
+            hh = p * sh - ph + r * dh
+            if hh >= 0 and hh < H:
+                for s in range(S):
+                    ww = q * sw - pw + s * dw
+                    if ww >= 0 and ww < W:
+                        acc += x[xb + hh * W + ww] * w[wb + r * S + s]
+        y[i] = acc
+        i += step
+
+
+@jit
+def _dw_bwd_input(dy, w, dx, geo, zero):
+    N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, unused = geo
+    mult = K // C
+    total = N * C * H * W
+    i = cuda.grid(1)
+    step = cuda.gridsize(1)
+    while i < total:
+        x_w = i % W
+        t = i // W
+        h = t % H
+        t //= H
+        c = t % C
+        n = t // C
+        acc = zero
+        for j in range(mult):
+            k = c * mult + j
+            yb = (n * K + k) * P * Q
+            for r in range(R):
+                th = h + ph - r * dh
+                if th >= 0:
+                    p = th // sh
+                    if p * sh == th and p < P:
+                        for s in range(S):
+                            tw = x_w + pw - s * dw
+                            if tw >= 0:
+                                q = tw // sw
+                                if q * sw == tw and q < Q:
+                                    acc += dy[yb + p * Q + q] * w[(k * R + r) * S + s]
+        dx[i] = acc
+        i += step
+
+
+@jit
+def _dw_bwd_weight(dy, x, dwt, geo, zero):
+    """One block per weight tap (k, r, s): block reduction over (n, p, q)."""
+    N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, unused = geo
+    mult = K // C
+    sm = cuda.shared.array(THREADS, dtype=dwt.dtype)
+    tap = cuda.blockIdx.x
+    k = tap // (R * S)
+    rs = tap - k * R * S
+    r = rs // S
+    s = rs - r * S
+    c = k // mult
+    PQ = P * Q
+    acc = zero
+    for i in range(cuda.threadIdx.x, N * PQ, THREADS):
+        n = i // PQ
+        pq = i - n * PQ
+        p = pq // Q
+        q = pq - p * Q
+        hh = p * sh - ph + r * dh
+        ww = q * sw - pw + s * dw
+        if hh >= 0 and hh < H and ww >= 0 and ww < W:
+            acc += dy[(n * K + k) * PQ + pq] * x[((n * C + c) * H + hh) * W + ww]
+    total = block_sum(sm, acc)
+    if cuda.threadIdx.x == 0:
+        dwt[tap] = total
+
+
+@jit
+def _bias_grad(dy, db, N, K, PQ, zero):
+    """One block per output channel: db[k] = sum over (n, p, q) of dy."""
+    sm = cuda.shared.array(THREADS, dtype=db.dtype)
+    k = cuda.blockIdx.x
+    acc = zero
+    for i in range(cuda.threadIdx.x, N * PQ, THREADS):
+        n = i // PQ
+        acc += dy[(n * K + k) * PQ + (i - n * PQ)]
+    total = block_sum(sm, acc)
+    if cuda.threadIdx.x == 0:
+        db[k] = total
+
+
+# ------------------------------------------------------------------- wrappers
+
+
+def _geo(x_shape, w_shape, P, Q, stride, padding, dilation, groups, has_bias=False):
+    N, Cx, H, W = x_shape
+    K, _, R, S = w_shape
+    return (int(N), int(Cx), int(H), int(W), int(K), int(P), int(Q), int(R), int(S),
+            stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, int(has_bias))
+
+
+def _depthwise(x_shape, groups):
+    return groups > 1 and groups == x_shape[1]
+
+
+def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+    """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/groups, R, S)) + b (K,)."""
+    op = "conv2d_forward"
+    x = C.array(op, "x", x, ndim=4, device=DEVICE)
+    w = C.array(op, "w", w, ndim=4, device=DEVICE)
+    b = C.array(op, "b", b, ndim=1, allow_none=True, device=DEVICE)
+    C.same_dtype(op, x=x, w=w, b=b)
+    C.same_device(op, x=x, w=w, b=b)
+    stride, padding, dilation, groups, (N, K, P, Q) = C.conv2d_geometry(
+        op, x.shape, w.shape, stride, padding, dilation, groups)
+    if b is not None and b.shape[0] != K:
+        raise ValueError(f"{op}: argument 'b' has shape {tuple(b.shape)}; expected ({K},) for w shape {tuple(w.shape)}")
+    L = Launch(x)
+    y = L.empty((N, K, P, Q), x.dtype)
+    if y.size == 0:
+        return y
+    geo = _geo(x.shape, w.shape, P, Q, stride, padding, dilation, groups, b is not None)
+    bb = L.dev(b if b is not None else L.zeros(1, x.dtype))
+    if _depthwise(x.shape, groups):
+        _dw_fwd[blocks(y.size), THREADS, L.stream](L.dev(x), L.dev(w), bb, L.out(y), geo, x.dtype.type(0))
+    else:
+        grid = (cdiv(N * P * Q, BN), cdiv(K // groups, BM), groups)
+        _fwd_gemm[grid, (BT, BT), L.stream](L.dev(x), L.dev(w), bb, L.out(y), geo)
+    return L.done(y)
+
+
+def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
+    """dx of ``x_shape``: the transposed convolution of dy with w."""
+    op = "conv2d_backward_input"
+    dy = C.array(op, "dy", dy, ndim=4, device=DEVICE)
+    w = C.array(op, "w", w, ndim=4, device=DEVICE)
+    C.same_dtype(op, dy=dy, w=w)
+    C.same_device(op, dy=dy, w=w)
+    x_shape = _shape4(op, "x_shape", x_shape)
+    stride, padding, dilation, groups, (N, K, P, Q) = C.conv2d_geometry(
+        op, x_shape, w.shape, stride, padding, dilation, groups)
+    _check_dy(op, dy, (N, K, P, Q))
+    L = Launch(dy)
+    dx = L.empty(x_shape, dy.dtype)
+    if dx.size == 0:
+        return dx
+    geo = _geo(x_shape, w.shape, P, Q, stride, padding, dilation, groups)
+    if _depthwise(x_shape, groups):
+        _dw_bwd_input[blocks(dx.size), THREADS, L.stream](L.dev(dy), L.dev(w), L.out(dx), geo, dy.dtype.type(0))
+    else:
+        Nx, Cx, H, W = x_shape
+        grid = (cdiv(Nx * H * W, BN), cdiv(Cx // groups, BM), groups)
+        _bwd_input_gemm[grid, (BT, BT), L.stream](L.dev(dy), L.dev(w), L.out(dx), geo)
+    return L.done(dx)
+
+
+def _split_k(M, base_blocks):
+    """(chunk, splits) for the backward-weight reduction over M = N*P*Q."""
+    splits = max(1, min(cdiv(TARGET_BLOCKS, base_blocks), cdiv(M, MIN_SPLIT_TILES * TK)))
+    chunk = cdiv(cdiv(M, splits), TK) * TK
+    return chunk, cdiv(M, chunk)
+
+
+def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
+    """dw of ``w_shape``: dy correlated with the input columns, summed over the batch."""
+    op = "conv2d_backward_weight"
+    dy = C.array(op, "dy", dy, ndim=4, device=DEVICE)
+    x = C.array(op, "x", x, ndim=4, device=DEVICE)
+    C.same_dtype(op, dy=dy, x=x)
+    C.same_device(op, dy=dy, x=x)
+    w_shape = _shape4(op, "w_shape", w_shape)
+    stride, padding, dilation, groups, (N, K, P, Q) = C.conv2d_geometry(
+        op, x.shape, w_shape, stride, padding, dilation, groups)
+    _check_dy(op, dy, (N, K, P, Q))
+    L = Launch(x)
+    if N == 0:
+        return L.zeros(w_shape, x.dtype)
+    dwt = L.empty(w_shape, x.dtype)
+    geo = _geo(x.shape, w_shape, P, Q, stride, padding, dilation, groups)
+    zero = x.dtype.type(0)
+    if _depthwise(x.shape, groups):
+        _dw_bwd_weight[dwt.size, THREADS, L.stream](L.dev(dy), L.dev(x), L.out(dwt), geo, zero)
+        return L.done(dwt)
+    _, Cg, R, S = w_shape
+    Kg, CRS, M = K // groups, Cg * R * S, N * P * Q
+    base = cdiv(CRS, BN) * cdiv(Kg, BM) * groups
+    chunk, splits = _split_k(M, base)
+    grid = (cdiv(CRS, BN), cdiv(Kg, BM), groups * splits)
+    if splits == 1:
+        _bwd_weight_gemm[grid, (BT, BT), L.stream](L.dev(dy), L.dev(x), L.out(dwt), geo, chunk, 1)
+        return L.done(dwt)
+    ws = L.empty((splits,) + tuple(w_shape), x.dtype)
+    dws = L.out(ws)
+    _bwd_weight_gemm[grid, (BT, BT), L.stream](L.dev(dy), L.dev(x), dws, geo, chunk, splits)
+    _sum_splits[blocks(dwt.size), THREADS, L.stream](dws, L.out(dwt), splits)
+    return L.done(dwt)
+
+
+def conv2d_backward_bias(dy):
+    """db (K,) = dy summed over N, P, Q (one block per channel, deterministic)."""
+    op = "conv2d_backward_bias"
+    dy = C.array(op, "dy", dy, ndim=4, device=DEVICE)
+    N, K, P, Q = dy.shape
+    L = Launch(dy)
+    db = L.zeros((K,), dy.dtype)
+    if N * P * Q == 0 or K == 0:
+        return db
+    _bias_grad[K, THREADS, L.stream](L.dev(dy), L.out(db), N, K, P * Q, dy.dtype.type(0))
+    return L.done(db)
