@@ -63,14 +63,24 @@ def _fan(tensor, mode):
     return fan_in if mode == "fan_in" else fan_out
 
 
+def _sample_dtype(tensor):
+    return np.float32 if tensor.data.dtype == np.float32 else np.float64
+
+
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     g = generator or _rng
-    return _fill(tensor, g.uniform(a, b, size=tensor.shape))
+    s = g.random(tensor.shape, dtype=_sample_dtype(tensor))  # float32 draws for float32 tensors: big layers fast
+    s *= (b - a)
+    s += a
+    return _fill(tensor, s)
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     g = generator or _rng
-    return _fill(tensor, g.normal(mean, std, size=tensor.shape))
+    s = g.standard_normal(tensor.shape, dtype=_sample_dtype(tensor))
+    s *= std
+    s += mean
+    return _fill(tensor, s)
 
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
