@@ -1,0 +1,218 @@
+"""conv2d on the GPU: implicit GEMM (conv.cu), TF32 tensor cores (conv_tf32.cu,
+opt-in through ``fastconv.config.allow_tf32``) and direct depthwise kernels (conv_dw.cu).
+
+float32 and float64.  Backward-weight is deterministic: the N*P*Q reduction is
+split over blocks into a workspace (bounded by ``config.workspace_bytes``)
+and summed in a fixed order; no float atomics anywhere.
+Extra keyword beyond the contract: ``conv2d_forward(..., activation=None|'relu')``
+fuses a ReLU into the epilogue (the bias is always fused).
+"""
+import cupy
+
+from .. import _checks as C
+from . import _module as M
+
+__all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
+
+_BK = 8
+_CFG_BIG = (128, 128, 8, 8)
+_CFG_SMALL = (64, 64, 4, 4)
+_INT_MAX = 2**31 - 1
+
+
+def _config():
+    from fastconv import config  # lazily: fastconv imports kernels first
+
+    return config
+
+
+def _gemm_name(dtype, cfg, mode):
+    return "conv_gemm<%s,%d,%d,%d,%d,%d>" % ((M.ctype(dtype),) + cfg + (mode,))
+
+
+def kernel_names():
+    """Every (file, name expression, wmma) this module may compile (for the compile test)."""
+    out = []
+    for t in ("float", "double"):
+        cfgs = (_CFG_BIG, _CFG_SMALL) if t == "float" else (_CFG_SMALL,)
+        for cfg in cfgs:
+            for mode in (0, 1, 2):
+                out.append(("conv.cu", "conv_gemm<%s,%d,%d,%d,%d,%d>" % ((t,) + cfg + (mode,)), False))
+        out += [("conv.cu", f"sum_splits<{t}>", False), ("conv.cu", f"bias_grad<{t}>", False)]
+        out += [("conv_dw.cu", f"{k}<{t}>", False) for k in ("dw_fwd", "dw_bwd_input", "dw_bwd_weight")]
+    out.append(("conv_tf32.cu", "conv_fwd_tf32", True))
+    return out
+
+
+def _pick(dtype, m_dim, n_dim, groups):
+    """Tile configuration for a GEMM of m_dim x n_dim per group."""
+    if dtype != cupy.float32 or m_dim <= 64:
+        return _CFG_SMALL
+    blocks = -(-m_dim // 128) * -(-n_dim // 128) * groups
+    return _CFG_BIG if blocks >= M.sm_count() else _CFG_SMALL
+
+
+def _geo_args(x_shape, w_shape, stride, padding, dilation, groups, PQ):
+    N, Cc, H, W = x_shape
+    K, _, R, S = w_shape
+    P, Q = PQ
+    vals = (N, Cc, H, W, K, R, S, P, Q, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1])
+    return tuple(M.i32(v) for v in vals)
+
+
+def _check_int_range(op, *sizes):
+    for s in sizes:
+        if s > _INT_MAX:
+            raise ValueError(f"{op}: problem too large for 32-bit GEMM indices (a GEMM dimension is {s})")
+
+
+def _depthwise(x_shape, w_shape, groups):
+    return groups > 1 and groups == x_shape[1] and w_shape[1] == 1
+
+
+def _activation(op, activation):
+    C.choice(op, "activation", activation, (None, "relu"))
+    return M.i32(1 if activation == "relu" else 0)
+
+
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, activation=None):
+    """y = conv(x, w) + b (optionally ReLU'd); x (N, C, H, W), w (K, C/groups, R, S)."""
+    op = "conv2d_forward"
+    x = C.array(op, "x", x, ndim=4, device="cuda")
+    w = C.array(op, "w", w, ndim=4, device="cuda")
+    b = C.array(op, "b", b, ndim=1, allow_none=True, device="cuda")
+    C.same_dtype(op, x=x, w=w, b=b)
+    stride, padding, dilation, groups, (N, K, P, Q) = C.conv2d_geometry(
+        op, x.shape, w.shape, stride, padding, dilation, groups
+    )
+    if b is not None and b.shape[0] != K:
+        raise ValueError(f"{op}: bias 'b' shape {tuple(b.shape)} does not match K={K} output channels")
+    act = _activation(op, activation)
+    y = cupy.empty((N, K, P, Q), dtype=x.dtype)
+    if N == 0:
+        return y
+    Cc, R, S = x.shape[1], w.shape[2], w.shape[3]
+    geo = _geo_args(x.shape, w.shape, stride, padding, dilation, groups, (P, Q))
+    bias = M.ptr_or_null(b)
+    if _depthwise(x.shape, w.shape, groups):
+        fn = M.function("conv_dw.cu", f"dw_fwd<{M.ctype(x.dtype)}>")
+        M.launch(fn, M.blocks_for(y.size), M.THREADS, (x, w, bias, y) + geo + (act,))
+        return y
+    Kg, CRS, NPQ = K // groups, (Cc // groups) * R * S, N * P * Q
+    _check_int_range(op, NPQ, CRS, x.size // max(N, 1), y.size // max(N, 1))
+    if groups > 65535:
+        raise ValueError(f"{op}: groups={groups} exceeds the grid limit 65535 (non-depthwise)")
+    if x.dtype == cupy.float32 and _config().allow_tf32:
+        fn = M.function("conv_tf32.cu", "conv_fwd_tf32", wmma=True)
+        grid = (-(-NPQ // 128), -(-Kg // 128), groups)
+        M.launch(fn, grid, M.THREADS, (w, x, bias, y) + geo + (M.i32(groups), act))
+        return y
+    cfg = _pick(x.dtype, Kg, NPQ, groups)
+    fn = M.function("conv.cu", _gemm_name(x.dtype, cfg, 0))
+    grid = (-(-NPQ // cfg[1]), -(-Kg // cfg[0]), groups)
+    M.launch(fn, grid, M.THREADS, (w, x, bias, y) + geo + (M.i32(groups), M.i32(0), act))
+    return y
+
+
+def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
+    """dx (x_shape) = transposed convolution of dy with w (gather: no atomics)."""
+    op = "conv2d_backward_input"
+    dy = C.array(op, "dy", dy, ndim=4, device="cuda")
+    w = C.array(op, "w", w, ndim=4, device="cuda")
+    C.same_dtype(op, dy=dy, w=w)
+    x_shape = _shape4(op, "x_shape", x_shape)
+    stride, padding, dilation, groups, out_shape = C.conv2d_geometry(
+        op, x_shape, w.shape, stride, padding, dilation, groups
+    )
+    _check_dy(op, dy, out_shape)
+    dx = cupy.empty(x_shape, dtype=dy.dtype)
+    N, Cc, H, W = x_shape
+    if N == 0:
+        return dx
+    P, Q = out_shape[2], out_shape[3]
+    geo = _geo_args(x_shape, w.shape, stride, padding, dilation, groups, (P, Q))
+    if _depthwise(x_shape, w.shape, groups):
+        fn = M.function("conv_dw.cu", f"dw_bwd_input<{M.ctype(dy.dtype)}>")
+        M.launch(fn, M.blocks_for(dx.size), M.THREADS, (dy, w, dx) + geo)
+        return dx
+    Cg, KRS, NHW = Cc // groups, (w.shape[0] // groups) * w.shape[2] * w.shape[3], N * H * W
+    _check_int_range(op, NHW, KRS, dx.size // N, dy.size // N)
+    if groups > 65535:
+        raise ValueError(f"{op}: groups={groups} exceeds the grid limit 65535 (non-depthwise)")
+    cfg = _pick(dy.dtype, Cg, NHW, groups)
+    fn = M.function("conv.cu", _gemm_name(dy.dtype, cfg, 1))
+    grid = (-(-NHW // cfg[1]), -(-Cg // cfg[0]), groups)
+    M.launch(fn, grid, M.THREADS, (w, dy, M.ptr_or_null(None), dx) + geo + (M.i32(groups), M.i32(0), M.i32(0)))
+    return dx
+
+
+def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
+    """dw (w_shape) = correlation of x with dy, reduced over N, P, Q in a fixed order."""
+    op = "conv2d_backward_weight"
+    dy = C.array(op, "dy", dy, ndim=4, device="cuda")
+    x = C.array(op, "x", x, ndim=4, device="cuda")
+    C.same_dtype(op, dy=dy, x=x)
+    w_shape = _shape4(op, "w_shape", w_shape)
+    stride, padding, dilation, groups, out_shape = C.conv2d_geometry(
+        op, x.shape, w_shape, stride, padding, dilation, groups
+    )
+    _check_dy(op, dy, out_shape)
+    N = x.shape[0]
+    if N == 0:
+        return cupy.zeros(w_shape, dtype=x.dtype)
+    dw = cupy.empty(w_shape, dtype=x.dtype)
+    P, Q = out_shape[2], out_shape[3]
+    geo = _geo_args(x.shape, w_shape, stride, padding, dilation, groups, (P, Q))
+    if _depthwise(x.shape, w_shape, groups):
+        fn = M.function("conv_dw.cu", f"dw_bwd_weight<{M.ctype(x.dtype)}>")
+        M.launch(fn, dw.size, 256, (dy, x, dw) + geo)
+        return dw
+    K = w_shape[0]
+    Kg, CRS, NPQ = K // groups, w_shape[1] * w_shape[2] * w_shape[3], N * P * Q
+    _check_int_range(op, NPQ, CRS, x.size // N, dy.size // N)
+    cfg = _pick(x.dtype, Kg, CRS, groups)
+    base = -(-Kg // cfg[0]) * -(-CRS // cfg[1]) * groups
+    splits = max(1, min(-(-2 * M.sm_count() // base), -(-NPQ // (32 * _BK)), 65535 // groups))
+    per_split = K * CRS * x.dtype.itemsize
+    splits = max(1, min(splits, _config().workspace_bytes // max(per_split, 1)))
+    ksplit = -(-NPQ // splits)
+    ksplit = -(-ksplit // _BK) * _BK
+    splits = -(-NPQ // ksplit)
+    if groups * splits > 65535:
+        raise ValueError(f"{op}: groups={groups} exceeds the grid limit 65535 (non-depthwise)")
+    fn = M.function("conv.cu", _gemm_name(x.dtype, cfg, 2))
+    grid = (-(-CRS // cfg[1]), -(-Kg // cfg[0]), groups * splits)
+    target = dw if splits == 1 else cupy.empty((splits,) + tuple(w_shape), dtype=x.dtype)
+    M.launch(fn, grid, M.THREADS, (dy, x, M.ptr_or_null(None), target) + geo + (M.i32(groups), M.i32(ksplit), M.i32(0)))
+    if splits > 1:
+        fn = M.function("conv.cu", f"sum_splits<{M.ctype(x.dtype)}>")
+        M.launch(fn, M.blocks_for(dw.size), M.THREADS, (target, dw, M.i64(dw.size), M.i32(splits)))
+    return dw
+
+
+def conv2d_backward_bias(dy):
+    """db (K,) = dy summed over N, P, Q (one block per channel, fixed order)."""
+    op = "conv2d_backward_bias"
+    dy = C.array(op, "dy", dy, ndim=4, device="cuda")
+    N, K = dy.shape[0], dy.shape[1]
+    if N == 0 or dy.size == 0:
+        return cupy.zeros((K,), dtype=dy.dtype)
+    db = cupy.empty((K,), dtype=dy.dtype)
+    fn = M.function("conv.cu", f"bias_grad<{M.ctype(dy.dtype)}>")
+    M.launch(fn, K, 256, (dy, db, M.i32(N), M.i32(K), M.i64(dy.shape[2] * dy.shape[3])))
+    return db
+
+
+def _shape4(op, name, shape):
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{op}: argument '{name}' must be a tuple of 4 ints, got {shape!r}") from None
+    if len(shape) != 4 or min(shape) < 0:
+        raise ValueError(f"{op}: argument '{name}' must be 4 non-negative ints, got {shape!r}")
+    return shape
+
+
+def _check_dy(op, dy, out_shape):
+    if tuple(dy.shape) != tuple(out_shape):
+        raise ValueError(f"{op}: 'dy' shape {tuple(dy.shape)} does not match the convolution output {tuple(out_shape)}")

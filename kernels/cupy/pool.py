@@ -1,0 +1,189 @@
+"""Pooling on the GPU (pool.cu): one pass per output, gather-form backward
+(deterministic: each input pixel sums the windows that used it, in order).
+
+max_pool2d_backward expects the argmax produced by max_pool2d_forward (every
+index inside its own window); out-of-window indices receive no gradient.
+"""
+import cupy
+
+from .. import _checks as C
+from . import _module as M
+
+__all__ = [
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward",
+    "adaptive_avg_pool2d_backward",
+]
+
+
+def kernel_names():
+    names = ("maxpool_fwd", "maxpool_bwd", "maxpool_bwd_planes", "maxpool_bwd_atomic", "avgpool_fwd", "avgpool_bwd", "adaptive_avg_fwd", "adaptive_avg_bwd")
+    return [("pool.cu", f"{n}<{t}>", False) for t in ("float", "double") for n in names]
+
+
+def _fn(name, dtype):
+    return M.function("pool.cu", f"{name}<{M.ctype(dtype)}>")
+
+
+def _x_shape(op, shape):
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{op}: argument 'x_shape' must be a tuple of 4 ints, got {shape!r}") from None
+    if len(shape) != 4:
+        raise ValueError(f"{op}: argument 'x_shape' must have 4 entries (N, C, H, W), got {shape!r}")
+    return tuple(C.integer(op, "x_shape", v, minimum=0) for v in shape)
+
+
+def _check_dy(op, dy, expected):
+    if tuple(dy.shape) != tuple(expected):
+        raise ValueError(f"{op}: argument 'dy' has shape {tuple(dy.shape)}; this geometry gives {tuple(expected)}")
+
+
+def _i32s(*vals):
+    return tuple(M.i32(v) for v in vals)
+
+
+def _launch(name, dtype, total, args):
+    if total > 0:
+        M.launch(_fn(name, dtype), M.blocks_for(total), M.THREADS, args)
+
+
+# ---------------------------------------------------------------- max pooling
+
+def _max_geometry(op, x_shape, kernel_size, stride, padding, dilation, ceil_mode):
+    return C.pool2d_geometry(op, x_shape, kernel_size, stride, padding, dilation, bool(ceil_mode))
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
+    """(y, argmax int64 flat h*W + w); first maximum wins, NaN wins (like PyTorch)."""
+    op = "max_pool2d_forward"
+    x = C.array(op, "x", x, ndim=4, device="cuda")
+    k, s, p, d, (P, Q) = _max_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    N, Cc, H, W = x.shape
+    y = cupy.empty((N, Cc, P, Q), dtype=x.dtype)
+    arg = cupy.empty((N, Cc, P, Q), dtype=cupy.int64)
+    geo = _i32s(N * Cc, H, W, P, Q, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
+    _launch("maxpool_fwd", x.dtype, y.size, (x, y, arg) + geo)
+    return y, arg
+
+
+def max_pool2d_backward(dy, argmax, x_shape, kernel_size=None, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, deterministic=None):
+    """dx: dy summed into the argmax positions.
+
+    The contract passes only (dy, argmax, x_shape).  Given the forward's window
+    geometry as extra keywords (``kernel_size``, ``stride``, ...), each input
+    pixel gathers from the windows that can contain it (fast, deterministic).
+    Without it: one thread per (n, c) plane scatters its outputs in order
+    (deterministic, no atomics), or -- when ``deterministic`` is False (default:
+    ``fastconv.config.deterministic``) -- one thread per output with atomicAdd.
+    """
+    op = "max_pool2d_backward"
+    dy = C.array(op, "dy", dy, ndim=4, device="cuda")
+    argmax = C.array(op, "argmax", argmax, ndim=4, dtypes=C.INDEX_DTYPES, device="cuda")
+    C.same_shape(op, "dy", dy, "argmax", argmax)
+    N, Cc, H, W = _x_shape(op, x_shape)
+    if tuple(dy.shape[:2]) != (N, Cc):
+        raise ValueError(f"{op}: argument 'dy' has shape {tuple(dy.shape)}; expected (N, C) = {(N, Cc)} from x_shape")
+    P, Q = dy.shape[2], dy.shape[3]
+    if kernel_size is not None:
+        k, s, p, d, out_hw = _max_geometry(op, (N, Cc, H, W), kernel_size, stride, padding, dilation, ceil_mode)
+        _check_dy(op, dy, (N, Cc) + tuple(out_hw))
+    if argmax.dtype != cupy.int64:
+        argmax = argmax.astype(cupy.int64)
+    if kernel_size is not None:
+        dx = cupy.empty((N, Cc, H, W), dtype=dy.dtype)
+        geo = _i32s(N * Cc, H, W, P, Q, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
+        _launch("maxpool_bwd", dy.dtype, dx.size, (dy, argmax, dx) + geo)
+        return dx
+    if deterministic is None:
+        from fastconv import config
+
+        deterministic = config.deterministic
+    dx = cupy.zeros((N, Cc, H, W), dtype=dy.dtype)
+    if deterministic:
+        _launch("maxpool_bwd_planes", dy.dtype, N * Cc, (dy, argmax, dx) + _i32s(N * Cc, H * W, P * Q))
+    else:
+        _launch("maxpool_bwd_atomic", dy.dtype, dy.size, (dy, argmax, dx) + _i32s(N * Cc, H * W, P * Q))
+    return dx
+
+
+# ------------------------------------------------------------ average pooling
+
+def _avg_geometry(op, x_shape, kernel_size, stride, padding, ceil_mode):
+    k, s, p, _, out_hw = C.pool2d_geometry(op, x_shape, kernel_size, stride, padding, 1, bool(ceil_mode))
+    return k, s, p, out_hw
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_include_pad):
+    """y: window means with PyTorch's divisor (padded window, or in-plane taps only)."""
+    op = "avg_pool2d_forward"
+    x = C.array(op, "x", x, ndim=4, device="cuda")
+    k, s, p, (P, Q) = _avg_geometry(op, x.shape, kernel_size, stride, padding, ceil_mode)
+    N, Cc, H, W = x.shape
+    y = cupy.empty((N, Cc, P, Q), dtype=x.dtype)
+    geo = _i32s(N * Cc, H, W, P, Q, k[0], k[1], s[0], s[1], p[0], p[1], 1 if count_include_pad else 0)
+    _launch("avgpool_fwd", x.dtype, y.size, (x, y) + geo)
+    return y
+
+
+def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad):
+    """dx: each input pixel gathers dy / divisor from the windows containing it."""
+    op = "avg_pool2d_backward"
+    dy = C.array(op, "dy", dy, ndim=4, device="cuda")
+    N, Cc, H, W = _x_shape(op, x_shape)
+    k, s, p, (P, Q) = _avg_geometry(op, (N, Cc, H, W), kernel_size, stride, padding, ceil_mode)
+    _check_dy(op, dy, (N, Cc, P, Q))
+    dx = cupy.empty((N, Cc, H, W), dtype=dy.dtype)
+    geo = _i32s(N * Cc, H, W, P, Q, k[0], k[1], s[0], s[1], p[0], p[1], 1 if count_include_pad else 0)
+    _launch("avgpool_bwd", dy.dtype, dx.size, (dy, dx) + geo)
+    return dx
+
+
+# --------------------------------------------------- adaptive average pooling
+
+def _adaptive_size(op, output_size, x_shape):
+    if output_size is None or isinstance(output_size, int) or hasattr(output_size, "__index__"):
+        output_size = (output_size, output_size)
+    try:
+        output_size = tuple(output_size)
+    except TypeError:
+        raise TypeError(f"{op}: argument 'output_size' must be an int or a pair, got {output_size!r}") from None
+    if len(output_size) != 2:
+        raise ValueError(f"{op}: argument 'output_size' must have 2 values, got {output_size!r}")
+    return tuple(x_shape[2 + i] if v is None else C.integer(op, "output_size", v, minimum=1)
+                 for i, v in enumerate(output_size))
+
+
+def adaptive_avg_pool2d_forward(x, output_size):
+    """y (N, C, oh, ow): means over bins [floor(i*H/oh), ceil((i+1)*H/oh))."""
+    op = "adaptive_avg_pool2d_forward"
+    x = C.array(op, "x", x, ndim=4, device="cuda")
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{op}: input plane must be non-empty, got x shape {tuple(x.shape)}")
+    oh, ow = _adaptive_size(op, output_size, x.shape)
+    N, Cc, H, W = x.shape
+    y = cupy.empty((N, Cc, oh, ow), dtype=x.dtype)
+    _launch("adaptive_avg_fwd", x.dtype, y.size, (x, y) + _i32s(N * Cc, H, W, oh, ow))
+    return y
+
+
+def adaptive_avg_pool2d_backward(dy, x_shape):
+    """dx: each input pixel gathers dy / bin size from the bins containing it."""
+    op = "adaptive_avg_pool2d_backward"
+    dy = C.array(op, "dy", dy, ndim=4, device="cuda")
+    N, Cc, H, W = _x_shape(op, x_shape)
+    if H < 1 or W < 1:
+        raise ValueError(f"{op}: input plane must be non-empty, got x_shape {(N, Cc, H, W)}")
+    if tuple(dy.shape[:2]) != (N, Cc):
+        raise ValueError(f"{op}: argument 'dy' has shape {tuple(dy.shape)}; expected (N, C) = {(N, Cc)} from x_shape")
+    oh, ow = dy.shape[2], dy.shape[3]
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{op}: argument 'dy' has an empty output plane: shape {tuple(dy.shape)}")
+    dx = cupy.empty((N, Cc, H, W), dtype=dy.dtype)
+    _launch("adaptive_avg_bwd", dy.dtype, dx.size, (dy, dx) + _i32s(N * Cc, H, W, oh, ow))
+    return dx
