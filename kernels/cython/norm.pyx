@@ -1,0 +1,221 @@
+# cython: language_level=3
+"""Batch normalization on the CPU.
+
+One OpenMP task per channel: the statistics pass and the normalize pass run
+back to back over that channel's N planes, so the second pass reads from
+cache (a 56x56x8 channel is 100 KB) and each element crosses DRAM about
+once in and once out.  Statistics accumulate in double, shifted by the
+channel's first element, so E[x^2] - E[x]^2 does not cancel catastrophically.
+"""
+import numpy as np
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.math cimport sqrt
+
+from .. import _checks as C
+from ..reference.norm import _channel_vec
+from ._threads import num_threads
+
+__all__ = ["batch_norm_forward", "batch_norm_backward"]
+
+ctypedef fused real:
+    float
+    double
+
+
+cdef void _bn_stats(const real* x, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t S, double* mean, double* var,
+                    int nt) noexcept nogil:
+    cdef Py_ssize_t c, n, i
+    cdef const real* p
+    cdef double shift, s1, s2, d, M = <double>N * S
+    for c in prange(Cn, num_threads=nt, schedule="dynamic"):
+        shift = x[c * S]
+        s1 = 0
+        s2 = 0
+        for n in range(N):
+            p = x + (n * Cn + c) * S
+            for i in range(S):
+                d = p[i] - shift
+                s1 = s1 + d
+                s2 = s2 + d * d
+        mean[c] = shift + s1 / M
+        var[c] = s2 / M - (s1 / M) * (s1 / M)
+        if var[c] < 0:
+            var[c] = 0
+
+
+cdef void _bn_apply(const real* x, real* y, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t S, const real* scale,
+                    const real* shift, int nt) noexcept nogil:
+    cdef Py_ssize_t c, n, i
+    cdef const real* p
+    cdef real* q
+    cdef real a, b
+    for c in prange(Cn, num_threads=nt, schedule="static"):
+        a = scale[c]
+        b = shift[c]
+        for n in range(N):
+            p = x + (n * Cn + c) * S
+            q = y + (n * Cn + c) * S
+            for i in range(S):
+                q[i] = p[i] * a + b
+
+
+cdef void _bn_bwd(const real* dy, const real* x, real* dx, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t S,
+                  const real* mean, const real* invstd, const real* gamma, bint has_gamma, bint training,
+                  double* dgamma, double* dbeta, int nt) noexcept nogil:
+    cdef Py_ssize_t c, n, i
+    cdef const real* pd
+    cdef const real* px
+    cdef real* q
+    cdef double sdy, sdyx, mu, inv, g, M = <double>N * S
+    cdef real k1, k2, k3
+    for c in prange(Cn, num_threads=nt, schedule="dynamic"):
+        mu = mean[c]
+        inv = invstd[c]
+        g = gamma[c] if has_gamma else 1.0
+        sdy = 0
+        sdyx = 0
+        for n in range(N):
+            pd = dy + (n * Cn + c) * S
+            px = x + (n * Cn + c) * S
+            for i in range(S):
+                sdy = sdy + pd[i]
+                sdyx = sdyx + pd[i] * (px[i] - mu)
+        dbeta[c] = sdy
+        dgamma[c] = sdyx * inv
+        # dx = g*inv*(dy - mean(dy) - xhat*mean(dy*xhat)) in training; g*inv*dy in eval
+        k1 = <real>(g * inv)
+        if training:
+            k2 = <real>(g * inv * inv * inv * sdyx / M)
+            k3 = <real>(g * inv * (mu * inv * inv * sdyx / M - sdy / M))
+        else:
+            k2 = 0
+            k3 = 0
+        for n in range(N):
+            pd = dy + (n * Cn + c) * S
+            px = x + (n * Cn + c) * S
+            q = dx + (n * Cn + c) * S
+            for i in range(S):
+                q[i] = k1 * pd[i] - k2 * px[i] + k3
+
+
+def _dims(x):
+    N, Cn = x.shape[0], x.shape[1]
+    S = x.size // (N * Cn) if N * Cn else 0
+    return N, Cn, S
+
+
+def batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    """(y, save_mean, save_invstd) for x (N, C) or (N, C, ...); see the reference for semantics."""
+    op = "batch_norm_forward"
+    x = C.array(op, "x", x, min_ndim=2, device="cpu")
+    Cn = x.shape[1]
+    gamma = _channel_vec(op, "gamma", gamma, Cn, x)
+    beta = _channel_vec(op, "beta", beta, Cn, x)
+    for name, r in (("running_mean", running_mean), ("running_var", running_var)):
+        if r is not None:
+            C.inplace(op, name, r)
+            _channel_vec(op, name, r, Cn, x)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"{op}: argument 'training' must be a bool, got {training!r}")
+    momentum = C.number(op, "momentum", momentum, minimum=0.0, maximum=1.0)
+    eps = C.number(op, "eps", eps, minimum=0.0)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: pass both 'running_mean' and 'running_var' or neither")
+    N, _, S = _dims(x)
+    count = N * S
+    dt = x.dtype
+    if training:
+        if count == 1:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, got 'x' shape {tuple(x.shape)}")
+        if count == 0:
+            nan = np.full(Cn, np.nan, dtype=dt)
+            return np.empty_like(x), nan, nan.copy()
+        mean64 = np.empty(Cn, np.float64)
+        var64 = np.empty(Cn, np.float64)
+        _stats(x, N, Cn, S, mean64, var64)
+        invstd = (1.0 / np.sqrt(var64 + eps)).astype(dt)
+        mean = mean64.astype(dt)
+        if running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += (momentum * mean64).astype(running_mean.dtype)
+            running_var *= 1 - momentum
+            running_var += (momentum * var64 * (count / (count - 1))).astype(running_var.dtype)
+    else:
+        if running_mean is None:
+            raise ValueError(f"{op}: 'running_mean' and 'running_var' are required when training=False")
+        mean = running_mean.astype(dt, copy=True)
+        invstd = (1.0 / np.sqrt(running_var.astype(np.float64) + eps)).astype(dt)
+    scale = invstd if gamma is None else (invstd * gamma).astype(dt)
+    shift = -mean * scale if beta is None else (beta - mean * scale).astype(dt)
+    y = np.empty_like(x)
+    if x.size:
+        _apply(x, y, N, Cn, S, np.ascontiguousarray(scale), np.ascontiguousarray(shift))
+    return y, mean, invstd
+
+
+def _stats(cnp.ndarray x, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t S, double[::1] mean, double[::1] var):
+    cdef int nt = num_threads(Cn * N * S, 32768)
+    nt = min(nt, Cn)
+    if x.dtype == np.float32:
+        with nogil:
+            _bn_stats[float](<float*>cnp.PyArray_DATA(x), N, Cn, S, &mean[0], &var[0], nt)
+    else:
+        with nogil:
+            _bn_stats[double](<double*>cnp.PyArray_DATA(x), N, Cn, S, &mean[0], &var[0], nt)
+
+
+def _apply(cnp.ndarray x, cnp.ndarray y, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t S, cnp.ndarray scale,
+           cnp.ndarray shift):
+    cdef int nt = max(1, min(num_threads(Cn * N * S, 32768), Cn))
+    if x.dtype == np.float32:
+        with nogil:
+            _bn_apply[float](<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(y), N, Cn, S,
+                             <float*>cnp.PyArray_DATA(scale), <float*>cnp.PyArray_DATA(shift), nt)
+    else:
+        with nogil:
+            _bn_apply[double](<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(y), N, Cn, S,
+                              <double*>cnp.PyArray_DATA(scale), <double*>cnp.PyArray_DATA(shift), nt)
+
+
+def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training):
+    """(dx, dgamma, dbeta); dgamma and dbeta are None when gamma is None."""
+    op = "batch_norm_backward"
+    x = C.array(op, "x", x, min_ndim=2, device="cpu")
+    dy = C.array(op, "dy", dy, min_ndim=2, device="cpu")
+    C.same_shape(op, "dy", dy, "x", x)
+    C.same_dtype(op, dy=dy, x=x)
+    Cn = x.shape[1]
+    gamma = _channel_vec(op, "gamma", gamma, Cn, x)
+    save_mean = _channel_vec(op, "save_mean", save_mean, Cn, x, allow_none=False)
+    save_invstd = _channel_vec(op, "save_invstd", save_invstd, Cn, x, allow_none=False)
+    N, _, S = _dims(x)
+    dt = x.dtype
+    dx = np.empty_like(x)
+    dgamma = np.zeros(Cn, np.float64)
+    dbeta = np.zeros(Cn, np.float64)
+    if x.size:
+        g = gamma if gamma is not None else np.ones(Cn, dt)
+        _bwd(dy, x, dx, N, Cn, S, np.ascontiguousarray(save_mean, dtype=dt),
+             np.ascontiguousarray(save_invstd, dtype=dt), np.ascontiguousarray(g, dtype=dt), gamma is not None,
+             bool(training), dgamma, dbeta)
+    if gamma is None:
+        return dx, None, None
+    return dx, dgamma.astype(dt), dbeta.astype(dt)
+
+
+def _bwd(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t S,
+         cnp.ndarray mean, cnp.ndarray invstd, cnp.ndarray gamma, bint has_gamma, bint training,
+         double[::1] dgamma, double[::1] dbeta):
+    cdef int nt = max(1, min(num_threads(Cn * N * S, 32768), Cn))
+    if x.dtype == np.float32:
+        with nogil:
+            _bn_bwd[float](<float*>cnp.PyArray_DATA(dy), <float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(dx),
+                           N, Cn, S, <float*>cnp.PyArray_DATA(mean), <float*>cnp.PyArray_DATA(invstd),
+                           <float*>cnp.PyArray_DATA(gamma), has_gamma, training, &dgamma[0], &dbeta[0], nt)
+    else:
+        with nogil:
+            _bn_bwd[double](<double*>cnp.PyArray_DATA(dy), <double*>cnp.PyArray_DATA(x),
+                            <double*>cnp.PyArray_DATA(dx), N, Cn, S, <double*>cnp.PyArray_DATA(mean),
+                            <double*>cnp.PyArray_DATA(invstd), <double*>cnp.PyArray_DATA(gamma), has_gamma,
+                            training, &dgamma[0], &dbeta[0], nt)
