@@ -84,7 +84,7 @@ def max_pool2d_backward(dy, argmax, x_shape):
         raise ValueError(f"{op}: argument 'dy' has shape {tuple(dy.shape)}; expected (N, C) = {(N, Cc)} from x_shape")
     xp = xp_of(dy)
     HW = H * W
-    am = argmax.reshape(N * Cc, -1).astype(xp.int64, copy=False)
+    am = argmax.reshape(N * Cc, dy.shape[2] * dy.shape[3]).astype(xp.int64, copy=False)
     flat = (xp.arange(N * Cc, dtype=xp.int64)[:, None] * HW + am).ravel()
     g = dy.ravel()
     valid = (am >= 0).ravel() & (am < HW).ravel()
