@@ -204,3 +204,15 @@ def test_functional_matches_torch(dtype, rng):
         assert y.dtype == dtype and t.grad.dtype == dtype
         np.testing.assert_allclose(y.numpy(), ty, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(t.grad, tdx, rtol=1e-4, atol=1e-5)
+
+
+def test_relu6_boundaries_like_torch():
+    x = np.array([0.0, 6.0, np.nan, -1.0, 7.0, 3.0, -0.0])
+    t = fc.Tensor(x.copy(), requires_grad=True)
+    y = F.relu6(t)
+    y.backward(np.ones_like(x))
+    ty, tdx = torch_pair(TF.relu6, x, np.ones_like(x))
+    np.testing.assert_array_equal(y.numpy(), ty)
+    np.testing.assert_array_equal(t.grad, tdx)
+    with pytest.raises(TypeError, match="relu6.*int64"):
+        F.relu6(fc.Tensor(np.arange(3)))

@@ -322,3 +322,39 @@ def test_gradcheck(rng):
     t4 = rng.integers(0, 3, (2, 2, 2))
     assert gradcheck(lambda a: F.cross_entropy(a, t4, reduction="none"), [x4])
     assert gradcheck(lambda a: F.nll_loss(a, t4, weight=w), [x4])
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", [(4, 3), (2, 3, 2), (3,)])
+def test_functional_cross_entropy_probability_targets(reduction, shape, rng):
+    x = rng.standard_normal(shape)
+    p = rng.uniform(0, 1, shape)
+    p /= p.sum(axis=1 if len(shape) > 1 else 0, keepdims=True)
+    w = rng.uniform(0.5, 2, 3)
+    xt = _t(x.copy())
+    loss = F.cross_entropy(xt, p, weight=w, reduction=reduction, label_smoothing=0.1)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    tl = TF.cross_entropy(tx, torch.from_numpy(p), weight=torch.from_numpy(w), reduction=reduction,
+                          label_smoothing=0.1)
+    dl = rng.standard_normal(tl.shape)
+    loss.backward(dl)
+    tl.backward(torch.from_numpy(dl))
+    np.testing.assert_allclose(loss.numpy(), tl.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(xt.grad, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="ignore_index is not supported"):
+        F.cross_entropy(_t(x), p, ignore_index=0)
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        F.cross_entropy(_t(x), p.astype(np.float32))
+
+
+def test_functional_cross_entropy_int32_and_uint8_targets(rng):
+    x = rng.standard_normal((5, 4))
+    t = rng.integers(0, 4, 5)
+    ref = F.cross_entropy(_t(x), t).numpy()
+    for dt in (np.int32, np.uint8, np.int16):
+        np.testing.assert_allclose(F.cross_entropy(_t(x), t.astype(dt)).numpy(), ref, rtol=1e-15)
+    lg = rng.standard_normal((6, 8))[:, ::2]  # non-contiguous logits are copied by the kernel
+    tt = np.arange(12)[::2] % 4
+    loss, _ = R.softmax_cross_entropy_forward(lg, tt, None, 0.0, "none", -100)
+    loss2, _ = R.softmax_cross_entropy_forward(np.ascontiguousarray(lg), np.ascontiguousarray(tt), None, 0.0, "none", -100)
+    np.testing.assert_array_equal(loss, loss2)

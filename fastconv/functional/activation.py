@@ -1,5 +1,5 @@
 """Activation ops (forward and backward side by side)."""
-from ..tensor import Function
+from ..tensor import Function, Tensor
 from ._base import KernelFunction, prepare, tensor_arg
 
 __all__ = ["relu", "relu6", "leaky_relu", "prelu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax"]
@@ -23,8 +23,18 @@ def relu(x, inplace=False, backend=None):
 
 
 def relu6(x, inplace=False):
-    """min(max(x, 0), 6), composed from clamp (gradient 0 outside [0, 6])."""
-    return tensor_arg("x", x, "relu6").clamp(0.0, 6.0)
+    """min(max(x, 0), 6), composed from ``where``; like PyTorch, the gradient is 0 at
+    x <= 0 and x >= 6 and passes through NaN."""
+    from ..ops import where
+
+    x = tensor_arg("x", x, "relu6")
+    d = x.data
+    if d.dtype.kind != "f":
+        raise TypeError(f"relu6: argument 'x' has dtype {d.dtype}; expected float32 or float64")
+    xp = x.xp
+    outside = (d <= 0) | (d >= 6)
+    edge = Tensor(xp.where(d <= 0, xp.zeros((), d.dtype), xp.full((), 6, d.dtype)))
+    return where(~outside, x, edge)
 
 
 class LeakyReLU(KernelFunction, Function):

@@ -30,6 +30,7 @@ def _flatten_classes(op, input, target):
         raise ValueError(f"{op}: 'input' must have a class dimension, got a 0-d tensor")
     if target.dtype.kind not in _INT_KINDS:
         raise TypeError(f"{op}: 'target' must hold integer class indices, got dtype {target.dtype}")
+    target = target.astype(np.int64, copy=False)
     if input.ndim == 1:  # unbatched (C,) with a 0-d target
         if target.ndim != 0:
             raise ValueError(f"{op}: unbatched 'input' shape {input.shape} needs a 0-d 'target', got shape {tuple(target.shape)}")
@@ -61,16 +62,53 @@ class CrossEntropy(KernelFunction, Function):
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
                   backend=None):
-    """Softmax cross-entropy from logits (N, C) or (N, C, d1, ...) and integer class targets."""
+    """Softmax cross-entropy from logits (N, C) or (N, C, d1, ...).
+
+    ``target`` holds integer class indices (N,) / (N, d1, ...) -- the fused kernel path,
+    with weights, ignore_index and label smoothing exactly as PyTorch -- or, like
+    PyTorch, class probabilities of input's own shape and dtype.
+    """
     op = "cross_entropy"
     input = tensor_arg("input", input, op)
     target = _const(op, "target", target)
     weight = _const(op, "weight", weight)
+    if target.dtype.kind == "f" and tuple(target.shape) == input.shape and input.ndim >= 1:
+        return _soft_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
     flat, t, shape = _flatten_classes(op, input, target)
     loss = CrossEntropy.apply(flat, t, weight, label_smoothing, reduction, ignore_index, backend=backend)
     if reduction == "none" and tuple(loss.shape) != shape:
         loss = loss.reshape(shape)
     return loss
+
+
+def _soft_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing):
+    """Class-probability targets of input's shape (PyTorch's second form), composed from log_softmax."""
+    from .activation import log_softmax
+
+    op = "cross_entropy"
+    if ignore_index != -100:
+        raise ValueError(f"{op}: ignore_index is not supported for class-probability (float) targets")
+    if target.dtype != input.dtype:
+        raise TypeError(f"{op}: mixed dtypes (input={input.dtype}, target={target.dtype}); all must be the same")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing <= 1:
+        raise ValueError(f"{op}: argument 'label_smoothing' must be in [0, 1], got {label_smoothing!r}")
+    cdim = 1 if input.ndim > 1 else 0
+    K = input.shape[cdim]
+    dt = input.dtype.type
+    if label_smoothing > 0:
+        target = target * dt(1 - label_smoothing) + dt(label_smoothing / K)
+    if weight is not None:
+        if tuple(weight.shape) != (K,):
+            raise ValueError(f"{op}: 'weight' shape {tuple(weight.shape)} does not match {K} classes")
+        target = target * weight.reshape((K,) + (1,) * (input.ndim - cdim - 1))
+    loss = -(log_softmax(input, dim=cdim) * Tensor(target)).sum(axis=cdim)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.mean() if loss.ndim else loss
+    raise ValueError(f"{op}: argument 'reduction' must be one of ('mean', 'sum', 'none'), got {reduction!r}")
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
