@@ -75,7 +75,7 @@ def inplace(op, name, a, like=None):
         raise TypeError(f"{op}: argument '{name}' has dtype {a.dtype}; expected float32 or float64")
     if not a.flags.c_contiguous:
         raise ValueError(f"{op}: argument '{name}' is updated in place and must be C-contiguous (got strides {a.strides})")
-    if not a.flags.writeable:
+    if not getattr(a.flags, "writeable", True):  # CuPy flags have no "writeable"
         raise ValueError(f"{op}: argument '{name}' is updated in place but is read-only")
     if like is not None:
         same_shape(op, name, a, "param", like)
