@@ -96,6 +96,7 @@ def test_flat_packs_params_and_makes_one_call_per_group(rng):
         opt = optim.SGD(groups, lr=0.1, momentum=0.9, flat=True, backend="counting")
         base = ps[0].data.base
         assert base is not None and ps[1].data.base is base  # views into one buffer
+        assert ps[1]._flat[0] is base and ps[1]._flat[1] == 12
         for p in ps:
             p.grad = np.ones(p.shape)
         opt.step()
@@ -112,6 +113,9 @@ def test_flat_packs_params_and_makes_one_call_per_group(rng):
         calls.clear()
         opt.step()
         assert calls == [(17,), (6,)] and ps[0].data.base is base
+        ps[0].grad = np.ones((3, 4), np.float32)
+        with pytest.raises(TypeError, match="gradient of parameter 0 has dtype float32"):
+            opt.step()
     finally:
         dispatch.unregister_backend("counting")
 

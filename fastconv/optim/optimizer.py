@@ -5,7 +5,8 @@ call, resolved through ``fastconv.dispatch`` on the parameter's device, over
 either one parameter or a whole flat buffer.  No array math happens here.
 
 Flat mode (``flat=True``): each parameter group is packed into one contiguous
-buffer and every parameter's ``.data`` is rebound to a view of it; state
+buffer and every parameter's ``.data`` is rebound to a view of it (and
+``param._flat = (buffer, offset)`` records where); state
 buffers are flat too, and each parameter's state entries are views of them, so
 ``optimizer.state[p]`` looks exactly as in per-tensor mode.  A step gathers the
 gradients into one flat gradient buffer and makes ONE kernel call per group.
@@ -204,9 +205,10 @@ class _FlatGroup:
         self.data = xp.empty(off, dtype=dtype)
         self.grad = xp.empty(off, dtype=dtype)
         self.views = [self._view(self.data, i) for i in range(len(params))]
-        for p, v in zip(params, self.views):
+        for p, v, (off, _) in zip(params, self.views, self.slots):
             v[...] = p.data
             p.data = v
+            p._flat = (self.data, off)  # the flat-parameter convention: (buffer, offset)
         self.state = {}  # name -> flat array, or a scalar (e.g. 'step') shared by all params
         self.state_views = {}  # name -> per-param views of state[name]
 
@@ -255,8 +257,15 @@ class _FlatGroup:
         return True
 
     def gather_grads(self):
-        for p, (off, n) in zip(self.params, self.slots):
-            self.grad[off:off + n] = p.grad.reshape(-1)
+        for i, (p, (off, n)) in enumerate(zip(self.params, self.slots)):
+            g = p.grad
+            if tuple(g.shape) != p.shape:  # the same errors the per-tensor kernels raise
+                raise ValueError(f"flat optimizer: gradient of parameter {i} has shape {tuple(g.shape)}, "
+                                 f"the parameter {p.shape}")
+            if g.dtype != p.dtype:
+                raise TypeError(f"flat optimizer: gradient of parameter {i} has dtype {g.dtype}, "
+                                f"the parameter {p.dtype}")
+            self.grad[off:off + n] = g.reshape(-1)
 
     def publish(self, states):
         """Give every parameter views of new flat state and the shared scalars."""
