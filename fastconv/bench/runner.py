@@ -1,0 +1,308 @@
+"""The benchmark loop: op x direction x case x backend -> one result record.
+
+For every record: resolve the kernel (missing -> status 'n/a'), run it once
+and compare with the float64 NumPy reference on the same inputs (this call
+also absorbs JIT compilation); a relative error over the op's tolerance, a
+NaN, a wrong shape or an exception is reported as 'fail'/'error' and never
+timed.  Validated kernels are then timed (synchronised; CUDA events on the
+GPU) and compared with PyTorch timed in the same run.
+"""
+import datetime
+import gc
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import dispatch
+from . import peak as peak_mod
+from . import torch_ref
+from .cases import load_cases
+from .machine import machine_info
+from .specs import SPECS, KernelMissing
+from .timing import Budget, make_timer, measure
+
+SCHEMA_VERSION = 1
+RECORD_KEYS = (
+    "op", "direction", "case", "set", "backend", "device", "dtype", "status", "message",
+    "rel_err", "tol", "median_ms", "q25_ms", "q75_ms", "iqr_ms", "min_ms", "repeats",
+    "flops", "bytes", "gflops", "gbps", "bound", "peak_fraction",
+    "torch_ms", "torch_variant", "torch_variants", "speedup_vs_torch", "params",
+)
+STATUSES = ("ok", "fail", "error", "n/a", "no-ref", "skipped")
+
+
+@dataclass
+class Config:
+    device: str = "cpu"
+    ops: list = None
+    backends: list = None
+    shapes: list = None
+    quick: bool = False
+    dtype: str = "float32"
+    torch: bool = True
+    seed: int = 0
+    budget: Budget = None
+    progress: object = None  # callable(str) for progress lines, or None
+    extra: dict = field(default_factory=dict)
+
+
+def default_backends(device):
+    return [n for n, (_, devs) in dispatch.BACKENDS.items() if device in devs and n != "reference"]
+
+
+def kernel_getter(backend, device):
+    """get(name) -> kernel of ``backend`` for ``device``; raises KernelMissing."""
+    def get(name):
+        try:
+            return dispatch.resolve(name, device, backend)[1]
+        except dispatch.BackendUnavailable as exc:
+            raise KernelMissing(str(exc)) from None
+    return get
+
+
+def convert(data, dtype, device):
+    """Fresh copies of the case inputs: floats cast to ``dtype``, moved to ``device``."""
+    out = {}
+    for k, v in data.items():
+        if v is None:
+            out[k] = None
+            continue
+        a = v.astype(dtype) if v.dtype.kind == "f" else v.copy()
+        if device == "cuda":
+            import cupy
+
+            a = cupy.asarray(a)
+        out[k] = a
+    return out
+
+
+def _host64(a):
+    if a is None:
+        return None
+    if hasattr(a, "get") and type(a).__module__.split(".")[0] == "cupy":
+        a = a.get()
+    return np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind in "fiub" else np.asarray(a)
+
+
+def rel_err(outs, refs):
+    """max over outputs of ||out - ref|| / ||ref||; (inf, why) on NaN, shape or arity mismatch."""
+    outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+    if len(outs) != len(refs):
+        return float("inf"), f"returned {len(outs)} outputs, reference {len(refs)}"
+    worst = 0.0
+    for i, (o, r) in enumerate(zip(outs, refs)):
+        if r is None:
+            if o is not None:
+                return float("inf"), f"output {i}: expected None"
+            continue
+        if o is None:
+            return float("inf"), f"output {i}: got None"
+        o = _host64(o)
+        if o.shape != r.shape:
+            return float("inf"), f"output {i}: shape {o.shape}, reference {r.shape}"
+        if not np.all(np.isfinite(o)) and np.all(np.isfinite(r)):
+            return float("inf"), f"output {i}: non-finite values"
+        denom = np.linalg.norm(r.ravel())
+        diff = np.linalg.norm((o - r).ravel())
+        e = float(diff / denom) if denom > 0 else float(diff)
+        worst = max(worst, e)
+    return worst, ""
+
+
+def reference_outputs(spec, direction, data, p):
+    """Float64 outputs of the NumPy reference (KernelMissing if it lacks the op)."""
+    get = kernel_getter("reference", "cpu")
+    run, extract = spec.bind(get, direction, convert(data, np.float64, "cpu"), p)
+    return tuple(None if o is None else _host64(o).copy() for o in extract(run()))
+
+
+def _record(case, direction, backend, cfg, spec, **kw):
+    r = dict.fromkeys(RECORD_KEYS)
+    r.update(op=case.op, direction=direction, case=case.name, set=case.set, backend=backend, device=cfg.device,
+             dtype=cfg.dtype, tol=spec.tol, bound=spec.bound, params=dict(case.params), message="")
+    r.update(kw)
+    return r
+
+
+def _sync(device):
+    if device == "cuda":
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+
+
+def run_one(spec, case, direction, backend, data, ref, cfg, timer, budget):
+    """One record for (case, direction, backend); ``ref`` is a callable giving the reference outputs."""
+    rec = _record(case, direction, backend, cfg, spec)
+    get = kernel_getter(backend, cfg.device)
+    try:
+        for name in spec.kernels.get(direction, ()):
+            get(name)
+    except KernelMissing as exc:
+        rec.update(status="n/a", message=str(exc))
+        return rec
+    try:
+        refs = ref()
+    except KernelMissing as exc:
+        rec.update(status="no-ref", message=f"reference lacks the op, not validated: {exc}")
+        return rec
+    try:
+        run, extract = spec.bind(get, direction, convert(data, cfg.dtype, cfg.device), case.params)
+        t0 = time.perf_counter()
+        out = extract(run())  # validation call: also JIT warm-up
+        _sync(cfg.device)
+        t_call = time.perf_counter() - t0
+        err, why = rel_err(out, refs)
+        del out
+    except KernelMissing as exc:
+        rec.update(status="n/a", message=str(exc))
+        return rec
+    except Exception as exc:
+        rec.update(status="error", message=f"{type(exc).__name__}: {exc}"[:300])
+        return rec
+    rec["rel_err"] = err
+    if not err <= spec.tol:
+        rec.update(status="fail", message=why or f"relative error {err:.3g} > tolerance {spec.tol:g}")
+        return rec
+    try:
+        st = measure(run, timer, budget.for_slow_call(t_call))
+    except Exception as exc:
+        rec.update(status="error", message=f"while timing: {type(exc).__name__}: {exc}"[:300])
+        return rec
+    rec.update(status="ok", **st.as_dict())
+    return rec
+
+
+def time_torch(spec, case, direction, data, cfg, budget):
+    """{variant: median ms} for PyTorch's version, measured now; {} without torch."""
+    if not cfg.torch:
+        return {}
+    out = {}
+    for variant, build in torch_ref.builders(case.op, direction, data, case.params, cfg.dtype, cfg.device).items():
+        try:
+            fn = build()
+            if fn is None:
+                continue
+            timer = make_timer(cfg.device, "torch")
+            t0 = time.perf_counter()
+            fn()  # warm-up (cuDNN autotune, lazy state)
+            timer.sync()
+            out[variant] = measure(fn, timer, budget.for_slow_call(time.perf_counter() - t0)).median_ms
+        except Exception as exc:  # e.g. a fused optimizer this torch build lacks
+            out[variant] = f"{type(exc).__name__}: {exc}"[:160]
+        finally:
+            fn = None
+            gc.collect()
+    return out
+
+
+def _derive(rec, peak):
+    flops, nbytes = rec["flops"], rec["bytes"]
+    if rec["status"] != "ok":
+        return
+    sec = rec["median_ms"] / 1e3
+    rec["gflops"] = flops / sec / 1e9 if flops else None
+    rec["gbps"] = nbytes / sec / 1e9 if nbytes else None
+    if rec["bound"] == "flops" and rec["gflops"] and peak.get("sgemm_gflops"):
+        rec["peak_fraction"] = rec["gflops"] / peak["sgemm_gflops"]
+    elif rec["bound"] == "bytes" and rec["gbps"] and peak.get("copy_gbps"):
+        rec["peak_fraction"] = rec["gbps"] / peak["copy_gbps"]
+    tv = {k: v for k, v in (rec["torch_variants"] or {}).items() if isinstance(v, float)}
+    if tv:
+        best = min(tv, key=tv.get)
+        rec["torch_ms"], rec["torch_variant"] = tv[best], best
+        rec["speedup_vs_torch"] = tv[best] / rec["median_ms"]
+
+
+def run(cfg):
+    """Run the benchmark; return the report dict (see report.py for its outputs)."""
+    say = cfg.progress or (lambda s: None)
+    t_start = time.perf_counter()
+    budget = cfg.budget or (Budget.quick() if cfg.quick else Budget())
+    cases = load_cases(cfg.device, cfg.shapes, cfg.ops, cfg.quick)
+    backends = list(cfg.backends) if cfg.backends else default_backends(cfg.device)
+    unavailable = {}
+    for b in list(backends):
+        ok, why = dispatch.available(b) if b in dispatch.BACKENDS else (False, f"unknown backend {b!r}")
+        if ok and b in dispatch.BACKENDS and cfg.device not in dispatch.BACKENDS[b][1]:
+            ok, why = False, f"backend {b!r} does not serve {cfg.device}"
+        if ok and cfg.device == "cuda" and b != "reference":
+            ok, why = dispatch.gpu_status()[0], dispatch.gpu_status()[1]
+        if not ok:
+            unavailable[b] = why
+            backends.remove(b)
+    from ..config import get_num_threads
+
+    if cfg.torch and torch_ref.available():
+        torch_ref.set_threads(get_num_threads())
+    say(f"measuring {cfg.device} peak (SGEMM, copy bandwidth)...")
+    peak = peak_mod.measure(cfg.device, quick=cfg.quick)
+    timer = make_timer(cfg.device)
+    itemsize = np.dtype(cfg.dtype).itemsize
+    results = []
+    for ci, case in enumerate(cases):
+        spec = SPECS.get(case.op)
+        if spec is None:
+            results.append(dict(dict.fromkeys(RECORD_KEYS), op=case.op, case=case.name, set=case.set,
+                                status="error", message=f"unknown op {case.op!r}; known: {sorted(SPECS)}"))
+            continue
+        rng = np.random.default_rng(cfg.seed)
+        try:
+            data = spec.make(case.params, rng)
+        except Exception as exc:
+            for b in backends:
+                results.append(_record(case, spec.directions[0], b, cfg, spec, status="error",
+                                       message=f"building inputs: {type(exc).__name__}: {exc}"))
+            continue
+        for d in spec.directions:
+            if budget.deadline_s is not None and time.perf_counter() - t_start > budget.deadline_s:
+                for b in backends:
+                    results.append(_record(case, d, b, cfg, spec, status="skipped",
+                                           message=f"run time budget of {budget.deadline_s:g} s spent"))
+                continue
+            cache = {}
+
+            def ref(d=d, cache=cache):
+                if "v" not in cache:
+                    try:
+                        cache["v"] = reference_outputs(spec, d, data, case.params)
+                    except KernelMissing as exc:
+                        cache["v"] = exc
+                if isinstance(cache["v"], Exception):
+                    raise cache["v"]
+                return cache["v"]
+            recs = [run_one(spec, case, d, b, data, ref, cfg, timer, budget) for b in backends]
+            cache.clear()
+            tv = time_torch(spec, case, d, data, cfg, budget) if any(r["status"] == "ok" for r in recs) else {}
+            flops, nbytes = spec.work(case.params, d, itemsize)
+            for r in recs:
+                r.update(flops=flops, bytes=nbytes, torch_variants=tv or None)
+                _derive(r, peak)
+                results.append(r)
+                say(f"[{ci + 1}/{len(cases)}] {case.op}.{d} {case.name} {r['backend']}: {r['status']}"
+                    + (f" {r['median_ms']:.3f} ms" if r["status"] == "ok" else ""))
+        del data
+        gc.collect()
+        if cfg.device == "cuda":
+            try:
+                import cupy
+
+                cupy.get_default_memory_pool().free_all_blocks()
+            except Exception:
+                pass
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "fastconv bench",
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine_info(cfg.device),
+        "peak": peak,
+        "config": {"device": cfg.device, "ops": cfg.ops, "backends": backends, "shapes": cfg.shapes,
+                   "quick": cfg.quick, "dtype": cfg.dtype, "torch": bool(cfg.torch and torch_ref.available()),
+                   "seed": cfg.seed, "budget": budget.__dict__.copy(), "timer": timer.name,
+                   "argv": list(sys.argv)},
+        "backends_unavailable": unavailable,
+        "elapsed_s": round(time.perf_counter() - t_start, 2),
+        "results": results,
+    }
