@@ -22,7 +22,7 @@ relative error (||out - ref|| / ||ref||) of about 1e-7..1e-6 on the tests.
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange, parallel, threadid
-from libc.string cimport memset
+from libc.string cimport memset, memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from .. import _checks as CK
@@ -66,151 +66,175 @@ cdef inline void _qrange(const Geo* g, int s, int* qa, int* qb, int* off) noexce
 
 
 # ---------------------------------------------------------------- im2col / col2im
-cdef void _im2col_row(const real* x, real* col, const Geo* g, int row, int p0, int p1) noexcept nogil:
-    """One row (c, r, s) of the im2col matrix for output rows [p0, p1) of one group."""
-    cdef int rs = g.R * g.S
-    cdef int c = row // rs, r = (row % rs) // g.S, s = row % g.S
-    cdef int qa, qb, off, p, q, ih
-    cdef int ncols = (p1 - p0) * g.Q
-    cdef real* dst = col + <Py_ssize_t>row * ncols
+cdef void _im2col(const real* x, real* col, const Geo* g, int c0, int c1, int p0, int p1) noexcept nogil:
+    """Rows (c, r, s), c in [c0, c1), of the im2col matrix of one group, output rows [p0, p1)."""
+    cdef int row, c, r, s, qa, qb, off, p, q, ih
+    cdef real* dst = col
     cdef const real* src
-    _qrange(g, s, &qa, &qb, &off)
-    for p in range(p0, p1):
-        ih = p * g.sh - g.ph + r * g.dh
-        if ih < 0 or ih >= g.H:
-            memset(dst, 0, g.Q * sizeof(real))
-        else:
-            src = x + (<Py_ssize_t>c * g.H + ih) * g.W + off
-            for q in range(qa):
-                dst[q] = 0
-            if g.sw == 1:
-                for q in range(qa, qb):
-                    dst[q] = src[q]
-            else:
-                for q in range(qa, qb):
-                    dst[q] = src[q * g.sw]
-            for q in range(qb, g.Q):
-                dst[q] = 0
-        dst += g.Q
-
-
-cdef void _im2col(const real* x, real* col, const Geo* g, int p0, int p1, int nt) noexcept nogil:
-    cdef int row, nrows = g.Cg * g.R * g.S
-    for row in prange(nrows, num_threads=nt, schedule="static"):
-        _im2col_row(x, col, g, row, p0, p1)
-
-
-cdef void _col2im_chan(const real* col, real* dx, const Geo* g, int c, int p0, int p1) noexcept nogil:
-    """dx[c] += the (c, :, :) rows of a column matrix for output rows [p0, p1)."""
-    cdef int r, s, p, q, ih, qa, qb, off
-    cdef int ncols = (p1 - p0) * g.Q
-    cdef const real* src
-    cdef real* dst
-    for r in range(g.R):
-        for s in range(g.S):
-            _qrange(g, s, &qa, &qb, &off)
-            src = col + <Py_ssize_t>((c * g.R + r) * g.S + s) * ncols
-            for p in range(p0, p1):
-                ih = p * g.sh - g.ph + r * g.dh
-                if 0 <= ih < g.H:
-                    dst = dx + (<Py_ssize_t>c * g.H + ih) * g.W + off
-                    if g.sw == 1:
-                        for q in range(qa, qb):
-                            dst[q] += src[q]
+    for c in range(c0, c1):
+        for r in range(g.R):
+            for s in range(g.S):
+                _qrange(g, s, &qa, &qb, &off)
+                for p in range(p0, p1):
+                    ih = p * g.sh - g.ph + r * g.dh
+                    if ih < 0 or ih >= g.H:
+                        memset(dst, 0, g.Q * sizeof(real))
                     else:
-                        for q in range(qa, qb):
-                            dst[q * g.sw] += src[q]
-                src += g.Q
+                        src = x + (<Py_ssize_t>c * g.H + ih) * g.W + off
+                        for q in range(qa):
+                            dst[q] = 0
+                        if g.sw == 1:
+                            memcpy(dst + qa, src + qa, (qb - qa) * sizeof(real))
+                        else:
+                            for q in range(qa, qb):
+                                dst[q] = src[q * g.sw]
+                        for q in range(qb, g.Q):
+                            dst[q] = 0
+                    dst += g.Q
 
 
-cdef void _col2im(const real* col, real* dx, const Geo* g, int p0, int p1, int nt) noexcept nogil:
-    cdef int c
-    for c in prange(g.Cg, num_threads=nt, schedule="static"):
-        _col2im_chan(col, dx, g, c, p0, p1)
+cdef void _col2im(const real* col, real* dx, const Geo* g, int c0, int c1, int p0, int p1) noexcept nogil:
+    """dx[c] += rows (c, :, :), c in [c0, c1), of a column matrix for output rows [p0, p1)."""
+    cdef int c, r, s, p, q, ih, qa, qb, off
+    cdef const real* src = col
+    cdef real* dst
+    for c in range(c0, c1):
+        for r in range(g.R):
+            for s in range(g.S):
+                _qrange(g, s, &qa, &qb, &off)
+                for p in range(p0, p1):
+                    ih = p * g.sh - g.ph + r * g.dh
+                    if 0 <= ih < g.H:
+                        dst = dx + (<Py_ssize_t>c * g.H + ih) * g.W + off
+                        if g.sw == 1:
+                            for q in range(qa, qb):
+                                dst[q] += src[q]
+                        else:
+                            for q in range(qa, qb):
+                                dst[q * g.sw] += src[q]
+                    src += g.Q
 
 
 # ---------------------------------------------------------------- GEMM paths
-cdef void _fwd_gemm(const real* x, const real* w, real* y, real* col, const Geo* g,
-                    int rows, bint pointwise, int nt) noexcept nogil:
-    cdef int n, gi, p0, p1, ncols
-    cdef int crs = g.Cg * g.R * g.S, pq = g.P * g.Q, hw = g.H * g.W
-    cdef const real* xg
-    cdef real* wg
-    cdef real* yg
-    for n in range(g.N):
-        for gi in range(g.groups):
-            xg = x + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw
-            wg = <real*>w + <Py_ssize_t>gi * g.Kg * crs
-            yg = y + (<Py_ssize_t>n * g.K + gi * g.Kg) * pq
-            if pointwise:
-                _gemm(c'N', c'N', pq, g.Kg, g.Cg, <real>1, <real*>xg, hw, wg, g.Cg, <real>0, yg, pq)
-                continue
-            p0 = 0
-            while p0 < g.P:
-                p1 = min(g.P, p0 + rows)
-                ncols = (p1 - p0) * g.Q
-                _im2col(xg, col, g, p0, p1, nt)
-                _gemm(c'N', c'N', ncols, g.Kg, crs, <real>1, col, ncols, wg, crs, <real>0, yg + p0 * g.Q, pq)
-                p0 = p1
+# Work is split into independent items (image, group, chunk); OpenMP threads take
+# items and each makes single-threaded BLAS calls on its own workspace slice
+# (OpenBLAS is held at one thread meanwhile, see _BlasSerial), so the OpenMP
+# and OpenBLAS thread pools never compete for the cores.
+cdef inline void _split(int total, int nchunk, int ch, int* a, int* b) noexcept nogil:
+    cdef int size = (total + nchunk - 1) // nchunk
+    a[0] = min(total, ch * size)
+    b[0] = min(total, a[0] + size)
 
 
-cdef void _bwd_input_gemm(const real* dy, const real* w, real* dx, real* col, const Geo* g,
-                          int rows, bint pointwise, int nt) noexcept nogil:
-    cdef int n, gi, p0, p1, ncols
-    cdef int crs = g.Cg * g.R * g.S, pq = g.P * g.Q, hw = g.H * g.W
-    cdef real* dyg
-    cdef real* wg
-    cdef real* dxg
-    for n in range(g.N):
-        for gi in range(g.groups):
-            dyg = <real*>dy + (<Py_ssize_t>n * g.K + gi * g.Kg) * pq
-            wg = <real*>w + <Py_ssize_t>gi * g.Kg * crs
-            dxg = dx + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw
-            if pointwise:
-                _gemm(c'N', c'T', hw, g.Cg, g.Kg, <real>1, dyg, pq, wg, crs, <real>0, dxg, hw)
-                continue
-            p0 = 0
-            while p0 < g.P:
-                p1 = min(g.P, p0 + rows)
-                ncols = (p1 - p0) * g.Q
-                _gemm(c'N', c'T', ncols, crs, g.Kg, <real>1, dyg + p0 * g.Q, pq, wg, crs, <real>0, col, ncols)
-                _col2im(col, dxg, g, p0, p1, nt)
-                p0 = p1
-
-
-cdef void _bwd_weight_gemm(const real* dy, const real* x, real* dw, real* col, const Geo* g,
-                           int rows, bint pointwise, int nt) noexcept nogil:
-    cdef int n, gi, p0, p1, ncols
-    cdef int crs = g.Cg * g.R * g.S, pq = g.P * g.Q, hw = g.H * g.W
-    cdef real* dyg
-    cdef const real* xg
-    cdef real* dwg
-    for n in range(g.N):
-        for gi in range(g.groups):
-            dyg = <real*>dy + (<Py_ssize_t>n * g.K + gi * g.Kg) * pq
-            xg = x + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw
-            dwg = dw + <Py_ssize_t>gi * g.Kg * crs
-            if pointwise:
-                _gemm(c'T', c'N', g.Cg, g.Kg, hw, <real>1, <real*>xg, hw, dyg, pq, <real>1, dwg, crs)
-                continue
-            p0 = 0
-            while p0 < g.P:
-                p1 = min(g.P, p0 + rows)
-                ncols = (p1 - p0) * g.Q
-                _im2col(xg, col, g, p0, p1, nt)
-                _gemm(c'T', c'N', crs, g.Kg, ncols, <real>1, col, ncols, dyg + p0 * g.Q, pq, <real>1, dwg, crs)
-                p0 = p1
-
-
-cdef void _add_bias(real* y, const real* b, const Geo* g, int nt) noexcept nogil:
-    cdef Py_ssize_t nk, i, pq = g.P * g.Q
+cdef void _bias_rows(real* yg, const real* bg, int Kg, Py_ssize_t pq, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    cdef int k
+    cdef Py_ssize_t i
     cdef real bv
-    cdef real* yp
-    for nk in prange(<Py_ssize_t>g.N * g.K, num_threads=nt, schedule="static"):
-        bv = b[nk % g.K]
-        yp = y + nk * pq
-        for i in range(pq):
-            yp[i] = yp[i] + bv
+    cdef real* yr
+    for k in range(Kg):
+        bv = bg[k]
+        yr = yg + k * pq
+        for i in range(a, b):
+            yr[i] = yr[i] + bv
+
+
+cdef void _fwd_item(const real* x, const real* w, const real* b, real* y, real* col, const Geo* g,
+                    int it, int nchunk, int rows, bint pointwise) noexcept nogil:
+    cdef int ng = it // nchunk, ch = it % nchunk
+    cdef int n = ng // g.groups, gi = ng % g.groups
+    cdef int crs = g.Cg * g.R * g.S, pq = g.P * g.Q, hw = g.H * g.W
+    cdef int a, e, p0, p1, ncols
+    cdef real* xg = <real*>x + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw
+    cdef real* wg = <real*>w + <Py_ssize_t>gi * g.Kg * crs
+    cdef real* yg = y + (<Py_ssize_t>n * g.K + gi * g.Kg) * pq
+    if pointwise:
+        _split(hw, nchunk, ch, &a, &e)
+        if e > a:
+            _gemm(c'N', c'N', e - a, g.Kg, g.Cg, <real>1, xg + a, hw, wg, g.Cg, <real>0, yg + a, pq)
+            if b != NULL:
+                _bias_rows(yg, b + gi * g.Kg, g.Kg, pq, a, e)
+        return
+    _split(g.P, nchunk, ch, &a, &e)
+    p0 = a
+    while p0 < e:
+        p1 = min(e, p0 + rows)
+        ncols = (p1 - p0) * g.Q
+        _im2col(xg, col, g, 0, g.Cg, p0, p1)
+        _gemm(c'N', c'N', ncols, g.Kg, crs, <real>1, col, ncols, wg, crs, <real>0, yg + p0 * g.Q, pq)
+        if b != NULL:
+            _bias_rows(yg, b + gi * g.Kg, g.Kg, pq, p0 * g.Q, p1 * g.Q)
+        p0 = p1
+
+
+cdef void _bwd_input_item(const real* dy, const real* w, real* dx, real* col, const Geo* g,
+                          int it, int nchunk, int rows, bint pointwise) noexcept nogil:
+    """Chunks split the channels (so col2im of different chunks never overlap)."""
+    cdef int ng = it // nchunk, ch = it % nchunk
+    cdef int n = ng // g.groups, gi = ng % g.groups
+    cdef int rs = g.R * g.S, crs = g.Cg * g.R * g.S, pq = g.P * g.Q, hw = g.H * g.W
+    cdef int c0, c1, p0, p1, ncols
+    cdef real* dyg = <real*>dy + (<Py_ssize_t>n * g.K + gi * g.Kg) * pq
+    cdef real* wg = <real*>w + <Py_ssize_t>gi * g.Kg * crs
+    cdef real* dxg = dx + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw
+    if pointwise:  # chunks split the pixels
+        _split(hw, nchunk, ch, &c0, &c1)
+        if c1 > c0:
+            _gemm(c'N', c'T', c1 - c0, g.Cg, g.Kg, <real>1, dyg + c0, pq, wg, crs, <real>0, dxg + c0, hw)
+        return
+    _split(g.Cg, nchunk, ch, &c0, &c1)
+    if c1 <= c0:
+        return
+    p0 = 0
+    while p0 < g.P:
+        p1 = min(g.P, p0 + rows)
+        ncols = (p1 - p0) * g.Q
+        _gemm(c'N', c'T', ncols, (c1 - c0) * rs, g.Kg, <real>1, dyg + p0 * g.Q, pq,
+              wg + c0 * rs, crs, <real>0, col, ncols)
+        _col2im(col, dxg, g, c0, c1, p0, p1)
+        p0 = p1
+
+
+cdef void _bwd_weight_item(const real* dy, const real* x, real* dw, real* col, const Geo* g,
+                           int it, int nchunk, int rows, bint pointwise) noexcept nogil:
+    """Accumulates (beta = 1) into dw, this thread's private copy."""
+    cdef int ng = it // nchunk, ch = it % nchunk
+    cdef int n = ng // g.groups, gi = ng % g.groups
+    cdef int crs = g.Cg * g.R * g.S, pq = g.P * g.Q, hw = g.H * g.W
+    cdef int a, e, p0, p1, ncols
+    cdef real* dyg = <real*>dy + (<Py_ssize_t>n * g.K + gi * g.Kg) * pq
+    cdef real* xg = <real*>x + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw
+    cdef real* dwg = dw + <Py_ssize_t>gi * g.Kg * crs
+    if pointwise:
+        _split(hw, nchunk, ch, &a, &e)
+        if e > a:
+            _gemm(c'T', c'N', g.Cg, g.Kg, e - a, <real>1, xg + a, hw, dyg + a, pq, <real>1, dwg, crs)
+        return
+    _split(g.P, nchunk, ch, &a, &e)
+    p0 = a
+    while p0 < e:
+        p1 = min(e, p0 + rows)
+        ncols = (p1 - p0) * g.Q
+        _im2col(xg, col, g, 0, g.Cg, p0, p1)
+        _gemm(c'T', c'N', crs, g.Kg, ncols, <real>1, col, ncols, dyg + p0 * g.Q, pq, <real>1, dwg, crs)
+        p0 = p1
+
+
+cdef void _run_gemm(int which, const real* a, const real* b, const real* bias, real* out, real* work,
+                    Py_ssize_t work_stride, const Geo* g, int nchunk, int rows, bint pointwise,
+                    int nt) noexcept nogil:
+    """which: 0 forward (a=x, b=w), 1 backward-input (a=dy, b=w), 2 backward-weight
+    (a=dy, b=x; ``out`` holds nt private dw copies, ``work_stride`` apart... see caller)."""
+    cdef int it, tid = 0, nitems = g.N * g.groups * nchunk
+    cdef Py_ssize_t dwsize = <Py_ssize_t>g.K * g.Cg * g.R * g.S
+    with parallel(num_threads=nt):
+        tid = threadid()
+        for it in prange(nitems, schedule="dynamic"):
+            if which == 0:
+                _fwd_item(a, b, bias, out, work + tid * work_stride, g, it, nchunk, rows, pointwise)
+            elif which == 1:
+                _bwd_input_item(a, b, out, work + tid * work_stride, g, it, nchunk, rows, pointwise)
+            else:
+                _bwd_weight_item(a, b, out + tid * dwsize, work + tid * work_stride, g, it, nchunk, rows, pointwise)
 
 
 # ---------------------------------------------------------------- direct loops
@@ -400,13 +424,77 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
     return (stride, padding, dilation, groups, out), algo
 
 
-def _rows(geo_args, w_shape, itemsize):
+class _BlasSerial:
+    """Hold SciPy's OpenBLAS at one thread while OpenMP threads call it (restored after)."""
+    _lib = False
+
+    def __enter__(self):
+        if _BlasSerial._lib is False:
+            _BlasSerial._lib = None
+            try:
+                import scipy.linalg  # noqa: F401  (loads the library cython_blas uses)
+                from threadpoolctl import ThreadpoolController
+                for lib in ThreadpoolController().lib_controllers:
+                    if lib.internal_api == "openblas" and "scipy.libs" in lib.filepath:
+                        _BlasSerial._lib = lib
+            except Exception:  # threadpoolctl missing: BLAS may oversubscribe, results stay right
+                pass
+        lib = _BlasSerial._lib
+        self.prev = None
+        if lib is not None:
+            self.prev = lib.get_num_threads()
+            if self.prev != 1:
+                lib.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.prev is not None and self.prev != 1:
+            _BlasSerial._lib.set_num_threads(self.prev)
+
+
+COL_TARGET_BYTES = 4 << 20  # im2col block per thread (stays near the caches; GEMMs stay wide)
+
+
+def _plan(which, Geo g, int nt, int itemsize, bint pointwise):
+    """(nchunk, rows, work_stride): chunks per (image, group) and rows per im2col block."""
     from fastconv import config
-    K, Cg, R, S = w_shape
-    Q = geo_args[4][3]
-    P = geo_args[4][2]
-    budget = max(1, int(config.workspace_bytes) // itemsize)
-    return max(1, min(P, budget // max(1, Cg * R * S * Q)))
+    base = g.N * g.groups
+    nchunk = 1 if base >= 4 * nt else -(-4 * nt // base)
+    cap = g.H * g.W if pointwise else (g.Cg if which == 1 else g.P)
+    nchunk = max(1, min(nchunk, cap))
+    if pointwise:
+        return nchunk, 1, 0
+    rs = g.R * g.S
+    rowsize = (-(-g.Cg // nchunk) if which == 1 else g.Cg) * rs * g.Q
+    budget = max(1, min(int(config.workspace_bytes) // nt, COL_TARGET_BYTES) // itemsize)
+    span = g.P if which == 1 else -(-g.P // nchunk)
+    rows = max(1, min(span, budget // rowsize))
+    return nchunk, rows, rows * rowsize
+
+
+def _gemm_path(int which, a, b, bias, out, Geo g, int nt, bint pointwise):
+    nchunk, rows, stride = _plan(which, g, nt, a.itemsize, pointwise)
+    work = np.empty(max(1, nt * stride), dtype=a.dtype)
+    target = out
+    if which == 2 and nt > 1:
+        target = np.zeros((nt,) + out.shape, dtype=out.dtype)
+    cdef void* pa = _ptr(a)
+    cdef void* pb = _ptr(b)
+    cdef void* pbias = NULL if bias is None else _ptr(bias)
+    cdef void* po = _ptr(target)
+    cdef void* pw = _ptr(work)
+    cdef Py_ssize_t ws = stride
+    cdef int nch = nchunk, nrows = rows
+    cdef bint is32 = a.dtype == np.float32
+    with _BlasSerial():
+        with nogil:
+            if is32:
+                _run_gemm(which, <float*>pa, <float*>pb, <float*>pbias, <float*>po, <float*>pw, ws, &g, nch, nrows, pointwise, nt)
+            else:
+                _run_gemm(which, <double*>pa, <double*>pb, <double*>pbias, <double*>po, <double*>pw, ws, &g, nch, nrows, pointwise, nt)
+    if target is not out:
+        np.sum(target, axis=0, out=out)
+    return out
 
 
 def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto"):
@@ -424,34 +512,19 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto"):
     if y.size == 0:
         return y
     cdef Geo g = _geo(x.shape, w.shape, stride, padding, dilation, groups, out)
-    cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 16)
-    cdef int rows = _rows(geo, w.shape, x.itemsize)
-    cdef bint pw = algo == "1x1"
+    cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 18)
+    if algo != "direct":
+        return _gemm_path(0, x, w, b, y, g, nt, algo == "1x1")
     cdef void* px = _ptr(x)
     cdef void* pwt = _ptr(w)
     cdef void* pb = NULL if b is None else _ptr(b)
     cdef void* py = _ptr(y)
-    cdef void* pc = NULL
     cdef bint is32 = x.dtype == np.float32
-    if algo == "direct":
-        with nogil:
-            if is32:
-                _fwd_direct(<float*>px, <float*>pwt, <float*>pb, <float*>py, &g, nt)
-            else:
-                _fwd_direct(<double*>px, <double*>pwt, <double*>pb, <double*>py, &g, nt)
-        return y
-    if not pw:
-        col = np.empty(g.Cg * g.R * g.S * rows * g.Q, dtype=x.dtype)
-        pc = _ptr(col)
     with nogil:
         if is32:
-            _fwd_gemm(<float*>px, <float*>pwt, <float*>py, <float*>pc, &g, rows, pw, nt)
-            if pb != NULL:
-                _add_bias(<float*>py, <float*>pb, &g, nt)
+            _fwd_direct(<float*>px, <float*>pwt, <float*>pb, <float*>py, &g, nt)
         else:
-            _fwd_gemm(<double*>px, <double*>pwt, <double*>py, <double*>pc, &g, rows, pw, nt)
-            if pb != NULL:
-                _add_bias(<double*>py, <double*>pb, &g, nt)
+            _fwd_direct(<double*>px, <double*>pwt, <double*>pb, <double*>py, &g, nt)
     return y
 
 
@@ -466,33 +539,23 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups, *, 
     stride, padding, dilation, groups, out = geo
     if tuple(dy.shape) != tuple(out):
         raise ValueError(f"{op}: 'dy' shape {tuple(dy.shape)} does not match the output shape {tuple(out)} of x {x_shape} and w {tuple(w.shape)}")
-    dx = np.zeros(x_shape, dtype=dy.dtype)
+    cdef bint pointwise = algo == "1x1"
+    dx = (np.empty if pointwise or algo == "direct" else np.zeros)(x_shape, dtype=dy.dtype)
     if dx.size == 0:
         return dx
     cdef Geo g = _geo(x_shape, w.shape, stride, padding, dilation, groups, out)
-    cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 16)
-    cdef int rows = _rows(geo, w.shape, dy.itemsize)
-    cdef bint pw = algo == "1x1"
+    cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 18)
+    if algo != "direct":
+        return _gemm_path(1, dy, w, None, dx, g, nt, pointwise)
     cdef void* pdy = _ptr(dy)
     cdef void* pwt = _ptr(w)
     cdef void* pdx = _ptr(dx)
-    cdef void* pc = NULL
     cdef bint is32 = dy.dtype == np.float32
-    if algo == "direct":
-        with nogil:
-            if is32:
-                _bwd_input_direct(<float*>pdy, <float*>pwt, <float*>pdx, &g, nt)
-            else:
-                _bwd_input_direct(<double*>pdy, <double*>pwt, <double*>pdx, &g, nt)
-        return dx
-    if not pw:
-        col = np.empty(g.Cg * g.R * g.S * rows * g.Q, dtype=dy.dtype)
-        pc = _ptr(col)
     with nogil:
         if is32:
-            _bwd_input_gemm(<float*>pdy, <float*>pwt, <float*>pdx, <float*>pc, &g, rows, pw, nt)
+            _bwd_input_direct(<float*>pdy, <float*>pwt, <float*>pdx, &g, nt)
         else:
-            _bwd_input_gemm(<double*>pdy, <double*>pwt, <double*>pdx, <double*>pc, &g, rows, pw, nt)
+            _bwd_input_direct(<double*>pdy, <double*>pwt, <double*>pdx, &g, nt)
     return dx
 
 
@@ -511,32 +574,21 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups, *,
     if dy.size == 0:
         return dw
     cdef Geo g = _geo(x.shape, w_shape, stride, padding, dilation, groups, out)
-    cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 16)
-    cdef int rows = _rows(geo, w_shape, dy.itemsize)
-    cdef bint pw = algo == "1x1"
+    cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 18)
+    if algo != "direct":
+        return _gemm_path(2, dy, x, None, dw, g, nt, algo == "1x1")
+    nt = min(nt, g.K * g.Cg)
+    scratch = np.empty(nt * g.R * g.S, dtype=np.float64)
     cdef void* pdy = _ptr(dy)
     cdef void* px = _ptr(x)
     cdef void* pdw = _ptr(dw)
-    cdef void* pc = NULL
+    cdef void* pc = _ptr(scratch)
     cdef bint is32 = dy.dtype == np.float32
-    if algo == "direct":
-        nt = num_threads(g.K * g.Cg, 1) if nt > 1 else 1
-        scratch = np.empty(nt * g.R * g.S, dtype=np.float64)
-        pc = _ptr(scratch)
-        with nogil:
-            if is32:
-                _bwd_weight_direct(<float*>pdy, <float*>px, <float*>pdw, &g, <double*>pc, nt)
-            else:
-                _bwd_weight_direct(<double*>pdy, <double*>px, <double*>pdw, &g, <double*>pc, nt)
-        return dw
-    if not pw:
-        col = np.empty(g.Cg * g.R * g.S * rows * g.Q, dtype=dy.dtype)
-        pc = _ptr(col)
     with nogil:
         if is32:
-            _bwd_weight_gemm(<float*>pdy, <float*>px, <float*>pdw, <float*>pc, &g, rows, pw, nt)
+            _bwd_weight_direct(<float*>pdy, <float*>px, <float*>pdw, &g, <double*>pc, nt)
         else:
-            _bwd_weight_gemm(<double*>pdy, <double*>px, <double*>pdw, <double*>pc, &g, rows, pw, nt)
+            _bwd_weight_direct(<double*>pdy, <double*>px, <double*>pdw, &g, <double*>pc, nt)
     return dw
 
 
