@@ -358,3 +358,14 @@ def test_functional_cross_entropy_int32_and_uint8_targets(rng):
     loss, _ = R.softmax_cross_entropy_forward(lg, tt, None, 0.0, "none", -100)
     loss2, _ = R.softmax_cross_entropy_forward(np.ascontiguousarray(lg), np.ascontiguousarray(tt), None, 0.0, "none", -100)
     np.testing.assert_array_equal(loss, loss2)
+
+
+def test_bce_empty_batch():
+    x = np.zeros((0, 3), np.float32)
+    for red in REDUCTIONS:
+        loss = R.bce_with_logits_forward(x, x, None, np.ones(3, np.float32), red)
+        tl = TF.binary_cross_entropy_with_logits(torch.from_numpy(x), torch.from_numpy(x), reduction=red,
+                                                 pos_weight=torch.ones(3))
+        np.testing.assert_allclose(loss, tl.numpy())  # NaN for mean, 0 for sum, empty for none
+        dl = np.ones((0, 3), np.float32) if red == "none" else np.asarray(1.0, np.float32)
+        assert R.bce_with_logits_backward(dl, x, x, None, None, red).shape == (0, 3)

@@ -80,11 +80,12 @@ class Dropout(KernelFunction, Function):
         return self.k("dropout_backward")(dy, mask), None, None
 
 
-def dropout(input, p=0.5, training=True, inplace=False, seed=None, backend=None):
+def dropout(input, p=0.5, training=True, seed=None, inplace=False, backend=None):
     """Zero each element with probability p and scale the rest by 1/(1-p).
 
     ``seed=None`` draws one from fastconv's global stream (``fastconv.random``);
-    identity when not training or p == 0.
+    identity when not training or p == 0.  ``inplace`` is accepted for torch
+    compatibility and ignored (pass it by keyword: the fourth argument is ``seed``).
     """
     op = "dropout"
     x = tensor_arg("input", input, op)
