@@ -89,10 +89,13 @@ def adagrad_step(param, grad, state_sum, step, lr, lr_decay, weight_decay, eps):
     xp = xp_of(param)
     g = _decayed(grad, param, weight_decay)
     clr = lr / (1 + (step - 1) * lr_decay)
-    state_sum += g * g
-    std = xp.sqrt(state_sum)
+    std = xp.multiply(g, g)
+    state_sum += std
+    xp.sqrt(state_sum, out=std)
     std += eps
-    param += -clr * (g / std)
+    xp.divide(g, std, out=std)
+    std *= -clr
+    param += std
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled):
@@ -119,15 +122,24 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
         g = grad
     else:
         g = _decayed(grad, param, weight_decay)
+    t = xp.empty_like(param)  # two scratch arrays instead of a temporary per operation
     w = 1 - beta1
     if w < 0.5:  # torch.lerp's two-sided formula, for the same rounding
-        exp_avg += w * (g - exp_avg)
+        xp.subtract(g, exp_avg, out=t)
+        t *= w
+        exp_avg += t
     else:
-        exp_avg[...] = g - (g - exp_avg) * (1 - w)
+        xp.subtract(g, exp_avg, out=t)
+        t *= 1 - w
+        xp.subtract(g, t, out=exp_avg)
     exp_avg_sq *= beta2
-    exp_avg_sq += (1 - beta2) * g * g
+    xp.multiply(g, 1 - beta2, out=t)
+    t *= g
+    exp_avg_sq += t
     step_size = lr / (1 - beta1 ** step)
     denom = xp.sqrt(exp_avg_sq)
     denom /= math.sqrt(1 - beta2 ** step)
     denom += eps
-    param += -step_size * (exp_avg / denom)
+    xp.divide(exp_avg, denom, out=t)
+    t *= -step_size
+    param += t
