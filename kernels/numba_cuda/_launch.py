@@ -27,7 +27,7 @@ DEVICE = None if SIM else "cuda"
 # grid-stride kernel gets.  The simulator runs every thread as a Python thread:
 # there it uses small blocks and few of them (which also exercises the
 # grid-stride loops); the 2-D GEMM tiles keep their real shape everywhere.
-THREADS = 32 if SIM else 256
+THREADS = 16 if SIM else 256
 MAX_BLOCKS = 2 if SIM else 65535 * 32
 
 

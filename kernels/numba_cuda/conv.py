@@ -7,7 +7,7 @@ fly from the NCHW / OIHW arrays (no im2col buffer):
     backward_input   dx[c, (n,h,w)]  = sum_(k,r,s)  w[k, c, r, s] * dy[n, k, (h+ph-r*dh)/sh, ...]
     backward_weight  dw[k, (c,r,s)]  = sum_(n,p,q)  dy[k, (n,p,q)] * x_col[(c,r,s), (n,p,q)]
 
-Each block computes a BM x BN = 64 x 64 output tile with 16 x 16 threads, each
+Each block computes a BM x BN = 64 x 64 output tile (8 x 8 in the simulator) with 16 x 16 threads, each
 thread a 4 x 4 register block (rows ty + 16*i, columns tx + 16*j, so stores
 and B-tile reads are coalesced / bank-conflict free).  The reduction runs in
 TK = 16 slices staged in shared memory.  backward_weight splits its long
@@ -25,16 +25,20 @@ from numba import cuda, int64
 
 from .. import _checks as C
 from ..reference.conv import _check_dy, _shape4
-from ._launch import DEVICE, THREADS, Launch, blocks, block_sum, cdiv, jit
+from ._launch import DEVICE, SIM, THREADS, Launch, blocks, block_sum, cdiv, jit
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
 
-BT = 16  # threads per block side
-TM = 4  # register block rows per thread
-TN = 4  # register block columns per thread
+# BT: threads per block side; TM x TN: register block per thread; TK: reduction
+# slice per shared-memory stage.  The simulator runs every thread as a Python
+# thread, so there the same code runs with small tiles (8 x 8, 16 threads);
+# the real configuration is exercised on a GPU (and compiled by the PTX test).
+if SIM:
+    BT, TM, TN, TK = 4, 2, 2, 4
+else:
+    BT, TM, TN, TK = 16, 4, 4, 16
 BM = BT * TM  # tile rows
 BN = BT * TN  # tile columns
-TK = 16  # reduction slice per shared-memory stage
 NT = BT * BT
 APAD = BM + 1  # padded shared rows (bank conflicts on the k-fast stores)
 BPAD = BN + 1
