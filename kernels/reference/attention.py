@@ -19,6 +19,8 @@ exp(scores - lse) from the forward's lse.
 """
 import math
 
+import numpy as np
+
 from .. import _checks as C
 from ._util import xp_of
 
@@ -50,7 +52,7 @@ def _check(op, q, k, v, mask, scale, is_causal):
         if is_causal:
             raise ValueError(f"{op}: an explicit 'mask' must not be given together with is_causal=True")
         try:
-            ok = xp_of(q).broadcast_shapes(mask.shape, scores_shape) == scores_shape
+            ok = np.broadcast_shapes(tuple(mask.shape), scores_shape) == scores_shape
         except ValueError:
             ok = False
         if not ok:
