@@ -1,14 +1,55 @@
 # cython: language_level=3
-"""Activations on the CPU: OpenMP over flat element ranges."""
+"""Activations on the CPU.
+
+Element-wise ops run one OpenMP+SIMD pass over the flat array (loops in
+``_act_impl.h``); softmax / log-softmax run one row per task over the last
+axis (other axes go through the reference, which is vectorized NumPy).
+Validation is shared with the reference kernels.
+"""
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange
-from libc.math cimport isnan
 
 from .. import _checks as C
+from ..reference import activation as _ref
+from ..reference.activation import _axis, _grad_pair
 from ._threads import num_threads
 
-__all__ = ["relu_forward", "relu_backward"]
+__all__ = ["relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
+           "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
+           "gelu_forward", "gelu_backward", "softmax_forward", "softmax_backward",
+           "log_softmax_forward", "log_softmax_backward"]
+
+ctypedef void (*un_f)(const float*, float*, Py_ssize_t, float, int) noexcept nogil
+ctypedef void (*un_d)(const double*, double*, Py_ssize_t, double, int) noexcept nogil
+ctypedef void (*bin_f)(const float*, const float*, float*, Py_ssize_t, float, int) noexcept nogil
+ctypedef void (*bin_d)(const double*, const double*, double*, Py_ssize_t, double, int) noexcept nogil
+
+cdef extern from "_act_impl.h" nogil:
+    void fc_leaky_fwd_f32(const float*, float*, Py_ssize_t, float, int)
+    void fc_leaky_fwd_f64(const double*, double*, Py_ssize_t, double, int)
+    void fc_leaky_bwd_f32(const float*, const float*, float*, Py_ssize_t, float, int)
+    void fc_leaky_bwd_f64(const double*, const double*, double*, Py_ssize_t, double, int)
+    void fc_sigmoid_fwd_f32(const float*, float*, Py_ssize_t, float, int)
+    void fc_sigmoid_fwd_f64(const double*, double*, Py_ssize_t, double, int)
+    void fc_sigmoid_bwd_f32(const float*, const float*, float*, Py_ssize_t, float, int)
+    void fc_sigmoid_bwd_f64(const double*, const double*, double*, Py_ssize_t, double, int)
+    void fc_tanh_fwd_f32(const float*, float*, Py_ssize_t, float, int)
+    void fc_tanh_fwd_f64(const double*, double*, Py_ssize_t, double, int)
+    void fc_tanh_bwd_f32(const float*, const float*, float*, Py_ssize_t, float, int)
+    void fc_tanh_bwd_f64(const double*, const double*, double*, Py_ssize_t, double, int)
+    void fc_gelu_fwd_f32(const float*, float*, Py_ssize_t, float, int)
+    void fc_gelu_fwd_f64(const double*, double*, Py_ssize_t, double, int)
+    void fc_gelu_bwd_f32(const float*, const float*, float*, Py_ssize_t, float, int)
+    void fc_gelu_bwd_f64(const double*, const double*, double*, Py_ssize_t, double, int)
+    void fc_gelu_tanh_fwd_f32(const float*, float*, Py_ssize_t, float, int)
+    void fc_gelu_tanh_fwd_f64(const double*, double*, Py_ssize_t, double, int)
+    void fc_gelu_tanh_bwd_f32(const float*, const float*, float*, Py_ssize_t, float, int)
+    void fc_gelu_tanh_bwd_f64(const double*, const double*, double*, Py_ssize_t, double, int)
+    void fc_softmax_f32(const float*, float*, Py_ssize_t, Py_ssize_t, int, int)
+    void fc_softmax_f64(const double*, double*, Py_ssize_t, Py_ssize_t, int, int)
+    void fc_softmax_bwd_f32(const float*, const float*, float*, Py_ssize_t, Py_ssize_t, int, int)
+    void fc_softmax_bwd_f64(const double*, const double*, double*, Py_ssize_t, Py_ssize_t, int, int)
 
 ctypedef fused real:
     float
@@ -16,6 +57,45 @@ ctypedef fused real:
 
 cdef Py_ssize_t GRAIN = 32768  # elements per thread below which threading costs more than it saves
 
+
+# ---- shared drivers --------------------------------------------------------------------------
+
+cdef object _unary(str op, x, un_f f32, un_d f64, double a):
+    x = C.array(op, "x", x, device="cpu")
+    cdef cnp.ndarray y = np.empty_like(x)
+    cdef cnp.ndarray xx = x
+    cdef Py_ssize_t n = x.size
+    cdef int nt = num_threads(n, GRAIN)
+    if x.dtype == np.float32:
+        with nogil:
+            f32(<float*>cnp.PyArray_DATA(xx), <float*>cnp.PyArray_DATA(y), n, <float>a, nt)
+    else:
+        with nogil:
+            f64(<double*>cnp.PyArray_DATA(xx), <double*>cnp.PyArray_DATA(y), n, a, nt)
+    return y
+
+
+cdef object _binary(str op, dy, u, str u_name, bin_f f32, bin_d f64, double a):
+    C.array(op, "dy", dy, device="cpu")
+    C.array(op, u_name, u, device="cpu")
+    dy, u = _grad_pair(op, dy, u, u_name)
+    cdef cnp.ndarray g = dy
+    cdef cnp.ndarray v = u
+    cdef cnp.ndarray dx = np.empty_like(g)
+    cdef Py_ssize_t n = g.size
+    cdef int nt = num_threads(n, GRAIN)
+    if g.dtype == np.float32:
+        with nogil:
+            f32(<float*>cnp.PyArray_DATA(g), <float*>cnp.PyArray_DATA(v), <float*>cnp.PyArray_DATA(dx), n,
+                <float>a, nt)
+    else:
+        with nogil:
+            f64(<double*>cnp.PyArray_DATA(g), <double*>cnp.PyArray_DATA(v), <double*>cnp.PyArray_DATA(dx), n,
+                a, nt)
+    return dx
+
+
+# ---- relu (Cython prange: the worked example of the compiled path) ------------------------------
 
 cdef void _relu_fwd(real[::1] x, real[::1] y, int nt) noexcept nogil:
     cdef Py_ssize_t i, n = x.shape[0]
@@ -57,3 +137,120 @@ def relu_backward(dy, y):
     else:
         _relu_bwd[double](dy.reshape(-1), y.reshape(-1), dx.reshape(-1), nt)
     return dx
+
+
+# ---- element-wise ---------------------------------------------------------------------------
+
+def leaky_relu_forward(x, negative_slope):
+    """y = x where x > 0, else negative_slope * x."""
+    s = C.number("leaky_relu_forward", "negative_slope", negative_slope)
+    return _unary("leaky_relu_forward", x, fc_leaky_fwd_f32, fc_leaky_fwd_f64, s)
+
+
+def leaky_relu_backward(dy, x, negative_slope):
+    """dx = dy where x > 0, else negative_slope * dy."""
+    s = C.number("leaky_relu_backward", "negative_slope", negative_slope)
+    return _binary("leaky_relu_backward", dy, x, "x", fc_leaky_bwd_f32, fc_leaky_bwd_f64, s)
+
+
+def sigmoid_forward(x):
+    """1 / (1 + exp(-x)), evaluated without overflow for large |x|."""
+    return _unary("sigmoid_forward", x, fc_sigmoid_fwd_f32, fc_sigmoid_fwd_f64, 0)
+
+
+def sigmoid_backward(dy, y):
+    """dx = dy * y * (1 - y), y the forward output."""
+    return _binary("sigmoid_backward", dy, y, "y", fc_sigmoid_bwd_f32, fc_sigmoid_bwd_f64, 0)
+
+
+def tanh_forward(x):
+    return _unary("tanh_forward", x, fc_tanh_fwd_f32, fc_tanh_fwd_f64, 0)
+
+
+def tanh_backward(dy, y):
+    """dx = dy * (1 - y^2), y the forward output."""
+    return _binary("tanh_backward", dy, y, "y", fc_tanh_bwd_f32, fc_tanh_bwd_f64, 0)
+
+
+def gelu_forward(x, approximate):
+    """x * Phi(x) ('none', exact erf) or the tanh approximation ('tanh')."""
+    approximate = C.choice("gelu_forward", "approximate", approximate, ("none", "tanh"))
+    if approximate == "none":
+        return _unary("gelu_forward", x, fc_gelu_fwd_f32, fc_gelu_fwd_f64, 0)
+    return _unary("gelu_forward", x, fc_gelu_tanh_fwd_f32, fc_gelu_tanh_fwd_f64, 0)
+
+
+def gelu_backward(dy, x, approximate):
+    approximate = C.choice("gelu_backward", "approximate", approximate, ("none", "tanh"))
+    if approximate == "none":
+        return _binary("gelu_backward", dy, x, "x", fc_gelu_bwd_f32, fc_gelu_bwd_f64, 0)
+    return _binary("gelu_backward", dy, x, "x", fc_gelu_tanh_bwd_f32, fc_gelu_tanh_bwd_f64, 0)
+
+
+# ---- softmax / log-softmax over rows -----------------------------------------------------------
+
+cdef object _softmax(str op, x, axis, int logspace):
+    x = C.array(op, "x", x, min_ndim=1, device="cpu")
+    ax = _axis(op, axis, x.ndim)
+    if ax != x.ndim - 1:  # capability check: rows must be the contiguous last axis
+        return (_ref.log_softmax_forward if logspace else _ref.softmax_forward)(x, ax)
+    cdef cnp.ndarray xx = x
+    cdef cnp.ndarray y = np.empty_like(x)
+    cdef Py_ssize_t k = x.shape[x.ndim - 1]
+    cdef Py_ssize_t rows = x.size // k if k else 0
+    cdef int nt = num_threads(x.size, GRAIN)
+    if rows == 0:
+        return y
+    if x.dtype == np.float32:
+        with nogil:
+            fc_softmax_f32(<float*>cnp.PyArray_DATA(xx), <float*>cnp.PyArray_DATA(y), rows, k, logspace, nt)
+    else:
+        with nogil:
+            fc_softmax_f64(<double*>cnp.PyArray_DATA(xx), <double*>cnp.PyArray_DATA(y), rows, k, logspace, nt)
+    return y
+
+
+cdef object _softmax_bwd(str op, dy, y, axis, int logspace):
+    C.array(op, "dy", dy, device="cpu")
+    C.array(op, "y", y, device="cpu")
+    dy, y = _grad_pair(op, dy, y, "y")
+    if y.ndim < 1:
+        raise ValueError(f"{op}: argument 'y' must have at least 1 dimension, got shape {tuple(y.shape)}")
+    ax = _axis(op, axis, y.ndim)
+    if ax != y.ndim - 1:
+        return (_ref.log_softmax_backward if logspace else _ref.softmax_backward)(dy, y, ax)
+    cdef cnp.ndarray g = dy
+    cdef cnp.ndarray yy = y
+    cdef cnp.ndarray dx = np.empty_like(g)
+    cdef Py_ssize_t k = y.shape[y.ndim - 1]
+    cdef Py_ssize_t rows = y.size // k if k else 0
+    cdef int nt = num_threads(y.size, GRAIN)
+    if rows == 0:
+        return dx
+    if y.dtype == np.float32:
+        with nogil:
+            fc_softmax_bwd_f32(<float*>cnp.PyArray_DATA(g), <float*>cnp.PyArray_DATA(yy),
+                               <float*>cnp.PyArray_DATA(dx), rows, k, logspace, nt)
+    else:
+        with nogil:
+            fc_softmax_bwd_f64(<double*>cnp.PyArray_DATA(g), <double*>cnp.PyArray_DATA(yy),
+                               <double*>cnp.PyArray_DATA(dx), rows, k, logspace, nt)
+    return dx
+
+
+def softmax_forward(x, axis):
+    return _softmax("softmax_forward", x, axis, 0)
+
+
+def softmax_backward(dy, y, axis):
+    """dx = y * (dy - sum(dy * y)), y the softmax output."""
+    return _softmax_bwd("softmax_backward", dy, y, axis, 0)
+
+
+def log_softmax_forward(x, axis):
+    return _softmax("log_softmax_forward", x, axis, 1)
+
+
+def log_softmax_backward(dy, y, axis):
+    """dx = dy - exp(y) * sum(dy), y the log-softmax output."""
+    return _softmax_bwd("log_softmax_backward", dy, y, axis, 1)
