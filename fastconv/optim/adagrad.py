@@ -16,6 +16,7 @@ class Adagrad(Optimizer):
 
     def _update(self, group, param, grad, state):
         state_sum, _ = self._buffer(state, "sum", param, group["initial_accumulator_value"])
-        state["step"] = state.get("step", 0) + 1
+        step = state.get("step", 0) + 1
         self._kernel("adagrad_step", param)(
-            param, grad, state_sum, state["step"], group["lr"], group["lr_decay"], group["weight_decay"], group["eps"])
+            param, grad, state_sum, step, group["lr"], group["lr_decay"], group["weight_decay"], group["eps"])
+        state["step"] = step  # counted only once the kernel has accepted the step

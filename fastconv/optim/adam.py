@@ -26,11 +26,12 @@ class Adam(Optimizer):
     def _update(self, group, param, grad, state):
         exp_avg, _ = self._buffer(state, "exp_avg", param)
         exp_avg_sq, _ = self._buffer(state, "exp_avg_sq", param)
-        state["step"] = state.get("step", 0) + 1
+        step = state.get("step", 0) + 1
         beta1, beta2 = group["betas"]
         self._kernel("adam_step", param)(
-            param, grad, exp_avg, exp_avg_sq, state["step"], group["lr"], beta1, beta2, group["eps"],
+            param, grad, exp_avg, exp_avg_sq, step, group["lr"], beta1, beta2, group["eps"],
             group["weight_decay"], self.decoupled)
+        state["step"] = step  # counted only once the kernel has accepted the step
 
 
 class AdamW(Adam):
