@@ -81,6 +81,13 @@ def test_batch_norm_no_running_stats_and_edge_cases(rng):
     assert R.batch_norm_forward(np.zeros((0, 2)), None, None, rm, rv, False, 0.1, 1e-5)[0].shape == (0, 2)
     dx, dg, db = R.batch_norm_backward(np.zeros((0, 2)), np.zeros((0, 2)), np.ones(2), np.zeros(2), np.ones(2), True)
     assert dx.shape == (0, 2) and (dg == 0).all() and (db == 0).all()
+    # non-contiguous input is copied, not misread
+    xs = rng.standard_normal((5, 6, 4))[:, ::2]
+    y, m, s = R.batch_norm_forward(xs, None, None, None, None, True, 0.1, 1e-5)
+    y2, m2, s2 = R.batch_norm_forward(np.ascontiguousarray(xs), None, None, None, None, True, 0.1, 1e-5)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(R.batch_norm_backward(xs, xs, None, m, s, True)[0],
+                                  R.batch_norm_backward(y2 * 0 + xs, np.ascontiguousarray(xs), None, m2, s2, True)[0])
     # NaN in one channel stays in that channel
     x = rng.standard_normal((4, 3))
     x[1, 0] = np.nan
