@@ -364,3 +364,30 @@ def test_clip_grad_norm_nonfinite_and_value():
     assert optim.clip_grad_norm_([fc.Tensor(np.ones(2))], 1.0).item() == 0.0
     with pytest.raises(TypeError, match="max_norm"):
         optim.clip_grad_norm_([p], "big")
+
+
+def test_rejected_step_leaves_state_untouched(rng):
+    """A step the kernel refuses (bad lr set on the group) must not count: the next good
+    step is still the first, exactly as torch would take it."""
+    arrays, grads = _params(rng), _grads(rng, 2)
+    for name, kw in (("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.01))):
+        ps = [fc.Tensor(a.copy(), requires_grad=True) for a in arrays]
+        opt = getattr(optim, name)(ps, **kw)
+        for p, g in zip(ps, grads[0]):
+            p.grad = g.copy()
+        opt.param_groups[0]["lr"] = -1.0
+        with pytest.raises(ValueError, match="'lr'"):
+            opt.step()
+        opt.param_groups[0]["lr"] = kw["lr"]
+        for gs in grads:
+            for p, g in zip(ps, gs):
+                p.grad = g.copy()
+            opt.step()
+        tps = [torch.tensor(a.copy(), requires_grad=True) for a in arrays]
+        topt = getattr(torch.optim, name)(tps, **kw)
+        for gs in grads:
+            for tp, g in zip(tps, gs):
+                tp.grad = torch.tensor(g)
+            topt.step()
+        for p, tp in zip(ps, tps):
+            np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-12, atol=1e-13)

@@ -15,7 +15,7 @@ class Adagrad(Optimizer):
             number("Adagrad", k, g[k], 0.0)
 
     def _update(self, group, param, grad, state):
-        state_sum, _ = self._buffer(state, "sum", param, group["initial_accumulator_value"])
+        state_sum = self._buffer(state, "sum", param, group["initial_accumulator_value"])
         step = state.get("step", 0) + 1
         self._kernel("adagrad_step", param)(
             param, grad, state_sum, step, group["lr"], group["lr_decay"], group["weight_decay"], group["eps"])

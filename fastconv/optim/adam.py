@@ -24,8 +24,8 @@ class Adam(Optimizer):
         number(name, "beta2", betas[1], 0.0, 1.0)
 
     def _update(self, group, param, grad, state):
-        exp_avg, _ = self._buffer(state, "exp_avg", param)
-        exp_avg_sq, _ = self._buffer(state, "exp_avg_sq", param)
+        exp_avg = self._buffer(state, "exp_avg", param)
+        exp_avg_sq = self._buffer(state, "exp_avg_sq", param)
         step = state.get("step", 0) + 1
         beta1, beta2 = group["betas"]
         self._kernel("adam_step", param)(

@@ -120,14 +120,16 @@ class Optimizer:
         return loss
 
     @staticmethod
-    def _buffer(state, name, like, fill=0.0):
-        """state[name], created as an array like ``like`` filled with ``fill`` when missing.
-        Returns (buffer, created)."""
-        if name in state:
-            return state[name], False
-        buf = get_xp(like).full(like.shape, fill, dtype=like.dtype)
-        state[name] = buf
-        return buf, True
+    def _full(like, fill=0.0):
+        """A new state buffer shaped like ``like`` (same dtype and device), filled with ``fill``."""
+        return get_xp(like).full(like.shape, fill, dtype=like.dtype)
+
+    @classmethod
+    def _buffer(cls, state, name, like, fill=0.0):
+        """state[name], created (filled with ``fill``) when missing."""
+        if name not in state:
+            state[name] = cls._full(like, fill)
+        return state[name]
 
     # ---- checkpoints -------------------------------------------------------------
     def state_dict(self):

@@ -24,9 +24,12 @@ class SGD(Optimizer):
             raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
 
     def _update(self, group, param, grad, state):
-        buf, first = None, False
-        if group["momentum"] != 0:
-            buf, first = self._buffer(state, "momentum_buffer", param)
+        buf = state.get("momentum_buffer") if group["momentum"] != 0 else None
+        first = group["momentum"] != 0 and buf is None
+        if first:
+            buf = self._full(param)  # the kernel sets it to the gradient
         self._kernel("sgd_step", param)(
             param, grad, buf, group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
             bool(group["nesterov"]), first)
+        if first:  # kept only once the kernel has accepted the step
+            state["momentum_buffer"] = buf
