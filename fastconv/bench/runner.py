@@ -45,6 +45,7 @@ class Config:
     seed: int = 0
     budget: Budget = None
     progress: object = None  # callable(str) for progress lines, or None
+    peak: dict = None  # machine limits measured earlier; None: measure now
     extra: dict = field(default_factory=dict)
 
 
@@ -237,8 +238,9 @@ def run(cfg):
 
     if cfg.torch and torch_ref.available():
         torch_ref.set_threads(get_num_threads())
-    say(f"measuring {cfg.device} peak (SGEMM, copy bandwidth)...")
-    peak = peak_mod.measure(cfg.device, quick=cfg.quick)
+    if cfg.peak is None:
+        say(f"measuring {cfg.device} peak (SGEMM, copy bandwidth)...")
+    peak = dict(cfg.peak) if cfg.peak is not None else peak_mod.measure(cfg.device, quick=cfg.quick)
     timer = make_timer(cfg.device)
     itemsize = np.dtype(cfg.dtype).itemsize
     results = []
