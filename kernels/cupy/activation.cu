@@ -1,6 +1,7 @@
 // Element-wise activations (16-byte vector loads when every pointer is
 // aligned: the host picks VEC) and row-wise softmax / log-softmax.
 typedef long long i64;
+#include "reduce.cuh"
 
 __device__ __forceinline__ float d_exp(float x) { return expf(x); }
 __device__ __forceinline__ double d_exp(double x) { return exp(x); }
@@ -121,43 +122,6 @@ __global__ void prelu_bwd_dx(const T* __restrict__ dy, const T* __restrict__ x, 
         const T a = shared ? w[0] : w[(i / inner) % C];
         dx[i] = x[i] > T(0) ? dy[i] : dy[i] * a;
     }
-}
-
-// ---- deterministic reductions -----------------------------------------------
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-// NaN-propagating max
-template <typename T>
-__device__ __forceinline__ T nan_max(T a, T b) { return (b > a || b != b) ? b : a; }
-
-template <typename T>
-__device__ __forceinline__ T warp_max(T v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = nan_max(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-// Block-wide sum/max, result broadcast to all threads.  blockDim.x a multiple of 32, <= 1024.
-template <typename T, bool MAX>
-__device__ T block_reduce(T v, T* sh) {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
-    v = MAX ? warp_max(v) : warp_sum(v);
-    __syncthreads();  // sh may still be read from a previous call
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        T t = lane < nw ? sh[lane] : sh[0];
-        if (!MAX && lane >= nw) t = T(0);
-        t = MAX ? warp_max(t) : warp_sum(t);
-        if (lane == 0) sh[32] = t;
-    }
-    __syncthreads();
-    return sh[32];
 }
 
 // dweight[c] = sum over outer, inner of (x <= 0 ? x * dy : 0); one block per c.
