@@ -105,6 +105,12 @@ COMMANDS = {
 }
 
 
+# train / eval / tune / demo (fastconv/cli_train.py; imports nothing heavy at load time)
+from .cli_train import COMMANDS as _TRAIN_COMMANDS  # noqa: E402
+
+COMMANDS.update(_TRAIN_COMMANDS)
+
+
 def register(name, help_or_module, add_arguments=None, run=None):
     """Add a subcommand: ``register(name, "pkg.module")`` or ``register(name, help, add_arguments, run)``."""
     COMMANDS[name] = help_or_module if add_arguments is None else (help_or_module, add_arguments, run)

@@ -33,8 +33,12 @@ def accuracy(y_true, y_pred):
 def top_k_accuracy(y_true, scores, k=5):
     from sklearn.metrics import top_k_accuracy_score
 
-    scores = _np(scores)
-    return float(top_k_accuracy_score(_np(y_true), scores, k=k, labels=np.arange(scores.shape[1])))
+    scores, y_true = _np(scores), _np(y_true)
+    if scores.ndim != 2 or scores.shape[0] != y_true.shape[0]:
+        raise ValueError(f"top_k_accuracy: scores must be (N, C) with N = {y_true.shape[0]}, got {scores.shape}")
+    if scores.shape[1] == 2:  # scikit-learn wants the positive-class score in the binary case
+        return 1.0 if k >= 2 else float(top_k_accuracy_score(y_true, scores[:, 1], k=k, labels=[0, 1]))
+    return float(top_k_accuracy_score(y_true, scores, k=k, labels=np.arange(scores.shape[1])))
 
 
 def precision_recall_f1(y_true, y_pred, average=None, num_classes=None):

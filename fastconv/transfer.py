@@ -48,21 +48,31 @@ def find_head(model):
     return last
 
 
-def replace_head(model, num_classes, name=None, seed=0):
-    """Replace the classifier head (default: the last Linear) with a fresh one of ``num_classes`` outputs."""
-    from .nn import Linear
+def replace_head(model, num_classes, name=None, seed=None):
+    """Replace the classifier head (default: the last Linear) with a fresh Linear of ``num_classes``
+    outputs on the same device and dtype, in the same place.  ``seed`` draws its initial weights from
+    a generator seeded with it (the global initialiser stream is left untouched); returns the new head."""
+    from .nn import Linear, init
 
     name = name or find_head(model)
     parent = model
     *path, leaf = name.split(".")
     for part in path:
-        parent = parent[int(part)] if part.isdigit() else getattr(parent, part)
-    old = parent[int(leaf)] if leaf.isdigit() else getattr(parent, leaf)
-    new = Linear(old.in_features, num_classes, bias=old.bias is not None)
-    if leaf.isdigit():
-        parent[int(leaf)] = new
-    else:
-        setattr(parent, leaf, new)
+        parent = parent._modules[part]
+    old = parent._modules.get(leaf)
+    if not isinstance(old, Linear):
+        raise ValueError(f"replace_head: {name!r} is a {type(old).__name__}, not a Linear layer")
+    gen = init.get_generator()
+    saved = gen.bit_generator.state
+    if seed is not None:
+        gen.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+    try:
+        new = Linear(old.in_features, num_classes, bias=old.bias is not None)
+    finally:
+        if seed is not None:
+            gen.bit_generator.state = saved
+    new.to(device=old.weight.device, dtype=old.weight.dtype)
+    parent._modules[leaf] = new  # keeps the position (Sequential order)
     return new
 
 
@@ -158,3 +168,18 @@ def linear_head_predict(head, features):
     xs = (np.asarray(features, dtype=np.float32) - head.feature_mean) / head.feature_std
     with no_grad():
         return head(Tensor(xs)).numpy()
+
+
+def fine_tune(model, train_loader, val_loader=None, epochs=3, lr=1e-3, body_lr=None, head=None,
+              optimizer="adam", weight_decay=0.0, **trainer_kwargs):
+    """Fine-tune ``model`` with two learning rates: ``lr`` for the head (default: the last
+    Linear) and ``body_lr`` (default lr/10) for every other trainable parameter.  Returns the Trainer."""
+    from .train import Trainer
+    from .tune import make_optimizer
+
+    head = head or find_head(model)
+    groups = param_groups(model, {head: lr}, lr / 10 if body_lr is None else body_lr)
+    opt = make_optimizer(optimizer, groups, lr, weight_decay)
+    trainer = Trainer(model, opt, **trainer_kwargs)
+    trainer.fit(train_loader, val_loader, epochs)
+    return trainer

@@ -179,8 +179,24 @@ def load_image_folder(root, size=None, grayscale=False):
     return ArrayDataset(np.stack(imgs), np.asarray(labels), classes, os.path.basename(os.path.normpath(root)))
 
 
+def load_splits(spec, size=None, fractions=(0.8, 0.1, 0.1), seed=0):
+    """(train, val, test) for a dataset spec.  Datasets with a separate test
+    file (MNIST, CIFAR) keep it as the test split and carve the validation
+    split out of the training file; the others are split three ways."""
+    kind = spec.partition(":")[0]
+    if kind in ("mnist", "fashion", "fashion-mnist", "cifar10", "cifar100", "cifar"):
+        full = load_dataset(spec, True, size)
+        test = load_dataset(spec, False, size)
+        val_frac = fractions[1] / (fractions[0] + fractions[1])
+        train, val = split(full, (1.0 - val_frac, val_frac), seed)
+        return train, val, test.subset(np.arange(len(test)), f"{test.name}-test")
+    return split(load_dataset(spec, True, size), fractions, seed)
+
+
 def load_dataset(spec, train=True, size=None):
     """'digits' | 'mnist:PATH' | 'fashion:PATH' | 'cifar10:PATH' | 'cifar100:PATH' | 'folder:PATH'."""
+    if not isinstance(spec, str):
+        raise TypeError(f"dataset spec must be a string such as 'digits' or 'mnist:PATH', got {type(spec).__name__}")
     kind, _, path = spec.partition(":")
     if kind == "digits":
         return load_digits(size)
@@ -191,7 +207,7 @@ def load_dataset(spec, train=True, size=None):
     elif kind in ("cifar10", "cifar100", "cifar"):
         ds = load_cifar(path, train)
     elif kind == "folder":
-        return load_image_folder(path, size)
+        return load_image_folder(path, size)  # resized while reading
     else:
         raise ValueError(f"dataset {spec!r}: unknown kind {kind!r}; expected digits, mnist, fashion, cifar10, cifar100, folder")
     if size is not None and ds.images.shape[-1] != size:

@@ -100,16 +100,66 @@ def resize(x, size):
     return _sample(x, ys, xs)
 
 
-class Compose:
-    """Chain batch transforms; each is called as f(x, rng) or f(x)."""
-
-    def __init__(self, *fns):
-        self.fns = fns
+class Normalize:
+    def __init__(self, mean, std):
+        self.mean, self.std = mean, std
 
     def __call__(self, x, rng=None):
-        for f in self.fns:
-            try:
-                x = f(x, rng=rng)
-            except TypeError:
-                x = f(x)
+        return normalize(x, self.mean, self.std)
+
+
+class RandomCrop:
+    def __init__(self, size, padding=0):
+        self.size, self.padding = size, padding
+
+    def __call__(self, x, rng=None):
+        return random_crop(x, self.size, self.padding, rng)
+
+
+class RandomHorizontalFlip:
+    def __init__(self, p=0.5):
+        self.p = p
+
+    def __call__(self, x, rng=None):
+        return random_hflip(x, self.p, rng)
+
+
+class RandomRotation:
+    def __init__(self, degrees):
+        self.degrees = degrees
+
+    def __call__(self, x, rng=None):
+        return random_rotation(x, self.degrees, rng)
+
+
+class Resize:
+    def __init__(self, size):
+        self.size = size
+
+    def __call__(self, x, rng=None):
+        return resize(x, self.size)
+
+
+def _takes_rng(f):
+    import inspect
+
+    try:
+        params = inspect.signature(f).parameters
+    except (TypeError, ValueError):
+        return True
+    return "rng" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+class Compose:
+    """Chain batch transforms; each is called as f(x, rng=rng) if it takes ``rng``, else f(x)."""
+
+    def __init__(self, *fns):
+        if len(fns) == 1 and isinstance(fns[0], (list, tuple)):
+            fns = tuple(fns[0])
+        self.fns = fns
+        self._rng = [_takes_rng(f) for f in fns]
+
+    def __call__(self, x, rng=None):
+        for f, takes in zip(self.fns, self._rng):
+            x = f(x, rng=rng) if takes else f(x)
         return x

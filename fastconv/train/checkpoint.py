@@ -86,16 +86,23 @@ def save(obj, path):
 
 def load(path):
     """Read a checkpoint written by ``save``; verify its checksum."""
-    if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint {path!r} does not exist")
+    fmt = f"expected a fastconv checkpoint: {MAGIC.decode()} magic, SHA-256 of the payload, .npz payload"
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist ({fmt})")
     with open(path, "rb") as f:
         raw = f.read()
     if len(raw) < 40 or raw[:8] != MAGIC:
-        raise CheckpointError(f"checkpoint {path!r} is not a fastconv checkpoint (bad header, {len(raw)} bytes)")
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a fastconv checkpoint (bad header, {len(raw)} bytes; "
+                              f"{fmt})")
     digest, payload = raw[8:40], raw[40:]
     if hashlib.sha256(payload).digest() != digest:
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted (checksum mismatch, {len(raw)} bytes)")
-    with np.load(io.BytesIO(payload), allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    skeleton = json.loads(arrays.pop("__skeleton__").tobytes().decode())
-    return _unpack(skeleton, arrays)
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or corrupted (checksum mismatch, "
+                              f"{len(raw)} bytes; it was not written completely or was modified)")
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        skeleton = json.loads(arrays.pop("__skeleton__").tobytes().decode())
+        return _unpack(skeleton, arrays)
+    except Exception as exc:  # a valid checksum over a payload that is not ours
+        raise CheckpointError(f"checkpoint {str(path)!r}: unreadable payload ({type(exc).__name__}: {exc}; "
+                              f"{fmt})") from None
