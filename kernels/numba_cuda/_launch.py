@@ -29,6 +29,9 @@ DEVICE = None if SIM else "cuda"
 # grid-stride loops); the 2-D GEMM tiles keep their real shape everywhere.
 THREADS = 16 if SIM else 256
 MAX_BLOCKS = 2 if SIM else 65535 * 32
+# row kernels (softmax, cross-entropy): ROWS rows per block, LANES threads per row
+LANES = 4 if SIM else 32
+ROWS = 4 if SIM else 8
 
 
 def jit(fn=None, **kw):
@@ -166,5 +169,45 @@ def block_max(sm, v):
         cuda.syncthreads()
         s //= 2
     total = sm[0]
+    cuda.syncthreads()
+    return total
+
+
+@jit(device=True)
+def lanes_sum(sm, v):
+    """Sum ``v`` over the LANES threads (threadIdx.x) of each row (threadIdx.y) of a
+    (LANES, ROWS) block; ``sm`` is a (ROWS, LANES) shared array.  Every thread of
+    the block must call it (it synchronizes)."""
+    lane = cuda.threadIdx.x
+    r = cuda.threadIdx.y
+    sm[r, lane] = v
+    cuda.syncthreads()
+    s = LANES // 2
+    while s > 0:
+        if lane < s:
+            sm[r, lane] += sm[r, lane + s]
+        cuda.syncthreads()
+        s //= 2
+    total = sm[r, 0]
+    cuda.syncthreads()
+    return total
+
+
+@jit(device=True)
+def lanes_max(sm, v):
+    """Row-wise max like ``lanes_sum``; NaN wins."""
+    lane = cuda.threadIdx.x
+    r = cuda.threadIdx.y
+    sm[r, lane] = v
+    cuda.syncthreads()
+    s = LANES // 2
+    while s > 0:
+        if lane < s:
+            o = sm[r, lane + s]
+            if o > sm[r, lane] or o != o:
+                sm[r, lane] = o
+        cuda.syncthreads()
+        s //= 2
+    total = sm[r, 0]
     cuda.syncthreads()
     return total

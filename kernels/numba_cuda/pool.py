@@ -205,6 +205,7 @@ def _avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, include_pad):
 @jit
 def _avg_fwd(x, y, geo, zero):
     N, Cc, H, W, P, Q, kh, kw, sh, sw, ph, pw, include_pad = geo
+    div = cuda.local.array(1, dtype=y.dtype)  # divisors in the array's dtype (no float64 math in float32)
     total = N * Cc * P * Q
     i = cuda.grid(1)
     step = cuda.gridsize(1)
@@ -220,13 +221,15 @@ def _avg_fwd(x, y, geo, zero):
         for hh in range(max(h0, 0), min(h0 + kh, H)):
             for ww in range(max(w0, 0), min(w0 + kw, W)):
                 acc += x[xb + hh * W + ww]
-        y[i] = acc / _avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, include_pad)
+        div[0] = _avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, include_pad)  # int -> dtype
+        y[i] = acc / div[0]
         i += step
 
 
 @jit
 def _avg_bwd(dy, dx, geo, zero):
     N, Cc, H, W, P, Q, kh, kw, sh, sw, ph, pw, include_pad = geo
+    div = cuda.local.array(1, dtype=dx.dtype)
     total = N * Cc * H * W
     i = cuda.grid(1)
     step = cuda.gridsize(1)
@@ -244,7 +247,8 @@ def _avg_bwd(dy, dx, geo, zero):
         q1 = min(Q - 1, (ww + pw) // sw)
         for p in range(p0, p1 + 1):
             for q in range(q0, q1 + 1):
-                acc += dy[ob + p * Q + q] / _avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, include_pad)
+                div[0] = _avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, include_pad)
+                acc += dy[ob + p * Q + q] / div[0]
         dx[i] = acc
         i += step
 
@@ -288,6 +292,7 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode, co
 
 @jit
 def _adaptive_fwd(x, y, N, Cc, H, W, P, Q, zero):
+    div = cuda.local.array(1, dtype=y.dtype)
     total = N * Cc * P * Q
     i = cuda.grid(1)
     step = cuda.gridsize(1)
@@ -304,12 +309,14 @@ def _adaptive_fwd(x, y, N, Cc, H, W, P, Q, zero):
         for hh in range(h0, h1):
             for ww in range(w0, w1):
                 acc += x[(plane * H + hh) * W + ww]
-        y[i] = acc / ((h1 - h0) * (w1 - w0))
+        div[0] = (h1 - h0) * (w1 - w0)
+        y[i] = acc / div[0]
         i += step
 
 
 @jit
 def _adaptive_bwd(dy, dx, N, Cc, H, W, P, Q, zero):
+    div = cuda.local.array(1, dtype=dx.dtype)
     total = N * Cc * H * W
     i = cuda.grid(1)
     step = cuda.gridsize(1)
@@ -328,7 +335,8 @@ def _adaptive_bwd(dy, dx, N, Cc, H, W, P, Q, zero):
                     w0 = (q * W) // Q
                     w1 = ((q + 1) * W + Q - 1) // Q
                     if w0 <= ww and ww < w1:
-                        acc += dy[(plane * P + p) * Q + q] / ((h1 - h0) * (w1 - w0))
+                        div[0] = (h1 - h0) * (w1 - w0)
+                        acc += dy[(plane * P + p) * Q + q] / div[0]
         dx[i] = acc
         i += step
 

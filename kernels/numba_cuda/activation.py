@@ -1,0 +1,359 @@
+"""Activations: element-wise kernels (grid-stride, coalesced) and row-wise softmax.
+
+Constants reach the kernels as scalars of the array's dtype, so float32
+kernels do float32 math (a Python float literal would promote to float64).
+softmax / log_softmax: the reduced axis is moved last (a copy when it is not
+last already); each row is reduced by LANES threads in shared memory (max,
+then sum of exp), ROWS rows per block.  prelu is not written here and falls
+back to the reference.
+"""
+import math
+
+from numba import cuda
+
+from .. import _checks as C
+from ._launch import DEVICE, LANES, ROWS, THREADS, Launch, blocks, jit, lanes_max, lanes_sum
+
+__all__ = [
+    "relu_forward", "relu_backward",
+    "leaky_relu_forward", "leaky_relu_backward",
+    "sigmoid_forward", "sigmoid_backward",
+    "tanh_forward", "tanh_backward",
+    "gelu_forward", "gelu_backward",
+    "softmax_forward", "softmax_backward",
+    "log_softmax_forward", "log_softmax_backward",
+]
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_GELU_C = 0.044715
+
+
+# ----------------------------------------------------------------- element-wise
+
+
+@jit
+def _relu_fwd(x, y, zero):
+    i = cuda.grid(1)
+    while i < x.size:
+        v = x[i]
+        y[i] = zero if v < zero else v
+        i += cuda.gridsize(1)
+
+
+@jit
+def _relu_bwd(dy, y, dx, zero):
+    i = cuda.grid(1)
+    while i < dy.size:
+        dx[i] = zero if y[i] <= zero else dy[i]  # NaN keeps its gradient, as in PyTorch
+        i += cuda.gridsize(1)
+
+
+@jit
+def _leaky_fwd(x, y, slope):
+    i = cuda.grid(1)
+    while i < x.size:
+        v = x[i]
+        y[i] = v if v > 0 else v * slope
+        i += cuda.gridsize(1)
+
+
+@jit
+def _leaky_bwd(dy, x, dx, slope):
+    i = cuda.grid(1)
+    while i < dy.size:
+        g = dy[i]
+        dx[i] = g if x[i] > 0 else g * slope
+        i += cuda.gridsize(1)
+
+
+@jit
+def _sigmoid_fwd(x, y, one):
+    i = cuda.grid(1)
+    while i < x.size:
+        v = x[i]
+        e = math.exp(-abs(v))  # never overflows
+        y[i] = one / (one + e) if v >= 0 else e / (one + e)
+        i += cuda.gridsize(1)
+
+
+@jit
+def _sigmoid_bwd(dy, y, dx, one):
+    i = cuda.grid(1)
+    while i < dy.size:
+        v = y[i]
+        dx[i] = dy[i] * v * (one - v)
+        i += cuda.gridsize(1)
+
+
+@jit
+def _tanh_fwd(x, y):
+    i = cuda.grid(1)
+    while i < x.size:
+        y[i] = math.tanh(x[i])
+        i += cuda.gridsize(1)
+
+
+@jit
+def _tanh_bwd(dy, y, dx, one):
+    i = cuda.grid(1)
+    while i < dy.size:
+        v = y[i]
+        dx[i] = dy[i] * (one - v * v)
+        i += cuda.gridsize(1)
+
+
+@jit
+def _gelu_fwd(x, y, tanh_approx, k):
+    half, one, inv_sqrt2, inv_sqrt2pi, s2pi, c, c3 = k
+    i = cuda.grid(1)
+    while i < x.size:
+        v = x[i]
+        if tanh_approx:
+            y[i] = half * v * (one + math.tanh(s2pi * (v + c * v * v * v)))
+        else:
+            y[i] = half * v * (one + math.erf(v * inv_sqrt2))
+        i += cuda.gridsize(1)
+
+
+@jit
+def _gelu_bwd(dy, x, dx, tanh_approx, k):
+    half, one, inv_sqrt2, inv_sqrt2pi, s2pi, c, c3 = k
+    i = cuda.grid(1)
+    while i < x.size:
+        v = x[i]
+        if tanh_approx:
+            v2 = v * v
+            th = math.tanh(s2pi * (v + c * v2 * v))
+            d = half * (one + th) + half * v * (one - th * th) * (s2pi * (one + c3 * v2))
+        else:
+            d = half * (one + math.erf(v * inv_sqrt2)) + v * inv_sqrt2pi * math.exp(-half * v * v)
+        dx[i] = dy[i] * d
+        i += cuda.gridsize(1)
+
+
+def _grad_pair(op, dy, other, name):
+    dy = C.array(op, "dy", dy, device=DEVICE)
+    other = C.array(op, name, other, device=DEVICE)
+    C.same_device(op, dy=dy, **{name: other})
+    C.same_shape(op, "dy", dy, name, other)
+    C.same_dtype(op, dy=dy, **{name: other})
+    return dy, other
+
+
+def _typed(t, consts):
+    """Kernel scalars: floats in the array's dtype, flags as ints, tuples as given."""
+    return [c if isinstance(c, tuple) else int(c) if isinstance(c, bool) else t(c) for c in consts]
+
+
+def _unary(kernel, x, *consts):
+    """y = kernel(x) for a validated x; ``consts`` are converted to x's dtype."""
+    L = Launch(x)
+    y = L.empty(x.shape, x.dtype)
+    if y.size:
+        t = x.dtype.type
+        kernel[blocks(y.size), THREADS, L.stream](L.dev(x), L.out(y), *_typed(t, consts))
+    return L.done(y)
+
+
+def _binary(kernel, dy, other, *consts):
+    """dx = kernel(dy, other) for a validated pair."""
+    L = Launch(dy)
+    dx = L.empty(dy.shape, dy.dtype)
+    if dx.size:
+        t = dy.dtype.type
+        kernel[blocks(dx.size), THREADS, L.stream](L.dev(dy), L.dev(other), L.out(dx), *_typed(t, consts))
+    return L.done(dx)
+
+
+def _x(op, x):
+    return C.array(op, "x", x, device=DEVICE)
+
+
+def relu_forward(x):
+    """y = max(x, 0); NaN passes through."""
+    return _unary(_relu_fwd, _x("relu_forward", x), 0)
+
+
+def relu_backward(dy, y):
+    """dx = 0 where y <= 0 (the forward output), else dy."""
+    return _binary(_relu_bwd, *_grad_pair("relu_backward", dy, y, "y"), 0)
+
+
+def leaky_relu_forward(x, negative_slope):
+    op = "leaky_relu_forward"
+    x = _x(op, x)
+    return _unary(_leaky_fwd, x, C.number(op, "negative_slope", negative_slope))
+
+
+def leaky_relu_backward(dy, x, negative_slope):
+    """dx = dy where x > 0, else negative_slope * dy (PyTorch's rule at 0)."""
+    op = "leaky_relu_backward"
+    dy, x = _grad_pair(op, dy, x, "x")
+    return _binary(_leaky_bwd, dy, x, C.number(op, "negative_slope", negative_slope))
+
+
+def sigmoid_forward(x):
+    return _unary(_sigmoid_fwd, _x("sigmoid_forward", x), 1)
+
+
+def sigmoid_backward(dy, y):
+    return _binary(_sigmoid_bwd, *_grad_pair("sigmoid_backward", dy, y, "y"), 1)
+
+
+def tanh_forward(x):
+    return _unary(_tanh_fwd, _x("tanh_forward", x))
+
+
+def tanh_backward(dy, y):
+    return _binary(_tanh_bwd, *_grad_pair("tanh_backward", dy, y, "y"), 1)
+
+
+_GELU_K = (0.5, 1.0, _INV_SQRT_2, _INV_SQRT_2PI, _SQRT_2_OVER_PI, _GELU_C, 3 * _GELU_C)
+
+
+def gelu_forward(x, approximate):
+    """x * Phi(x) ('none', exact erf) or the tanh approximation ('tanh')."""
+    op = "gelu_forward"
+    x = _x(op, x)
+    approximate = C.choice(op, "approximate", approximate, ("none", "tanh"))
+    t = x.dtype.type
+    return _unary(_gelu_fwd, x, approximate == "tanh", tuple(t(v) for v in _GELU_K))
+
+
+def gelu_backward(dy, x, approximate):
+    op = "gelu_backward"
+    dy, x = _grad_pair(op, dy, x, "x")
+    approximate = C.choice(op, "approximate", approximate, ("none", "tanh"))
+    t = x.dtype.type
+    return _binary(_gelu_bwd, dy, x, approximate == "tanh", tuple(t(v) for v in _GELU_K))
+
+
+# ------------------------------------------------------------------ row softmax
+
+
+@jit
+def _softmax_rows(x, y, nrows, L, log, ninf, zero):
+    """One row per threadIdx.y, LANES threads along it: max, sum(exp), write."""
+    sm = cuda.shared.array((ROWS, LANES), dtype=y.dtype)
+    lane = cuda.threadIdx.x
+    # every thread of the block runs the same number of iterations (syncthreads inside)
+    for row0 in range(cuda.blockIdx.x * ROWS, nrows, cuda.gridDim.x * ROWS):
+        row = row0 + cuda.threadIdx.y
+        base = row * L
+        m = ninf
+        if row < nrows:
+            for j in range(lane, L, LANES):
+                v = x[base + j]
+                if v > m or v != v:
+                    m = v
+        m = lanes_max(sm, m)
+        s = zero
+        if row < nrows:
+            for j in range(lane, L, LANES):
+                s += math.exp(x[base + j] - m)
+        s = lanes_sum(sm, s)
+        if row < nrows:
+            if log:
+                ls = math.log(s)
+                for j in range(lane, L, LANES):
+                    y[base + j] = (x[base + j] - m) - ls
+            else:
+                for j in range(lane, L, LANES):
+                    y[base + j] = math.exp(x[base + j] - m) / s
+
+
+@jit
+def _softmax_rows_bwd(dy, y, dx, nrows, L, log, zero):
+    """softmax: dx = y * (dy - sum(dy * y)); log_softmax: dx = dy - exp(y) * sum(dy)."""
+    sm = cuda.shared.array((ROWS, LANES), dtype=dx.dtype)
+    lane = cuda.threadIdx.x
+    for row0 in range(cuda.blockIdx.x * ROWS, nrows, cuda.gridDim.x * ROWS):
+        row = row0 + cuda.threadIdx.y
+        base = row * L
+        s = zero
+        if row < nrows:
+            for j in range(lane, L, LANES):
+                if log:
+                    s += dy[base + j]
+                else:
+                    s += dy[base + j] * y[base + j]
+        s = lanes_sum(sm, s)
+        if row < nrows:
+            for j in range(lane, L, LANES):
+                if log:
+                    dx[base + j] = dy[base + j] - math.exp(y[base + j]) * s
+                else:
+                    dx[base + j] = y[base + j] * (dy[base + j] - s)
+
+
+def _axis(op, axis, ndim):
+    axis = C.integer(op, "axis", axis)
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: argument 'axis' {axis} is out of range for a {ndim}-D array")
+    return axis % ndim
+
+
+def _rows(L, a, axis):
+    """``a`` with ``axis`` moved last, C-contiguous (a view when it already is last)."""
+    return L.xp.ascontiguousarray(L.xp.moveaxis(a, axis, -1))
+
+
+def _row_grid(nrows):
+    return blocks(nrows, ROWS)
+
+
+def _softmax_forward(op, x, axis, log):
+    x = C.array(op, "x", x, min_ndim=1, device=DEVICE)
+    axis = _axis(op, axis, x.ndim)
+    L = Launch(x)
+    if x.size == 0:
+        return L.empty(x.shape, x.dtype)
+    xr = _rows(L, x, axis)
+    yr = L.empty(xr.shape, x.dtype)
+    n = xr.shape[-1]
+    nrows = xr.size // n
+    t = x.dtype.type
+    _softmax_rows[_row_grid(nrows), (LANES, ROWS), L.stream](
+        L.dev(xr), L.out(yr), nrows, n, int(log), t(-math.inf), t(0))
+    L.done()
+    return L.xp.ascontiguousarray(L.xp.moveaxis(yr, -1, axis))
+
+
+def _softmax_backward(op, dy, y, axis, log):
+    dy, y = _grad_pair(op, dy, y, "y")
+    if y.ndim < 1:
+        raise ValueError(f"{op}: argument 'y' must have at least 1 dimension, got shape {tuple(y.shape)}")
+    axis = _axis(op, axis, y.ndim)
+    L = Launch(dy)
+    if y.size == 0:
+        return L.empty(y.shape, y.dtype)
+    dyr, yr = _rows(L, dy, axis), _rows(L, y, axis)
+    dxr = L.empty(yr.shape, y.dtype)
+    n = yr.shape[-1]
+    nrows = yr.size // n
+    _softmax_rows_bwd[_row_grid(nrows), (LANES, ROWS), L.stream](
+        L.dev(dyr), L.dev(yr), L.out(dxr), nrows, n, int(log), y.dtype.type(0))
+    L.done()
+    return L.xp.ascontiguousarray(L.xp.moveaxis(dxr, -1, axis))
+
+
+def softmax_forward(x, axis):
+    """exp(x - max) / sum(exp(x - max)) along ``axis``."""
+    return _softmax_forward("softmax_forward", x, axis, False)
+
+
+def softmax_backward(dy, y, axis):
+    """dx = y * (dy - sum(dy * y)), y the softmax output."""
+    return _softmax_backward("softmax_backward", dy, y, axis, False)
+
+
+def log_softmax_forward(x, axis):
+    """x - max - log(sum(exp(x - max))) along ``axis``."""
+    return _softmax_forward("log_softmax_forward", x, axis, True)
+
+
+def log_softmax_backward(dy, y, axis):
+    """dx = dy - exp(y) * sum(dy), y the log-softmax output."""
+    return _softmax_backward("log_softmax_backward", dy, y, axis, True)
