@@ -32,7 +32,7 @@ cnp.import_array()
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
 
-ALGOS = ("auto", "1x1", "gemm", "direct", "winograd")
+ALGOS = ("auto", "1x1", "gemm", "direct")
 
 ctypedef fused real:
     float
