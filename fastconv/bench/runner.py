@@ -308,3 +308,25 @@ def run(cfg):
         "elapsed_s": round(time.perf_counter() - t_start, 2),
         "results": results,
     }
+
+
+class ValidationFailed(AssertionError):
+    """A kernel's output does not match the float64 reference."""
+
+
+def prepare_validated(case, direction, backend, device="cpu", dtype="float32", seed=0):
+    """The timed callable for (case, direction, backend) after validating it once against
+    the reference (for pytest-benchmark).  Raises KernelMissing (backend or reference
+    lacks the op) or ValidationFailed."""
+    spec = SPECS[case.op]
+    data = spec.make(case.params, np.random.default_rng(seed))
+    get = kernel_getter(backend, device)
+    for name in spec.kernels.get(direction, ()):
+        get(name)
+    refs = reference_outputs(spec, direction, data, case.params)
+    run_, extract = spec.bind(get, direction, convert(data, dtype, device), case.params)
+    err, why = rel_err(extract(run_()), refs)
+    if not err <= spec.tol:
+        raise ValidationFailed(f"{backend} {case.op}.{direction} {case.name}: relative error {err:.3g} "
+                               f"> tolerance {spec.tol:g} {why}")
+    return run_, err
