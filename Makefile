@@ -25,6 +25,7 @@ build: $(STAMP)
 
 run: build
 	$(BIN)/fastconv demo
+	$(BIN)/fastconv bench --quick --hide-na -q
 
 test: build
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
