@@ -1,0 +1,197 @@
+"""Cython pooling kernels against PyTorch (float64 truth) and the NumPy reference."""
+import numpy as np
+import pytest
+import torch
+
+import fastconv
+
+PL = pytest.importorskip("fastconv.kernels.cython.pool", reason="Cython pool extension not built")
+F = torch.nn.functional
+TOL = {np.float32: 1e-6, np.float64: 1e-13}
+
+
+def _max_configs(n, seed=3):
+    rng = np.random.default_rng(seed)
+    out = [((2, 3, 9, 11), 3, 2, 1, 1, False), ((2, 3, 9, 11), 3, 2, 1, 1, True),
+           ((1, 2, 8, 7), (2, 3), (1, 2), (1, 0), (2, 1), True), ((3, 2, 6, 6), 2, None, 0, 1, False),
+           ((1, 1, 5, 5), 5, 1, 2, 1, False), ((2, 2, 7, 4), (1, 4), (3, 1), (0, 2), 1, True)]
+    for _ in range(n):
+        k = tuple(int(v) for v in rng.integers(1, 5, size=2))
+        s = tuple(int(v) for v in rng.integers(1, 4, size=2))
+        p = tuple(int(rng.integers(0, kk // 2 + 1)) for kk in k)
+        d = tuple(int(v) for v in rng.integers(1, 3, size=2))
+        H = d[0] * (k[0] - 1) + 1 + int(rng.integers(0, 8))
+        W = d[1] * (k[1] - 1) + 1 + int(rng.integers(0, 8))
+        out.append(((int(rng.integers(1, 3)), int(rng.integers(1, 4)), H, W), k, s, p, d, bool(rng.integers(0, 2))))
+    return out
+
+
+MAX = _max_configs(10)
+AVG = [c for c in MAX if c[4] == 1] + [((2, 3, 10, 9), (3, 4), (2, 3), (1, 2), 1, True)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", MAX, ids=[f"m{i}" for i in range(len(MAX))])
+def test_max_pool_matches_torch(cfg, dtype, rng):
+    xs, k, s, p, d, cm = cfg
+    x = rng.standard_normal(xs).astype(dtype)
+    x.reshape(-1)[: x.size // 3] = np.round(x.reshape(-1)[: x.size // 3])  # ties
+    x[0, 0, 0, 0] = -np.inf
+    y, idx = PL.max_pool2d_forward(x, k, s, p, d, cm)
+    tx = torch.tensor(x, requires_grad=True)
+    ty, ti = F.max_pool2d(tx, k, s, p, d, cm, return_indices=True)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(idx, ti.numpy())
+    assert idx.dtype == np.int64 and y.dtype == dtype
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    ty.backward(torch.tensor(dy))
+    dx = PL.max_pool2d_backward(dy, idx, xs)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=TOL[dtype], atol=TOL[dtype])
+    assert dx.dtype == dtype
+
+
+def test_max_pool_nan_and_ties():
+    x = np.array([[[[1.0, 1.0, np.nan, 2.0], [np.nan, 1.0, 5.0, 5.0], [-np.inf, -np.inf, 0.0, 0.0]]]])
+    for dt in (np.float32, np.float64):
+        xd = x.astype(dt)
+        y, idx = PL.max_pool2d_forward(xd, 2, 1, 0, 1, False)
+        ty, ti = F.max_pool2d(torch.tensor(xd), 2, 1, 0, 1, False, return_indices=True)
+        np.testing.assert_array_equal(y, ty.numpy())
+        np.testing.assert_array_equal(idx, ti.numpy())
+        allinf = np.full((1, 1, 2, 2), -np.inf, dt)
+        y, idx = PL.max_pool2d_forward(allinf, 2, 2, 0, 1, False)
+        assert y[0, 0, 0, 0] == -np.inf and idx[0, 0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("inc", [True, False])
+@pytest.mark.parametrize("cfg", AVG, ids=[f"a{i}" for i in range(len(AVG))])
+def test_avg_pool_matches_torch(cfg, inc, dtype, rng):
+    xs, k, s, p, _, cm = cfg
+    x = rng.standard_normal(xs)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = F.avg_pool2d(tx, k, s, p, cm, inc)
+    dy = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(dy))
+    y = PL.avg_pool2d_forward(x.astype(dtype), k, s, p, cm, inc)
+    dx = PL.avg_pool2d_backward(dy.astype(dtype), xs, k, s, p, cm, inc)
+    assert y.dtype == dtype and dx.dtype == dtype
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=TOL[dtype], atol=TOL[dtype])
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,out", [((2, 3, 7, 9), (3, 4)), ((1, 2, 5, 5), 1), ((2, 1, 6, 10), (None, 3)),
+                                    ((1, 2, 3, 4), (5, 7)), ((2, 2, 13, 11), (13, 11)), ((1, 1, 1, 1), 2)])
+def test_adaptive_avg_pool_matches_torch(xs, out, dtype, rng):
+    x = rng.standard_normal(xs)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = F.adaptive_avg_pool2d(tx, out)
+    dy = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(dy))
+    y = PL.adaptive_avg_pool2d_forward(x.astype(dtype), out)
+    dx = PL.adaptive_avg_pool2d_backward(dy.astype(dtype), xs)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=TOL[dtype], atol=TOL[dtype])
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def test_pool_matches_reference(rng):
+    from fastconv.kernels import reference as R
+
+    if not hasattr(R, "max_pool2d_forward"):  # the reference pool is written concurrently
+        pytest.fail("reference max_pool2d_forward missing")
+    x = rng.standard_normal((2, 3, 11, 10))
+    for xs, k, s, p, d, cm in MAX[:6]:
+        x = rng.standard_normal(xs)
+        y, i = PL.max_pool2d_forward(x, k, s, p, d, cm)
+        ry, ri = R.max_pool2d_forward(x, k, s, p, d, cm)
+        np.testing.assert_array_equal(y, ry)
+        np.testing.assert_array_equal(i, ri)
+        np.testing.assert_allclose(PL.max_pool2d_backward(y, i, xs), R.max_pool2d_backward(y, i, xs), rtol=1e-12)
+        if d == 1:
+            for inc in (True, False):
+                y = PL.avg_pool2d_forward(x, k, s, p, cm, inc)
+                np.testing.assert_allclose(y, R.avg_pool2d_forward(x, k, s, p, cm, inc), rtol=1e-12)
+                np.testing.assert_allclose(PL.avg_pool2d_backward(y, xs, k, s, p, cm, inc),
+                                           R.avg_pool2d_backward(y, xs, k, s, p, cm, inc), rtol=1e-12)
+        y = PL.adaptive_avg_pool2d_forward(x, (3, 2))
+        np.testing.assert_allclose(y, R.adaptive_avg_pool2d_forward(x, (3, 2)), rtol=1e-12)
+        np.testing.assert_allclose(PL.adaptive_avg_pool2d_backward(y, xs), R.adaptive_avg_pool2d_backward(y, xs), rtol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pool_empty_nan_threads(threads, rng):
+    old = fastconv.config.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        x = np.zeros((0, 3, 8, 8), np.float32)
+        y, i = PL.max_pool2d_forward(x, 2, 2, 0, 1, False)
+        assert y.shape == (0, 3, 4, 4) and i.shape == y.shape
+        assert PL.max_pool2d_backward(y, i, x.shape).shape == x.shape
+        assert PL.avg_pool2d_forward(x, 3, 2, 1, True, False).shape == (0, 3, 5, 5)  # ceil mode
+        assert PL.avg_pool2d_backward(y, x.shape, 2, 2, 0, False, True).shape == x.shape
+        assert PL.adaptive_avg_pool2d_forward(x, 3).shape == (0, 3, 3, 3)
+        assert PL.adaptive_avg_pool2d_backward(np.zeros((0, 3, 3, 3), np.float32), x.shape).shape == x.shape
+        x = rng.standard_normal((4, 16, 64, 64)).astype(np.float32)  # big enough to use threads
+        x[1, 2, 10, 10] = np.nan
+        y, i = PL.max_pool2d_forward(x, 3, 2, 1, 1, False)
+        ty, ti = F.max_pool2d(torch.tensor(x), 3, 2, 1, 1, False, return_indices=True)
+        np.testing.assert_array_equal(y, ty.numpy())
+        np.testing.assert_array_equal(i, ti.numpy())
+        assert np.isnan(PL.avg_pool2d_forward(x, 2, 2, 0, False, True)[1, 2, 5, 5])
+        assert np.isnan(PL.adaptive_avg_pool2d_forward(x, 1)[1, 2, 0, 0])
+        a = PL.avg_pool2d_forward(x, 3, 2, 1, True, False)
+        np.testing.assert_allclose(a, F.avg_pool2d(torch.tensor(x), 3, 2, 1, True, False).numpy(), rtol=1e-5, atol=1e-6)
+    finally:
+        fastconv.set_num_threads(old)
+
+
+def test_pool_non_contiguous_input(rng):
+    x = rng.standard_normal((2, 3, 9, 16))[:, :, :, ::2]
+    y, i = PL.max_pool2d_forward(x, 2, 2, 0, 1, False)
+    ty, ti = F.max_pool2d(torch.tensor(x), 2, 2, 0, 1, False, return_indices=True)
+    np.testing.assert_array_equal(y, ty.numpy())
+    dy = rng.standard_normal((2, 3, 4, 8))[:, :, :, ::2]
+    dx = PL.max_pool2d_backward(dy, i[:, :, :, :].copy(order="F"), x.shape)
+    tx = torch.tensor(x, requires_grad=True)
+    F.max_pool2d(tx, 2, 2, 0, 1, False).backward(torch.tensor(dy))
+    np.testing.assert_allclose(dx, tx.grad.numpy())
+    np.testing.assert_allclose(PL.avg_pool2d_forward(x, 2, 2, 0, False, True),
+                               F.avg_pool2d(torch.tensor(x), 2, 2, 0).numpy(), rtol=1e-12)
+
+
+def test_pool_invalid_arguments():
+    x = np.ones((2, 3, 8, 8), np.float32)
+    y, idx = PL.max_pool2d_forward(x, 2, 2, 0, 1, False)
+    dy = np.ones_like(y)
+    bad = [
+        (TypeError, "max_pool2d_forward.*'x'", lambda: PL.max_pool2d_forward(x.astype(np.int32), 2, 2, 0, 1, False)),
+        (TypeError, "NumPy or CuPy array", lambda: PL.max_pool2d_forward(x.tolist(), 2, 2, 0, 1, False)),
+        (ValueError, "4-D", lambda: PL.max_pool2d_forward(x[0], 2, 2, 0, 1, False)),
+        (ValueError, "kernel_size", lambda: PL.max_pool2d_forward(x, 0, 2, 0, 1, False)),
+        (ValueError, "stride", lambda: PL.max_pool2d_forward(x, 2, 0, 0, 1, False)),
+        (TypeError, "stride", lambda: PL.max_pool2d_forward(x, 2, 1.5, 0, 1, False)),
+        (ValueError, "padding", lambda: PL.max_pool2d_forward(x, 2, 2, 2, 1, False)),
+        (ValueError, "dilation", lambda: PL.max_pool2d_forward(x, 2, 2, 0, 0, False)),
+        (ValueError, "larger than the padded input", lambda: PL.max_pool2d_forward(x, 9, 1, 0, 1, False)),
+        (TypeError, "argmax", lambda: PL.max_pool2d_backward(dy, idx.astype(np.float32), x.shape)),
+        (ValueError, "shape", lambda: PL.max_pool2d_backward(dy[:, :, 1:], idx, x.shape)),
+        (ValueError, "'dy'", lambda: PL.max_pool2d_backward(dy, idx, (2, 4, 8, 8))),
+        (ValueError, "outside the input plane", lambda: PL.max_pool2d_backward(dy, idx + 64, x.shape)),
+        (ValueError, "outside the input plane", lambda: PL.max_pool2d_backward(dy, idx - 100, x.shape)),
+        (TypeError, "x_shape", lambda: PL.max_pool2d_backward(dy, idx, None)),
+        (ValueError, "x_shape", lambda: PL.max_pool2d_backward(dy, idx, (2, 3, 8))),
+        (TypeError, "avg_pool2d_forward.*'x'", lambda: PL.avg_pool2d_forward(x.astype(np.int64), 2, 2, 0, False, True)),
+        (ValueError, "padding", lambda: PL.avg_pool2d_forward(x, 2, 2, (0, 3), False, True)),
+        (ValueError, "'dy'", lambda: PL.avg_pool2d_backward(dy, x.shape, 3, 2, 0, False, True)),
+        (TypeError, "avg_pool2d_backward.*'dy'", lambda: PL.avg_pool2d_backward("dy", x.shape, 2, 2, 0, False, True)),
+        (TypeError, "output_size", lambda: PL.adaptive_avg_pool2d_forward(x, 2.5)),
+        (ValueError, "output_size", lambda: PL.adaptive_avg_pool2d_forward(x, (2, 2, 2))),
+        (ValueError, "output_size", lambda: PL.adaptive_avg_pool2d_forward(x, 0)),
+        (ValueError, "non-empty", lambda: PL.adaptive_avg_pool2d_forward(x[:, :, :0], 2)),
+        (ValueError, "'dy'", lambda: PL.adaptive_avg_pool2d_backward(dy, (2, 4, 8, 8))),
+        (TypeError, "float16", lambda: PL.adaptive_avg_pool2d_backward(dy.astype(np.float16), x.shape)),
+    ]
+    for exc, msg, call in bad:
+        with pytest.raises(exc, match=msg):
+            call()
