@@ -26,14 +26,19 @@ def make_layers(cfg, batch_norm=False, in_channels=3):
 
 
 class VGG(nn.Module):
-    def __init__(self, features, num_classes=1000, init_weights=True, dropout=0.5):
+    """torchvision's VGG; ``hidden_features``, ``pool_size`` and ``feature_channels`` (defaults 4096, 7, 512)
+    shrink the classifier for small variants."""
+
+    def __init__(self, features, num_classes=1000, init_weights=True, dropout=0.5, hidden_features=4096, pool_size=7,
+                 feature_channels=512):
         super().__init__()
         self.features = features
-        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.avgpool = nn.AdaptiveAvgPool2d((pool_size, pool_size))
+        h = hidden_features
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(p=dropout),
-            nn.Linear(4096, num_classes),
+            nn.Linear(feature_channels * pool_size * pool_size, h), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(h, h), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(h, num_classes),
         )
         if init_weights:
             for m in self.modules():
@@ -54,6 +59,9 @@ class VGG(nn.Module):
 
 
 def _vgg(cfg, bn, num_classes, in_channels, **kw):
+    if kw.get("init_weights", True):  # every layer is re-initialised: skip torch's default draw
+        with init.skip_default_init():
+            return VGG(make_layers(CFGS[cfg], bn, in_channels), num_classes=num_classes, **kw)
     return VGG(make_layers(CFGS[cfg], bn, in_channels), num_classes=num_classes, **kw)
 
 

@@ -4,6 +4,7 @@ Randomness comes from one NumPy generator; ``manual_seed(s)`` makes model
 construction reproducible.  Every function also takes ``generator=`` (a
 ``numpy.random.Generator``) to draw from instead.
 """
+import contextlib
 import math
 
 import numpy as np
@@ -143,8 +144,28 @@ def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gener
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan), generator)
 
 
+_skip_default = [False]
+
+
+@contextlib.contextmanager
+def skip_default_init():
+    """Inside the block, Linear/Conv leave their weights uninitialised (zeros) instead of drawing
+    torch's default: for models that re-initialise every layer anyway (saves a pass over big layers)."""
+    prev = _skip_default[0]
+    _skip_default[0] = True
+    try:
+        yield
+    finally:
+        _skip_default[0] = prev
+
+
 def default_weight_bias_(weight, bias):
     """torch's default for Linear/Conv: kaiming_uniform(a=sqrt(5)) weight, U(-1/sqrt(fan_in), ...) bias."""
+    if _skip_default[0]:
+        weight.data[...] = 0
+        if bias is not None:
+            bias.data[...] = 0
+        return
     kaiming_uniform_(weight, a=math.sqrt(5))
     if bias is not None:
         fan_in, _ = _calculate_fan_in_and_fan_out(weight)
