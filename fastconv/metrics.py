@@ -36,8 +36,9 @@ def top_k_accuracy(y_true, scores, k=5):
     scores, y_true = _np(scores), _np(y_true)
     if scores.ndim != 2 or scores.shape[0] != y_true.shape[0]:
         raise ValueError(f"top_k_accuracy: scores must be (N, C) with N = {y_true.shape[0]}, got {scores.shape}")
-    if scores.shape[1] == 2:  # scikit-learn wants the positive-class score in the binary case
-        return 1.0 if k >= 2 else float(top_k_accuracy_score(y_true, scores[:, 1], k=k, labels=[0, 1]))
+    if scores.shape[1] == 2:  # scikit-learn wants one score, thresholded at 0, in the binary case: the margin
+        return 1.0 if k >= 2 else float(top_k_accuracy_score(y_true, scores[:, 1] - scores[:, 0], k=k,
+                                                             labels=[0, 1]))
     return float(top_k_accuracy_score(y_true, scores, k=k, labels=np.arange(scores.shape[1])))
 
 
