@@ -40,11 +40,15 @@ class StateDictError(RuntimeError):
 
     def __init__(self, model_name, missing, unexpected, mismatched):
         self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
+        def listing(keys, limit=25):
+            shown = ", ".join(repr(k) for k in keys[:limit])
+            return shown + (f", ... ({len(keys) - limit} more; see the exception's attributes)" if len(keys) > limit else "")
+
         lines = [f"Error(s) in loading state_dict for {model_name}:"]
         if self.missing:
-            lines.append(f"  Missing key(s) ({len(self.missing)}): " + ", ".join(repr(k) for k in self.missing))
+            lines.append(f"  Missing key(s) ({len(self.missing)}): " + listing(self.missing))
         if self.unexpected:
-            lines.append(f"  Unexpected key(s) ({len(self.unexpected)}): " + ", ".join(repr(k) for k in self.unexpected))
+            lines.append(f"  Unexpected key(s) ({len(self.unexpected)}): " + listing(self.unexpected))
         for key, got, want in self.mismatched:
             lines.append(f"  Size mismatch for {key!r}: checkpoint has shape {got}, model expects {want}")
         super().__init__("\n".join(lines))
