@@ -85,8 +85,8 @@ def test_forward_backward(name, kw, shape):
 
 def test_googlenet_with_aux_outputs():
     m = M.googlenet(num_classes=5, aux_logits=True)
-    out, missing = run_fwd_bwd(m, (2, 3, 64, 64))
-    assert isinstance(out, M.GoogLeNetOutputs) and out.logits.shape == (2, 5) and out.aux_logits1.shape == (2, 5)
+    out, missing = run_fwd_bwd(m, (1, 3, 64, 64))
+    assert isinstance(out, M.GoogLeNetOutputs) and out.logits.shape == (1, 5) and out.aux_logits1.shape == (1, 5)
     assert missing == []
     m.eval()
     assert m(fc.Tensor(np.zeros((1, 3, 64, 64), np.float32))).shape == (1, 5)

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-import fastconv as fc
 from fastconv import nn
 from fastconv.testing import rel_error
 

@@ -10,7 +10,8 @@ from .conv import Conv1d, Conv2d
 from .dropout import Dropout
 from .linear import Flatten, Identity, Linear, Unflatten
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, MSELoss
-from .module import IncompatibleKeys, Module, ModuleDict, ModuleList, Parameter, Sequential, StateDictError
+from .container import ModuleDict, ModuleList, Sequential
+from .module import IncompatibleKeys, Module, Parameter, StateDictError
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pool import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from .rnn import GRU, LSTM, GRUCell, LSTMCell
