@@ -16,9 +16,6 @@ OPS = {
     "tanh": ((), "y", torch.tanh),
     "gelu_none": (("none",), "x", lambda t: TF.gelu(t)),
     "gelu_tanh": (("tanh",), "x", lambda t: TF.gelu(t, approximate="tanh")),
-    "softmax_-1": ((-1,), "y", lambda t: torch.softmax(t, -1)),
-    "softmax_1": ((1,), "y", lambda t: torch.softmax(t, 1)),
-    "log_softmax_-1": ((-1,), "y", lambda t: torch.log_softmax(t, -1)),
 }
 
 
@@ -62,8 +59,6 @@ def test_nan_propagates(name):
     x = np.array([[1.0, np.nan, -2.0], [0.5, 0.25, 3.0]], np.float32)
     y = fwd(x, *args)
     assert np.isnan(y[0, 1])
-    if "softmax" in name and args[0] == -1:
-        assert np.isnan(y[0]).all() and not np.isnan(y[1]).any()
 
 
 def test_bad_input():
@@ -76,9 +71,7 @@ def test_bad_input():
         k.gelu_backward(np.ones(3, np.float32), np.ones(3), "none")
     with pytest.raises(ValueError, match="approximate"):
         k.gelu_forward(np.ones(3, np.float32), "erf")
-    with pytest.raises(ValueError, match="axis"):
-        k.softmax_forward(np.ones((2, 3), np.float32), 2)
     with pytest.raises(TypeError, match="negative_slope"):
         k.leaky_relu_forward(np.ones(3, np.float32), "a")
-    x = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]  # non-contiguous: copied
-    np.testing.assert_allclose(k.softmax_forward(x, -1), R.softmax_forward(np.ascontiguousarray(x), -1), rtol=1e-6)
+    x = np.arange(-6, 6, dtype=np.float32).reshape(3, 4)[:, ::2]  # non-contiguous: copied
+    np.testing.assert_allclose(k.sigmoid_forward(x), R.sigmoid_forward(np.ascontiguousarray(x)), rtol=1e-6)

@@ -3,14 +3,22 @@
 #include <math.h>
 #include <stddef.h>
 
+/* Portable build, fast on new CPUs: gcc compiles each hot loop for AVX-512,
+ * AVX2 and baseline x86-64 and picks one at load time (ifunc). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FC_NO_CLONES)
+#define FC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FC_CLONES
+#endif
+
 #define FC_UNARY(NAME, T, EXPR)                                                            \
-static void NAME(const T *restrict x, T *restrict y, ptrdiff_t n, T a, int nt) {           \
+FC_CLONES static void NAME(const T *restrict x, T *restrict y, ptrdiff_t n, T a, int nt) {           \
     (void)a;                                                                                \
     _Pragma("omp parallel for simd num_threads(nt) schedule(static)")                      \
     for (ptrdiff_t i = 0; i < n; i++) { T v = x[i]; y[i] = (EXPR); }                       \
 }
 #define FC_BINARY(NAME, T, EXPR)                                                           \
-static void NAME(const T *restrict dy, const T *restrict u, T *restrict dx, ptrdiff_t n,    \
+FC_CLONES static void NAME(const T *restrict dy, const T *restrict u, T *restrict dx, ptrdiff_t n,    \
                  T a, int nt) {                                                             \
     (void)a;                                                                                \
     _Pragma("omp parallel for simd num_threads(nt) schedule(static)")                      \
@@ -46,46 +54,3 @@ static inline double fc_gelu_tanh_grad_f64(double v) {
 
 FC_ACTS(float, f32, expf, tanhf, erff)
 FC_ACTS(double, f64, exp, tanh, erf)
-
-/* Row-wise softmax / log-softmax over the last axis, one row per iteration. */
-#define FC_SOFTMAX(T, SFX, EXP, LOG)                                                          \
-static void fc_softmax_##SFX(const T *restrict x, T *restrict y, ptrdiff_t rows, ptrdiff_t k,  \
-                             int logspace, int nt) {                                           \
-    _Pragma("omp parallel for num_threads(nt) schedule(static)")                              \
-    for (ptrdiff_t r = 0; r < rows; r++) {                                                   \
-        const T *xr = x + r * k; T *yr = y + r * k;                                           \
-        T m = xr[0];                                                                          \
-        for (ptrdiff_t j = 1; j < k; j++) m = (xr[j] > m || xr[j] != xr[j]) ? xr[j] : m;      \
-        if (m != m) { for (ptrdiff_t j = 0; j < k; j++) yr[j] = m; continue; }               \
-        if (isinf(m) && m < 0) m = 0; /* all -inf row: let exp give NaN/0 like the reference */ \
-        T s = 0;                                                                              \
-        _Pragma("omp simd reduction(+:s)")                                                    \
-        for (ptrdiff_t j = 0; j < k; j++) { T e = EXP(xr[j] - m); s += e; if (!logspace) yr[j] = e; } \
-        if (logspace) { T ls = m + LOG(s);                                                    \
-            _Pragma("omp simd")                                                               \
-            for (ptrdiff_t j = 0; j < k; j++) yr[j] = xr[j] - ls; }                          \
-        else { T inv = 1 / s;                                                                 \
-            _Pragma("omp simd")                                                               \
-            for (ptrdiff_t j = 0; j < k; j++) yr[j] *= inv; }                                 \
-    }                                                                                         \
-}                                                                                             \
-static void fc_softmax_bwd_##SFX(const T *restrict dy, const T *restrict y, T *restrict dx,   \
-                                 ptrdiff_t rows, ptrdiff_t k, int logspace, int nt) {          \
-    _Pragma("omp parallel for num_threads(nt) schedule(static)")                              \
-    for (ptrdiff_t r = 0; r < rows; r++) {                                                   \
-        const T *g = dy + r * k, *yr = y + r * k; T *d = dx + r * k; T s = 0;                 \
-        if (logspace) {                                                                       \
-            _Pragma("omp simd reduction(+:s)")                                                \
-            for (ptrdiff_t j = 0; j < k; j++) s += g[j];                                      \
-            _Pragma("omp simd")                                                               \
-            for (ptrdiff_t j = 0; j < k; j++) d[j] = g[j] - EXP(yr[j]) * s;                   \
-        } else {                                                                              \
-            _Pragma("omp simd reduction(+:s)")                                                \
-            for (ptrdiff_t j = 0; j < k; j++) s += g[j] * yr[j];                              \
-            _Pragma("omp simd")                                                               \
-            for (ptrdiff_t j = 0; j < k; j++) d[j] = yr[j] * (g[j] - s);                      \
-        }                                                                                     \
-    }                                                                                         \
-}
-FC_SOFTMAX(float, f32, expf, logf)
-FC_SOFTMAX(double, f64, exp, log)

@@ -2,23 +2,22 @@
 """Activations on the CPU.
 
 Element-wise ops run one OpenMP+SIMD pass over the flat array (loops in
-``_act_impl.h``); softmax / log-softmax run one row per task over the last
-axis (other axes go through the reference, which is vectorized NumPy).
-Validation is shared with the reference kernels.
+``_act_impl.h``, compiled per ISA level with gcc's target_clones).
+Validation is shared with the reference kernels.  softmax / log-softmax are
+left to the reference: NumPy's runtime-dispatched AVX-512 exp beat a
+portable row kernel here (310 us vs 990 us for 256x1000 on one core).
 """
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange
 
 from .. import _checks as C
-from ..reference import activation as _ref
-from ..reference.activation import _axis, _grad_pair
+from ..reference.activation import _grad_pair
 from ._threads import num_threads
 
 __all__ = ["relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
-           "gelu_forward", "gelu_backward", "softmax_forward", "softmax_backward",
-           "log_softmax_forward", "log_softmax_backward"]
+           "gelu_forward", "gelu_backward"]
 
 ctypedef void (*un_f)(const float*, float*, Py_ssize_t, float, int) noexcept nogil
 ctypedef void (*un_d)(const double*, double*, Py_ssize_t, double, int) noexcept nogil
@@ -46,10 +45,6 @@ cdef extern from "_act_impl.h" nogil:
     void fc_gelu_tanh_fwd_f64(const double*, double*, Py_ssize_t, double, int)
     void fc_gelu_tanh_bwd_f32(const float*, const float*, float*, Py_ssize_t, float, int)
     void fc_gelu_tanh_bwd_f64(const double*, const double*, double*, Py_ssize_t, double, int)
-    void fc_softmax_f32(const float*, float*, Py_ssize_t, Py_ssize_t, int, int)
-    void fc_softmax_f64(const double*, double*, Py_ssize_t, Py_ssize_t, int, int)
-    void fc_softmax_bwd_f32(const float*, const float*, float*, Py_ssize_t, Py_ssize_t, int, int)
-    void fc_softmax_bwd_f64(const double*, const double*, double*, Py_ssize_t, Py_ssize_t, int, int)
 
 ctypedef fused real:
     float
@@ -185,72 +180,3 @@ def gelu_backward(dy, x, approximate):
     if approximate == "none":
         return _binary("gelu_backward", dy, x, "x", fc_gelu_bwd_f32, fc_gelu_bwd_f64, 0)
     return _binary("gelu_backward", dy, x, "x", fc_gelu_tanh_bwd_f32, fc_gelu_tanh_bwd_f64, 0)
-
-
-# ---- softmax / log-softmax over rows -----------------------------------------------------------
-
-cdef object _softmax(str op, x, axis, int logspace):
-    x = C.array(op, "x", x, min_ndim=1, device="cpu")
-    ax = _axis(op, axis, x.ndim)
-    if ax != x.ndim - 1:  # capability check: rows must be the contiguous last axis
-        return (_ref.log_softmax_forward if logspace else _ref.softmax_forward)(x, ax)
-    cdef cnp.ndarray xx = x
-    cdef cnp.ndarray y = np.empty_like(x)
-    cdef Py_ssize_t k = x.shape[x.ndim - 1]
-    cdef Py_ssize_t rows = x.size // k if k else 0
-    cdef int nt = num_threads(x.size, GRAIN)
-    if rows == 0:
-        return y
-    if x.dtype == np.float32:
-        with nogil:
-            fc_softmax_f32(<float*>cnp.PyArray_DATA(xx), <float*>cnp.PyArray_DATA(y), rows, k, logspace, nt)
-    else:
-        with nogil:
-            fc_softmax_f64(<double*>cnp.PyArray_DATA(xx), <double*>cnp.PyArray_DATA(y), rows, k, logspace, nt)
-    return y
-
-
-cdef object _softmax_bwd(str op, dy, y, axis, int logspace):
-    C.array(op, "dy", dy, device="cpu")
-    C.array(op, "y", y, device="cpu")
-    dy, y = _grad_pair(op, dy, y, "y")
-    if y.ndim < 1:
-        raise ValueError(f"{op}: argument 'y' must have at least 1 dimension, got shape {tuple(y.shape)}")
-    ax = _axis(op, axis, y.ndim)
-    if ax != y.ndim - 1:
-        return (_ref.log_softmax_backward if logspace else _ref.softmax_backward)(dy, y, ax)
-    cdef cnp.ndarray g = dy
-    cdef cnp.ndarray yy = y
-    cdef cnp.ndarray dx = np.empty_like(g)
-    cdef Py_ssize_t k = y.shape[y.ndim - 1]
-    cdef Py_ssize_t rows = y.size // k if k else 0
-    cdef int nt = num_threads(y.size, GRAIN)
-    if rows == 0:
-        return dx
-    if y.dtype == np.float32:
-        with nogil:
-            fc_softmax_bwd_f32(<float*>cnp.PyArray_DATA(g), <float*>cnp.PyArray_DATA(yy),
-                               <float*>cnp.PyArray_DATA(dx), rows, k, logspace, nt)
-    else:
-        with nogil:
-            fc_softmax_bwd_f64(<double*>cnp.PyArray_DATA(g), <double*>cnp.PyArray_DATA(yy),
-                               <double*>cnp.PyArray_DATA(dx), rows, k, logspace, nt)
-    return dx
-
-
-def softmax_forward(x, axis):
-    return _softmax("softmax_forward", x, axis, 0)
-
-
-def softmax_backward(dy, y, axis):
-    """dx = y * (dy - sum(dy * y)), y the softmax output."""
-    return _softmax_bwd("softmax_backward", dy, y, axis, 0)
-
-
-def log_softmax_forward(x, axis):
-    return _softmax("log_softmax_forward", x, axis, 1)
-
-
-def log_softmax_backward(dy, y, axis):
-    """dx = dy - exp(y) * sum(dy), y the log-softmax output."""
-    return _softmax_bwd("log_softmax_backward", dy, y, axis, 1)
