@@ -22,10 +22,12 @@ def blas_info():
     try:
         import threadpoolctl
 
-        for d in threadpoolctl.threadpool_info():
-            if d.get("user_api") == "blas":
-                return {"name": d.get("internal_api"), "version": d.get("version"),
-                        "threads": d.get("num_threads"), "arch": d.get("architecture")}
+        blas = [d for d in threadpoolctl.threadpool_info() if d.get("user_api") == "blas"]
+        blas.sort(key=lambda d: "numpy" not in str(d.get("filepath", "")))  # NumPy's BLAS first
+        if blas:
+            d = blas[0]
+            return {"name": d.get("internal_api"), "version": d.get("version"),
+                    "threads": d.get("num_threads"), "arch": d.get("architecture")}
     except Exception:
         pass
     try:

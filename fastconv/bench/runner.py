@@ -21,7 +21,7 @@ from . import torch_ref
 from .cases import load_cases
 from .machine import machine_info
 from .specs import SPECS, KernelMissing
-from .timing import Budget, make_timer, measure
+from .timing import Budget, make_timer, measure_interleaved
 
 SCHEMA_VERSION = 1
 RECORD_KEYS = (
@@ -134,8 +134,11 @@ def _sync(device):
         cupy.cuda.get_current_stream().synchronize()
 
 
-def run_one(spec, case, direction, backend, data, ref, cfg, timer, budget):
-    """One record for (case, direction, backend); ``ref`` is a callable giving the reference outputs."""
+def validate_one(spec, case, direction, backend, data, ref, cfg):
+    """Resolve and validate one backend: (record, timed callable or None, seconds of the first call).
+
+    The record's status is final ('n/a', 'no-ref', 'fail', 'error') unless a callable is
+    returned; ``ref`` is a callable giving the reference outputs."""
     rec = _record(case, direction, backend, cfg, spec)
     get = kernel_getter(backend, cfg.device)
     try:
@@ -143,12 +146,12 @@ def run_one(spec, case, direction, backend, data, ref, cfg, timer, budget):
             get(name)
     except KernelMissing as exc:
         rec.update(status="n/a", message=str(exc))
-        return rec
+        return rec, None, 0.0
     try:
         refs = ref()
     except KernelMissing as exc:
         rec.update(status="no-ref", message=f"reference lacks the op, not validated: {exc}")
-        return rec
+        return rec, None, 0.0
     try:
         run, extract = spec.bind(get, direction, convert(data, cfg.dtype, cfg.device), case.params)
         t0 = time.perf_counter()
@@ -159,44 +162,60 @@ def run_one(spec, case, direction, backend, data, ref, cfg, timer, budget):
         del out
     except KernelMissing as exc:
         rec.update(status="n/a", message=str(exc))
-        return rec
+        return rec, None, 0.0
     except Exception as exc:
         rec.update(status="error", message=f"{type(exc).__name__}: {exc}"[:300])
-        return rec
+        return rec, None, 0.0
     rec["rel_err"] = err
     if not err <= spec.tol:
         rec.update(status="fail", message=why or f"relative error {err:.3g} > tolerance {spec.tol:g}")
-        return rec
-    try:
-        st = measure(run, timer, budget.for_slow_call(t_call))
-    except Exception as exc:
-        rec.update(status="error", message=f"while timing: {type(exc).__name__}: {exc}"[:300])
-        return rec
-    rec.update(status="ok", **st.as_dict())
-    return rec
+        return rec, None, 0.0
+    return rec, run, t_call
 
 
-def time_torch(spec, case, direction, data, cfg, budget):
-    """{variant: median ms} for PyTorch's version, measured now; {} without torch."""
+def build_torch(case, direction, data, cfg):
+    """{variant: (callable, seconds of its warm-up call)} or {variant: error text}."""
     if not cfg.torch:
         return {}
     out = {}
     for variant, build in torch_ref.builders(case.op, direction, data, case.params, cfg.dtype, cfg.device).items():
         try:
             fn = build()
-            if fn is None:
-                continue
-            timer = make_timer(cfg.device, "torch")
             t0 = time.perf_counter()
             fn()  # warm-up (cuDNN autotune, lazy state)
-            timer.sync()
-            out[variant] = measure(fn, timer, budget.for_slow_call(time.perf_counter() - t0)).median_ms
+            make_timer(cfg.device, "torch").sync()
+            out[variant] = (fn, time.perf_counter() - t0)
         except Exception as exc:  # e.g. a fused optimizer this torch build lacks
             out[variant] = f"{type(exc).__name__}: {exc}"[:160]
-        finally:
-            fn = None
-            gc.collect()
     return out
+
+
+def time_direction(recs, runs, torch_fns, cfg, budget):
+    """Time validated kernels and PyTorch's variants interleaved (round-robin), so a
+    shared or throttling machine affects both sides of each ratio alike."""
+    entries = {}
+    for rec, (run, t_call) in zip(recs, runs):
+        if run is not None:
+            entries[("k", rec["backend"])] = (run, make_timer(cfg.device), budget.for_slow_call(t_call))
+    torch_variants = {}
+    for variant, v in torch_fns.items():
+        if isinstance(v, str):
+            torch_variants[variant] = v
+        else:
+            entries[("t", variant)] = (v[0], make_timer(cfg.device, "torch"), budget.for_slow_call(v[1]))
+    stats = measure_interleaved(entries)
+    for rec in recs:
+        st = stats.get(("k", rec["backend"]))
+        if st is None:
+            continue
+        if isinstance(st, str):
+            rec.update(status="error", message=f"while timing: {st}"[:300])
+        else:
+            rec.update(status="ok", **st.as_dict())
+    for (kind, variant), st in stats.items():
+        if kind == "t":
+            torch_variants[variant] = st if isinstance(st, str) else st.median_ms
+    return torch_variants
 
 
 def _derive(rec, peak):
@@ -241,7 +260,7 @@ def run(cfg):
     if cfg.peak is None:
         say(f"measuring {cfg.device} peak (SGEMM, copy bandwidth)...")
     peak = dict(cfg.peak) if cfg.peak is not None else peak_mod.measure(cfg.device, quick=cfg.quick)
-    timer = make_timer(cfg.device)
+    timer = make_timer(cfg.device)  # for the record: which clock timed the kernels
     itemsize = np.dtype(cfg.dtype).itemsize
     results = []
     for ci, case in enumerate(cases):
@@ -275,9 +294,12 @@ def run(cfg):
                 if isinstance(cache["v"], Exception):
                     raise cache["v"]
                 return cache["v"]
-            recs = [run_one(spec, case, d, b, data, ref, cfg, timer, budget) for b in backends]
+            checked = [validate_one(spec, case, d, b, data, ref, cfg) for b in backends]
             cache.clear()
-            tv = time_torch(spec, case, d, data, cfg, budget) if any(r["status"] == "ok" for r in recs) else {}
+            recs, runs = [c[0] for c in checked], [(c[1], c[2]) for c in checked]
+            torch_fns = build_torch(case, d, data, cfg) if any(r is not None for r, _ in runs) else {}
+            tv = time_direction(recs, runs, torch_fns, cfg, budget)
+            del checked, runs, torch_fns
             flops, nbytes = spec.work(case.params, d, itemsize)
             for r in recs:
                 r.update(flops=flops, bytes=nbytes, torch_variants=tv or None)

@@ -4,6 +4,8 @@
 ``min_repeats`` runs and ``budget_s`` seconds are spent (or ``max_repeats``
 runs, or ``hard_cap_s`` seconds with one run done, whichever first), after
 ``warmup`` untimed calls, and returns ``Stats`` (median, quartiles, IQR).
+``measure_interleaved`` does the same for several callables round-robin (the
+runner times a kernel and its PyTorch counterpart that way).
 """
 import time
 from dataclasses import asdict, dataclass
@@ -139,3 +141,37 @@ def measure(fn, timer, budget=None):
         if n >= budget.min_repeats and spent >= budget.budget_s:
             break
     return summarize(times)
+
+
+def measure_interleaved(entries):
+    """Time several callables round-robin: ``entries`` maps key -> (fn, timer, Budget).
+    Each key stops on its own budget (counting its own timed seconds).  Returns
+    key -> Stats, or key -> error text when its call raised."""
+    out, times, spent = {}, {k: [] for k in entries}, dict.fromkeys(entries, 0.0)
+    active = []
+    for k, (fn, timer, b) in entries.items():
+        try:
+            for _ in range(b.warmup):
+                fn()
+            timer.sync()
+            active.append(k)
+        except Exception as exc:
+            out[k] = f"{type(exc).__name__}: {exc}"
+    while active:
+        for k in list(active):
+            fn, timer, b = entries[k]
+            try:
+                t = timer.time_call(fn)
+            except Exception as exc:
+                out[k] = f"{type(exc).__name__}: {exc}"
+                active.remove(k)
+                continue
+            times[k].append(t)
+            spent[k] += t
+            n = len(times[k])
+            if n >= b.max_repeats or spent[k] >= b.hard_cap_s or (n >= b.min_repeats and spent[k] >= b.budget_s):
+                active.remove(k)
+    for k, ts in times.items():
+        if k not in out:
+            out[k] = summarize(ts)
+    return out
