@@ -28,6 +28,15 @@ from .dispatch import use_backend  # noqa: E402
 from .tensor import Function, Tensor, as_tensor, enable_grad, is_grad_enabled, no_grad, tensor  # noqa: E402
 from . import ops as _ops  # noqa: E402,F401  (installs Tensor arithmetic)
 from .ops import cat, concat, stack, zeros, ones, randn, rand, arange, from_dlpack, where, maximum, minimum  # noqa: E402
+from . import random  # noqa: E402
+
+
+def manual_seed(seed):
+    """Seed every fastconv random stream: dropout seeds and parameter initialisation."""
+    random.manual_seed(seed)
+    from .nn import init
+
+    init.manual_seed(seed)
 
 __version__ = "0.1.0"
 
@@ -35,5 +44,5 @@ __all__ = [
     "Tensor", "Function", "tensor", "as_tensor", "no_grad", "enable_grad", "is_grad_enabled",
     "use_backend", "config", "set_num_threads", "get_num_threads",
     "cat", "concat", "stack", "zeros", "ones", "randn", "rand", "arange", "from_dlpack", "where",
-    "maximum", "minimum",
+    "maximum", "minimum", "manual_seed", "random",
 ]
