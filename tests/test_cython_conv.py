@@ -66,7 +66,7 @@ def _algos(cfg):
     algos = ["auto", "gemm", "direct"]
     if (R, S) == (1, 1) and st2 == (1, 1) and pad2 == (0, 0):
         algos.append("1x1")
-    if HAS_WINO and (R, S) == (3, 3) and st2 == (1, 1) and dil2 == (1, 1):
+    if HAS_WINO and (R, S) == (3, 3) and st2 == (1, 1) and dil2 == (1, 1) and g == 1:
         algos.append("winograd")
     return algos
 

@@ -32,7 +32,12 @@ cnp.import_array()
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
 
-ALGOS = ("auto", "1x1", "gemm", "direct")
+try:  # built as its own extension module
+    from . import _conv_winograd as _wino
+    ALGOS = ("auto", "1x1", "gemm", "direct", "winograd")
+except ImportError:  # pragma: no cover - only when that module was not compiled
+    _wino = None
+    ALGOS = ("auto", "1x1", "gemm", "direct")
 
 ctypedef fused real:
     float
@@ -409,18 +414,23 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
         if v >= 2 ** 31:
             raise ValueError(f"{op}: problem too large for 32-bit BLAS indexing (x {tuple(x_shape)}, w {tuple(w_shape)})")
     pointwise_ok = R == 1 and S == 1 and stride == (1, 1) and padding == (0, 0)
+    wino_ok = (_wino is not None and op == "conv2d_forward" and (R, S) == (3, 3) and stride == (1, 1)
+               and dilation == (1, 1) and groups == 1)
     if algo == "auto":
         Kg = K // groups
         if pointwise_ok:
             algo = "1x1"
+        elif wino_ok and C >= WINO_MIN_C and K >= WINO_MIN_C:
+            algo = "winograd"
         elif Cg == 1 or Kg * crs <= 256:
             algo = "direct"
         else:
             algo = "gemm"
     elif algo == "1x1" and not pointwise_ok:
         raise ValueError(f"{op}: algo '1x1' needs a 1x1 kernel, stride 1 and no padding (w {tuple(w_shape)}, stride {stride}, padding {padding})")
-    elif algo == "winograd":
-        raise ValueError(f"{op}: algo 'winograd' is not available for this call")
+    elif algo == "winograd" and not wino_ok:
+        raise ValueError(f"{op}: algo 'winograd' needs a forward 3x3 convolution with stride 1, dilation 1 "
+                         f"and groups 1 (w {tuple(w_shape)}, stride {stride}, dilation {dilation}, groups {groups})")
     return (stride, padding, dilation, groups, out), algo
 
 
@@ -452,6 +462,7 @@ class _BlasSerial:
             _BlasSerial._lib.set_num_threads(self.prev)
 
 
+WINO_MIN_C = 16  # auto picks Winograd for 3x3/stride 1 when C and K are at least this
 COL_TARGET_BYTES = 4 << 20  # im2col block per thread (stays near the caches; GEMMs stay wide)
 
 
@@ -513,6 +524,9 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto"):
         return y
     cdef Geo g = _geo(x.shape, w.shape, stride, padding, dilation, groups, out)
     cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 18)
+    if algo == "winograd":
+        with _BlasSerial():
+            return _wino.forward(x, w, b, padding, y, nt)
     if algo != "direct":
         return _gemm_path(0, x, w, b, y, g, nt, algo == "1x1")
     cdef void* px = _ptr(x)
