@@ -1,6 +1,8 @@
 """fastconv.models: published parameter counts, forward+backward of every model on a small
-input, and torch.nn rebuilds (no torchvision) of ResNet, LeNet-5, VGG and the CIFAR ResNet with
-weights copied through a .npz file: eval logits within 1e-4 relative, gradients too."""
+input, and torch.nn rebuilds (no torchvision) of ResNet-18, LeNet-5, VGG, the CIFAR ResNet, a small
+DenseNet and GoogLeNet's Inception block, with weights copied through a .npz file: logits within
+1e-4 relative (eval and training mode), gradients too."""
+import collections
 
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import torch
 
 import fastconv as fc
 from fastconv import models as M
+from fastconv.models.googlenet import Inception as GoogLeNetInception
 from fastconv.testing import rel_error
 
 TV_COUNTS = {  # torchvision's published figures
@@ -99,6 +102,15 @@ def test_inception_v3_eval_and_size_check():
     assert all(n.startswith("AuxLogits.") for n in missing)  # aux head only runs in training
     with pytest.raises(ValueError, match=">= 75"):
         m(fc.Tensor(np.zeros((1, 3, 64, 64), np.float32)))
+    m.train()
+    with pytest.raises(ValueError, match="InceptionAux: needs a Mixed_6e map of at least 17x17"):
+        m(fc.Tensor(np.zeros((2, 3, 75, 75), np.float32)))
+
+
+def test_inception_aux_head():
+    aux = M.inception.InceptionAux(768, 6)
+    out, missing = run_fwd_bwd(aux, (2, 768, 17, 17))
+    assert out.shape == (2, 6) and missing == []
 
 
 @pytest.mark.parametrize("rnn,bidirectional", [("lstm", False), ("gru", True)])
@@ -342,3 +354,97 @@ def test_state_dict_keys_follow_torchvision_naming():
     assert [k for k in build("alexnet").state_dict() if k.startswith("classifier")] == [
         "classifier.1.weight", "classifier.1.bias", "classifier.4.weight", "classifier.4.bias",
         "classifier.6.weight", "classifier.6.bias"]
+
+
+class TDenseLayer(torch.nn.Module):
+    def __init__(self, c, growth, bn_size):
+        super().__init__()
+        self.norm1, self.relu1 = torch.nn.BatchNorm2d(c), torch.nn.ReLU()
+        self.conv1 = torch.nn.Conv2d(c, bn_size * growth, 1, bias=False)
+        self.norm2, self.relu2 = torch.nn.BatchNorm2d(bn_size * growth), torch.nn.ReLU()
+        self.conv2 = torch.nn.Conv2d(bn_size * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, feats):
+        x = self.conv1(self.relu1(self.norm1(torch.cat(feats, 1))))
+        return self.conv2(self.relu2(self.norm2(x)))
+
+
+class TDenseBlock(torch.nn.ModuleDict):
+    def __init__(self, n, c, bn_size, growth):
+        super().__init__()
+        for i in range(n):
+            self.add_module(f"denselayer{i + 1}", TDenseLayer(c + i * growth, growth, bn_size))
+
+    def forward(self, x):
+        feats = [x]
+        for layer in self.values():
+            feats.append(layer(feats))
+        return torch.cat(feats, 1)
+
+
+class TDenseNet(torch.nn.Module):
+    """torchvision's DenseNet rebuilt from torch.nn (small configuration)."""
+
+    def __init__(self, growth, blocks, init_features, bn_size, num_classes):
+        super().__init__()
+        od = collections.OrderedDict
+        self.features = torch.nn.Sequential(od([
+            ("conv0", torch.nn.Conv2d(3, init_features, 7, 2, 3, bias=False)), ("norm0", torch.nn.BatchNorm2d(init_features)),
+            ("relu0", torch.nn.ReLU()), ("pool0", torch.nn.MaxPool2d(3, 2, 1))]))
+        c = init_features
+        for i, n in enumerate(blocks):
+            self.features.add_module(f"denseblock{i + 1}", TDenseBlock(n, c, bn_size, growth))
+            c += n * growth
+            if i != len(blocks) - 1:
+                self.features.add_module(f"transition{i + 1}", torch.nn.Sequential(od([
+                    ("norm", torch.nn.BatchNorm2d(c)), ("relu", torch.nn.ReLU()),
+                    ("conv", torch.nn.Conv2d(c, c // 2, 1, bias=False)), ("pool", torch.nn.AvgPool2d(2, 2))])))
+                c //= 2
+        self.features.add_module("norm5", torch.nn.BatchNorm2d(c))
+        self.classifier = torch.nn.Linear(c, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.features(x))
+        return self.classifier(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_small_densenet_matches_torch(train, tmp_path):
+    tm = TDenseNet(4, (2, 2), 8, 2, 5)
+    _randomize_bn(tm)
+    fm = M.densenet.DenseNet(growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=2, num_classes=5)
+    assert list(fm.state_dict()) == list(tm.state_dict())
+    compare_with_torch(fm, tm, (2, 3, 32, 32), tmp_path, train=train)
+
+
+class TBasicConv(torch.nn.Module):
+    def __init__(self, cin, cout, **kw):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(cin, cout, bias=False, **kw)
+        self.bn = torch.nn.BatchNorm2d(cout, eps=0.001)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class TInception(torch.nn.Module):
+    """torchvision's GoogLeNet Inception block rebuilt from torch.nn."""
+
+    def __init__(self, cin, c1, r3, c3, r5, c5, pp):
+        super().__init__()
+        S = torch.nn.Sequential
+        self.branch1 = TBasicConv(cin, c1, kernel_size=1)
+        self.branch2 = S(TBasicConv(cin, r3, kernel_size=1), TBasicConv(r3, c3, kernel_size=3, padding=1))
+        self.branch3 = S(TBasicConv(cin, r5, kernel_size=1), TBasicConv(r5, c5, kernel_size=3, padding=1))
+        self.branch4 = S(torch.nn.MaxPool2d(3, 1, 1, ceil_mode=True), TBasicConv(cin, pp, kernel_size=1))
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_googlenet_inception_block_matches_torch(train, tmp_path):
+    tm = TInception(8, 4, 4, 6, 2, 3, 3)
+    _randomize_bn(tm)
+    fm = GoogLeNetInception(8, 4, 4, 6, 2, 3, 3)
+    compare_with_torch(fm, tm, (2, 8, 7, 7), tmp_path, train=train)

@@ -121,6 +121,9 @@ class InceptionAux(nn.Module):
         self.fc.stddev = 0.001
 
     def forward(self, x):
+        if x.shape[2] < 17 or x.shape[3] < 17:
+            raise ValueError(f"InceptionAux: needs a Mixed_6e map of at least 17x17 (inputs of about 299x299), got "
+                             f"{x.shape}; use eval() or aux_logits=False for smaller inputs")
         x = self.conv1(self.conv0(F.avg_pool2d(x, kernel_size=5, stride=3)))
         x = F.adaptive_avg_pool2d(x, (1, 1)).flatten(1)
         return self.fc(x)
