@@ -1,4 +1,6 @@
 """Every op x direction x case x backend through pytest-benchmark (see conftest.py)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -6,7 +8,7 @@ from fastconv.bench import torch_ref
 from fastconv.bench.runner import ValidationFailed, prepare_validated
 from fastconv.bench.specs import SPECS, KernelMissing
 
-from conftest import DEVICE
+DEVICE = os.environ.get("FASTCONV_BENCH_DEVICE", "cpu")  # as in conftest.py
 
 
 def _sync():

@@ -90,7 +90,11 @@ def _bench_run(args):
     cfg = Config(device=args.device, ops=ops, backends=backends, shapes=args.shapes, quick=args.quick,
                  dtype=args.dtype, torch=not args.no_torch, seed=args.seed, budget=budget,
                  progress=None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
-    rep = run(cfg)
+    try:
+        rep = run(cfg)
+    except (RuntimeError, FileNotFoundError, KeyError, ValueError) as exc:
+        print(f"fastconv bench: {exc}", file=sys.stderr)
+        return 2
     print(report.table(rep, hide_na=args.hide_na))
     if args.out:
         paths = report.write_all(rep, args.out)

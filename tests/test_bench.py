@@ -205,6 +205,14 @@ def test_cli_bench_quick_smoke(tmp_path):
     assert (out / "bench.png").exists() and (out / "bench.md").exists()
 
 
+def test_cli_bench_errors_are_clear(tmp_path):
+    from fastconv.cli import main
+
+    assert main(["bench", "--shapes", str(tmp_path / "missing.csv"), "-q"]) == 2
+    if not dispatch.gpu_status()[0]:
+        assert main(["bench", "--device", "cuda", "--quick", "-q"]) == 2
+
+
 def test_cli_list_and_info():
     p = _cli("bench", "--list", "--quick", "--ops", "conv")
     assert p.returncode == 0 and "conv2d" in p.stdout and "lenet_c3" in p.stdout

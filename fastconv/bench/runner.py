@@ -239,6 +239,12 @@ def _derive(rec, peak):
 def run(cfg):
     """Run the benchmark; return the report dict (see report.py for its outputs)."""
     say = cfg.progress or (lambda s: None)
+    if cfg.device == "cuda":
+        ok, why = dispatch.gpu_status()
+        if not ok:
+            raise dispatch.BackendUnavailable(f"cannot benchmark on cuda: {why}")
+    elif cfg.device != "cpu":
+        raise ValueError(f"unknown device {cfg.device!r}: expected 'cpu' or 'cuda'")
     t_start = time.perf_counter()
     budget = cfg.budget or (Budget.quick() if cfg.quick else Budget())
     cases = load_cases(cfg.device, cfg.shapes, cfg.ops, cfg.quick)
@@ -255,8 +261,11 @@ def run(cfg):
             backends.remove(b)
     from ..config import get_num_threads
 
+    from .. import config as fc_config
+
+    torch_cfg = None
     if cfg.torch and torch_ref.available():
-        torch_ref.set_threads(get_num_threads())
+        torch_cfg = torch_ref.configure(cfg.device, get_num_threads(), fc_config.allow_tf32)
     if cfg.peak is None:
         say(f"measuring {cfg.device} peak (SGEMM, copy bandwidth)...")
     peak = dict(cfg.peak) if cfg.peak is not None else peak_mod.measure(cfg.device, quick=cfg.quick)
@@ -323,7 +332,8 @@ def run(cfg):
         "machine": machine_info(cfg.device),
         "peak": peak,
         "config": {"device": cfg.device, "ops": cfg.ops, "backends": backends, "shapes": cfg.shapes,
-                   "quick": cfg.quick, "dtype": cfg.dtype, "torch": bool(cfg.torch and torch_ref.available()),
+                   "quick": cfg.quick, "dtype": cfg.dtype, "torch": bool(cfg.torch and torch_ref.available()), "torch_settings": torch_cfg,
+                   "allow_tf32": fc_config.allow_tf32,
                    "seed": cfg.seed, "budget": budget.__dict__.copy(), "timer": timer.name,
                    "argv": list(sys.argv)},
         "backends_unavailable": unavailable,

@@ -29,10 +29,17 @@ def version():
         return None
 
 
-def set_threads(n):
+def configure(device, threads, allow_tf32=False):
+    """Same conditions as fastconv: CPU threads; on the GPU cuDNN autotuning (like the
+    ANCHORS numbers) and TF32 only when fastconv's kernels may use it too."""
     import torch
 
-    torch.set_num_threads(int(n))
+    torch.set_num_threads(int(threads))
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = bool(allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = bool(allow_tf32)
+    return {"threads": torch.get_num_threads(), "cudnn_benchmark": device == "cuda", "tf32": bool(allow_tf32)}
 
 
 def _tensors(data, dtype, device):
