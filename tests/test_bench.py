@@ -134,10 +134,10 @@ def test_json_schema_is_stable(tmp_path, broken_backend):
     rep = run(Config(ops=["relu"], backends=[name], shapes=[_case_file(tmp_path, [TINY[5]])], budget=FAST,
                      peak=PEAK))
     assert set(rep) == {"schema_version", "tool", "created_utc", "machine", "peak", "config",
-                        "backends_unavailable", "elapsed_s", "results"}
+                        "backends_unavailable", "elapsed_s", "load_avg_end", "results"}
     assert rep["schema_version"] == 1
     assert set(rep["machine"]) == {"cpu_model", "cpu_count", "threads", "platform", "blas", "git_commit",
-                                   "versions", "gpu"}
+                                   "versions", "gpu", "load_avg"}
     assert set(rep["peak"]) >= {"device", "sgemm_gflops", "copy_gbps"}
     assert RECORD_KEYS == (
         "op", "direction", "case", "set", "backend", "device", "dtype", "status", "message",

@@ -85,10 +85,19 @@ def gpu_info():
         return None
 
 
+def load_avg():
+    """1/5/15-minute load averages: above the core count, other work shared the CPU."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def machine_info(device="cpu"):
     from ..config import get_num_threads
 
     info = {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "threads": get_num_threads(),
             "platform": platform.platform(), "blas": blas_info(), "git_commit": git_commit(),
-            "versions": versions(), "gpu": gpu_info() if device == "cuda" else None}
+            "versions": versions(), "gpu": gpu_info() if device == "cuda" else None,
+            "load_avg": load_avg()}
     return info

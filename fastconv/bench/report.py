@@ -40,10 +40,17 @@ def row_cells(r):
 def header_lines(report):
     m, pk, cfg = report["machine"], report["peak"], report["config"]
     blas = m.get("blas") or {}
+    la, la_end = m.get("load_avg"), report.get("load_avg_end")
+    load = ""
+    if la:
+        load = f"  load avg {la[0]:.1f} at start, {la_end[0]:.1f} at end" if la_end else f"  load avg {la[0]:.1f}"
+        if max(la[0], (la_end or la)[0]) > 1.5 * (m.get("cpu_count") or 1):
+            load += " (CPU shared with other work: times are noisy)"
     lines = [f"fastconv bench  {report['created_utc']}  commit {m.get('git_commit')}  device {cfg['device']}  "
              f"dtype {cfg['dtype']}{'  (quick)' if cfg.get('quick') else ''}",
              f"CPU {m.get('cpu_model')} x{m.get('cpu_count')}  threads {m.get('threads')}  "
-             f"BLAS {blas.get('name')} {blas.get('version')}  torch {m['versions'].get('torch', 'not installed')}"]
+             f"BLAS {blas.get('name')} {blas.get('version')}  torch {m['versions'].get('torch', 'not installed')}"
+             + load]
     if m.get("gpu"):
         g = m["gpu"]
         lines.append(f"GPU {g.get('name')} (cc {g.get('cc')}, {g.get('sms')} SMs)  driver {g.get('driver')}  "
@@ -97,7 +104,7 @@ def to_json(report):
 
 def markdown(report, hide_na=True):
     lines = ["# fastconv benchmark", ""] + [f"- {line}" for line in header_lines(report)] + [""]
-    lines.append("| " + " | ".join(COLUMNS) + " |")
+    lines.append("| " + " | ".join(c.replace("|", "\\|") for c in COLUMNS) + " |")
     lines.append("|" + "|".join("---" if i < 5 else "---:" for i in range(len(COLUMNS))) + "|")
     for r in report["results"]:
         if hide_na and r.get("status") == "n/a":

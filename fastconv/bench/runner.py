@@ -19,7 +19,7 @@ from .. import dispatch
 from . import peak as peak_mod
 from . import torch_ref
 from .cases import load_cases
-from .machine import machine_info
+from .machine import load_avg, machine_info
 from .specs import SPECS, KernelMissing
 from .timing import Budget, make_timer, measure_interleaved
 
@@ -338,6 +338,7 @@ def run(cfg):
                    "argv": list(sys.argv)},
         "backends_unavailable": unavailable,
         "elapsed_s": round(time.perf_counter() - t_start, 2),
+        "load_avg_end": load_avg(),
         "results": results,
     }
 
