@@ -1,5 +1,6 @@
 """Transfer learning: freeze/unfreeze by name pattern, replace the head,
 per-group learning rates, feature extraction and a linear head on features."""
+import contextlib
 import fnmatch
 
 import numpy as np
@@ -48,11 +49,29 @@ def find_head(model):
     return last
 
 
+@contextlib.contextmanager
+def _seeded_init(seed):
+    """Draw initial weights from ``seed`` inside the block; the global initialiser stream is
+    left where it was.  ``seed=None``: draw from the global stream."""
+    from .nn import init
+
+    if seed is None:
+        yield
+        return
+    gen = init.get_generator()
+    saved = gen.bit_generator.state
+    gen.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+    try:
+        yield
+    finally:
+        gen.bit_generator.state = saved
+
+
 def replace_head(model, num_classes, name=None, seed=None):
     """Replace the classifier head (default: the last Linear) with a fresh Linear of ``num_classes``
     outputs on the same device and dtype, in the same place.  ``seed`` draws its initial weights from
     a generator seeded with it (the global initialiser stream is left untouched); returns the new head."""
-    from .nn import Linear, init
+    from .nn import Linear
 
     name = name or find_head(model)
     parent = model
@@ -62,15 +81,8 @@ def replace_head(model, num_classes, name=None, seed=None):
     old = parent._modules.get(leaf)
     if not isinstance(old, Linear):
         raise ValueError(f"replace_head: {name!r} is a {type(old).__name__}, not a Linear layer")
-    gen = init.get_generator()
-    saved = gen.bit_generator.state
-    if seed is not None:
-        gen.bit_generator.state = np.random.default_rng(seed).bit_generator.state
-    try:
+    with _seeded_init(seed):
         new = Linear(old.in_features, num_classes, bias=old.bias is not None)
-    finally:
-        if seed is not None:
-            gen.bit_generator.state = saved
     new.to(device=old.weight.device, dtype=old.weight.dtype)
     parent._modules[leaf] = new  # keeps the position (Sequential order)
     return new
@@ -146,10 +158,15 @@ def train_linear_head(features, labels, num_classes, epochs=100, lr=0.05, weight
     from .nn import Linear
     from .optim import Adam
 
-    rng = np.random.default_rng(seed)
     feats = np.ascontiguousarray(features, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    if feats.ndim != 2 or labels.shape != (feats.shape[0],):
+        raise ValueError(f"train_linear_head: features must be (N, F) and labels (N,), got {feats.shape} and "
+                         f"{labels.shape}")
+    rng = np.random.default_rng(seed)
     mu, sd = feats.mean(0), feats.std(0) + 1e-6
-    head = Linear(feats.shape[1], num_classes)
+    with _seeded_init(seed):
+        head = Linear(feats.shape[1], num_classes)
     head.feature_mean, head.feature_std = mu, sd
     xs = (feats - mu) / sd
     opt = Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
@@ -170,14 +187,35 @@ def linear_head_predict(head, features):
         return head(Tensor(xs)).numpy()
 
 
+def init_head_from_probe(model, loader, head=None, epochs=30, lr=0.05, seed=0):
+    """Fit a linear probe on the features entering the head (``train_linear_head``) and load it
+    into the model's head, with the feature standardisation folded into its weights.  Fine-tuning
+    from such a head ("LP-FT") leaves the pretrained features intact at the start."""
+    name = head or find_head(model)
+    lin = _get_module(model, name)
+    feats, labels = extract_features(model, loader)
+    probe = train_linear_head(feats, labels, lin.out_features, epochs=epochs, lr=lr, seed=seed)
+    w = np.asarray(probe.weight.numpy(), np.float64) / probe.feature_std[None, :]
+    b = np.asarray(probe.bias.numpy(), np.float64) - w @ probe.feature_mean
+    xp = lin.weight.xp
+    lin.weight.data[...] = xp.asarray(w.astype(lin.weight.dtype))
+    if lin.bias is not None:
+        lin.bias.data[...] = xp.asarray(b.astype(lin.bias.dtype))
+    return lin
+
+
 def fine_tune(model, train_loader, val_loader=None, epochs=3, lr=1e-3, body_lr=None, head=None,
-              optimizer="adam", weight_decay=0.0, **trainer_kwargs):
+              optimizer="adam", weight_decay=0.0, probe_epochs=0, **trainer_kwargs):
     """Fine-tune ``model`` with two learning rates: ``lr`` for the head (default: the last
-    Linear) and ``body_lr`` (default lr/10) for every other trainable parameter.  Returns the Trainer."""
+    Linear) and ``body_lr`` (default lr/10) for every other trainable parameter.  With
+    ``probe_epochs`` the head first gets a linear probe on the frozen features
+    (``init_head_from_probe``).  Returns the Trainer."""
     from .train import Trainer
     from .tune import make_optimizer
 
     head = head or find_head(model)
+    if probe_epochs:
+        init_head_from_probe(model, train_loader, head, probe_epochs)
     groups = param_groups(model, {head: lr}, lr / 10 if body_lr is None else body_lr)
     opt = make_optimizer(optimizer, groups, lr, weight_decay)
     trainer = Trainer(model, opt, **trainer_kwargs)
