@@ -226,3 +226,26 @@ def test_cli_list_and_info():
     assert doc["backends"][0]["available"] is True and doc["threads"] >= 1
     p = _cli()
     assert p.returncode == 2 and "bench" in p.stdout and "info" in p.stdout
+
+
+def test_pytest_benchmark_suite_runs(tmp_path):
+    """`pytest bench/ --benchmark-only` over a tiny case file: kernels validated, then timed,
+    PyTorch beside them, grouped per op/direction/shape."""
+    import os
+    from pathlib import Path
+
+    pytest.importorskip("pytest_benchmark")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, FASTCONV_BENCH_SHAPES=_case_file(tmp_path, [dict(TINY[5], quick=True)]),
+               FASTCONV_BENCH_OPS="relu", FASTCONV_BENCH_BACKENDS="reference,torch")
+    out = tmp_path / "pb.json"
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "bench"),
+                        "--benchmark-only", "--benchmark-min-rounds=1", "--benchmark-max-time=0.01",
+                        f"--benchmark-json={out}"], capture_output=True, text=True, env=env, cwd=root,
+                       timeout=120)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    got = {(b["group"], b["extra_info"]["backend"]) for b in doc["benchmarks"]}
+    assert got == {("relu.fwd relu", "reference"), ("relu.bwd relu", "reference"),
+                   ("relu.fwd relu", "torch"), ("relu.bwd relu", "torch")}
+
