@@ -222,14 +222,16 @@ def test_flatten_parameters_views_and_grads(rng):
     assert f._flat.data.dtype == np.float64 and f._flat.is_intact()
 
 
-def test_flat_parameters_with_fastconv_optim(rng):
+@pytest.mark.parametrize("optim_flat", [False, True])
+def test_flat_parameters_with_fastconv_optim(optim_flat, rng):
     optim = pytest.importorskip("fastconv.optim")
     x = rng.standard_normal((4, 3)).astype(np.float32)
     a = nn.Linear(3, 2)
     b = nn.Linear(3, 2)
     b.load_state_dict(a.state_dict())
     b.flatten_parameters()
-    oa, ob = optim.SGD(a.parameters(), lr=0.1, momentum=0.9), optim.SGD(b.parameters(), lr=0.1, momentum=0.9)
+    oa = optim.SGD(a.parameters(), lr=0.1, momentum=0.9)
+    ob = optim.SGD(b.parameters(), lr=0.1, momentum=0.9, flat=optim_flat)
     for _ in range(3):
         for m, o in ((a, oa), (b, ob)):
             o.zero_grad()
