@@ -167,6 +167,12 @@ def test_load_state_dict_strict_reports_every_key():
         f.load_state_dict([1, 2])
 
 
+def test_old_checkpoints_without_num_batches_tracked_load():
+    f, t = small_pair()
+    sd = {k: v for k, v in t.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert f.load_state_dict(sd).missing_keys == []
+
+
 def test_load_state_dict_is_in_place_casts_and_accepts_torch_tensors():
     f, t = small_pair()
     w = f.state_dict()["0.weight"]

@@ -343,7 +343,9 @@ class Module:
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"load_state_dict: expected a mapping, got {type(state_dict).__name__}")
         own = self.state_dict(keep_vars=True)
-        missing = [k for k in own if k not in state_dict]
+        # like torch, tolerate batch-norm counters absent from old checkpoints (e.g. torchvision's
+        # original ImageNet weights): they keep their current value
+        missing = [k for k in own if k not in state_dict and k.rsplit(".", 1)[-1] != "num_batches_tracked"]
         unexpected = [k for k in state_dict if k not in own]
         mismatched, pending = [], []
         for key, target in own.items():
