@@ -47,8 +47,8 @@ def U(n, d=types.int64):
 
 SPECS = {
     "conv": {
-        "_fwd_gemm": lambda d: (arr(d), arr(d), arr(d), arr(d), U(17)),
-        "_bwd_input_gemm": lambda d: (arr(d), arr(d), arr(d), U(17)),
+        "_fwd_gemm": lambda d: (arr(d), arr(d), arr(d), arr(d), U(17), I32),
+        "_bwd_input_gemm": lambda d: (arr(d), arr(d), arr(d), U(17), I32),
         "_bwd_weight_gemm": lambda d: (arr(d), arr(d), arr(d), U(17), i64, i64),
         "_sum_splits": lambda d: (arr(d), arr(d), i64),
         "_dw_fwd": lambda d: (arr(d), arr(d), arr(d), arr(d), U(17), d),

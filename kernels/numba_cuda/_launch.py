@@ -61,6 +61,11 @@ def blocks(n, threads=THREADS, cap=MAX_BLOCKS):
     return max(1, min(cap, -(-int(n) // threads)))
 
 
+def grid2(inner, planes):
+    """2-D grid: ``inner`` items per plane along x (grid-stride), planes along y (grid-stride)."""
+    return (blocks(inner), max(1, min(int(planes), MAX_BLOCKS if SIM else 65535)))
+
+
 def cdiv(a, b):
     return -(-int(a) // int(b))
 
@@ -115,11 +120,11 @@ class Launch:
 
     def out(self, a):
         """Device view of an array the kernel writes (an output or an in-place buffer)."""
-        flat = a.reshape(-1)
+        if not a.flags.c_contiguous:  # the wrappers allocate outputs / check in-place buffers
+            raise ValueError("internal: a kernel output must be C-contiguous")
+        flat = a.reshape(-1)  # a view, so writes reach ``a``
         if is_cupy(flat):
             return cuda.as_cuda_array(flat, sync=False)
-        if not flat.flags.c_contiguous or (flat.size and not np.shares_memory(flat, a)):
-            raise ValueError("internal: in-place buffer must be C-contiguous")
         d = cuda.to_device(flat, stream=self.stream)
         self._back.append((d, flat))
         return d

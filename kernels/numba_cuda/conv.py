@@ -25,7 +25,7 @@ from numba import cuda, int64
 
 from .. import _checks as C
 from ..reference.conv import _check_dy, _shape4
-from ._launch import DEVICE, SIM, THREADS, Launch, blocks, block_sum, cdiv, jit
+from ._launch import DEVICE, SIM, THREADS, Launch, block_sum, blocks, cdiv, grid2, jit
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
 
@@ -74,7 +74,8 @@ def _zero(acc):
 
 
 @jit
-def _fwd_gemm(x, w, b, y, geo):
+def _fwd_gemm(x, w, b, y, geo, tab):
+    """tab (3, C/groups*R*S): x offset (c*H + r*dh)*W + s*dw, r*dh, s*dw of each reduction index."""
     N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, has_bias = geo
     Cg = C // G
     Kg = K // G
@@ -102,7 +103,7 @@ def _fwd_gemm(x, w, b, y, geo):
     q = pq - p * Q
     h0 = p * sh - ph
     w0 = q * sw - pw
-    xbase = (n * C + g * Cg) * H * W
+    xpix = (n * C + g * Cg) * H * W + h0 * W + w0
     # A (weights, reduction index fastest across threads: coalesced)
     akk = tid % TK
     arow = tid // TK
@@ -120,36 +121,34 @@ def _fwd_gemm(x, w, b, y, geo):
             kr2 = kt + kk
             hit = False
             if m < M and kr2 < CRS:
-                c = kr2 // RS
-                rs = kr2 - c * RS
-                r = rs // S
-                s = rs - r * S
-                hh = h0 + r * dh
-                ww = w0 + s * dw
+                hh = h0 + tab[CRS + kr2]
+                ww = w0 + tab[2 * CRS + kr2]
                 if hh >= 0 and hh < H and ww >= 0 and ww < W:
-                    Bs[kk, bcol] = x[xbase + (c * H + hh) * W + ww]
+                    Bs[kk, bcol] = x[xpix + tab[kr2]]
                     hit = True
             if not hit:
                 Bs[kk, bcol] = 0
         cuda.syncthreads()
         _tile_fma(As, Bs, acc, tx, ty)
         cuda.syncthreads()
-    for i in range(TM):
-        k = k0 + ty + i * BT
-        if k < Kg:
-            kg = g * Kg + k
-            for j in range(TN):
-                mm = m0 + tx + j * BT
-                if mm < M:
-                    nn = mm // PQ
+    for j in range(TN):
+        mm = m0 + tx + j * BT
+        if mm < M:
+            nn = mm // PQ  # one division per output column
+            ybase = nn * K * PQ + (mm - nn * PQ)
+            for i in range(TM):
+                k = k0 + ty + i * BT
+                if k < Kg:
+                    kg = g * Kg + k
                     v = acc[i, j]
                     if has_bias:
                         v += b[kg]
-                    y[(nn * K + kg) * PQ + (mm - nn * PQ)] = v
+                    y[ybase + kg * PQ] = v
 
 
 @jit
-def _bwd_input_gemm(dy, w, dx, geo):
+def _bwd_input_gemm(dy, w, dx, geo, tab):
+    """tab (4, K/groups*R*S): dy offset k*P*Q, r*dh, s*dw, weight offset k*Cg*R*S + r*S + s."""
     N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, unused = geo
     Cg = C // G
     Kg = K // G
@@ -178,11 +177,14 @@ def _bwd_input_gemm(dy, w, dx, geo):
     dybase = (n * K + g * Kg) * PQ
     akk = tid % TK
     arow = tid // TK
+    wgroup = (g * Kg * Cg + c0) * RS
+    hp = h + ph
+    wp = x_w + pw
+    abase = wgroup
     for kt in range(0, KRS, TK):
         kr = kt + akk
-        k = kr // RS
-        rs = kr - k * RS
-        abase = ((g * Kg + k) * Cg + c0) * RS + rs
+        if kr < KRS:
+            abase = wgroup + tab[3 * KRS + kr]
         for l in range(A_LOADS):
             row = arow + l * A_ROWSTEP
             if kr < KRS and c0 + row < Cg:
@@ -194,31 +196,29 @@ def _bwd_input_gemm(dy, w, dx, geo):
             kr2 = kt + kk
             hit = False
             if m < M and kr2 < KRS:
-                k2 = kr2 // RS
-                rs2 = kr2 - k2 * RS
-                r = rs2 // S
-                s = rs2 - r * S
-                t = h + ph - r * dh
-                u = x_w + pw - s * dw
+                t = hp - tab[KRS + kr2]
+                u = wp - tab[2 * KRS + kr2]
                 if t >= 0 and u >= 0:
-                    p = t // sh
-                    q = u // sw
+                    # the output pixel whose tap lands here (no division when stride is 1)
+                    p = t if sh == 1 else t // sh
+                    q = u if sw == 1 else u // sw
                     if p * sh == t and q * sw == u and p < P and q < Q:
-                        Bs[kk, bcol] = dy[dybase + k2 * PQ + p * Q + q]
+                        Bs[kk, bcol] = dy[dybase + tab[kr2] + p * Q + q]
                         hit = True
             if not hit:
                 Bs[kk, bcol] = 0
         cuda.syncthreads()
         _tile_fma(As, Bs, acc, tx, ty)
         cuda.syncthreads()
-    for i in range(TM):
-        c = c0 + ty + i * BT
-        if c < Cg:
-            for j in range(TN):
-                mm = m0 + tx + j * BT
-                if mm < M:
-                    nn = mm // HW
-                    dx[(nn * C + g * Cg + c) * HW + (mm - nn * HW)] = acc[i, j]
+    for j in range(TN):
+        mm = m0 + tx + j * BT
+        if mm < M:
+            nn = mm // HW
+            xbase = (nn * C + g * Cg) * HW + (mm - nn * HW)
+            for i in range(TM):
+                c = c0 + ty + i * BT
+                if c < Cg:
+                    dx[xbase + c * HW] = acc[i, j]
 
 
 @jit
@@ -262,14 +262,14 @@ def _bwd_weight_gemm(dy, x, ws, geo, chunk, splits):
             xoff[l] = (g * Cg + c) * H * W
         else:
             xoff[l] = -1
+    # (n, p, q) of this thread's reduction index, advanced by TK per slice (no division in the loop)
+    m = mbeg + kkt
+    n = m // PQ
+    p = (m - n * PQ) // Q
+    q = m - n * PQ - p * Q
     for kt in range(mbeg, mend, TK):
-        m = kt + kkt
-        n = m // PQ
-        pq = m - n * PQ
-        p = pq // Q
-        q = pq - p * Q
-        inside = m < mend
-        dybase = (n * K + g * Kg + k0) * PQ + pq
+        inside = kt + kkt < mend
+        dybase = (n * K + g * Kg + k0) * PQ + p * Q + q
         for l in range(A_LOADS):
             row = lrow + l * A_ROWSTEP
             if inside and k0 + row < Kg:
@@ -290,6 +290,13 @@ def _bwd_weight_gemm(dy, x, ws, geo, chunk, splits):
         cuda.syncthreads()
         _tile_fma(As, Bs, acc, tx, ty)
         cuda.syncthreads()
+        q += TK
+        while q >= Q:
+            q -= Q
+            p += 1
+        while p >= P:
+            p -= P
+            n += 1
     obase = (split * G + g) * Kg
     for i in range(TM):
         k = k0 + ty + i * BT
@@ -321,63 +328,57 @@ def _sum_splits(ws, out, splits):
 def _dw_fwd(x, w, b, y, geo, zero):
     N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, has_bias = geo
     mult = K // C
-    total = N * K * P * Q
-    i = cuda.grid(1)
-    step = cuda.gridsize(1)
-    while i < total:
-        q = i % Q
-        t = i // Q
-        p = t % P
-        t //= P
-        k = t % K
-        n = t // K
+    # planes along grid y, pixels of a plane along grid x (one division per element)
+    for plane in range(cuda.blockIdx.y, N * K, cuda.gridDim.y):
+        n = plane // K
+        k = plane - n * K
         xb = (n * C + k // mult) * H * W
         wb = k * R * S
-        acc = zero
-        if has_bias:
-            acc = b[k]
-        for r in range(R):
-            hh = p * sh - ph + r * dh
-            if hh >= 0 and hh < H:
-                for s in range(S):
-                    ww = q * sw - pw + s * dw
-                    if ww >= 0 and ww < W:
-                        acc += x[xb + hh * W + ww] * w[wb + r * S + s]
-        y[i] = acc
-        i += step
+        for e in range(cuda.grid(1), P * Q, cuda.gridsize(1)):
+            p = e // Q
+            q = e - p * Q
+            i = plane * P * Q + e
+            acc = zero
+            if has_bias:
+                acc = b[k]
+            for r in range(R):
+                hh = p * sh - ph + r * dh
+                if hh >= 0 and hh < H:
+                    for s in range(S):
+                        ww = q * sw - pw + s * dw
+                        if ww >= 0 and ww < W:
+                            acc += x[xb + hh * W + ww] * w[wb + r * S + s]
+            y[i] = acc
 
 
 @jit
 def _dw_bwd_input(dy, w, dx, geo, zero):
     N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, unused = geo
     mult = K // C
-    total = N * C * H * W
-    i = cuda.grid(1)
-    step = cuda.gridsize(1)
-    while i < total:
-        x_w = i % W
-        t = i // W
-        h = t % H
-        t //= H
-        c = t % C
-        n = t // C
-        acc = zero
-        for j in range(mult):
-            k = c * mult + j
-            yb = (n * K + k) * P * Q
-            for r in range(R):
-                th = h + ph - r * dh
-                if th >= 0:
-                    p = th // sh
-                    if p * sh == th and p < P:
-                        for s in range(S):
-                            tw = x_w + pw - s * dw
-                            if tw >= 0:
-                                q = tw // sw
-                                if q * sw == tw and q < Q:
-                                    acc += dy[yb + p * Q + q] * w[(k * R + r) * S + s]
-        dx[i] = acc
-        i += step
+    # planes along grid y, pixels of a plane along grid x (one division per element)
+    for plane in range(cuda.blockIdx.y, N * C, cuda.gridDim.y):
+        n = plane // C
+        c = plane - n * C
+        for e in range(cuda.grid(1), H * W, cuda.gridsize(1)):
+            h = e // W
+            x_w = e - h * W
+            i = plane * H * W + e
+            acc = zero
+            for j in range(mult):
+                k = c * mult + j
+                yb = (n * K + k) * P * Q
+                for r in range(R):
+                    th = h + ph - r * dh
+                    if th >= 0:
+                        p = th if sh == 1 else th // sh
+                        if p * sh == th and p < P:
+                            for s in range(S):
+                                tw = x_w + pw - s * dw
+                                if tw >= 0:
+                                    q = tw if sw == 1 else tw // sw
+                                    if q * sw == tw and q < Q:
+                                        acc += dy[yb + p * Q + q] * w[(k * R + r) * S + s]
+            dx[i] = acc
 
 
 @jit
@@ -432,6 +433,32 @@ def _geo(x_shape, w_shape, P, Q, stride, padding, dilation, groups, has_bias=Fal
             stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, int(has_bias))
 
 
+_tables = {}
+
+
+def _table(xp, kind, *key):
+    """Per-reduction-index offsets (int32), built once per geometry with xp (on the device)."""
+    full = (xp.__name__, kind) + key
+    tab = _tables.get(full)
+    if tab is None:
+        if len(_tables) > 256:
+            _tables.clear()
+        if kind == "fwd":
+            Cg, R, S, H, W, dh, dw = key
+            kr = xp.arange(Cg * R * S, dtype=xp.int64)
+            c, r, s = kr // (R * S), (kr // S) % R, kr % S
+            tab = xp.concatenate([(c * H + r * dh) * W + s * dw, r * dh, s * dw])
+        else:  # "bwd_input"
+            Kg, Cg, R, S, PQ, dh, dw = key
+            kr = xp.arange(Kg * R * S, dtype=xp.int64)
+            k, rs = kr // (R * S), kr % (R * S)
+            tab = xp.concatenate([k * PQ, (rs // S) * dh, (rs % S) * dw, k * Cg * R * S + rs])
+        if int(tab.max()) >= 2 ** 31:
+            raise ValueError("conv2d: a filter spans more than 2**31 input elements")
+        tab = _tables[full] = xp.ascontiguousarray(tab.astype(xp.int32))
+    return tab
+
+
 def _depthwise(x_shape, groups):
     return groups > 1 and groups == x_shape[1]
 
@@ -455,10 +482,12 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     geo = _geo(x.shape, w.shape, P, Q, stride, padding, dilation, groups, b is not None)
     bb = L.dev(b if b is not None else L.zeros(1, x.dtype))
     if _depthwise(x.shape, groups):
-        _dw_fwd[blocks(y.size), THREADS, L.stream](L.dev(x), L.dev(w), bb, L.out(y), geo, x.dtype.type(0))
+        _dw_fwd[grid2(P * Q, N * K), THREADS, L.stream](L.dev(x), L.dev(w), bb, L.out(y), geo, x.dtype.type(0))
     else:
         grid = (cdiv(N * P * Q, BN), cdiv(K // groups, BM), groups)
-        _fwd_gemm[grid, (BT, BT), L.stream](L.dev(x), L.dev(w), bb, L.out(y), geo)
+        Cg, R, S = w.shape[1:]
+        tab = _table(L.xp, "fwd", Cg, R, S, x.shape[2], x.shape[3], dilation[0], dilation[1])
+        _fwd_gemm[grid, (BT, BT), L.stream](L.dev(x), L.dev(w), bb, L.out(y), geo, L.dev(tab))
     return L.done(y)
 
 
@@ -479,11 +508,13 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
         return dx
     geo = _geo(x_shape, w.shape, P, Q, stride, padding, dilation, groups)
     if _depthwise(x_shape, groups):
-        _dw_bwd_input[blocks(dx.size), THREADS, L.stream](L.dev(dy), L.dev(w), L.out(dx), geo, dy.dtype.type(0))
+        _dw_bwd_input[grid2(x_shape[2] * x_shape[3], x_shape[0] * x_shape[1]), THREADS, L.stream](L.dev(dy), L.dev(w), L.out(dx), geo, dy.dtype.type(0))
     else:
         Nx, Cx, H, W = x_shape
         grid = (cdiv(Nx * H * W, BN), cdiv(Cx // groups, BM), groups)
-        _bwd_input_gemm[grid, (BT, BT), L.stream](L.dev(dy), L.dev(w), L.out(dx), geo)
+        Cg, R, S = w.shape[1:]
+        tab = _table(L.xp, "bwd_input", K // groups, Cg, R, S, P * Q, dilation[0], dilation[1])
+        _bwd_input_gemm[grid, (BT, BT), L.stream](L.dev(dy), L.dev(w), L.out(dx), geo, L.dev(tab))
     return L.done(dx)
 
 

@@ -174,7 +174,7 @@ def softmax_cross_entropy_backward(dloss, log_probs, target, weight, label_smoot
         with np.errstate(invalid="ignore", divide="ignore"):
             g = dloss / denom
     g = xp.ascontiguousarray(xp.broadcast_to(g, (N,)))
-    wsum = t(w.sum()) if eps > 0 else t(0)
+    wsum = t(float(w.sum())) if eps > 0 else t(0)  # float(): a CuPy 0-d array reads back explicitly
     _ce_bwd[blocks(dx.size), THREADS, L.stream](
         L.dev(logp), L.dev(target), L.dev(w), L.dev(g), L.out(dx), K, ignore, wsum, (t(0),) + _consts(t, eps, K))
     return L.done(dx)

@@ -17,7 +17,7 @@ from numba import cuda, int32
 
 from .. import _checks as C
 from ..reference.conv import _shape4
-from ._launch import DEVICE, THREADS, Launch, blocks, jit
+from ._launch import DEVICE, THREADS, Launch, blocks, grid2, jit
 
 __all__ = [
     "max_pool2d_forward", "max_pool2d_backward",
@@ -32,34 +32,31 @@ __all__ = [
 @jit
 def _max_fwd(x, y, arg, geo, ninf):
     N, Cc, H, W, P, Q, kh, kw, sh, sw, ph, pw, dh, dw = geo
-    total = N * Cc * P * Q
-    i = cuda.grid(1)
-    step = cuda.gridsize(1)
-    while i < total:
-        q = i % Q
-        t = i // Q
-        p = t % P
-        plane = t // P
-        xb = plane * H * W
-        h0 = p * sh - ph
-        w0 = q * sw - pw
-        hend = min(h0 + (kh - 1) * dh + 1, H)
-        wend = min(w0 + (kw - 1) * dw + 1, W)
-        while h0 < 0:
-            h0 += dh
-        while w0 < 0:
-            w0 += dw
-        best = ninf
-        bidx = h0 * W + w0  # PyTorch: the first in-bounds tap when nothing beats -inf
-        for hh in range(h0, hend, dh):
-            for ww in range(w0, wend, dw):
-                v = x[xb + hh * W + ww]
-                if v > best or v != v:  # first max wins; NaN wins (like PyTorch)
-                    best = v
-                    bidx = hh * W + ww
-        y[i] = best
-        arg[i] = bidx
-        i += step
+    # planes along grid y, pixels of a plane along grid x (one division per element)
+    for plane in range(cuda.blockIdx.y, N * Cc, cuda.gridDim.y):
+        for e in range(cuda.grid(1), P * Q, cuda.gridsize(1)):
+            p = e // Q
+            q = e - p * Q
+            i = plane * P * Q + e
+            xb = plane * H * W
+            h0 = p * sh - ph
+            w0 = q * sw - pw
+            hend = min(h0 + (kh - 1) * dh + 1, H)
+            wend = min(w0 + (kw - 1) * dw + 1, W)
+            while h0 < 0:
+                h0 += dh
+            while w0 < 0:
+                w0 += dw
+            best = ninf
+            bidx = h0 * W + w0  # PyTorch: the first in-bounds tap when nothing beats -inf
+            for hh in range(h0, hend, dh):
+                for ww in range(w0, wend, dw):
+                    v = x[xb + hh * W + ww]
+                    if v > best or v != v:  # first max wins; NaN wins (like PyTorch)
+                        best = v
+                        bidx = hh * W + ww
+            y[i] = best
+            arg[i] = bidx
 
 
 @jit
@@ -122,24 +119,21 @@ def _invert_hull(lo, hi, first, last, H, W, P, Q):
 
 @jit
 def _max_bwd(dy, arg, dx, first, last, N, Cc, H, W, P, Q, zero):
-    total = N * Cc * H * W
-    i = cuda.grid(1)
-    step = cuda.gridsize(1)
-    while i < total:
-        ww = i % W
-        t = i // W
-        hh = t % H
-        plane = t // H
-        me = hh * W + ww
-        ob = plane * P * Q
-        acc = zero
-        for p in range(first[hh], last[hh] + 1):
-            for q in range(first[H + ww], last[H + ww] + 1):
-                o = ob + p * Q + q
-                if arg[o] == me:
-                    acc += dy[o]
-        dx[i] = acc
-        i += step
+    # planes along grid y, pixels of a plane along grid x (one division per element)
+    for plane in range(cuda.blockIdx.y, N * Cc, cuda.gridDim.y):
+        for e in range(cuda.grid(1), H * W, cuda.gridsize(1)):
+            hh = e // W
+            ww = e - hh * W
+            i = plane * H * W + e
+            me = hh * W + ww
+            ob = plane * P * Q
+            acc = zero
+            for p in range(first[hh], last[hh] + 1):
+                for q in range(first[H + ww], last[H + ww] + 1):
+                    o = ob + p * Q + q
+                    if arg[o] == me:
+                        acc += dy[o]
+            dx[i] = acc
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
@@ -154,7 +148,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
     if y.size == 0:
         return y, arg
     geo = (N, Cc, H, W, P, Q) + k + s + pd + dl
-    _max_fwd[blocks(y.size), THREADS, L.stream](L.dev(x), L.out(y), L.out(arg), geo, x.dtype.type(-np.inf))
+    _max_fwd[grid2(P * Q, N * Cc), THREADS, L.stream](L.dev(x), L.out(y), L.out(arg), geo, x.dtype.type(-np.inf))
     return L.done((y, arg))
 
 
@@ -182,7 +176,7 @@ def max_pool2d_backward(dy, argmax, x_shape):
     dlo, dhi, dfirst, dlast = L.out(lo), L.out(hi), L.out(first), L.out(last)
     _argmax_hull[P + Q, THREADS, L.stream](darg, dlo, dhi, N, Cc, H, W, P, Q)
     _invert_hull[blocks(H + W, cap=1 << 30), THREADS, L.stream](dlo, dhi, dfirst, dlast, H, W, P, Q)
-    _max_bwd[blocks(dx.size), THREADS, L.stream](
+    _max_bwd[grid2(H * W, N * Cc), THREADS, L.stream](
         L.dev(dy), darg, L.out(dx), dfirst, dlast, N, Cc, H, W, P, Q, dy.dtype.type(0))
     return L.done(dx)
 
@@ -206,51 +200,45 @@ def _avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, include_pad):
 def _avg_fwd(x, y, geo, zero):
     N, Cc, H, W, P, Q, kh, kw, sh, sw, ph, pw, include_pad = geo
     div = cuda.local.array(1, dtype=y.dtype)  # divisors in the array's dtype (no float64 math in float32)
-    total = N * Cc * P * Q
-    i = cuda.grid(1)
-    step = cuda.gridsize(1)
-    while i < total:
-        q = i % Q
-        t = i // Q
-        p = t % P
-        plane = t // P
-        xb = plane * H * W
-        h0 = p * sh - ph
-        w0 = q * sw - pw
-        acc = zero
-        for hh in range(max(h0, 0), min(h0 + kh, H)):
-            for ww in range(max(w0, 0), min(w0 + kw, W)):
-                acc += x[xb + hh * W + ww]
-        div[0] = _avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, include_pad)  # int -> dtype
-        y[i] = acc / div[0]
-        i += step
+    # planes along grid y, pixels of a plane along grid x (one division per element)
+    for plane in range(cuda.blockIdx.y, N * Cc, cuda.gridDim.y):
+        for e in range(cuda.grid(1), P * Q, cuda.gridsize(1)):
+            p = e // Q
+            q = e - p * Q
+            i = plane * P * Q + e
+            xb = plane * H * W
+            h0 = p * sh - ph
+            w0 = q * sw - pw
+            acc = zero
+            for hh in range(max(h0, 0), min(h0 + kh, H)):
+                for ww in range(max(w0, 0), min(w0 + kw, W)):
+                    acc += x[xb + hh * W + ww]
+            div[0] = _avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, include_pad)  # int -> dtype
+            y[i] = acc / div[0]
 
 
 @jit
 def _avg_bwd(dy, dx, geo, zero):
     N, Cc, H, W, P, Q, kh, kw, sh, sw, ph, pw, include_pad = geo
     div = cuda.local.array(1, dtype=dx.dtype)
-    total = N * Cc * H * W
-    i = cuda.grid(1)
-    step = cuda.gridsize(1)
-    while i < total:
-        ww = i % W
-        t = i // W
-        hh = t % H
-        plane = t // H
-        ob = plane * P * Q
-        acc = zero
-        # outputs whose window [p*sh - ph, p*sh - ph + kh) contains hh
-        p0 = max(0, (hh + ph - kh) // sh + 1)
-        p1 = min(P - 1, (hh + ph) // sh)
-        q0 = max(0, (ww + pw - kw) // sw + 1)
-        q1 = min(Q - 1, (ww + pw) // sw)
-        for p in range(p0, p1 + 1):
-            for q in range(q0, q1 + 1):
-                div[0] = _avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, include_pad)
-                acc += dy[ob + p * Q + q] / div[0]
-        dx[i] = acc
-        i += step
+    # planes along grid y, pixels of a plane along grid x (one division per element)
+    for plane in range(cuda.blockIdx.y, N * Cc, cuda.gridDim.y):
+        for e in range(cuda.grid(1), H * W, cuda.gridsize(1)):
+            hh = e // W
+            ww = e - hh * W
+            i = plane * H * W + e
+            ob = plane * P * Q
+            acc = zero
+            # outputs whose window [p*sh - ph, p*sh - ph + kh) contains hh
+            p0 = max(0, (hh + ph - kh) // sh + 1)
+            p1 = min(P - 1, (hh + ph) // sh)
+            q0 = max(0, (ww + pw - kw) // sw + 1)
+            q1 = min(Q - 1, (ww + pw) // sw)
+            for p in range(p0, p1 + 1):
+                for q in range(q0, q1 + 1):
+                    div[0] = _avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, include_pad)
+                    acc += dy[ob + p * Q + q] / div[0]
+            dx[i] = acc
 
 
 def _avg_geometry(op, x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad):
@@ -267,7 +255,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_include
     y = L.empty(x.shape[:2] + (P, Q), x.dtype)
     if y.size == 0:
         return y
-    _avg_fwd[blocks(y.size), THREADS, L.stream](L.dev(x), L.out(y), geo, x.dtype.type(0))
+    _avg_fwd[grid2(P * Q, y.shape[0] * y.shape[1]), THREADS, L.stream](L.dev(x), L.out(y), geo, x.dtype.type(0))
     return L.done(y)
 
 
@@ -283,7 +271,7 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode, co
     dx = L.empty(x_shape, dy.dtype)
     if dx.size == 0:
         return dx
-    _avg_bwd[blocks(dx.size), THREADS, L.stream](L.dev(dy), L.out(dx), geo, dy.dtype.type(0))
+    _avg_bwd[grid2(x_shape[2] * x_shape[3], x_shape[0] * x_shape[1]), THREADS, L.stream](L.dev(dy), L.out(dx), geo, dy.dtype.type(0))
     return L.done(dx)
 
 
@@ -293,52 +281,46 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode, co
 @jit
 def _adaptive_fwd(x, y, N, Cc, H, W, P, Q, zero):
     div = cuda.local.array(1, dtype=y.dtype)
-    total = N * Cc * P * Q
-    i = cuda.grid(1)
-    step = cuda.gridsize(1)
-    while i < total:
-        q = i % Q
-        t = i // Q
-        p = t % P
-        plane = t // P
-        h0 = (p * H) // P
-        h1 = ((p + 1) * H + P - 1) // P
-        w0 = (q * W) // Q
-        w1 = ((q + 1) * W + Q - 1) // Q
-        acc = zero
-        for hh in range(h0, h1):
-            for ww in range(w0, w1):
-                acc += x[(plane * H + hh) * W + ww]
-        div[0] = (h1 - h0) * (w1 - w0)
-        y[i] = acc / div[0]
-        i += step
+    # planes along grid y, pixels of a plane along grid x (one division per element)
+    for plane in range(cuda.blockIdx.y, N * Cc, cuda.gridDim.y):
+        for e in range(cuda.grid(1), P * Q, cuda.gridsize(1)):
+            p = e // Q
+            q = e - p * Q
+            i = plane * P * Q + e
+            h0 = (p * H) // P
+            h1 = ((p + 1) * H + P - 1) // P
+            w0 = (q * W) // Q
+            w1 = ((q + 1) * W + Q - 1) // Q
+            acc = zero
+            for hh in range(h0, h1):
+                for ww in range(w0, w1):
+                    acc += x[(plane * H + hh) * W + ww]
+            div[0] = (h1 - h0) * (w1 - w0)
+            y[i] = acc / div[0]
 
 
 @jit
 def _adaptive_bwd(dy, dx, N, Cc, H, W, P, Q, zero):
     div = cuda.local.array(1, dtype=dx.dtype)
-    total = N * Cc * H * W
-    i = cuda.grid(1)
-    step = cuda.gridsize(1)
-    while i < total:
-        ww = i % W
-        t = i // W
-        hh = t % H
-        plane = t // H
-        acc = zero
-        # bins [floor(p*H/P), ceil((p+1)*H/P)) that contain hh start at p = floor(hh*P/H)
-        for p in range((hh * P) // H, min(P, ((hh + 1) * P) // H + 1)):
-            h0 = (p * H) // P
-            h1 = ((p + 1) * H + P - 1) // P
-            if h0 <= hh and hh < h1:
-                for q in range((ww * Q) // W, min(Q, ((ww + 1) * Q) // W + 1)):
-                    w0 = (q * W) // Q
-                    w1 = ((q + 1) * W + Q - 1) // Q
-                    if w0 <= ww and ww < w1:
-                        div[0] = (h1 - h0) * (w1 - w0)
-                        acc += dy[(plane * P + p) * Q + q] / div[0]
-        dx[i] = acc
-        i += step
+    # planes along grid y, pixels of a plane along grid x (one division per element)
+    for plane in range(cuda.blockIdx.y, N * Cc, cuda.gridDim.y):
+        for e in range(cuda.grid(1), H * W, cuda.gridsize(1)):
+            hh = e // W
+            ww = e - hh * W
+            i = plane * H * W + e
+            acc = zero
+            # bins [floor(p*H/P), ceil((p+1)*H/P)) that contain hh start at p = floor(hh*P/H)
+            for p in range((hh * P) // H, min(P, ((hh + 1) * P) // H + 1)):
+                h0 = (p * H) // P
+                h1 = ((p + 1) * H + P - 1) // P
+                if h0 <= hh and hh < h1:
+                    for q in range((ww * Q) // W, min(Q, ((ww + 1) * Q) // W + 1)):
+                        w0 = (q * W) // Q
+                        w1 = ((q + 1) * W + Q - 1) // Q
+                        if w0 <= ww and ww < w1:
+                            div[0] = (h1 - h0) * (w1 - w0)
+                            acc += dy[(plane * P + p) * Q + q] / div[0]
+            dx[i] = acc
 
 
 def _output_size(op, output_size):
@@ -356,7 +338,7 @@ def adaptive_avg_pool2d_forward(x, output_size):
     y = L.empty((N, Cc, P, Q), x.dtype)
     if y.size == 0:
         return y
-    _adaptive_fwd[blocks(y.size), THREADS, L.stream](L.dev(x), L.out(y), N, Cc, H, W, P, Q, x.dtype.type(0))
+    _adaptive_fwd[grid2(P * Q, N * Cc), THREADS, L.stream](L.dev(x), L.out(y), N, Cc, H, W, P, Q, x.dtype.type(0))
     return L.done(y)
 
 
@@ -372,5 +354,5 @@ def adaptive_avg_pool2d_backward(dy, x_shape):
     dx = L.empty(x_shape, dy.dtype)
     if dx.size == 0:
         return dx
-    _adaptive_bwd[blocks(dx.size), THREADS, L.stream](L.dev(dy), L.out(dx), N, Cc, H, W, P, Q, dy.dtype.type(0))
+    _adaptive_bwd[grid2(H * W, N * Cc), THREADS, L.stream](L.dev(dy), L.out(dx), N, Cc, H, W, P, Q, dy.dtype.type(0))
     return L.done(dx)
