@@ -417,6 +417,16 @@ def test_small_densenet_matches_torch(train, tmp_path):
     compare_with_torch(fm, tm, (2, 3, 32, 32), tmp_path, train=train)
 
 
+def test_densenet_accepts_torchvision_legacy_keys():
+    fm = M.densenet.DenseNet(growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=2, num_classes=5)
+    sd = {k: v + 1 for k, v in fm.state_dict().items()}
+    legacy = {k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2."): v for k, v in sd.items()}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in legacy
+    fm.load_state_dict(legacy)
+    np.testing.assert_array_equal(fm.state_dict()["features.denseblock2.denselayer2.conv2.weight"],
+                                  sd["features.denseblock2.denselayer2.conv2.weight"])
+
+
 class TBasicConv(torch.nn.Module):
     def __init__(self, cin, cout, **kw):
         super().__init__()

@@ -1,4 +1,5 @@
 """DenseNet-121/169/201/161 (Huang et al.), torchvision's layout and key names."""
+import re
 from collections import OrderedDict
 
 from .. import functional as F
@@ -80,6 +81,17 @@ class DenseNet(nn.Module):
                 init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
                 init.zeros_(m.bias)
+
+    _LEGACY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Also accepts the legacy key layout of torchvision's published DenseNet weights
+        (``denselayer1.norm.1.weight`` for ``denselayer1.norm1.weight``), remapped as torchvision does."""
+        remapped = {}
+        for k, v in state_dict.items():
+            m = self._LEGACY.match(k)
+            remapped[m.group(1) + m.group(2) if m else k] = v
+        return super().load_state_dict(remapped, strict=strict)
 
     def forward_features(self, x):
         return self.avgpool(F.relu(self.features(x))).flatten(1)
