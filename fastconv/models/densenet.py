@@ -82,7 +82,8 @@ class DenseNet(nn.Module):
             elif isinstance(m, nn.Linear):
                 init.zeros_(m.bias)
 
-    _LEGACY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+    _LEGACY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                         r"((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
     def load_state_dict(self, state_dict, strict=True):
         """Also accepts the legacy key layout of torchvision's published DenseNet weights
