@@ -51,6 +51,8 @@ SPECS = {
         "_bwd_input_gemm": lambda d: (arr(d), arr(d), arr(d), U(17), I32),
         "_bwd_weight_gemm": lambda d: (arr(d), arr(d), arr(d), U(17), i64, i64),
         "_sum_splits": lambda d: (arr(d), arr(d), i64),
+    },
+    "_conv_direct": {
         "_dw_fwd": lambda d: (arr(d), arr(d), arr(d), arr(d), U(17), d),
         "_dw_bwd_input": lambda d: (arr(d), arr(d), arr(d), U(17), d),
         "_dw_bwd_weight": lambda d: (arr(d), arr(d), arr(d), U(17), d),

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from fastconv.kernels import reference as R
 
-from _numba_cuda_util import NB, SIM, _fast_simulator, dev, host, rel, requires_numba_cuda, tol  # noqa: F401
+from _numba_cuda_util import NB, _fast_simulator, dev, host, rel, requires_numba_cuda, tol  # noqa: F401
 
 pytestmark = requires_numba_cuda
 DTYPES = [np.float32, np.float64]
