@@ -34,6 +34,8 @@ FIXED = [
     ((1, 16, 5, 5), 64, (3, 3), 1, 1, 1, 1),           # large K, tiny image
     ((2, 6, 10, 10), 16, (5, 5), 1, 0, 1, 1),          # lenet c3
     ((1, 5, 4, 13), 3, (4, 4), 3, 2, 1, 1),            # kernel 4, stride 3, padding > output row
+    ((2, 16, 7, 9), 8, (3, 3), 1, 0, 1, 1),            # Winograd, no padding (odd output)
+    ((1, 4, 5, 6), 3, (3, 3), 1, (2, 1), 1, 1),        # Winograd, padding 2 / 1
 ]
 
 
@@ -101,13 +103,12 @@ def test_conv_matches_torch_every_algo(cfg, dtype):
         y = CV.conv2d_forward(xd, wd, bd, st, pad, dil, g, algo=algo)
         assert y.dtype == dtype and y.shape == truth[0].shape
         assert rel_error(y, truth[0]) <= tol, (algo, "forward")
-        if algo == "winograd":
-            continue  # forward-only algorithm
         dx = CV.conv2d_backward_input(dyd, wd, xs, st, pad, dil, g, algo=algo)
+        assert dx.dtype == dtype and rel_error(dx, truth[1]) <= tol, (algo, "backward_input")
+        if algo == "winograd":
+            continue  # no Winograd backward-weight
         dw = CV.conv2d_backward_weight(dyd, xd, wd.shape, st, pad, dil, g, algo=algo)
-        assert dx.dtype == dtype and dw.dtype == dtype
-        assert rel_error(dx, truth[1]) <= TOL[dtype], (algo, "backward_input")
-        assert rel_error(dw, truth[2]) <= TOL[dtype], (algo, "backward_weight")
+        assert dw.dtype == dtype and rel_error(dw, truth[2]) <= TOL[dtype], (algo, "backward_weight")
     db = CV.conv2d_backward_bias(dyd)
     assert db.dtype == dtype and rel_error(db, truth[3]) <= TOL[dtype]
 
@@ -145,10 +146,10 @@ def test_conv_chunking_and_threads(threads, N, monkeypatch):
             x, w, b, dy = _data(cfg, rng)
             truth = _torch_truth(x, w, b, dy, st, pad, dil, g)
             for algo in _algos(cfg):
-                got = [CV.conv2d_forward(x, w, b, st, pad, dil, g, algo=algo)]
+                got = [CV.conv2d_forward(x, w, b, st, pad, dil, g, algo=algo),
+                       CV.conv2d_backward_input(dy, w, xs, st, pad, dil, g, algo=algo)]
                 if algo != "winograd":
-                    got += [CV.conv2d_backward_input(dy, w, xs, st, pad, dil, g, algo=algo),
-                            CV.conv2d_backward_weight(dy, x, w.shape, st, pad, dil, g, algo=algo)]
+                    got.append(CV.conv2d_backward_weight(dy, x, w.shape, st, pad, dil, g, algo=algo))
                 for a, t in zip(got, truth):
                     assert rel_error(a, t) <= 1e-12, algo
     finally:
@@ -164,8 +165,8 @@ def test_conv_empty_batch_and_nan(algo, rng):
     y = CV.conv2d_forward(x, w, None, 1, pad, 1, 1, algo=algo)
     assert y.shape == (0, 5, 6, 6) and y.dtype == np.float32
     dy = np.zeros(y.shape, np.float32)
+    assert CV.conv2d_backward_input(dy, w, x.shape, 1, pad, 1, 1, algo=algo).shape == x.shape
     if algo != "winograd":
-        assert CV.conv2d_backward_input(dy, w, x.shape, 1, pad, 1, 1, algo=algo).shape == x.shape
         dw = CV.conv2d_backward_weight(dy, x, w.shape, 1, pad, 1, 1, algo=algo)
         assert dw.shape == w.shape and not dw.any()
     assert CV.conv2d_backward_bias(dy).shape == (5,)
@@ -173,10 +174,10 @@ def test_conv_empty_batch_and_nan(algo, rng):
     x[1, 2, 3, 3] = np.nan
     y = CV.conv2d_forward(x, w, None, 1, pad, 1, 1, algo=algo)
     assert np.isnan(y[1, :, 3, 3]).all() and np.isfinite(y[0]).all()
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy[0, 1, 2, 2] = np.nan
+    assert np.isnan(CV.conv2d_backward_input(dy, w, x.shape, 1, pad, 1, 1, algo=algo)[0, :, 2, 2]).all()
     if algo != "winograd":
-        dy = rng.standard_normal(y.shape).astype(np.float32)
-        dy[0, 1, 2, 2] = np.nan
-        assert np.isnan(CV.conv2d_backward_input(dy, w, x.shape, 1, pad, 1, 1, algo=algo)[0, :, 2, 2]).all()
         assert np.isnan(CV.conv2d_backward_weight(dy, x, w.shape, 1, pad, 1, 1, algo=algo)[1]).any()
 
 
@@ -241,6 +242,8 @@ def test_conv_invalid_arguments():
         (ValueError, "1x1", lambda: fwd(x, w, b, *args, algo="1x1")),
         (ValueError, "winograd", lambda: fwd(x, w, b, 2, 1, 1, 1, algo="winograd")),
         (ValueError, "winograd", lambda: fwd(x, np.ones((6, 4, 5, 5), f32), b, 1, 2, 1, 1, algo="winograd")),
+        (ValueError, "winograd", lambda: bw(dy, x, w.shape, 1, 1, 1, 1, algo="winograd")),
+        (ValueError, "winograd", lambda: bi(np.ones((2, 6, 12, 12), f32), w, x.shape, 1, 3, 1, 1, algo="winograd")),
         (TypeError, "backward_input.*'dy'", lambda: bi(dy.astype(np.int32), w, x.shape, *args)),
         (TypeError, "mixed dtypes", lambda: bi(dy, w.astype(np.float64), x.shape, *args)),
         (ValueError, "'dy' shape", lambda: bi(dy[:, :5], w, x.shape, *args)),

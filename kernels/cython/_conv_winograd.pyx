@@ -27,6 +27,10 @@ ctypedef fused real:
     float
     double
 
+# The 16 component matrices sit SKEW elements off a multiple of the block size,
+# so the 16 streams of a transform do not all land in the same cache sets.
+cdef Py_ssize_t SKEW = 40
+
 ctypedef struct WG:
     int N, C, H, W, K, P, Q, ph, pw, th, tw, nb
     Py_ssize_t T
@@ -41,14 +45,14 @@ cdef inline void _gemm(int m, int n, int k, real* a, int lda, real* b, int ldb, 
         dgemm(&t, &t, &m, &n, &k, &one, a, &lda, b, &ldb, &zero, c, &ldc)
 
 
-cdef void _filters(const real* w, real* U, Py_ssize_t KC) noexcept nogil:
-    """U[xi][k][c] = (G g G^T)[xi] for every filter g = w[k, c]."""
-    cdef Py_ssize_t kc
+cdef void _filters(const real* w, real* U, Py_ssize_t kc_total) noexcept nogil:
+    """U[xi][k][c] = (G g G^T)[xi] for every filter g = w[k, c] (components KC apart)."""
+    cdef Py_ssize_t kc, KC = kc_total + SKEW
     cdef int i, j
     cdef const real* g
     cdef real t[12]
     cdef real a, b, c
-    for kc in range(KC):
+    for kc in range(kc_total):
         g = w + kc * 9
         for j in range(3):  # t = G g  (4 x 3)
             t[j] = g[j]
@@ -67,26 +71,27 @@ cdef void _filters(const real* w, real* U, Py_ssize_t KC) noexcept nogil:
 
 cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb) noexcept nogil:
     """V[xi][c][i] = (B^T d B)[xi] for the 4x4 tile d of tile t0 + i, channel c."""
-    cdef int i, c, n, ti, tj, h0, w0, a, b, r, inside
-    cdef Py_ssize_t t, hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nb
+    cdef int i, c, n, ti, tj, h0, w0, a, b, r
+    cdef Py_ssize_t hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nb + SKEW
     cdef const real* xp
+    cdef real* v
     cdef real d[16]
     cdef real e[16]
-    for i in range(nb):
-        t = t0 + i
-        n = t // (g.th * g.tw)
-        r = t % (g.th * g.tw)
+    for c in range(g.C):
+        n = t0 // (g.th * g.tw)
+        r = t0 % (g.th * g.tw)
         ti = r // g.tw
         tj = r % g.tw
-        h0 = 2 * ti - g.ph
-        w0 = 2 * tj - g.pw
-        inside = h0 >= 0 and w0 >= 0 and h0 + 4 <= g.H and w0 + 4 <= g.W
-        for c in range(g.C):
+        v = V + c * nb
+        for i in range(nb):
             xp = x + (<Py_ssize_t>n * g.C + c) * hw
-            if inside:
+            h0 = 2 * ti - g.ph
+            w0 = 2 * tj - g.pw
+            if h0 >= 0 and w0 >= 0 and h0 + 4 <= g.H and w0 + 4 <= g.W:
+                xp = xp + h0 * g.W + w0
                 for a in range(4):
                     for b in range(4):
-                        d[4 * a + b] = xp[(h0 + a) * g.W + w0 + b]
+                        d[4 * a + b] = xp[a * g.W + b]
             else:
                 for a in range(4):
                     for b in range(4):
@@ -100,39 +105,47 @@ cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb) no
                 e[8 + b] = d[8 + b] - d[4 + b]
                 e[12 + b] = d[4 + b] - d[12 + b]
             for a in range(4):  # V = e B (rows)
-                V[(4 * a + 0) * cs + c * nb + i] = e[4 * a] - e[4 * a + 2]
-                V[(4 * a + 1) * cs + c * nb + i] = e[4 * a + 1] + e[4 * a + 2]
-                V[(4 * a + 2) * cs + c * nb + i] = e[4 * a + 2] - e[4 * a + 1]
-                V[(4 * a + 3) * cs + c * nb + i] = e[4 * a + 1] - e[4 * a + 3]
+                v[(4 * a + 0) * cs + i] = e[4 * a] - e[4 * a + 2]
+                v[(4 * a + 1) * cs + i] = e[4 * a + 1] + e[4 * a + 2]
+                v[(4 * a + 2) * cs + i] = e[4 * a + 2] - e[4 * a + 1]
+                v[(4 * a + 3) * cs + i] = e[4 * a + 1] - e[4 * a + 3]
+            tj = tj + 1  # next tile
+            if tj == g.tw:
+                tj = 0
+                ti = ti + 1
+                if ti == g.th:
+                    ti = 0
+                    n = n + 1
 
 
 cdef void _outputs(const real* M, const real* bias, real* y, const WG* g, Py_ssize_t t0, int nb) noexcept nogil:
     """y tile = A^T M A (+ bias), clipped at the bottom/right edges."""
     cdef int i, k, n, ti, tj, p0, q0, a, r, xi
-    cdef Py_ssize_t t, ks = <Py_ssize_t>g.K * nb, pq = <Py_ssize_t>g.P * g.Q
+    cdef Py_ssize_t ks = <Py_ssize_t>g.K * nb + SKEW, pq = <Py_ssize_t>g.P * g.Q
+    cdef const real* mp
     cdef real m[16]
     cdef real s[8]
     cdef real o[4]
     cdef real bv
     cdef real* yp
-    for i in range(nb):
-        t = t0 + i
-        n = t // (g.th * g.tw)
-        r = t % (g.th * g.tw)
+    for k in range(g.K):
+        bv = bias[k] if bias != NULL else 0
+        n = t0 // (g.th * g.tw)
+        r = t0 % (g.th * g.tw)
         ti = r // g.tw
         tj = r % g.tw
-        p0 = 2 * ti
-        q0 = 2 * tj
-        for k in range(g.K):
+        mp = M + k * nb
+        for i in range(nb):
             for xi in range(16):
-                m[xi] = M[xi * ks + k * nb + i]
+                m[xi] = mp[xi * ks + i]
             for a in range(4):  # s = A^T m  (2 x 4)
                 s[a] = m[a] + m[4 + a] + m[8 + a]
                 s[4 + a] = m[4 + a] - m[8 + a] - m[12 + a]
             for a in range(2):  # o = s A  (2 x 2)
                 o[2 * a] = s[4 * a] + s[4 * a + 1] + s[4 * a + 2]
                 o[2 * a + 1] = s[4 * a + 1] - s[4 * a + 2] - s[4 * a + 3]
-            bv = bias[k] if bias != NULL else 0
+            p0 = 2 * ti
+            q0 = 2 * tj
             yp = y + (<Py_ssize_t>n * g.K + k) * pq + p0 * g.Q + q0
             yp[0] = o[0] + bv
             if q0 + 1 < g.Q:
@@ -141,6 +154,13 @@ cdef void _outputs(const real* M, const real* bias, real* y, const WG* g, Py_ssi
                 yp[g.Q] = o[2] + bv
                 if q0 + 1 < g.Q:
                     yp[g.Q + 1] = o[3] + bv
+            tj = tj + 1
+            if tj == g.tw:
+                tj = 0
+                ti = ti + 1
+                if ti == g.th:
+                    ti = 0
+                    n = n + 1
 
 
 cdef void _run(const real* x, const real* U, const real* bias, real* y, real* work, Py_ssize_t wstride,
@@ -155,11 +175,11 @@ cdef void _run(const real* x, const real* U, const real* bias, real* y, real* wo
             t0 = blk * g.nb
             nb = <int>min(<Py_ssize_t>g.nb, g.T - t0)
             V = work + tid * wstride
-            M = V + <Py_ssize_t>16 * g.C * g.nb
+            M = V + <Py_ssize_t>16 * (g.C * g.nb + SKEW)
             _inputs(x, V, g, t0, nb)
             for xi in range(16):
-                _gemm(nb, g.K, g.C, V + <Py_ssize_t>xi * g.C * nb, nb,
-                      <real*>U + <Py_ssize_t>xi * g.K * g.C, g.C, M + <Py_ssize_t>xi * g.K * nb, nb)
+                _gemm(nb, g.K, g.C, V + xi * (<Py_ssize_t>g.C * nb + SKEW), nb,
+                      <real*>U + xi * (<Py_ssize_t>g.K * g.C + SKEW), g.C, M + xi * (<Py_ssize_t>g.K * nb + SKEW), nb)
             _outputs(M, bias, y, g, t0, nb)
 
 
@@ -180,9 +200,9 @@ def forward(x, w, b, padding, y, int nt):
     nb = max(1, min(BLOCK_BYTES // per_tile, -(-g.T // nt)))
     g.nb = nb
     nt = max(1, min(nt, -(-g.T // nb)))
-    U = np.empty(16 * g.K * g.C, dtype=x.dtype)
-    work = np.empty(nt * 16 * (g.C + g.K) * nb, dtype=x.dtype)
-    cdef Py_ssize_t wstride = 16 * (g.C + g.K) * nb
+    U = np.empty(16 * (g.K * g.C + SKEW), dtype=x.dtype)
+    cdef Py_ssize_t wstride = 16 * ((g.C + g.K) * nb + 2 * SKEW)
+    work = np.empty(nt * wstride, dtype=x.dtype)
     cdef void* px = cnp.PyArray_DATA(x)
     cdef void* pw = cnp.PyArray_DATA(w)
     cdef void* pu = cnp.PyArray_DATA(U)

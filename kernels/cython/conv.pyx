@@ -10,8 +10,9 @@ Algorithms (``algo=`` forces one; ``'auto'`` picks by shape):
               GEMM + col2im, backward-weight a GEMM against im2col.
 ``'direct'``  direct loops, OpenMP over (image, channel) planes: depthwise and
               tiny-channel layers, where GEMMs are too thin to pay off.
-``'winograd'`` F(2x2, 3x3) for 3x3 / stride 1 / dilation 1 forward (module
-              ``_winograd``); see its docstring for the measured error.
+``'winograd'`` F(2x2, 3x3) for 3x3 / stride 1 / dilation 1 / groups 1 forward and
+              backward-input (module ``_conv_winograd``; error ~5e-7 in float32,
+              see its docstring).
 
 Threading: im2col/col2im and the direct loops run on ``num_threads`` OpenMP
 threads; BLAS calls are made from the serial part (never inside a ``prange``)
@@ -414,8 +415,10 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
         if v >= 2 ** 31:
             raise ValueError(f"{op}: problem too large for 32-bit BLAS indexing (x {tuple(x_shape)}, w {tuple(w_shape)})")
     pointwise_ok = R == 1 and S == 1 and stride == (1, 1) and padding == (0, 0)
-    wino_ok = (_wino is not None and op == "conv2d_forward" and (R, S) == (3, 3) and stride == (1, 1)
-               and dilation == (1, 1) and groups == 1)
+    # backward-input of a 3x3 / stride-1 conv is the forward conv of dy with the flipped,
+    # transposed filters and padding 2 - p, so it may use Winograd too (p <= 2)
+    wino_ok = (_wino is not None and op != "conv2d_backward_weight" and (R, S) == (3, 3) and stride == (1, 1)
+               and dilation == (1, 1) and groups == 1 and (op == "conv2d_forward" or max(padding) <= 2))
     if algo == "auto":
         Kg = K // groups
         if pointwise_ok:
@@ -429,8 +432,9 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
     elif algo == "1x1" and not pointwise_ok:
         raise ValueError(f"{op}: algo '1x1' needs a 1x1 kernel, stride 1 and no padding (w {tuple(w_shape)}, stride {stride}, padding {padding})")
     elif algo == "winograd" and not wino_ok:
-        raise ValueError(f"{op}: algo 'winograd' needs a forward 3x3 convolution with stride 1, dilation 1 "
-                         f"and groups 1 (w {tuple(w_shape)}, stride {stride}, dilation {dilation}, groups {groups})")
+        raise ValueError(f"{op}: algo 'winograd' needs a 3x3 convolution with stride 1, dilation 1 and groups 1, "
+                         f"forward or backward-input with padding <= 2 (w {tuple(w_shape)}, stride {stride}, "
+                         f"padding {padding}, dilation {dilation}, groups {groups})")
     return (stride, padding, dilation, groups, out), algo
 
 
@@ -554,11 +558,15 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups, *, 
     if tuple(dy.shape) != tuple(out):
         raise ValueError(f"{op}: 'dy' shape {tuple(dy.shape)} does not match the output shape {tuple(out)} of x {x_shape} and w {tuple(w.shape)}")
     cdef bint pointwise = algo == "1x1"
-    dx = (np.empty if pointwise or algo == "direct" else np.zeros)(x_shape, dtype=dy.dtype)
+    dx = (np.zeros if algo == "gemm" else np.empty)(x_shape, dtype=dy.dtype)
     if dx.size == 0:
         return dx
     cdef Geo g = _geo(x_shape, w.shape, stride, padding, dilation, groups, out)
     cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 18)
+    if algo == "winograd":
+        wt = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        with _BlasSerial():
+            return _wino.forward(dy, wt, None, (2 - padding[0], 2 - padding[1]), dx, nt)
     if algo != "direct":
         return _gemm_path(1, dy, w, None, dx, g, nt, pointwise)
     cdef void* pdy = _ptr(dy)
