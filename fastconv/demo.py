@@ -10,8 +10,9 @@ DEMO = dict(model="lenet5", dataset="digits", epochs=8, batch_size=32, lr=3e-3, 
             scheduler="cosine", seed=0, fractions=(0.75, 0.1, 0.15))
 
 
-def run_bench(device, log=print):
-    """The quick benchmark table, in-process; returns the report (None when it could not run)."""
+def run_bench(device, log=print, ops=None, torch=True):
+    """The quick benchmark table, in-process (``ops`` restricts it, e.g. ['relu']); returns the
+    report, or None when it could not run (the reason is logged)."""
     try:
         from .bench import report
         from .bench.runner import Config, run
@@ -20,7 +21,7 @@ def run_bench(device, log=print):
         log(f"quick benchmark skipped: fastconv.bench unavailable ({type(exc).__name__}: {exc})")
         return None
     try:
-        rep = run(Config(device=device, quick=True, budget=Budget.quick(),
+        rep = run(Config(device=device, ops=ops, quick=True, budget=Budget.quick(), torch=torch,
                          progress=lambda s: print(s, file=sys.stderr, flush=True)))
     except Exception as exc:
         log(f"quick benchmark failed: {type(exc).__name__}: {exc}")
@@ -29,7 +30,7 @@ def run_bench(device, log=print):
     return rep
 
 
-def main(epochs=None, out="runs/demo", device="auto", bench=True, progress=True, log=print):
+def main(epochs=None, out="runs/demo", device="auto", bench=True, progress=True, log=print, bench_ops=None):
     from .cli_train import resolve_device, summary_line, train_model
 
     device = resolve_device(device)
@@ -43,5 +44,5 @@ def main(epochs=None, out="runs/demo", device="auto", bench=True, progress=True,
         f"report.json to {out}")
     if bench:
         log("quick benchmark:")
-        run_bench(device, log)
+        run_bench(device, log, bench_ops)
     return 0
