@@ -1,10 +1,20 @@
 """CuPy backend kernels against the NumPy reference (float64 oracle).
 
-GPU tests carry the ``gpu`` marker and are skipped with a reason when no CUDA
-GPU is present.  The bad-input tests need only an importable CuPy (argument
-checks run before any device call), so they also run on GPU-less machines
-that have CuPy installed.
+Every kernel test runs in two environments (the ``env`` fixture):
+- ``gpu``: the real thing, CuPy on a CUDA GPU (``gpu`` marker; skipped with a
+  reason when no GPU is present);
+- ``emu``: the same .cu sources compiled as C++ with tests/cupy_emu/shim.h and
+  run on the CPU (an OS thread per CUDA thread), with the Python wrappers
+  running on NumPy arrays -- checks the kernels' index math, the wrappers'
+  launch arguments (count and C types) and grid sizes without a GPU.  Needs
+  g++ and an importable CuPy; the largest shapes and the TF32 (WMMA) kernel
+  are left to the GPU run.
+The bad-input tests need only an importable CuPy (argument checks run before
+any device call).
 """
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -12,31 +22,52 @@ from fastconv.dispatch import gpu_status
 from fastconv.kernels import reference as R
 from fastconv.testing import rel_error
 
-HAS_GPU, GPU_REASON = gpu_status()
-needs_gpu = [pytest.mark.gpu, pytest.mark.skipif(not HAS_GPU, reason=f"needs a CUDA GPU with CuPy ({GPU_REASON})")]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "cupy_emu"))
+import emu  # noqa: E402
 
+HAS_GPU, GPU_REASON = gpu_status()
+EMU_OK, EMU_REASON = emu.available()
+_ENV = {}
+
+
+@pytest.fixture(params=[
+    pytest.param("gpu", marks=[pytest.mark.gpu,
+                               pytest.mark.skipif(not HAS_GPU, reason=f"needs a CUDA GPU with CuPy ({GPU_REASON})")]),
+    pytest.param("emu", marks=pytest.mark.skipif(not EMU_OK, reason=f"CPU emulation unavailable: {EMU_REASON}")),
+])
+def env(request, monkeypatch):
+    if request.param == "gpu":
+        from fastconv import dispatch
+        import cupy
+
+        _ENV.update(K=dispatch.load("cupy"), cp=cupy, mode="gpu")
+    else:
+        K, fake = emu.install(monkeypatch)
+        _ENV.update(K=K, cp=fake, mode="emu")
+    yield request.param
+    _ENV.clear()
 
 
 def _gpu(f):
-    for m in reversed(needs_gpu):
-        f = m(f)
-    return f
+    return pytest.mark.usefixtures("env")(f)
+
+
+def _K():
+    return _ENV["K"]
+
+
+def _cp():
+    return _ENV["cp"]
+
+
+def _emu_skip(dtype=None, big=False):
+    """Keep the CPU emulation fast: no large shapes."""
+    if _ENV.get("mode") == "emu" and big:
+        pytest.skip("emulation runs small shapes only (the GPU run covers the rest)")
 
 
 TOL = {np.float32: 3e-5, np.float64: 1e-11}
 DTYPES = [np.float32, np.float64]
-
-
-def _K():
-    from fastconv import dispatch
-
-    return dispatch.load("cupy")
-
-
-def _cp():
-    import cupy
-
-    return cupy
 
 
 def _np64(a):
@@ -84,6 +115,7 @@ def test_conv2d_matches_reference(case, dtype, bias, rng):
     N, Cc, H, W, Kk, Rr, Ss, st, pad, dil, g = case
     if Kk >= 128 and dtype == np.float64:
         pytest.skip("large case checked in float32 only (runtime)")
+    _emu_skip(dtype, big=Kk >= 128)
     K = _K()
     cp = _cp()
     x = _rand(rng, (N, Cc, H, W), dtype)
@@ -110,6 +142,8 @@ def test_conv2d_matches_reference(case, dtype, bias, rng):
 def test_conv2d_tf32(case, rng):
     from fastconv import config
 
+    if _ENV["mode"] == "emu":
+        pytest.skip("the WMMA (tensor core) kernel is not emulated on the CPU")
     N, Cc, H, W, Kk, Rr, Ss, st, pad, dil, g = case
     K = _K()
     x = _rand(rng, (N, Cc, H, W), np.float32)
@@ -142,6 +176,7 @@ MAXPOOL_CASES = [
 def test_max_pool(case, dtype, rng):
     shape, k, s, p, d, cm = case
     K = _K()
+    _emu_skip(dtype)
     cp = _cp()
     xn = rng.standard_normal(shape).astype(dtype)
     if xn.size:
@@ -175,6 +210,7 @@ AVG_CASES = [
 def test_avg_pool(case, dtype, rng):
     shape, k, s, p, cm, cip = case
     K = _K()
+    _emu_skip(dtype)
     x = _rand(rng, shape, dtype)
     y = K.avg_pool2d_forward(x, k, s, p, cm, cip)
     _close(y, R.avg_pool2d_forward(_np64(x), k, s, p, cm, cip), dtype, what="avg fwd")
@@ -189,6 +225,7 @@ def test_avg_pool(case, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adaptive_avg_pool(shape, out, dtype, rng):
     K = _K()
+    _emu_skip(dtype)
     x = _rand(rng, shape, dtype)
     y = K.adaptive_avg_pool2d_forward(x, out)
     _close(y, R.adaptive_avg_pool2d_forward(_np64(x), out), dtype, what="adaptive fwd")
@@ -210,6 +247,7 @@ ELEMENTWISE = [
 @pytest.mark.parametrize("n,offset", [(1037, 0), (1037, 1), (0, 0), (4096, 0)])
 def test_elementwise(name, extra, saved, dtype, n, offset, rng):
     K = _K()
+    _emu_skip(dtype)
     cp = _cp()
     base = cp.asarray((rng.standard_normal(n + offset) * 3).astype(dtype))
     x = base[offset:]  # offset 1: not 16-byte aligned -> scalar path
@@ -231,6 +269,7 @@ def test_elementwise(name, extra, saved, dtype, n, offset, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_prelu(wshape, dtype, rng):
     K = _K()
+    _emu_skip(dtype)
     x = _rand(rng, (4, 3, 5, 6), dtype)
     w = _rand(rng, wshape, dtype)
     _close(K.prelu_forward(x, w), R.prelu_forward(_np64(x), _np64(w)), dtype, what="prelu fwd")
@@ -247,6 +286,7 @@ def test_prelu(wshape, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax(name, shape, axis, dtype, rng):
     K = _K()
+    _emu_skip(dtype)
     x = _rand(rng, shape, dtype)
     y = getattr(K, f"{name}_forward")(x, axis)
     y_ref = getattr(R, f"{name}_forward")(_np64(x), axis)
@@ -275,6 +315,7 @@ def _state(rng, n, dtype, offset, k):
 @pytest.mark.parametrize("decoupled,wd", [(False, 0.0), (False, 0.01), (True, 0.1)])
 def test_adam(dtype, offset, decoupled, wd, rng):
     K = _K()
+    _emu_skip(dtype)
     (p, g, m, v), (P, G, M_, V) = _state(rng, 1001, dtype, offset, 4)
     p64, m64, v64 = p.astype(np.float64), m.astype(np.float64), v.astype(np.float64)
     for step in (1, 2, 3):
@@ -291,6 +332,7 @@ def test_adam(dtype, offset, decoupled, wd, rng):
                                                       (0.9, 0.0, 0.0, True)])
 def test_sgd(dtype, offset, momentum, damp, wd, nesterov, rng):
     K = _K()
+    _emu_skip(dtype)
     (p, g, b), (P, G, B) = _state(rng, 517, dtype, offset, 3)
     p64, b64 = p.astype(np.float64), b.astype(np.float64)
     buf = B if momentum else None
@@ -306,6 +348,7 @@ def test_sgd(dtype, offset, momentum, damp, wd, nesterov, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adagrad(dtype, rng):
     K = _K()
+    _emu_skip(dtype)
     (p, g, s), (P, G, S) = _state(rng, 333, dtype, 0, 3)
     p64, s64 = p.astype(np.float64), s.astype(np.float64)
     for step in (1, 2):
@@ -322,6 +365,7 @@ def test_adagrad(dtype, rng):
 @pytest.mark.parametrize("affine", [True, False])
 def test_batch_norm(shape, dtype, affine, rng):
     K = _K()
+    _emu_skip(dtype)
     cp = _cp()
     ch = shape[1]
     x = _rand(rng, shape, dtype) * 2 + 1
@@ -353,6 +397,7 @@ def test_batch_norm(shape, dtype, affine, rng):
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm(shape, ns, dtype, affine, rng):
     K = _K()
+    _emu_skip(dtype)
     nst = (ns,) if isinstance(ns, int) else ns
     x = _rand(rng, shape, dtype)
     gamma = _rand(rng, nst, dtype) if affine else None
@@ -374,6 +419,7 @@ def test_layer_norm(shape, ns, dtype, affine, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dropout(dtype, rng):
     K = _K()
+    _emu_skip(dtype)
     cp = _cp()
     x = _rand(rng, (64, 100), dtype)
     y1, m1 = K.dropout_forward(x, 0.3, 7)
@@ -395,6 +441,7 @@ def test_dropout(dtype, rng):
 @pytest.mark.parametrize("weighted,ls,C_", [(False, 0.0, 5), (True, 0.0, 7), (True, 0.2, 40), (False, 0.1, 1500)])
 def test_cross_entropy(dtype, reduction, weighted, ls, C_, rng):
     K = _K()
+    _emu_skip(dtype)
     cp = _cp()
     N = 9
     logits = _rand(rng, (N, C_), dtype) * 3

@@ -4,6 +4,8 @@ every buffer is 16-byte aligned.  Same rules as the reference (PyTorch's
 single-tensor formulas); host-side scalars are computed in float64."""
 import math
 
+import numpy as np
+
 from .. import _checks as C
 from . import _module as M
 
@@ -19,14 +21,14 @@ def kernel_names():
 def _validate(op, param, grad, **buffers):
     param = C.inplace(op, "param", param)
     grad = C.array(op, "grad", grad, device="cuda")
-    if type(param).__module__.split(".")[0] != "cupy":
+    if C._xp(param) is np:
         raise TypeError(f"{op}: argument 'param' is a {type(param).__name__}; this GPU kernel needs a CuPy array")
     C.same_shape(op, "grad", grad, "param", param)
     C.same_dtype(op, param=param, grad=grad)
     for name, buf in buffers.items():
         if buf is not None:
             C.inplace(op, name, buf, like=param)
-            if type(buf).__module__.split(".")[0] != "cupy":
+            if C._xp(buf) is np:
                 raise TypeError(f"{op}: argument '{name}' is a {type(buf).__name__}; this GPU kernel needs a CuPy array")
     return param, grad
 
