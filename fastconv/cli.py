@@ -65,6 +65,8 @@ def _bench_args(p):
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for fastconv, BLAS and PyTorch alike (default: fastconv's setting)")
     p.add_argument("--budget", type=float, metavar="S", help="seconds of timed runs per case (default 1, quick 0.15)")
     p.add_argument("--hide-na", action="store_true", help="leave ops a backend does not implement out of the table")
     p.add_argument("--list", action="store_true", help="list the selected cases and exit")
@@ -88,7 +90,7 @@ def _bench_run(args):
         budget.budget_s = args.budget
         budget.hard_cap_s = max(budget.hard_cap_s, 4 * args.budget)
     cfg = Config(device=args.device, ops=ops, backends=backends, shapes=args.shapes, quick=args.quick,
-                 dtype=args.dtype, torch=not args.no_torch, seed=args.seed, budget=budget,
+                 dtype=args.dtype, torch=not args.no_torch, seed=args.seed, budget=budget, threads=args.threads,
                  progress=None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
     try:
         rep = run(cfg)

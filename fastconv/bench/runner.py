@@ -46,6 +46,7 @@ class Config:
     budget: Budget = None
     progress: object = None  # callable(str) for progress lines, or None
     peak: dict = None  # machine limits measured earlier; None: measure now
+    threads: int = None  # CPU threads for fastconv, BLAS and PyTorch alike (None: fastconv's setting)
     extra: dict = field(default_factory=dict)
 
 
@@ -238,6 +239,24 @@ def _derive(rec, peak):
 
 def run(cfg):
     """Run the benchmark; return the report dict (see report.py for its outputs)."""
+    if not cfg.threads:
+        return _run(cfg)
+    from .. import config as fc_config
+
+    saved = fc_config.get_num_threads()
+    fc_config.set_num_threads(int(cfg.threads))
+    try:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # BLAS keeps its own thread count
+            return _run(cfg)
+        with threadpool_limits(limits=int(cfg.threads), user_api="blas"):
+            return _run(cfg)
+    finally:
+        fc_config.set_num_threads(saved)
+
+
+def _run(cfg):
     say = cfg.progress or (lambda s: None)
     if cfg.device == "cuda":
         ok, why = dispatch.gpu_status()

@@ -25,8 +25,9 @@ def _pair(v):
     return (int(v), int(v)) if np.isscalar(v) else tuple(int(t) for t in v)
 
 
-def _rand(rng, shape, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(np.float32).astype(np.float64)
+def _rand(rng, shape, scale=1.0, shift=0.0):
+    """Normal(shift, scale) values that float32 represents exactly (stored as float64)."""
+    return (rng.standard_normal(shape) * scale + shift).astype(np.float32).astype(np.float64)
 
 
 class Spec:
@@ -226,8 +227,8 @@ class BatchNorm(Spec):
 
     def make(self, p, rng):
         C = p["shape"][1]
-        return {"x": _rand(rng, tuple(p["shape"]), 2.0) + 0.5, "dy": _rand(rng, tuple(p["shape"])),
-                "gamma": _rand(rng, (C,)) + 1.0, "beta": _rand(rng, (C,)),
+        return {"x": _rand(rng, tuple(p["shape"]), 2.0, 0.5), "dy": _rand(rng, tuple(p["shape"])),
+                "gamma": _rand(rng, (C,), 1.0, 1.0), "beta": _rand(rng, (C,)),
                 "running_mean": np.zeros(C), "running_var": np.ones(C)}
 
     def bind(self, get, d, a, p):
