@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from fastconv.kernels import reference as R
 
-from _numba_cuda_util import NB, _fast_simulator, dev, host, rel, requires_numba_cuda, tol  # noqa: F401
+from _numba_cuda_util import NB, SIM, _fast_simulator, dev, host, rel, requires_numba_cuda, tol  # noqa: F401
 
 pytestmark = requires_numba_cuda
 DTYPES = [np.float32, np.float64]
@@ -301,3 +301,26 @@ def test_cross_entropy_edge_cases_and_bad_input():
     with pytest.raises(ValueError, match="'dloss' must have shape"):
         NB.softmax_cross_entropy_backward(dev(np.ones(3, np.float32)), x, dev(np.zeros(3, np.int64)), None, 0.0,
                                           "mean", -100)
+
+
+# ------------------------------------------------------------- real GPU only
+
+on_gpu = pytest.mark.skipif(SIM, reason="needs a real GPU (CuPy arrays and CUDA streams); the simulator has neither")
+
+
+@on_gpu
+def test_gpu_rejects_numpy_and_uses_cupys_current_stream(rng):
+    import cupy
+
+    with pytest.raises(TypeError, match="relu_forward.*'x'.*CuPy"):
+        NB.relu_forward(np.ones(3, np.float32))
+    x = rng.standard_normal((64, 33)).astype(np.float32)
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s:
+        dx = cupy.asarray(x)  # enqueued on s: the kernels must run after this copy, on s
+        y = NB.softmax_forward(NB.relu_forward(dx), 1)
+        w = cupy.asarray(rng.standard_normal((4, 33, 1, 1)).astype(np.float32))
+        c = NB.conv2d_forward(dx.reshape(64, 33, 1, 1), w, None, 1, 0, 1, 1)
+    s.synchronize()
+    match(y, R.softmax_forward(np.maximum(x, 0), 1), np.float32, factor=4)
+    match(c, R.conv2d_forward(x.reshape(64, 33, 1, 1), cupy.asnumpy(w), None, 1, 0, 1, 1), np.float32, factor=4)

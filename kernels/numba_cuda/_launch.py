@@ -12,6 +12,8 @@ no CuPy) the wrappers take and return NumPy arrays: inputs go through
 Kernels index flat (1-D) views of C-contiguous arrays; the wrappers pass
 ``a.reshape(-1)``.
 """
+import os
+
 import numpy as np
 from numba import cuda
 from numba.cuda import config as _config
@@ -26,12 +28,15 @@ DEVICE = None if SIM else "cuda"
 # 1-D block size of the element-wise and reduction kernels, and the most blocks a
 # grid-stride kernel gets.  The simulator runs every thread as a Python thread:
 # there it uses small blocks and few of them (which also exercises the
-# grid-stride loops); the 2-D GEMM tiles keep their real shape everywhere.
-THREADS = 16 if SIM else 256
+# grid-stride loops), and conv.py small GEMM tiles (SMALL).
+# FASTCONV_NUMBA_SIM_REAL_TILES=1 keeps the GPU block and tile sizes in the
+# simulator too (slow; to check the real configuration without a GPU).
+SMALL = SIM and os.environ.get("FASTCONV_NUMBA_SIM_REAL_TILES") != "1"
+THREADS = 16 if SMALL else 256
 MAX_BLOCKS = 2 if SIM else 65535 * 32
 # row kernels (softmax, cross-entropy): ROWS rows per block, LANES threads per row
-LANES = 4 if SIM else 32
-ROWS = 4 if SIM else 8
+LANES = 4 if SMALL else 32
+ROWS = 4 if SMALL else 8
 
 
 def jit(fn=None, **kw):

@@ -25,7 +25,7 @@ from numba import cuda, int64
 from .. import _checks as C
 from ..reference.conv import _check_dy, _shape4
 from ._conv_direct import _bias_grad, _dw_bwd_input, _dw_bwd_weight, _dw_fwd
-from ._launch import DEVICE, SIM, THREADS, Launch, blocks, cdiv, grid2, jit
+from ._launch import DEVICE, SMALL, THREADS, Launch, blocks, cdiv, grid2, jit
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
 
@@ -33,7 +33,7 @@ __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", 
 # slice per shared-memory stage.  The simulator runs every thread as a Python
 # thread, so there the same code runs with small tiles (8 x 8, 16 threads);
 # the real configuration is exercised on a GPU (and compiled by the PTX test).
-if SIM:
+if SMALL:
     BT, TM, TN, TK = 4, 2, 2, 4
 else:
     BT, TM, TN, TK = 16, 4, 4, 16
@@ -46,7 +46,7 @@ A_LOADS = TK * BM // NT  # elements of the A tile each thread loads
 B_LOADS = TK * BN // NT
 A_ROWSTEP = NT // TK  # rows between one thread's A loads (k-fast mapping)
 B_KSTEP = NT // BN  # reduction rows between one thread's B loads (column-fast mapping)
-TARGET_BLOCKS = 264  # ~2 blocks per SM on an H100/H200 (132 SMs): split-K aims for this
+TARGET_BLOCKS = 4 if SMALL else 264  # ~2 blocks per SM on an H100/H200 (132 SMs): split-K aims for this
 MIN_SPLIT_TILES = 8  # a split-K slice covers at least this many TK slices
 assert NT % TK == 0 and NT % BN == 0 and (TK * BM) % NT == 0 and (TK * BN) % NT == 0
 

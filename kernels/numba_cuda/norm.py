@@ -14,12 +14,12 @@ import numpy as np
 from numba import cuda
 
 from .. import _checks as C
-from ._launch import DEVICE, SIM, THREADS, Launch, block_sum, blocks, cdiv, jit
+from ._launch import DEVICE, SMALL, THREADS, Launch, block_sum, blocks, cdiv, jit
 
 __all__ = ["batch_norm_forward", "batch_norm_backward"]
 
-TARGET_BLOCKS = 4 if SIM else 264  # ~2 blocks per SM on an H100/H200
-MIN_SLICE = THREADS * (2 if SIM else 16)  # elements per block at least
+TARGET_BLOCKS = 4 if SMALL else 264  # ~2 blocks per SM on an H100/H200
+MIN_SLICE = THREADS * (2 if SMALL else 16)  # elements per block at least
 
 
 def _splits(count, channels):
