@@ -18,6 +18,19 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def cpu_isa():
+    """The SIMD extensions that matter for these kernels, from /proc/cpuinfo."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni",
+                                    "avx512_bf16", "amx_tile") if f in flags]
+    except OSError:
+        pass
+    return None
+
+
 def blas_info():
     try:
         import threadpoolctl
@@ -96,7 +109,7 @@ def load_avg():
 def machine_info(device="cpu"):
     from ..config import get_num_threads
 
-    info = {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "threads": get_num_threads(),
+    info = {"cpu_model": cpu_model(), "cpu_isa": cpu_isa(), "cpu_count": os.cpu_count(), "threads": get_num_threads(),
             "platform": platform.platform(), "blas": blas_info(), "git_commit": git_commit(),
             "versions": versions(), "gpu": gpu_info() if device == "cuda" else None,
             "load_avg": load_avg()}

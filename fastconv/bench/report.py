@@ -48,7 +48,8 @@ def header_lines(report):
             load += " (CPU shared with other work: times are noisy)"
     lines = [f"fastconv bench  {report['created_utc']}  commit {m.get('git_commit')}  device {cfg['device']}  "
              f"dtype {cfg['dtype']}{'  (quick)' if cfg.get('quick') else ''}",
-             f"CPU {m.get('cpu_model')} x{m.get('cpu_count')}  threads {m.get('threads')}  "
+             f"CPU {m.get('cpu_model')} x{m.get('cpu_count')} ({' '.join(m.get('cpu_isa') or [])})  "
+             f"threads {m.get('threads')}  "
              f"BLAS {blas.get('name')} {blas.get('version')}  torch {m['versions'].get('torch', 'not installed')}"
              + load]
     if m.get("gpu"):
