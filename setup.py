@@ -23,13 +23,15 @@ if sys.platform == "darwin":  # pragma: no cover
     compile_args = [a for a in compile_args if a != "-fopenmp"] + ["-Xpreprocessor", "-fopenmp"]
     link_args = ["-lomp"]
 
-# FASTCONV_ONLY=conv,pool builds just those modules (handy while iterating on one).
+# FASTCONV_ONLY=conv,pool builds just those modules and their _conv_*/_pool_* helpers
+# (handy while iterating on one).
 only = {m for m in os.environ.get("FASTCONV_ONLY", "").split(",") if m}
 
 extensions = []
 for pyx in sorted(glob.glob(os.path.join("kernels", "cython", "*.pyx"))):
     name = os.path.splitext(os.path.basename(pyx))[0]
-    if only and name not in only:
+    # a family's private helper modules (_conv_direct, ...) are built with it
+    if only and name not in only and not any(name.startswith(f"_{m}_") for m in only):
         continue
     extensions.append(
         Extension(

@@ -26,7 +26,9 @@ from cython.parallel cimport prange, parallel, threadid
 from libc.string cimport memset, memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+include "_conv_common.pxi"
 from .. import _checks as CK
+from . import _conv_direct as _direct
 from ._threads import num_threads
 
 cnp.import_array()
@@ -40,15 +42,6 @@ except ImportError:  # pragma: no cover - only when that module was not compiled
     _wino = None
     ALGOS = ("auto", "1x1", "gemm", "direct")
 
-ctypedef fused real:
-    float
-    double
-
-ctypedef struct Geo:
-    int N, C, H, W, K, R, S, P, Q
-    int sh, sw, ph, pw, dh, dw, groups, Cg, Kg
-
-
 cdef inline void _gemm(char ta, char tb, int m, int n, int k, real alpha, real* a, int lda,
                        real* b, int ldb, real beta, real* c, int ldc) noexcept nogil:
     """Column-major GEMM C = alpha op(A) op(B) + beta C (row-major callers swap operands)."""
@@ -56,19 +49,6 @@ cdef inline void _gemm(char ta, char tb, int m, int n, int k, real alpha, real* 
         sgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc)
     else:
         dgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc)
-
-
-cdef inline void _qrange(const Geo* g, int s, int* qa, int* qb, int* off) noexcept nogil:
-    """Output columns q whose input column q*sw + off (off = s*dw - pw) lies in [0, W)."""
-    cdef int o = s * g.dw - g.pw
-    off[0] = o
-    qa[0] = 0 if o >= 0 else (-o + g.sw - 1) // g.sw
-    if g.W - 1 - o < 0:
-        qb[0] = 0
-    else:
-        qb[0] = min(g.Q, (g.W - 1 - o) // g.sw + 1)
-    if qa[0] > qb[0]:
-        qa[0] = qb[0]
 
 
 # ---------------------------------------------------------------- im2col / col2im
@@ -243,129 +223,6 @@ cdef void _run_gemm(int which, const real* a, const real* b, const real* bias, r
                 _bwd_weight_item(a, b, out + tid * dwsize, work + tid * work_stride, g, it, nchunk, rows, pointwise)
 
 
-# ---------------------------------------------------------------- direct loops
-cdef void _fwd_direct_plane(const real* x, const real* w, const real* b, real* y,
-                            const Geo* g, Py_ssize_t nk) noexcept nogil:
-    cdef int n = nk // g.K, k = nk % g.K
-    cdef int gi = k // g.Kg, c, r, s, p, q, ih, qa, qb, off
-    cdef int pq = g.P * g.Q
-    cdef real wv
-    cdef real bv = b[k] if b != NULL else 0
-    cdef real* yp = y + nk * pq
-    cdef real* yr
-    cdef const real* xp
-    cdef const real* xr
-    for q in range(pq):
-        yp[q] = bv
-    for c in range(g.Cg):
-        xp = x + (<Py_ssize_t>n * g.C + gi * g.Cg + c) * g.H * g.W
-        for r in range(g.R):
-            for s in range(g.S):
-                wv = w[((<Py_ssize_t>k * g.Cg + c) * g.R + r) * g.S + s]
-                _qrange(g, s, &qa, &qb, &off)
-                for p in range(g.P):
-                    ih = p * g.sh - g.ph + r * g.dh
-                    if ih < 0 or ih >= g.H:
-                        continue
-                    xr = xp + ih * g.W + off
-                    yr = yp + p * g.Q
-                    if g.sw == 1:
-                        for q in range(qa, qb):
-                            yr[q] += wv * xr[q]
-                    else:
-                        for q in range(qa, qb):
-                            yr[q] += wv * xr[q * g.sw]
-
-
-cdef void _bwd_input_direct_plane(const real* dy, const real* w, real* dx,
-                                  const Geo* g, Py_ssize_t nc) noexcept nogil:
-    cdef int n = nc // g.C, cgl = nc % g.C
-    cdef int gi = cgl // g.Cg, c = cgl % g.Cg, kk, k, r, s, p, q, ih, qa, qb, off
-    cdef real wv
-    cdef real* dxp = dx + nc * g.H * g.W
-    cdef real* dxr
-    cdef const real* dyp
-    cdef const real* dyr
-    for q in range(g.H * g.W):
-        dxp[q] = 0
-    for kk in range(g.Kg):
-        k = gi * g.Kg + kk
-        dyp = dy + (<Py_ssize_t>n * g.K + k) * g.P * g.Q
-        for r in range(g.R):
-            for s in range(g.S):
-                wv = w[((<Py_ssize_t>k * g.Cg + c) * g.R + r) * g.S + s]
-                _qrange(g, s, &qa, &qb, &off)
-                for p in range(g.P):
-                    ih = p * g.sh - g.ph + r * g.dh
-                    if ih < 0 or ih >= g.H:
-                        continue
-                    dxr = dxp + ih * g.W + off
-                    dyr = dyp + p * g.Q
-                    if g.sw == 1:
-                        for q in range(qa, qb):
-                            dxr[q] += wv * dyr[q]
-                    else:
-                        for q in range(qa, qb):
-                            dxr[q * g.sw] += wv * dyr[q]
-
-
-cdef void _bwd_weight_direct_pair(const real* dy, const real* x, real* dw,
-                                  const Geo* g, Py_ssize_t kc, double* acc) noexcept nogil:
-    """dw[k, c] (one R x S filter) = sum over images and pixels; acc is R*S scratch."""
-    cdef int k = kc // g.Cg, c = kc % g.Cg, gi = k // g.Kg
-    cdef int n, r, s, p, q, ih, qa, qb, off
-    cdef real t
-    cdef const real* xp
-    cdef const real* dyp
-    cdef const real* xr
-    cdef const real* dyr
-    for r in range(g.R * g.S):
-        acc[r] = 0
-    for n in range(g.N):
-        xp = x + (<Py_ssize_t>n * g.C + gi * g.Cg + c) * g.H * g.W
-        dyp = dy + (<Py_ssize_t>n * g.K + k) * g.P * g.Q
-        for r in range(g.R):
-            for s in range(g.S):
-                _qrange(g, s, &qa, &qb, &off)
-                for p in range(g.P):
-                    ih = p * g.sh - g.ph + r * g.dh
-                    if ih < 0 or ih >= g.H:
-                        continue
-                    xr = xp + ih * g.W + off
-                    dyr = dyp + p * g.Q
-                    t = 0
-                    if g.sw == 1:
-                        for q in range(qa, qb):
-                            t = t + dyr[q] * xr[q]
-                    else:
-                        for q in range(qa, qb):
-                            t = t + dyr[q] * xr[q * g.sw]
-                    acc[r * g.S + s] += t
-    for r in range(g.R * g.S):
-        dw[kc * g.R * g.S + r] = <real>acc[r]
-
-
-cdef void _fwd_direct(const real* x, const real* w, const real* b, real* y, const Geo* g, int nt) noexcept nogil:
-    cdef Py_ssize_t nk
-    for nk in prange(<Py_ssize_t>g.N * g.K, num_threads=nt, schedule="dynamic"):
-        _fwd_direct_plane(x, w, b, y, g, nk)
-
-
-cdef void _bwd_input_direct(const real* dy, const real* w, real* dx, const Geo* g, int nt) noexcept nogil:
-    cdef Py_ssize_t nc
-    for nc in prange(<Py_ssize_t>g.N * g.C, num_threads=nt, schedule="dynamic"):
-        _bwd_input_direct_plane(dy, w, dx, g, nc)
-
-
-cdef void _bwd_weight_direct(const real* dy, const real* x, real* dw, const Geo* g,
-                             double* scratch, int nt) noexcept nogil:
-    """scratch: nt * R * S doubles, one R x S accumulator per thread."""
-    cdef Py_ssize_t kc
-    with parallel(num_threads=nt):
-        for kc in prange(<Py_ssize_t>g.K * g.Cg, schedule="dynamic"):
-            _bwd_weight_direct_pair(dy, x, dw, g, kc, scratch + threadid() * g.R * g.S)
-
-
 cdef void _bwd_bias(const real* dy, real* db, int N, int K, Py_ssize_t pq, int nt) noexcept nogil:
     cdef int k, n
     cdef Py_ssize_t i
@@ -533,17 +390,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto"):
             return _wino.forward(x, w, b, padding, y, nt)
     if algo != "direct":
         return _gemm_path(0, x, w, b, y, g, nt, algo == "1x1")
-    cdef void* px = _ptr(x)
-    cdef void* pwt = _ptr(w)
-    cdef void* pb = NULL if b is None else _ptr(b)
-    cdef void* py = _ptr(y)
-    cdef bint is32 = x.dtype == np.float32
-    with nogil:
-        if is32:
-            _fwd_direct(<float*>px, <float*>pwt, <float*>pb, <float*>py, &g, nt)
-        else:
-            _fwd_direct(<double*>px, <double*>pwt, <double*>pb, <double*>py, &g, nt)
-    return y
+    return _direct.forward(x, w, b, y, g, nt)
 
 
 def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups, *, algo="auto"):
@@ -569,16 +416,7 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups, *, 
             return _wino.forward(dy, wt, None, (2 - padding[0], 2 - padding[1]), dx, nt)
     if algo != "direct":
         return _gemm_path(1, dy, w, None, dx, g, nt, pointwise)
-    cdef void* pdy = _ptr(dy)
-    cdef void* pwt = _ptr(w)
-    cdef void* pdx = _ptr(dx)
-    cdef bint is32 = dy.dtype == np.float32
-    with nogil:
-        if is32:
-            _bwd_input_direct(<float*>pdy, <float*>pwt, <float*>pdx, &g, nt)
-        else:
-            _bwd_input_direct(<double*>pdy, <double*>pwt, <double*>pdx, &g, nt)
-    return dx
+    return _direct.backward_input(dy, w, dx, g, nt)
 
 
 def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups, *, algo="auto"):
@@ -599,19 +437,7 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups, *,
     cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 18)
     if algo != "direct":
         return _gemm_path(2, dy, x, None, dw, g, nt, algo == "1x1")
-    nt = min(nt, g.K * g.Cg)
-    scratch = np.empty(nt * g.R * g.S, dtype=np.float64)
-    cdef void* pdy = _ptr(dy)
-    cdef void* px = _ptr(x)
-    cdef void* pdw = _ptr(dw)
-    cdef void* pc = _ptr(scratch)
-    cdef bint is32 = dy.dtype == np.float32
-    with nogil:
-        if is32:
-            _bwd_weight_direct(<float*>pdy, <float*>px, <float*>pdw, &g, <double*>pc, nt)
-        else:
-            _bwd_weight_direct(<double*>pdy, <double*>px, <double*>pdw, &g, <double*>pc, nt)
-    return dw
+    return _direct.backward_weight(dy, x, dw, g, nt)
 
 
 def conv2d_backward_bias(dy):

@@ -1,0 +1,183 @@
+# cython: language_level=3
+"""Direct conv2d loops (OpenMP over output planes): depthwise and tiny-channel layers.
+
+Called by the ``conv`` module's entry points (``algo='direct'``) after they validated
+the arguments and allocated the outputs; not public entry points.
+"""
+import numpy as np
+cimport numpy as cnp
+from cython.parallel cimport prange, parallel, threadid
+
+include "_conv_common.pxi"
+
+cnp.import_array()
+
+
+cdef void _fwd_direct_plane(const real* x, const real* w, const real* b, real* y,
+                            const Geo* g, Py_ssize_t nk) noexcept nogil:
+    cdef int n = nk // g.K, k = nk % g.K
+    cdef int gi = k // g.Kg, c, r, s, p, q, ih, qa, qb, off
+    cdef int pq = g.P * g.Q
+    cdef real wv
+    cdef real bv = b[k] if b != NULL else 0
+    cdef real* yp = y + nk * pq
+    cdef real* yr
+    cdef const real* xp
+    cdef const real* xr
+    for q in range(pq):
+        yp[q] = bv
+    for c in range(g.Cg):
+        xp = x + (<Py_ssize_t>n * g.C + gi * g.Cg + c) * g.H * g.W
+        for r in range(g.R):
+            for s in range(g.S):
+                wv = w[((<Py_ssize_t>k * g.Cg + c) * g.R + r) * g.S + s]
+                _qrange(g, s, &qa, &qb, &off)
+                for p in range(g.P):
+                    ih = p * g.sh - g.ph + r * g.dh
+                    if ih < 0 or ih >= g.H:
+                        continue
+                    xr = xp + ih * g.W + off
+                    yr = yp + p * g.Q
+                    if g.sw == 1:
+                        for q in range(qa, qb):
+                            yr[q] += wv * xr[q]
+                    else:
+                        for q in range(qa, qb):
+                            yr[q] += wv * xr[q * g.sw]
+
+
+cdef void _bwd_input_direct_plane(const real* dy, const real* w, real* dx,
+                                  const Geo* g, Py_ssize_t nc) noexcept nogil:
+    cdef int n = nc // g.C, cgl = nc % g.C
+    cdef int gi = cgl // g.Cg, c = cgl % g.Cg, kk, k, r, s, p, q, ih, qa, qb, off
+    cdef real wv
+    cdef real* dxp = dx + nc * g.H * g.W
+    cdef real* dxr
+    cdef const real* dyp
+    cdef const real* dyr
+    for q in range(g.H * g.W):
+        dxp[q] = 0
+    for kk in range(g.Kg):
+        k = gi * g.Kg + kk
+        dyp = dy + (<Py_ssize_t>n * g.K + k) * g.P * g.Q
+        for r in range(g.R):
+            for s in range(g.S):
+                wv = w[((<Py_ssize_t>k * g.Cg + c) * g.R + r) * g.S + s]
+                _qrange(g, s, &qa, &qb, &off)
+                for p in range(g.P):
+                    ih = p * g.sh - g.ph + r * g.dh
+                    if ih < 0 or ih >= g.H:
+                        continue
+                    dxr = dxp + ih * g.W + off
+                    dyr = dyp + p * g.Q
+                    if g.sw == 1:
+                        for q in range(qa, qb):
+                            dxr[q] += wv * dyr[q]
+                    else:
+                        for q in range(qa, qb):
+                            dxr[q * g.sw] += wv * dyr[q]
+
+
+cdef void _bwd_weight_direct_pair(const real* dy, const real* x, real* dw,
+                                  const Geo* g, Py_ssize_t kc, double* acc) noexcept nogil:
+    """dw[k, c] (one R x S filter) = sum over images and pixels; acc is R*S scratch."""
+    cdef int k = kc // g.Cg, c = kc % g.Cg, gi = k // g.Kg
+    cdef int n, r, s, p, q, ih, qa, qb, off
+    cdef real t
+    cdef const real* xp
+    cdef const real* dyp
+    cdef const real* xr
+    cdef const real* dyr
+    for r in range(g.R * g.S):
+        acc[r] = 0
+    for n in range(g.N):
+        xp = x + (<Py_ssize_t>n * g.C + gi * g.Cg + c) * g.H * g.W
+        dyp = dy + (<Py_ssize_t>n * g.K + k) * g.P * g.Q
+        for r in range(g.R):
+            for s in range(g.S):
+                _qrange(g, s, &qa, &qb, &off)
+                for p in range(g.P):
+                    ih = p * g.sh - g.ph + r * g.dh
+                    if ih < 0 or ih >= g.H:
+                        continue
+                    xr = xp + ih * g.W + off
+                    dyr = dyp + p * g.Q
+                    t = 0
+                    if g.sw == 1:
+                        for q in range(qa, qb):
+                            t = t + dyr[q] * xr[q]
+                    else:
+                        for q in range(qa, qb):
+                            t = t + dyr[q] * xr[q * g.sw]
+                    acc[r * g.S + s] += t
+    for r in range(g.R * g.S):
+        dw[kc * g.R * g.S + r] = <real>acc[r]
+
+
+cdef void _fwd_direct(const real* x, const real* w, const real* b, real* y, const Geo* g, int nt) noexcept nogil:
+    cdef Py_ssize_t nk
+    for nk in prange(<Py_ssize_t>g.N * g.K, num_threads=nt, schedule="dynamic"):
+        _fwd_direct_plane(x, w, b, y, g, nk)
+
+
+cdef void _bwd_input_direct(const real* dy, const real* w, real* dx, const Geo* g, int nt) noexcept nogil:
+    cdef Py_ssize_t nc
+    for nc in prange(<Py_ssize_t>g.N * g.C, num_threads=nt, schedule="dynamic"):
+        _bwd_input_direct_plane(dy, w, dx, g, nc)
+
+
+cdef void _bwd_weight_direct(const real* dy, const real* x, real* dw, const Geo* g,
+                             double* scratch, int nt) noexcept nogil:
+    """scratch: nt * R * S doubles, one R x S accumulator per thread."""
+    cdef Py_ssize_t kc
+    with parallel(num_threads=nt):
+        for kc in prange(<Py_ssize_t>g.K * g.Cg, schedule="dynamic"):
+            _bwd_weight_direct_pair(dy, x, dw, g, kc, scratch + threadid() * g.R * g.S)
+
+
+
+cdef inline void* _ptr(a):
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+def forward(x, w, b, y, Geo g, int nt):
+    cdef void* px = _ptr(x)
+    cdef void* pwt = _ptr(w)
+    cdef void* pb = NULL if b is None else _ptr(b)
+    cdef void* py = _ptr(y)
+    cdef bint is32 = x.dtype == np.float32
+    with nogil:
+        if is32:
+            _fwd_direct(<float*>px, <float*>pwt, <float*>pb, <float*>py, &g, nt)
+        else:
+            _fwd_direct(<double*>px, <double*>pwt, <double*>pb, <double*>py, &g, nt)
+    return y
+
+
+def backward_input(dy, w, dx, Geo g, int nt):
+    cdef void* pdy = _ptr(dy)
+    cdef void* pwt = _ptr(w)
+    cdef void* pdx = _ptr(dx)
+    cdef bint is32 = dy.dtype == np.float32
+    with nogil:
+        if is32:
+            _bwd_input_direct(<float*>pdy, <float*>pwt, <float*>pdx, &g, nt)
+        else:
+            _bwd_input_direct(<double*>pdy, <double*>pwt, <double*>pdx, &g, nt)
+    return dx
+
+
+def backward_weight(dy, x, dw, Geo g, int nt):
+    nt = max(1, min(nt, g.K * g.Cg))
+    scratch = np.empty(nt * g.R * g.S, dtype=np.float64)
+    cdef void* pdy = _ptr(dy)
+    cdef void* px = _ptr(x)
+    cdef void* pdw = _ptr(dw)
+    cdef void* pc = _ptr(scratch)
+    cdef bint is32 = dy.dtype == np.float32
+    with nogil:
+        if is32:
+            _bwd_weight_direct(<float*>pdy, <float*>px, <float*>pdw, &g, <double*>pc, nt)
+        else:
+            _bwd_weight_direct(<double*>pdy, <double*>px, <double*>pdw, &g, <double*>pc, nt)
+    return dw
