@@ -120,9 +120,9 @@ PYTEST_BOOT = (
 )
 
 
-def run_tests(files, timeout):
-    """Run one pytest file in a subprocess; return a summary dict."""
-    cmd = [sys.executable, "-c", PYTEST_BOOT, "-q", "-rfE", "--tb=line", "-p", "no:cacheprovider", *files]
+def run_tests(files, timeout, extra=()):
+    """Run pytest on ``files`` in a subprocess; return a summary dict."""
+    cmd = [sys.executable, "-c", PYTEST_BOOT, "-q", "-rfE", "--tb=line", "-p", "no:cacheprovider", *extra, *files]
     t = time.time()
     try:
         res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -551,7 +551,7 @@ def main():
     say(f"== 2. GPU tests  (t={elapsed():.0f}s)")
     report["tests"] = []
     if not args.no_tests:
-        groups = [["tests/test_cupy_kernels.py"]]
+        groups = [["tests/test_cupy_kernels.py"]]  # -m gpu: its CPU-emulation half is for GPU-less CI
         numba_files = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "tests", "test_numba_cuda*.py")))
         if numba_files:
             groups.append(numba_files)
@@ -563,7 +563,8 @@ def main():
                 say(f"  skipped {files}: time budget")
                 continue
             try:
-                report["tests"].append(run_tests(files, timeout=min(share, left - 75)))
+                extra = ("-m", "gpu") if files == groups[0] else ()
+                report["tests"].append(run_tests(files, timeout=min(share, left - 75), extra=extra))
             except Exception as exc:
                 report["errors"].append(f"tests {files}: {short(exc)}")
                 say(f"  FAILED to run {files}: {short(exc)}")

@@ -59,7 +59,8 @@ def _build(filename, exprs):
     from fastconv.kernels.cupy import _module as M
 
     src = M.source(filename)
-    key = hashlib.sha1((shim + src + "|".join(exprs)).encode()).hexdigest()[:16]
+    extra = os.environ.get("FASTCONV_EMU_CXXFLAGS", "").split()  # e.g. -fsanitize=address
+    key = hashlib.sha1((shim + src + "|".join(exprs) + " ".join(extra)).encode()).hexdigest()[:16]
     cache = os.path.join(tempfile.gettempdir(), f"fastconv_cupy_emu_{os.getuid()}")
     os.makedirs(cache, exist_ok=True)
     so = os.path.join(cache, f"{filename.replace('.', '_')}_{key}.so")
@@ -71,7 +72,7 @@ def _build(filename, exprs):
             for e in exprs:
                 f.write(f"EMU_ENTRY({_symbol(e)}, {e})\n")
         tmp = so + f".{os.getpid()}.tmp"
-        cmd = [CXX, "-std=c++20", "-O1", "-U_FORTIFY_SOURCE", "-shared", "-fPIC", "-pthread", "-w", "-o", tmp, cpp]
+        cmd = [CXX, "-std=c++20", "-O1", "-U_FORTIFY_SOURCE", "-shared", "-fPIC", "-pthread", "-w", *extra, "-o", tmp, cpp]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if res.returncode != 0:
             raise RuntimeError(f"emulation build of {filename} failed:\n{res.stderr[-3000:]}")
