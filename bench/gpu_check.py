@@ -113,6 +113,65 @@ def device_info():
     return info
 
 
+# ----------------------------------------------------------------- section 1b
+def _compile_chunk(items):
+    """Worker: compile (and load) CuPy kernels; CuPy's disk cache keeps them for later processes."""
+    sys.path.insert(0, ROOT)
+    from fastconv.kernels.cupy import _module as M
+
+    out = []
+    for f, e, w in items:
+        t = time.time()
+        try:
+            M.function(f, e, wmma=w)
+            out.append((f, e, None, time.time() - t))
+        except Exception as exc:
+            out.append((f, e, short(exc), time.time() - t))
+    return out
+
+
+def warm_kernels(timeout):
+    """Compile every CuPy kernel instantiation in parallel processes (fills CuPy's kernel cache)."""
+    import concurrent.futures as cf
+    import importlib
+    import multiprocessing as mp
+
+    sys.path.insert(0, ROOT)
+    import fastconv  # noqa: F401  (maps kernels/ as fastconv.kernels)
+
+    names = []
+    for fam in ("conv", "pool", "activation", "optim", "norm", "loss"):
+        try:
+            names += importlib.import_module(f"fastconv.kernels.cupy.{fam}").kernel_names()
+        except Exception as exc:
+            say(f"  cannot list {fam} kernels: {short(exc)}")
+    workers = max(1, min(8, (os.cpu_count() or 2) - 1))
+    chunks = [names[i::workers] for i in range(workers)]
+    t = time.time()
+    results, failed = [], []
+    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    try:
+        futs = [ex.submit(_compile_chunk, c) for c in chunks if c]
+        for fut in cf.as_completed(futs, timeout=timeout):
+            try:
+                results += fut.result()
+            except Exception as exc:
+                failed.append(("?", "?", short(exc), 0.0))
+    except cf.TimeoutError:
+        say(f"  compile warm-up timed out after {timeout:.0f}s (the rest compiles on first use)")
+    finally:
+        ex.shutdown(wait=False, cancel_futures=True)
+    failed += [r for r in results if r[2]]
+    slow = sorted(results, key=lambda r: -r[3])[:3]
+    say(f"  {len(results) - len(failed)}/{len(names)} kernels compiled in {time.time() - t:.0f}s with {workers} "
+        f"processes; slowest: " + ", ".join(f"{e} {d:.1f}s" for _, e, _, d in slow))
+    for f, e, err, _ in failed[:20]:
+        say(f"    FAILED {f}:{e}: {err}")
+    return {"kernels": len(names), "compiled": len(results) - len(failed),
+            "failed": [{"file": f, "kernel": e, "error": err} for f, e, err, _ in failed],
+            "seconds": round(time.time() - t, 1)}
+
+
 # ------------------------------------------------------------------ section 2
 PYTEST_BOOT = (
     "import sys, numpy; numpy.row_stack = getattr(numpy, 'row_stack', numpy.vstack); "
@@ -546,6 +605,13 @@ def main():
         report["device"] = device_info()
     except Exception as exc:
         report["errors"].append(f"device: {short(exc)}")
+        say(f"  FAILED: {short(exc)}")
+
+    say(f"== 1b. compile CuPy kernels  (t={elapsed():.0f}s)")
+    try:
+        report["compile"] = warm_kernels(timeout=min(90.0, 0.25 * args.budget))
+    except Exception as exc:
+        report["errors"].append(f"compile: {short(exc)}")
         say(f"  FAILED: {short(exc)}")
 
     say(f"== 2. GPU tests  (t={elapsed():.0f}s)")
