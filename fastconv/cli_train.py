@@ -170,13 +170,16 @@ def _train_run(args):
 def _eval_args(p):
     p.add_argument("checkpoint", help="a checkpoint written by fastconv train (last.ckpt / best.ckpt)")
     p.add_argument("--dataset", default=None, help=DATASET_HELP + " (default: the one it was trained on)")
-    p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
+    p.add_argument("--split", choices=("test", "val", "train", "all"), default="test",
+                   help="which split (the same seeded split as in training); all: the three together")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--backend", default=None)
     p.add_argument("--out", default=None, metavar="DIR", help="plots and report (default: next to the checkpoint)")
 
 
 def evaluate_checkpoint(path, dataset=None, split_name="test", device="auto", backend=None, out=None):
+    import numpy as np
+
     from . import data
     from .train import Trainer, load_checkpoint
 
@@ -187,9 +190,11 @@ def evaluate_checkpoint(path, dataset=None, split_name="test", device="auto", ba
     device = resolve_device(device)
     dataset = dataset or meta["dataset"]
     parts = data.load_splits(dataset, meta["size"], seed=meta.get("seed", 0))
-    ds = {"train": parts[0], "val": parts[1], "test": parts[2]}.get(split_name)
-    if ds is None:
-        ds = data.load_dataset(dataset, False, meta["size"])
+    if split_name == "all":
+        ds = data.ArrayDataset(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+                               parts[0].classes, dataset)
+    else:
+        ds = {"train": parts[0], "val": parts[1], "test": parts[2]}[split_name]
     if ds.images.shape[1] != meta["in_channels"] or ds.num_classes > meta["num_classes"]:
         raise ValueError(f"dataset {dataset!r} ({ds.images.shape[1]} channels, {ds.num_classes} classes) does not "
                          f"fit the checkpoint's model ({meta['in_channels']} channels, {meta['num_classes']} classes)")

@@ -24,9 +24,9 @@ def mnist_dir(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("mnist")
     ds = load_digits()
-    imgs = (resize(ds.images, 28)[:, 0] * 255).clip(0, 255).astype(np.uint8)
     for prefix, sl in (("train", slice(0, 120)), ("t10k", slice(1000, 1040))):
-        _write_idx(root / f"{prefix}-images-idx3-ubyte", imgs[sl])
+        imgs = (resize(ds.images[sl], 28)[:, 0] * 255).clip(0, 255).astype(np.uint8)
+        _write_idx(root / f"{prefix}-images-idx3-ubyte", imgs)
         _write_idx(root / f"{prefix}-labels-idx1-ubyte", ds.labels[sl])
     return str(root)
 
@@ -35,7 +35,7 @@ def test_train_then_eval(tmp_path, mnist_dir, capsys):
     out = str(tmp_path / "run")
     rc = cli.main(["train", "lenet5", "--dataset", f"mnist:{mnist_dir}", "--epochs", "2", "--batch-size", "16",
                    "--lr", "3e-3", "--optimizer", "adam", "--weight-decay", "1e-4", "--device", "cpu",
-                   "--backend", "reference", "--no-progress", "--out", out])
+                   "--backend", "cython", "--no-progress", "--out", out])
     assert rc == 0
     text = capsys.readouterr().out
     assert "test accuracy" in text and "macro-F1" in text and "ROC AUC" in text and "epoch 2/2" in text
@@ -54,6 +54,11 @@ def test_train_then_eval(tmp_path, mnist_dir, capsys):
     rep2 = json.load(open(os.path.join(ev, "report.json")))
     assert rep2["accuracy"] == pytest.approx(rep["accuracy"]) and rep2["f1_macro"] == pytest.approx(rep["f1_macro"])
     assert sorted(os.listdir(ev)) == ["confusion_matrix.png", "pr.png", "report.json", "roc.png"]
+    # default dataset: the one recorded in the checkpoint; --split all: train + val + test
+    assert cli.main(["eval", os.path.join(out, "best.ckpt"), "--split", "all", "--device", "cpu",
+                     "--out", ev]) == 0
+    assert json.load(open(os.path.join(ev, "report.json")))["n"] == 160
+    capsys.readouterr()
 
     # resume continues to 3 epochs from the saved state
     assert cli.main(["train", "lenet5", "--dataset", f"mnist:{mnist_dir}", "--epochs", "3", "--batch-size", "16",
