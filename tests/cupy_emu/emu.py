@@ -87,6 +87,16 @@ def library(filename):
     return _libs[filename]
 
 
+def build_all():
+    """Build (or load from the cache) every source's library, compiling in parallel."""
+    import concurrent.futures as cf
+
+    files = sorted({f for f, _ in kernel_names()} - set(_libs))
+    with cf.ThreadPoolExecutor(max_workers=min(4, max(1, len(files)))) as ex:
+        for f, lib in zip(files, ex.map(lambda f: _build(f, [e for g, e in kernel_names() if g == f]), files)):
+            _libs[f] = lib
+
+
 _CODES = {np.dtype(np.float32): "F", np.dtype(np.float64): "D", np.dtype(np.int64): "L"}
 _SCALARS = {np.float32: ("f", ctypes.c_float), np.float64: ("d", ctypes.c_double), np.int32: ("i", ctypes.c_int32),
             np.int64: ("l", ctypes.c_int64), np.uint64: ("u", ctypes.c_uint64)}
@@ -137,6 +147,7 @@ def install(monkeypatch):
     from fastconv.kernels import _checks
     from fastconv.kernels.cupy import _module as M
 
+    build_all()
     fake = fake_cupy()
     monkeypatch.setattr(M, "function", lambda filename, expr, wmma=False: EmuKernel(filename, expr))
     monkeypatch.setattr(M, "aligned16", lambda *arrs: all(a is None or a.ctypes.data % 16 == 0 for a in arrs))
