@@ -106,6 +106,15 @@ def blocks_for(n, threads=THREADS, per_thread=1, cap=None):
 
 
 _sm = None
+_cc = None
+
+
+def compute_capability():
+    """Major*10 + minor of the current device (e.g. 90 for H100/H200)."""
+    global _cc
+    if _cc is None:
+        _cc = int(cupy.cuda.Device().compute_capability)
+    return _cc
 
 
 def sm_count():

@@ -102,7 +102,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, activation=None):
     _check_int_range(op, NPQ, CRS, x.size // max(N, 1), y.size // max(N, 1))
     if groups > 65535:
         raise ValueError(f"{op}: groups={groups} exceeds the grid limit 65535 (non-depthwise)")
-    if x.dtype == cupy.float32 and _config().allow_tf32:
+    if x.dtype == cupy.float32 and _config().allow_tf32 and M.compute_capability() >= 80:
         fn = M.function("conv_tf32.cu", "conv_fwd_tf32", wmma=True)
         grid = (-(-NPQ // 128), -(-Kg // 128), groups)
         M.launch(fn, grid, M.THREADS, (w, x, bias, y) + geo + (M.i32(groups), act))

@@ -152,6 +152,7 @@ def install(monkeypatch):
     monkeypatch.setattr(M, "function", lambda filename, expr, wmma=False: EmuKernel(filename, expr))
     monkeypatch.setattr(M, "aligned16", lambda *arrs: all(a is None or a.ctypes.data % 16 == 0 for a in arrs))
     monkeypatch.setattr(M, "sm_count", lambda: 132)
+    monkeypatch.setattr(M, "compute_capability", lambda: 90)
     monkeypatch.setattr(_checks, "_xp", lambda a: fake)  # NumPy arrays count as "GPU" arrays here
     K = types.SimpleNamespace()
     for fam in FAMILIES:
