@@ -1,11 +1,25 @@
 # cython: language_level=3
-"""Batch normalization on the CPU.
+"""Batch normalization, layer normalization and dropout on the CPU.
 
 One OpenMP task per channel: the statistics pass and the normalize pass run
 back to back over that channel's N planes, so the second pass reads from
 cache (a 56x56x8 channel is 100 KB) and each element crosses DRAM about
 once in and once out.  Statistics accumulate in double, shifted by the
 channel's first element, so E[x^2] - E[x]^2 does not cancel catastrophically.
+
+Layer norm (loops in ``_norm_impl.h``): one OpenMP task per block of rows;
+each row's statistics come from one shifted pass in double, then one fused
+normalize+affine pass while the row is still in cache.  The backward does
+the two per-row reductions in one pass and the dx formula in a second; the
+dgamma/dbeta column sums go to per-thread double buffers summed at the end.
+
+Dropout: the mask is a pure function of (seed, element index) -- a
+splitmix64-style counter hash, keep iff its top 53 bits >= ceil(p * 2^53) --
+so it is identical for any thread count.  It is NOT the NumPy reference's
+mask for the same seed (that one comes from numpy.random.default_rng); the
+contract only promises "same seed -> same mask" within one backend.
+dropout_backward (dy * mask) is left to the reference: NumPy's multiply is
+already memory-bound and a C loop measured the same (2.3 ms for 4M float32).
 """
 import numpy as np
 cimport numpy as cnp
@@ -13,10 +27,24 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt
 
 from .. import _checks as C
-from ..reference.norm import _channel_vec
+from libc.stdint cimport uint64_t
+from ..reference.norm import _channel_vec, _norm_shape, _affine
 from ._threads import num_threads
 
-__all__ = ["batch_norm_forward", "batch_norm_backward"]
+__all__ = ["batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward",
+           "dropout_forward"]
+
+cdef extern from "_norm_impl.h" nogil:
+    void fc_ln_fwd_f32(const float*, float*, const float*, const float*, float*, float*, Py_ssize_t, Py_ssize_t,
+                       double, int)
+    void fc_ln_fwd_f64(const double*, double*, const double*, const double*, double*, double*, Py_ssize_t,
+                       Py_ssize_t, double, int)
+    void fc_ln_bwd_f32(const float*, const float*, const float*, const float*, const float*, float*, double*,
+                       Py_ssize_t, Py_ssize_t, int)
+    void fc_ln_bwd_f64(const double*, const double*, const double*, const double*, const double*, double*,
+                       double*, Py_ssize_t, Py_ssize_t, int)
+    void fc_dropout_fwd_f32(const float*, float*, float*, Py_ssize_t, uint64_t, uint64_t, float, int)
+    void fc_dropout_fwd_f64(const double*, double*, double*, Py_ssize_t, uint64_t, uint64_t, double, int)
 
 ctypedef fused real:
     float
@@ -219,3 +247,128 @@ def _bwd(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, Py_ssize_t N, Py_ssize_t
                             <double*>cnp.PyArray_DATA(dx), N, Cn, S, <double*>cnp.PyArray_DATA(mean),
                             <double*>cnp.PyArray_DATA(invstd), <double*>cnp.PyArray_DATA(gamma), has_gamma,
                             training, &dgamma[0], &dbeta[0], nt)
+
+
+# ---- layer norm ------------------------------------------------------------------------------
+
+cdef inline void* _p(a):
+    """Data pointer of a NumPy array, NULL for None."""
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+def layer_norm_forward(x, normalized_shape, gamma, beta, eps):
+    """(y, mean, rstd) over the trailing ``normalized_shape`` dims (see the reference)."""
+    op = "layer_norm_forward"
+    x = C.array(op, "x", x, device="cpu")
+    ns = _norm_shape(op, x, normalized_shape)
+    gamma = _affine(op, "gamma", gamma, ns, x)
+    beta = _affine(op, "beta", beta, ns, x)
+    eps = C.number(op, "eps", eps, minimum=0.0)
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        if a is not None and type(a) is not np.ndarray:
+            raise TypeError(f"{op}: argument '{name}' must be a NumPy array for the CPU kernel")
+    stat_shape = x.shape[: x.ndim - len(ns)] + (1,) * len(ns)
+    y = np.empty_like(x)
+    mean = np.empty(stat_shape, x.dtype)
+    rstd = np.empty(stat_shape, x.dtype)
+    cdef Py_ssize_t D = int(np.prod(ns))
+    cdef Py_ssize_t M = x.size // D
+    cdef int nt = max(1, min(num_threads(M * D, 16384), M))
+    cdef void* px = _p(x)
+    cdef void* py = _p(y)
+    cdef void* pg = _p(gamma)
+    cdef void* pb = _p(beta)
+    cdef void* pm = _p(mean)
+    cdef void* pr = _p(rstd)
+    cdef double e = eps
+    if M == 0:
+        return y, mean, rstd
+    if x.dtype == np.float32:
+        with nogil:
+            fc_ln_fwd_f32(<float*>px, <float*>py, <float*>pg, <float*>pb, <float*>pm, <float*>pr, M, D, e, nt)
+    else:
+        with nogil:
+            fc_ln_fwd_f64(<double*>px, <double*>py, <double*>pg, <double*>pb, <double*>pm, <double*>pr, M, D, e, nt)
+    return y, mean, rstd
+
+
+def layer_norm_backward(dy, x, normalized_shape, gamma, mean, rstd):
+    """(dx, dgamma, dbeta); dgamma and dbeta are None when gamma is None."""
+    op = "layer_norm_backward"
+    x = C.array(op, "x", x, device="cpu")
+    dy = C.array(op, "dy", dy, device="cpu")
+    C.same_shape(op, "dy", dy, "x", x)
+    C.same_dtype(op, dy=dy, x=x)
+    ns = _norm_shape(op, x, normalized_shape)
+    gamma = _affine(op, "gamma", gamma, ns, x)
+    if gamma is not None and type(gamma) is not np.ndarray:
+        raise TypeError(f"{op}: argument 'gamma' must be a NumPy array for the CPU kernel")
+    stat_shape = x.shape[: x.ndim - len(ns)] + (1,) * len(ns)
+    mean = C.array(op, "mean", mean, device="cpu")
+    rstd = C.array(op, "rstd", rstd, device="cpu")
+    for name, a in (("mean", mean), ("rstd", rstd)):
+        C.same_dtype(op, x=x, **{name: a})
+        if tuple(a.shape) != stat_shape:
+            raise ValueError(f"{op}: '{name}' shape {tuple(a.shape)} does not match {stat_shape} for 'x' shape {tuple(x.shape)}")
+    cdef Py_ssize_t D = int(np.prod(ns))
+    cdef Py_ssize_t M = x.size // D
+    cdef int nt = max(1, min(num_threads(M * D, 16384), M))
+    dx = np.empty_like(x)
+    acc = np.zeros((nt, 2, D), np.float64) if gamma is not None else None
+    cdef void* pdy = _p(dy)
+    cdef void* px = _p(x)
+    cdef void* pg = _p(gamma)
+    cdef void* pm = _p(mean)
+    cdef void* pr = _p(rstd)
+    cdef void* pdx = _p(dx)
+    cdef double* pa = <double*>_p(acc)
+    if M:
+        if x.dtype == np.float32:
+            with nogil:
+                fc_ln_bwd_f32(<float*>pdy, <float*>px, <float*>pg, <float*>pm, <float*>pr, <float*>pdx, pa, M, D, nt)
+        else:
+            with nogil:
+                fc_ln_bwd_f64(<double*>pdy, <double*>px, <double*>pg, <double*>pm, <double*>pr, <double*>pdx, pa,
+                              M, D, nt)
+    if gamma is None:
+        return dx, None, None
+    tot = acc.sum(axis=0) if nt > 1 else acc[0]
+    return dx, tot[0].astype(x.dtype).reshape(ns), tot[1].astype(x.dtype).reshape(ns)
+
+
+# ---- dropout ---------------------------------------------------------------------------------
+
+def dropout_forward(x, p, seed):
+    """(y, mask): mask is 0 or 1/(1-p) in x's dtype, a counter-hash function of (seed, index).
+
+    p = 0 gives an all-ones mask, p = 1 an all-zeros mask.  Not the reference's
+    mask for the same seed (see the module docstring).
+    """
+    op = "dropout_forward"
+    x = C.array(op, "x", x, device="cpu")
+    p = C.number(op, "p", p, minimum=0.0, maximum=1.0)
+    seed = C.integer(op, "seed", seed, minimum=0)
+    cdef uint64_t s = <uint64_t>(int(seed) & 0xFFFFFFFFFFFFFFFF)
+    cdef uint64_t thresh
+    cdef Py_ssize_t n = x.size
+    cdef int nt = num_threads(n, 32768)
+    y = np.empty_like(x)
+    mask = np.empty_like(x)
+    if p == 1.0:
+        thresh = (<uint64_t>1) << 53  # nothing kept
+    else:
+        thresh = <uint64_t>min(int(np.ceil(p * 2.0 ** 53)), 1 << 53)
+    cdef double scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    cdef void* px = _p(x)
+    cdef void* py = _p(y)
+    cdef void* pm = _p(mask)
+    if x.dtype == np.float32:
+        with nogil:
+            fc_dropout_fwd_f32(<float*>px, <float*>py, <float*>pm, n, s, thresh, <float>scale, nt)
+    else:
+        with nogil:
+            fc_dropout_fwd_f64(<double*>px, <double*>py, <double*>pm, n, s, thresh, scale, nt)
+    return y, mask
+
