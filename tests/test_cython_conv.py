@@ -69,7 +69,7 @@ def _algos(cfg):
     if (R, S) == (1, 1) and st2 == (1, 1) and pad2 == (0, 0):
         algos.append("1x1")
     if HAS_WINO and (R, S) == (3, 3) and st2 == (1, 1) and dil2 == (1, 1) and g == 1:
-        algos.append("winograd")
+        algos += ["winograd", "winograd4"]
     return algos
 
 
@@ -99,13 +99,13 @@ def test_conv_matches_torch_every_algo(cfg, dtype):
     truth = _torch_truth(x, w, b, dy, st, pad, dil, g)
     xd, wd, bd, dyd = (v.astype(dtype) for v in (x, w, b, dy))
     for algo in _algos(cfg):
-        tol = (WINO_TOL if algo == "winograd" else TOL)[dtype]
+        tol = (WINO_TOL if algo.startswith("winograd") else TOL)[dtype]
         y = CV.conv2d_forward(xd, wd, bd, st, pad, dil, g, algo=algo)
         assert y.dtype == dtype and y.shape == truth[0].shape
         assert rel_error(y, truth[0]) <= tol, (algo, "forward")
         dx = CV.conv2d_backward_input(dyd, wd, xs, st, pad, dil, g, algo=algo)
         assert dx.dtype == dtype and rel_error(dx, truth[1]) <= tol, (algo, "backward_input")
-        if algo == "winograd":
+        if algo.startswith("winograd"):
             continue  # no Winograd backward-weight
         dw = CV.conv2d_backward_weight(dyd, xd, wd.shape, st, pad, dil, g, algo=algo)
         assert dw.dtype == dtype and rel_error(dw, truth[2]) <= TOL[dtype], (algo, "backward_weight")
@@ -148,7 +148,7 @@ def test_conv_chunking_and_threads(threads, N, monkeypatch):
             for algo in _algos(cfg):
                 got = [CV.conv2d_forward(x, w, b, st, pad, dil, g, algo=algo),
                        CV.conv2d_backward_input(dy, w, xs, st, pad, dil, g, algo=algo)]
-                if algo != "winograd":
+                if not algo.startswith("winograd"):
                     got.append(CV.conv2d_backward_weight(dy, x, w.shape, st, pad, dil, g, algo=algo))
                 for a, t in zip(got, truth):
                     assert rel_error(a, t) <= 1e-12, algo
@@ -156,7 +156,7 @@ def test_conv_chunking_and_threads(threads, N, monkeypatch):
         fastconv.set_num_threads(old)
 
 
-@pytest.mark.parametrize("algo", ["gemm", "direct", "1x1"] + (["winograd"] if HAS_WINO else []))
+@pytest.mark.parametrize("algo", ["gemm", "direct", "1x1"] + (["winograd", "winograd4"] if HAS_WINO else []))
 def test_conv_empty_batch_and_nan(algo, rng):
     k = 1 if algo == "1x1" else 3
     pad = 0 if algo == "1x1" else 1
@@ -166,7 +166,7 @@ def test_conv_empty_batch_and_nan(algo, rng):
     assert y.shape == (0, 5, 6, 6) and y.dtype == np.float32
     dy = np.zeros(y.shape, np.float32)
     assert CV.conv2d_backward_input(dy, w, x.shape, 1, pad, 1, 1, algo=algo).shape == x.shape
-    if algo != "winograd":
+    if not algo.startswith("winograd"):
         dw = CV.conv2d_backward_weight(dy, x, w.shape, 1, pad, 1, 1, algo=algo)
         assert dw.shape == w.shape and not dw.any()
     assert CV.conv2d_backward_bias(dy).shape == (5,)
@@ -177,7 +177,7 @@ def test_conv_empty_batch_and_nan(algo, rng):
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dy[0, 1, 2, 2] = np.nan
     assert np.isnan(CV.conv2d_backward_input(dy, w, x.shape, 1, pad, 1, 1, algo=algo)[0, :, 2, 2]).all()
-    if algo != "winograd":
+    if not algo.startswith("winograd"):
         assert np.isnan(CV.conv2d_backward_weight(dy, x, w.shape, 1, pad, 1, 1, algo=algo)[1]).any()
 
 
@@ -243,6 +243,7 @@ def test_conv_invalid_arguments():
         (ValueError, "winograd", lambda: fwd(x, w, b, 2, 1, 1, 1, algo="winograd")),
         (ValueError, "winograd", lambda: fwd(x, np.ones((6, 4, 5, 5), f32), b, 1, 2, 1, 1, algo="winograd")),
         (ValueError, "winograd", lambda: bw(dy, x, w.shape, 1, 1, 1, 1, algo="winograd")),
+        (ValueError, "winograd", lambda: fwd(x, np.ones((6, 2, 3, 3), f32), b, 1, 1, 1, 2, algo="winograd4")),
         (ValueError, "winograd", lambda: bi(np.ones((2, 6, 12, 12), f32), w, x.shape, 1, 3, 1, 1, algo="winograd")),
         (TypeError, "backward_input.*'dy'", lambda: bi(dy.astype(np.int32), w, x.shape, *args)),
         (TypeError, "mixed dtypes", lambda: bi(dy, w.astype(np.float64), x.shape, *args)),

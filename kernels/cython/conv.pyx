@@ -10,13 +10,17 @@ Algorithms (``algo=`` forces one; ``'auto'`` picks by shape):
               GEMM + col2im, backward-weight a GEMM against im2col.
 ``'direct'``  direct loops, OpenMP over (image, channel) planes: depthwise and
               tiny-channel layers, where GEMMs are too thin to pay off.
-``'winograd'`` F(2x2, 3x3) for 3x3 / stride 1 / dilation 1 / groups 1 forward and
-              backward-input (module ``_conv_winograd``; error ~5e-7 in float32,
-              see its docstring).
+``'winograd'`` F(2x2, 3x3) for 3x3 / stride 1 / dilation 1 / groups 1, forward and
+              backward-input (``'winograd4'``: F(4x4, 3x3)); module
+              ``_conv_winograd``, float32 error 5e-7 (F2) / 2.5e-6 (F4).
+``'auto'``    1x1 -> '1x1'; depthwise or Kg*Cg*R*S <= 256 -> 'direct'; 3x3
+              stride 1 with C, K >= WINO_MIN_C -> 'winograd'; else 'gemm'.
 
-Threading: im2col/col2im and the direct loops run on ``num_threads`` OpenMP
-threads; BLAS calls are made from the serial part (never inside a ``prange``)
-and use OpenBLAS's own threads, so the two pools never nest.
+Threading: work is cut into independent items (image, group, chunk of rows or
+channels); OpenMP threads take items, and each calls BLAS single-threaded on
+its own workspace slice while SciPy's OpenBLAS is held at one thread
+(``_BlasSerial``), so OpenMP and OpenBLAS threads never compete for the cores.
+Backward-weight accumulates per-thread copies of dw and sums them.
 Error: float32 GEMM and direct paths match the float64 result within a
 relative error (||out - ref|| / ||ref||) of about 1e-7..1e-6 on the tests.
 """
@@ -37,7 +41,7 @@ __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", 
 
 try:  # built as its own extension module
     from . import _conv_winograd as _wino
-    ALGOS = ("auto", "1x1", "gemm", "direct", "winograd")
+    ALGOS = ("auto", "1x1", "gemm", "direct", "winograd", "winograd4")
 except ImportError:  # pragma: no cover - only when that module was not compiled
     _wino = None
     ALGOS = ("auto", "1x1", "gemm", "direct")
@@ -288,8 +292,8 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
             algo = "gemm"
     elif algo == "1x1" and not pointwise_ok:
         raise ValueError(f"{op}: algo '1x1' needs a 1x1 kernel, stride 1 and no padding (w {tuple(w_shape)}, stride {stride}, padding {padding})")
-    elif algo == "winograd" and not wino_ok:
-        raise ValueError(f"{op}: algo 'winograd' needs a 3x3 convolution with stride 1, dilation 1 and groups 1, "
+    elif algo in ("winograd", "winograd4") and not wino_ok:
+        raise ValueError(f"{op}: algo '{algo}' (winograd) needs a 3x3 convolution with stride 1, dilation 1 and groups 1, "
                          f"forward or backward-input with padding <= 2 (w {tuple(w_shape)}, stride {stride}, "
                          f"padding {padding}, dilation {dilation}, groups {groups})")
     return (stride, padding, dilation, groups, out), algo
@@ -385,9 +389,9 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto"):
         return y
     cdef Geo g = _geo(x.shape, w.shape, stride, padding, dilation, groups, out)
     cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 18)
-    if algo == "winograd":
+    if algo.startswith("winograd"):
         with _BlasSerial():
-            return _wino.forward(x, w, b, padding, y, nt)
+            return _wino.forward(x, w, b, padding, y, nt, 4 if algo == "winograd4" else 2)
     if algo != "direct":
         return _gemm_path(0, x, w, b, y, g, nt, algo == "1x1")
     return _direct.forward(x, w, b, y, g, nt)
@@ -410,10 +414,10 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups, *, 
         return dx
     cdef Geo g = _geo(x_shape, w.shape, stride, padding, dilation, groups, out)
     cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 18)
-    if algo == "winograd":
+    if algo.startswith("winograd"):
         wt = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         with _BlasSerial():
-            return _wino.forward(dy, wt, None, (2 - padding[0], 2 - padding[1]), dx, nt)
+            return _wino.forward(dy, wt, None, (2 - padding[0], 2 - padding[1]), dx, nt, 4 if algo == "winograd4" else 2)
     if algo != "direct":
         return _gemm_path(1, dy, w, None, dx, g, nt, pointwise)
     return _direct.backward_input(dy, w, dx, g, nt)
