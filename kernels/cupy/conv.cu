@@ -2,18 +2,26 @@
 // the backward pass.  See conv_common.cuh for the three GEMM views.
 #include "conv_common.cuh"
 
-// out = act(A * B + bias); TM x TN results per thread, laid out strided
-// (rows ty + i*BM/TM, columns tx + j*BN/TN) so shared-memory reads are
-// broadcasts (A) or consecutive words (B): no bank conflicts.
+// 16 bytes of T: shared-memory fragments are read with one 128-bit load.
+template <typename T>
+struct __align__(16) Vec16 { T v[16 / sizeof(T)]; };
+
+// out = act(A * B + bias); TM x TN results per thread in groups of V = 16/sizeof(T)
+// consecutive rows/columns: row i -> (i/V)*(BM*V/TM) + ty*V + i%V (columns alike),
+// so each fragment is TM/V (TN/V) 128-bit shared loads, broadcast (A) or
+// consecutive (B) across a warp: no bank conflicts.
 // MODE 2: grid.z = G * splits, split s reduces k in [s*ksplit, (s+1)*ksplit).
 template <typename T, int BM, int BN, int TM, int TN, int MODE>
-__global__ void __launch_bounds__(CONV_THREADS)
+__global__ void __launch_bounds__(CONV_THREADS, 2)  // <= 128 registers: two blocks per SM
 conv_gemm(const T* __restrict__ a_src, const T* __restrict__ b_src, const T* __restrict__ bias,
           T* __restrict__ out, int N, int C, int H, int W, int K, int R, int S, int P, int Q,
           int sh, int sw, int ph, int pw, int dh, int dw, int G, int ksplit, int act) {
     static_assert((BM / TM) * (BN / TN) == CONV_THREADS, "tile / thread mismatch");
-    __shared__ T As[2][CONV_BK][BM + CONV_PAD];
-    __shared__ T Bs[2][CONV_BK][BN + CONV_PAD];
+    constexpr int V = 16 / sizeof(T);
+    static_assert(TM % V == 0 && TN % V == 0, "fragments must be whole 16-byte vectors");
+    constexpr int RSTEP = BM * V / TM, CSTEP = BN * V / TN;  // distance between a thread's vector groups
+    __shared__ __align__(16) T As[2][CONV_BK][BM + CONV_PAD];
+    __shared__ __align__(16) T Bs[2][CONV_BK][BN + CONV_PAD];
 
     const ConvGeo g = make_geo(N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw, dh, dw, G);
     int grp = blockIdx.z, split = 0;
@@ -49,9 +57,17 @@ conv_gemm(const T* __restrict__ a_src, const T* __restrict__ b_src, const T* __r
             for (int kk = 0; kk < CONV_BK; ++kk) {
                 T a[TM], b[TN];
 #pragma unroll
-                for (int i = 0; i < TM; ++i) a[i] = As[buf][kk][ty + i * (BM / TM)];
+                for (int q = 0; q < TM / V; ++q) {
+                    const Vec16<T> t = *reinterpret_cast<const Vec16<T>*>(&As[buf][kk][q * RSTEP + ty * V]);
 #pragma unroll
-                for (int j = 0; j < TN; ++j) b[j] = Bs[buf][kk][tx + j * (BN / TN)];
+                    for (int v = 0; v < V; ++v) a[q * V + v] = t.v[v];
+                }
+#pragma unroll
+                for (int q = 0; q < TN / V; ++q) {
+                    const Vec16<T> t = *reinterpret_cast<const Vec16<T>*>(&Bs[buf][kk][q * CSTEP + tx * V]);
+#pragma unroll
+                    for (int v = 0; v < V; ++v) b[q * V + v] = t.v[v];
+                }
 #pragma unroll
                 for (int i = 0; i < TM; ++i)
 #pragma unroll
@@ -68,7 +84,7 @@ conv_gemm(const T* __restrict__ a_src, const T* __restrict__ b_src, const T* __r
     bool cok[TN];
 #pragma unroll
     for (int j = 0; j < TN; ++j) {
-        int n = n0 + tx + j * (BN / TN);
+        int n = n0 + (j / V) * CSTEP + tx * V + j % V;
         cok[j] = n < ld.Nn;
         coff[j] = cok[j] ? col_offset<MODE>(g, n) : 0;
     }
@@ -76,7 +92,7 @@ conv_gemm(const T* __restrict__ a_src, const T* __restrict__ b_src, const T* __r
     if (MODE == 2) o += (i64)split * g.K * ((i64)g.Cg * g.RS);
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-        int m = m0 + ty + i * (BM / TM);
+        int m = m0 + (i / V) * RSTEP + ty * V + i % V;
         if (m >= ld.M) continue;
         T bv = T(0);
         if (MODE == 0 && bias != nullptr) bv = bias[(i64)grp * g.Kg + m];

@@ -32,7 +32,7 @@ inline dim3_ threadIdx, blockIdx, blockDim, gridDim;  // threadIdx set by the sc
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
 #define __shared__ static
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))
 
 using std::max;
 using std::min;
