@@ -258,6 +258,8 @@ def run(cfg):
 
 def _run(cfg):
     say = cfg.progress or (lambda s: None)
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    machine = machine_info(cfg.device)  # at the start: its load average is the one before the run
     if cfg.device == "cuda":
         ok, why = dispatch.gpu_status()
         if not ok:
@@ -347,8 +349,8 @@ def _run(cfg):
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "fastconv bench",
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": machine_info(cfg.device),
+        "created_utc": started,
+        "machine": machine,
         "peak": peak,
         "config": {"device": cfg.device, "ops": cfg.ops, "backends": backends, "shapes": cfg.shapes,
                    "quick": cfg.quick, "dtype": cfg.dtype, "torch": bool(cfg.torch and torch_ref.available()), "torch_settings": torch_cfg,
