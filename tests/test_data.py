@@ -59,6 +59,7 @@ def test_mnist_idx_reader(tmp_path, compress):
     np.testing.assert_allclose(ds.images[:, 0] * 255, imgs, atol=1e-4)
     np.testing.assert_array_equal(ds.labels, labs)
     ds32 = data.load_dataset(f"mnist:{tmp_path}", size=32)
+    assert len(data.load_dataset(f"fashion:{tmp_path}")) == 7  # Fashion-MNIST: same IDX layout
     assert ds32.images.shape == (7, 1, 32, 32)
 
 
