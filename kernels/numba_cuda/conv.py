@@ -10,9 +10,11 @@ fly from the NCHW / OIHW arrays (no im2col buffer):
 Each block computes a BM x BN = 64 x 64 output tile (8 x 8 in the simulator) with 16 x 16 threads, each
 thread a 4 x 4 register block (rows ty + 16*i, columns tx + 16*j, so stores
 and B-tile reads are coalesced / bank-conflict free).  The reduction runs in
-TK = 16 slices staged in shared memory.  backward_weight splits its long
-reduction (N*P*Q) over blocks and sums the partial tiles in a fixed order
-afterwards: deterministic, no float atomics.  Depthwise convolution
+TK = 16 slices staged in shared memory.  When the output tiles alone would
+not fill the GPU (small batch, deep layers; always for backward_weight,
+whose reduction N*P*Q is long) the reduction is split over more blocks
+(split-K) and the partial tiles are summed in a fixed order afterwards:
+deterministic, no float atomics.  Depthwise convolution
 (groups == C) uses direct kernels instead (one thread per output element),
 where a GEMM tile would be 1 row tall.  The bias gradient is a per-channel
 block reduction.
@@ -74,8 +76,11 @@ def _zero(acc):
 
 
 @jit
-def _fwd_gemm(x, w, b, y, geo, tab):
-    """tab (3, C/groups*R*S): x offset (c*H + r*dh)*W + s*dw, r*dh, s*dw of each reduction index."""
+def _fwd_gemm(x, w, b, y, geo, tab, chunk):
+    """tab (3, C/groups*R*S): x offset (c*H + r*dh)*W + s*dw, r*dh, s*dw of each reduction index.
+
+    Split-K: grid z = groups * splits; split s sums reduction indices
+    [s*chunk, (s+1)*chunk) into y[s] (y then holds splits copies of the output)."""
     N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, has_bias = geo
     Cg = C // G
     Kg = K // G
@@ -84,11 +89,15 @@ def _fwd_gemm(x, w, b, y, geo, tab):
     tid = ty * BT + tx
     m0 = cuda.blockIdx.x * BN
     k0 = cuda.blockIdx.y * BM
-    g = cuda.blockIdx.z
+    g = cuda.blockIdx.z % G
+    split = cuda.blockIdx.z // G
     PQ = P * Q
     M = N * PQ
     RS = R * S
     CRS = Cg * RS
+    kbeg = split * chunk
+    kend = min(CRS, kbeg + chunk)
+    ysplit = split * N * K * PQ
     As = cuda.shared.array((TK, APAD), dtype=y.dtype)
     Bs = cuda.shared.array((TK, BPAD), dtype=y.dtype)
     acc = cuda.local.array((TM, TN), dtype=y.dtype)
@@ -108,11 +117,11 @@ def _fwd_gemm(x, w, b, y, geo, tab):
     akk = tid % TK
     arow = tid // TK
     wbase = (g * Kg + k0) * CRS
-    for kt in range(0, CRS, TK):
+    for kt in range(kbeg, kend, TK):
         kr = kt + akk
         for l in range(A_LOADS):
             row = arow + l * A_ROWSTEP
-            if kr < CRS and k0 + row < Kg:
+            if kr < kend and k0 + row < Kg:
                 As[akk, row] = w[wbase + row * CRS + kr]
             else:
                 As[akk, row] = 0
@@ -120,7 +129,7 @@ def _fwd_gemm(x, w, b, y, geo, tab):
             kk = bk + l * B_KSTEP
             kr2 = kt + kk
             hit = False
-            if m < M and kr2 < CRS:
+            if m < M and kr2 < kend:
                 hh = h0 + tab[CRS + kr2]
                 ww = w0 + tab[2 * CRS + kr2]
                 if hh >= 0 and hh < H and ww >= 0 and ww < W:
@@ -135,20 +144,22 @@ def _fwd_gemm(x, w, b, y, geo, tab):
         mm = m0 + tx + j * BT
         if mm < M:
             nn = mm // PQ  # one division per output column
-            ybase = nn * K * PQ + (mm - nn * PQ)
+            ybase = ysplit + nn * K * PQ + (mm - nn * PQ)
             for i in range(TM):
                 k = k0 + ty + i * BT
                 if k < Kg:
                     kg = g * Kg + k
                     v = acc[i, j]
-                    if has_bias:
+                    if has_bias and split == 0:
                         v += b[kg]
                     y[ybase + kg * PQ] = v
 
 
 @jit
-def _bwd_input_gemm(dy, w, dx, geo, tab):
-    """tab (4, K/groups*R*S): dy offset k*P*Q, r*dh, s*dw, weight offset k*Cg*R*S + r*S + s."""
+def _bwd_input_gemm(dy, w, dx, geo, tab, chunk):
+    """tab (4, K/groups*R*S): dy offset k*P*Q, r*dh, s*dw, weight offset k*Cg*R*S + r*S + s.
+
+    Split-K over (k, r, s) as in _fwd_gemm: split s writes dx[s]."""
     N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, unused = geo
     Cg = C // G
     Kg = K // G
@@ -157,12 +168,15 @@ def _bwd_input_gemm(dy, w, dx, geo, tab):
     tid = ty * BT + tx
     m0 = cuda.blockIdx.x * BN
     c0 = cuda.blockIdx.y * BM
-    g = cuda.blockIdx.z
+    g = cuda.blockIdx.z % G
+    split = cuda.blockIdx.z // G
     HW = H * W
     PQ = P * Q
     M = N * HW
     RS = R * S
     KRS = Kg * RS
+    kbeg = split * chunk
+    kend = min(KRS, kbeg + chunk)
     As = cuda.shared.array((TK, APAD), dtype=dx.dtype)
     Bs = cuda.shared.array((TK, BPAD), dtype=dx.dtype)
     acc = cuda.local.array((TM, TN), dtype=dx.dtype)
@@ -181,13 +195,13 @@ def _bwd_input_gemm(dy, w, dx, geo, tab):
     hp = h + ph
     wp = x_w + pw
     abase = wgroup
-    for kt in range(0, KRS, TK):
+    for kt in range(kbeg, kend, TK):
         kr = kt + akk
-        if kr < KRS:
+        if kr < kend:
             abase = wgroup + tab[3 * KRS + kr]
         for l in range(A_LOADS):
             row = arow + l * A_ROWSTEP
-            if kr < KRS and c0 + row < Cg:
+            if kr < kend and c0 + row < Cg:
                 As[akk, row] = w[abase + row * RS]
             else:
                 As[akk, row] = 0
@@ -195,7 +209,7 @@ def _bwd_input_gemm(dy, w, dx, geo, tab):
             kk = bk + l * B_KSTEP
             kr2 = kt + kk
             hit = False
-            if m < M and kr2 < KRS:
+            if m < M and kr2 < kend:
                 t = hp - tab[KRS + kr2]
                 u = wp - tab[2 * KRS + kr2]
                 if t >= 0 and u >= 0:
@@ -214,7 +228,7 @@ def _bwd_input_gemm(dy, w, dx, geo, tab):
         mm = m0 + tx + j * BT
         if mm < M:
             nn = mm // HW
-            xbase = (nn * C + g * Cg) * HW + (mm - nn * HW)
+            xbase = split * N * C * HW + (nn * C + g * Cg) * HW + (mm - nn * HW)
             for i in range(TM):
                 c = c0 + ty + i * BT
                 if c < Cg:
@@ -222,7 +236,7 @@ def _bwd_input_gemm(dy, w, dx, geo, tab):
 
 
 @jit
-def _bwd_weight_gemm(dy, x, ws, geo, chunk, splits):
+def _bwd_weight_gemm(dy, x, ws, geo, chunk):
     """Partial dw over one split of the (n, p, q) reduction -> ws[split, g, k, crs]."""
     N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, unused = geo
     Cg = C // G
@@ -382,10 +396,11 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     if _depthwise(x.shape, groups):
         _dw_fwd[grid2(P * Q, N * K), THREADS, L.stream](L.dev(x), L.dev(w), bb, L.out(y), geo, x.dtype.type(0))
     else:
-        grid = (cdiv(N * P * Q, BN), cdiv(K // groups, BM), groups)
         Cg, R, S = w.shape[1:]
-        tab = _table(L.xp, "fwd", Cg, R, S, x.shape[2], x.shape[3], dilation[0], dilation[1])
-        _fwd_gemm[grid, (BT, BT), L.stream](L.dev(x), L.dev(w), bb, L.out(y), geo, L.dev(tab))
+        base = (cdiv(N * P * Q, BN), cdiv(K // groups, BM), groups)
+        chunk, splits = _split_k(Cg * R * S, base[0] * base[1] * base[2])
+        tab = L.dev(_table(L.xp, "fwd", Cg, R, S, x.shape[2], x.shape[3], dilation[0], dilation[1]))
+        _split_launch(L, _fwd_gemm, base, splits, y, (L.dev(x), L.dev(w), bb), (geo, tab, chunk))
     return L.done(y)
 
 
@@ -409,15 +424,29 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
         _dw_bwd_input[grid2(x_shape[2] * x_shape[3], x_shape[0] * x_shape[1]), THREADS, L.stream](L.dev(dy), L.dev(w), L.out(dx), geo, dy.dtype.type(0))
     else:
         Nx, Cx, H, W = x_shape
-        grid = (cdiv(Nx * H * W, BN), cdiv(Cx // groups, BM), groups)
         Cg, R, S = w.shape[1:]
-        tab = _table(L.xp, "bwd_input", K // groups, Cg, R, S, P * Q, dilation[0], dilation[1])
-        _bwd_input_gemm[grid, (BT, BT), L.stream](L.dev(dy), L.dev(w), L.out(dx), geo, L.dev(tab))
+        base = (cdiv(Nx * H * W, BN), cdiv(Cg, BM), groups)
+        chunk, splits = _split_k((K // groups) * R * S, base[0] * base[1] * base[2])
+        tab = L.dev(_table(L.xp, "bwd_input", K // groups, Cg, R, S, P * Q, dilation[0], dilation[1]))
+        _split_launch(L, _bwd_input_gemm, base, splits, dx, (L.dev(dy), L.dev(w)), (geo, tab, chunk))
     return L.done(dx)
 
 
+def _split_launch(L, kernel, base_grid, splits, out, inputs, params):
+    """Launch a GEMM kernel over ``base_grid`` x ``splits``: straight into ``out`` when
+    there is one split, else into a (splits, ...) workspace summed in split order."""
+    grid = base_grid[:2] + (base_grid[2] * splits,)
+    if splits == 1:
+        kernel[grid, (BT, BT), L.stream](*inputs, L.out(out), *params)
+        return
+    ws = L.out(L.empty((splits,) + tuple(out.shape), out.dtype))
+    kernel[grid, (BT, BT), L.stream](*inputs, ws, *params)
+    _sum_splits[blocks(out.size), THREADS, L.stream](ws, L.out(out), splits)
+
+
 def _split_k(M, base_blocks):
-    """(chunk, splits) for the backward-weight reduction over M = N*P*Q."""
+    """(chunk, splits): split a reduction of length M so that base_blocks * splits
+    reaches about TARGET_BLOCKS, each split at least MIN_SPLIT_TILES slices long."""
     splits = max(1, min(cdiv(TARGET_BLOCKS, base_blocks), cdiv(M, MIN_SPLIT_TILES * TK)))
     chunk = cdiv(cdiv(M, splits), TK) * TK
     return chunk, cdiv(M, chunk)
@@ -445,16 +474,9 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
         return L.done(dwt)
     _, Cg, R, S = w_shape
     Kg, CRS, M = K // groups, Cg * R * S, N * P * Q
-    base = cdiv(CRS, BN) * cdiv(Kg, BM) * groups
-    chunk, splits = _split_k(M, base)
-    grid = (cdiv(CRS, BN), cdiv(Kg, BM), groups * splits)
-    if splits == 1:
-        _bwd_weight_gemm[grid, (BT, BT), L.stream](L.dev(dy), L.dev(x), L.out(dwt), geo, chunk, 1)
-        return L.done(dwt)
-    ws = L.empty((splits,) + tuple(w_shape), x.dtype)
-    dws = L.out(ws)
-    _bwd_weight_gemm[grid, (BT, BT), L.stream](L.dev(dy), L.dev(x), dws, geo, chunk, splits)
-    _sum_splits[blocks(dwt.size), THREADS, L.stream](dws, L.out(dwt), splits)
+    base = (cdiv(CRS, BN), cdiv(Kg, BM), groups)
+    chunk, splits = _split_k(M, base[0] * base[1] * base[2])
+    _split_launch(L, _bwd_weight_gemm, base, splits, dwt, (L.dev(dy), L.dev(x)), (geo, chunk))
     return L.done(dwt)
 
 
