@@ -302,6 +302,15 @@ class Child:
         times.sort()
         return times[len(times) // 2]
 
+    def sticky(self):
+        """True when the CUDA context is broken (e.g. an illegal address): the child must restart."""
+        try:
+            self.cp.cuda.Device().synchronize()
+            self.torch.cuda.synchronize()
+            return False
+        except Exception:
+            return True
+
     def rel(self, ours, ref):
         """||ours - ref|| / ||ref|| computed on the GPU (float64)."""
         cp = self.cp
@@ -363,6 +372,8 @@ class Child:
                     t = self.time_ms(fwd)
                     self.row(f"{tag} fwd", bname, t, t_f, err)
                 except Exception as exc:
+                    if self.sticky():
+                        raise
                     self.row(f"{tag} fwd", bname, None, t_f, None, short(exc))
                     continue
                 if tf32:
@@ -383,6 +394,8 @@ class Child:
                     t = self.time_ms(fb)
                     self.row(f"{tag} fwd+bwd", bname, t, t_fb, err)
                 except Exception as exc:
+                    if self.sticky():
+                        raise
                     self.row(f"{tag} fwd+bwd", bname, None, t_fb, None, short(exc))
         finally:
             torch.backends.cudnn.allow_tf32, self.fc.config.allow_tf32 = old_tf32
@@ -403,6 +416,8 @@ class Child:
                 t = self.time_ms(f)
                 self.row("relu 268M fp32", bname, t, t_ref, err, f"{2 * 4 * n / (t * 1e-3) / 1e12:.2f} TB/s")
             except Exception as exc:
+                if self.sticky():
+                    raise
                 self.row("relu 268M fp32", bname, None, t_ref, None, short(exc))
         del x_t, y_t
 
@@ -437,6 +452,8 @@ class Child:
                 t = self.time_ms(b)
                 self.row("max_pool2d 3x3s2 bwd", bname, t, t_refb, err)
             except Exception as exc:
+                if self.sticky():
+                    raise
                 self.row("max_pool2d 3x3s2", bname, None, t_ref, None, short(exc))
 
     def adam(self):
@@ -479,6 +496,8 @@ class Child:
                 t = self.time_ms(f)
                 self.row("adam 25.3M (161 tensors)", bname, t, t_ref, err, "rel err of one update")
             except Exception as exc:
+                if self.sticky():
+                    raise
                 self.row("adam 25.3M (161 tensors)", bname, None, t_ref, None, short(exc))
 
 
@@ -500,10 +519,8 @@ def child_main(args):
         except Exception as exc:
             ch.emit({"event": "error", "case": case, "text": short(exc),
                      "trace": traceback.format_exc()[-600:]})
-            try:  # a sticky CUDA error makes every later case fail: restart the process
-                ch.cp.cuda.Device().synchronize()
-            except Exception:
-                return 3
+        if ch.sticky():  # a sticky CUDA error makes every later case fail: restart the process
+            return 3
         ch.emit({"event": "end", "case": case})
         try:
             ch.cp.get_default_memory_pool().free_all_blocks()
@@ -571,6 +588,23 @@ def run_bench(cases, budget_end):
             break
         todo = [c for c in todo if c not in done]
     return rows, notes
+
+
+def summarize(rows):
+    """Geometric-mean torch/ours ratio per (backend, conv fwd | conv fwd+bwd)."""
+    import math
+
+    groups = {}
+    for r in rows:
+        if not r["name"].startswith("conv ") or " tf32" in r["name"] or not r.get("ratio"):
+            continue
+        kind = "fwd+bwd" if r["name"].endswith("fwd+bwd") else "fwd"
+        groups.setdefault(f"{r['backend']} conv {kind}", []).append(r["ratio"])
+    out = {}
+    for k, v in sorted(groups.items()):
+        out[k] = round(math.exp(sum(math.log(x) for x in v) / len(v)), 3)
+        say(f"  geomean ratio {k:28s} {out[k]:6.3f}  ({len(v)} shapes)")
+    return out
 
 
 def fmt(v, spec):
@@ -642,6 +676,7 @@ def main():
         try:
             rows, notes = run_bench(bench_case_names(args.quick), budget_end - 5)
             report["bench"], report["bench_notes"] = rows, notes
+            report["summary"] = summarize(rows)
         except Exception as exc:
             report["errors"].append(f"bench: {short(exc)}")
             say(f"  FAILED: {short(exc)}")
