@@ -13,6 +13,71 @@ include "_conv_common.pxi"
 cnp.import_array()
 
 
+cdef void _fwd_rows_fused(const real* x, const real* w, real* yp, const Geo* g, int n, int k) noexcept nogil:
+    """Stride-1 rows with S = 3 or 5: all taps of a filter row in one pass over the
+    output row where every tap is inside the input; single taps at the edges."""
+    cdef int gi = k // g.Kg, c, r, s, p, q, ih, qa, qb, off
+    cdef int qa_c = max(0, g.pw), qb_c = min(g.Q, g.W - (g.S - 1) * g.dw + g.pw)
+    cdef int d1 = g.dw, d2 = 2 * g.dw, d3 = 3 * g.dw, d4 = 4 * g.dw
+    cdef real w0, w1, w2, w3, w4, wv
+    cdef int qas[5]
+    cdef int qbs[5]
+    cdef Py_ssize_t j, nq
+    cdef const real* x0
+    cdef const real* x1
+    cdef const real* x2
+    cdef const real* x3
+    cdef const real* x4
+    cdef real* y0
+    cdef const real* wr
+    cdef const real* xp
+    cdef const real* xr
+    cdef real* yr
+    for s in range(g.S):
+        _qrange(g, s, &qas[s], &qbs[s], &off)
+    for c in range(g.Cg):
+        xp = x + (<Py_ssize_t>n * g.C + gi * g.Cg + c) * g.H * g.W
+        for r in range(g.R):
+            wr = w + ((<Py_ssize_t>k * g.Cg + c) * g.R + r) * g.S
+            w0 = wr[0]
+            w1 = wr[1]
+            w2 = wr[2]
+            w3 = wr[3] if g.S == 5 else 0
+            w4 = wr[4] if g.S == 5 else 0
+            for p in range(g.P):
+                ih = p * g.sh - g.ph + r * g.dh
+                if ih < 0 or ih >= g.H:
+                    continue
+                xr = xp + ih * g.W - g.pw  # tap s of output q reads xr[q + s * dw]
+                yr = yp + p * g.Q
+                if qa_c < qb_c:  # pointers per tap and a Py_ssize_t index: the loops vectorize
+                    x0 = xr + qa_c
+                    x1 = x0 + d1
+                    x2 = x0 + d2
+                    x3 = x0 + d3
+                    x4 = x0 + d4
+                    y0 = yr + qa_c
+                    nq = qb_c - qa_c
+                    if g.S == 3:
+                        for j in range(nq):
+                            y0[j] = y0[j] + w0 * x0[j] + w1 * x1[j] + w2 * x2[j]
+                    else:
+                        for j in range(nq):
+                            y0[j] = y0[j] + w0 * x0[j] + w1 * x1[j] + w2 * x2[j] + w3 * x3[j] + w4 * x4[j]
+                for s in range(g.S):
+                    wv = wr[s]
+                    qa = qas[s]
+                    qb = qbs[s]
+                    if qa_c >= qb_c:  # no common range: every tap on its own
+                        for q in range(qa, qb):
+                            yr[q] += wv * xr[q + s * g.dw]
+                        continue
+                    for q in range(qa, min(qb, qa_c)):
+                        yr[q] += wv * xr[q + s * g.dw]
+                    for q in range(max(qa, qb_c), qb):
+                        yr[q] += wv * xr[q + s * g.dw]
+
+
 cdef void _fwd_direct_plane(const real* x, const real* w, const real* b, real* y,
                             const Geo* g, Py_ssize_t nk) noexcept nogil:
     cdef int n = nk // g.K, k = nk % g.K
@@ -26,6 +91,9 @@ cdef void _fwd_direct_plane(const real* x, const real* w, const real* b, real* y
     cdef const real* xr
     for q in range(pq):
         yp[q] = bv
+    if g.sw == 1 and (g.S == 3 or g.S == 5):
+        _fwd_rows_fused(x, w, yp, g, n, k)
+        return
     for c in range(g.Cg):
         xp = x + (<Py_ssize_t>n * g.C + gi * g.Cg + c) * g.H * g.W
         for r in range(g.R):

@@ -8,12 +8,12 @@ Algorithms (``algo=`` forces one; ``'auto'`` picks by shape):
 ``'gemm'``    im2col of a chunk of output rows (bounded by
               ``fastconv.config.workspace_bytes``) then GEMM; backward-input is
               GEMM + col2im, backward-weight a GEMM against im2col.
-``'direct'``  direct loops, OpenMP over (image, channel) planes: depthwise and
-              tiny-channel layers, where GEMMs are too thin to pay off.
+``'direct'``  direct loops, OpenMP over (image, channel) planes: depthwise layers,
+              where GEMMs are too thin to pay off (module ``_conv_direct``).
 ``'winograd'`` F(2x2, 3x3) for 3x3 / stride 1 / dilation 1 / groups 1, forward and
               backward-input (``'winograd4'``: F(4x4, 3x3)); module
               ``_conv_winograd``, float32 error 5e-7 (F2) / 2.5e-6 (F4).
-``'auto'``    1x1 -> '1x1'; depthwise or Kg*Cg*R*S <= 256 -> 'direct'; 3x3
+``'auto'``    1x1 -> '1x1'; depthwise (C/groups = 1) -> 'direct'; 3x3
               stride 1 with C, K >= WINO_MIN_C -> 'winograd'; else 'gemm'.
 
 Threading: work is cut into independent items (image, group, chunk of rows or
@@ -286,7 +286,7 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
             algo = "1x1"
         elif wino_ok and C >= WINO_MIN_C and K >= WINO_MIN_C:
             algo = "winograd"
-        elif Cg == 1 or Kg * crs <= 256:
+        elif Cg == 1 and groups > 1:  # depthwise: GEMMs of width 1 lose to direct loops
             algo = "direct"
         else:
             algo = "gemm"
