@@ -30,8 +30,8 @@ CONV_CASES = {
     "splitk-1x1": ((2, 2, 5, 5), (3, 1, 1), 1, 0, 1, 1, False),
     # K = 10: two row tiles in the simulator
     "wide-K": ((1, 2, 3, 3), (10, 1, 1), 1, 0, 1, 1, True),
-    # long reductions over few output tiles: split-K in forward and backward-input (simulator sizes)
-    "deep-small": ((1, 8, 3, 3), (4, 3, 3), 1, 1, 1, 1, True),
+    # long reductions over few output tiles: split-K in forward (GPU and simulator tiles) and backward-input
+    "deep-small": ((1, 32, 3, 3), (4, 3, 3), 1, 1, 1, 1, True),
 }
 
 
