@@ -8,6 +8,7 @@ Extra keyword beyond the contract: ``conv2d_forward(..., activation=None|'relu')
 fuses a ReLU into the epilogue (the bias is always fused).
 """
 import cupy
+import numpy as np
 
 from .. import _checks as C
 from . import _module as M
@@ -42,6 +43,23 @@ def kernel_names():
         out += [("conv_dw.cu", f"{k}<{t}>", False) for k in ("dw_fwd", "dw_bwd_input", "dw_bwd_weight")]
     out.append(("conv_tf32.cu", "conv_fwd_tf32", True))
     return out
+
+
+_TAPS = {}
+
+
+def _tap_table(Cg, R, S, H, W, dh, dw):
+    """int32 (Cg*R*S, 4) rows (c*H*W + r*dh*W + s*dw, r*dh, s*dw, 0): the forward im2col
+    loader reads one row per reduction index instead of dividing by R*S and S.  Cached."""
+    key = (Cg, R, S, H, W, dh, dw)
+    t = _TAPS.get(key)
+    if t is None:
+        kk = np.arange(Cg * R * S, dtype=np.int64)
+        c, rs = kk // (R * S), kk % (R * S)
+        rd, sd = (rs // S) * dh, (rs % S) * dw
+        host = np.stack([c * H * W + rd * W + sd, rd, sd, np.zeros_like(kk)], axis=1).astype(np.int32)
+        t = _TAPS[key] = cupy.asarray(np.ascontiguousarray(host))
+    return t
 
 
 def _pick(dtype, m_dim, n_dim, groups):
@@ -105,12 +123,14 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, activation=None):
     if x.dtype == cupy.float32 and _config().allow_tf32 and M.compute_capability() >= 80:
         fn = M.function("conv_tf32.cu", "conv_fwd_tf32", wmma=True)
         grid = (-(-NPQ // 128), -(-Kg // 128), groups)
-        M.launch(fn, grid, M.THREADS, (w, x, bias, y) + geo + (M.i32(groups), act))
+        taps = _tap_table(Cc // groups, R, S, x.shape[2], x.shape[3], dilation[0], dilation[1])
+        M.launch(fn, grid, M.THREADS, (w, x, bias, taps, y) + geo + (M.i32(groups), act))
         return y
     cfg = _pick(x.dtype, Kg, NPQ, groups)
     fn = M.function("conv.cu", _gemm_name(x.dtype, cfg, 0))
     grid = (-(-NPQ // cfg[1]), -(-Kg // cfg[0]), groups)
-    M.launch(fn, grid, M.THREADS, (w, x, bias, y) + geo + (M.i32(groups), M.i32(0), act))
+    taps = _tap_table(Cc // groups, R, S, x.shape[2], x.shape[3], dilation[0], dilation[1])
+    M.launch(fn, grid, M.THREADS, (w, x, bias, taps, y) + geo + (M.i32(groups), M.i32(0), act))
     return y
 
 
@@ -142,7 +162,8 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
     cfg = _pick(dy.dtype, Cg, NHW, groups)
     fn = M.function("conv.cu", _gemm_name(dy.dtype, cfg, 1))
     grid = (-(-NHW // cfg[1]), -(-Cg // cfg[0]), groups)
-    M.launch(fn, grid, M.THREADS, (w, dy, M.ptr_or_null(None), dx) + geo + (M.i32(groups), M.i32(0), M.i32(0)))
+    null = M.ptr_or_null(None)
+    M.launch(fn, grid, M.THREADS, (w, dy, null, null, dx) + geo + (M.i32(groups), M.i32(0), M.i32(0)))
     return dx
 
 
@@ -183,7 +204,8 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
     fn = M.function("conv.cu", _gemm_name(x.dtype, cfg, 2))
     grid = (-(-CRS // cfg[1]), -(-Kg // cfg[0]), groups * splits)
     target = dw if splits == 1 else cupy.empty((splits,) + tuple(w_shape), dtype=x.dtype)
-    M.launch(fn, grid, M.THREADS, (dy, x, M.ptr_or_null(None), target) + geo + (M.i32(groups), M.i32(ksplit), M.i32(0)))
+    null = M.ptr_or_null(None)
+    M.launch(fn, grid, M.THREADS, (dy, x, null, null, target) + geo + (M.i32(groups), M.i32(ksplit), M.i32(0)))
     if splits > 1:
         fn = M.function("conv.cu", f"sum_splits<{M.ctype(x.dtype)}>")
         M.launch(fn, M.blocks_for(dw.size), M.THREADS, (target, dw, M.i64(dw.size), M.i32(splits)))

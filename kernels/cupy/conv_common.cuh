@@ -54,13 +54,14 @@ struct TileLoader {
 
     const T* __restrict__ a_src;
     const T* __restrict__ b_src;
+    const int* __restrict__ tab;  // MODE 0: per reduction index kk = (c, r, s): (c*HW + r*dh*W + s*dw, r*dh, s*dw, 0)
     ConvGeo g;
     int grp, M, Nn, Kd;
     int a_k, a_m;      // thread's A coordinates inside the tile (k fastest)
     int b_k, b_n;      // thread's B coordinates inside the tile
     // MODE 0/1: the thread's single B column (a pixel) decoded once
     int col_ok;
-    i64 col_base;      // MODE 0: x offset of (nb, group); MODE 1: dy offset of (nb, group)
+    i64 col_base;      // MODE 0: x offset of (nb, group, h0, w0); MODE 1: dy offset of (nb, group)
     int col_h, col_w;  // MODE 0: p*sh-ph, q*sw-pw;  MODE 1: h+ph, w+pw
     // MODE 2: the thread's B columns (filter taps) decoded once
     int tap_ok[B_LOADS > 0 ? B_LOADS : 1];
@@ -69,8 +70,9 @@ struct TileLoader {
     T ra[A_LOADS];
     T rb[B_LOADS];
 
-    __device__ __forceinline__ void init(const T* a, const T* b, const ConvGeo& geo, int group, int m0, int n0) {
-        a_src = a; b_src = b; g = geo; grp = group;
+    __device__ __forceinline__ void init(const T* a, const T* b, const int* taps, const ConvGeo& geo, int group,
+                                         int m0, int n0) {
+        a_src = a; b_src = b; tab = taps; g = geo; grp = group;
         gemm_dims<MODE>(g, M, Nn, Kd);
         const int tid = threadIdx.x;
         a_k = tid % CONV_BK;
@@ -95,9 +97,9 @@ struct TileLoader {
             if (MODE == 0) {
                 int nb = n / g.PQ, pq = n - nb * g.PQ;
                 int p = pq / g.Q, q = pq - p * g.Q;
-                col_base = ((i64)nb * g.C + (i64)grp * g.Cg) * g.HW;
                 col_h = p * g.sh - g.ph;
                 col_w = q * g.sw - g.pw;
+                col_base = ((i64)nb * g.C + (i64)grp * g.Cg) * g.HW + (i64)col_h * g.W + col_w;
             } else {
                 int nb = n / g.HW, hw = n - nb * g.HW;
                 int h = hw / g.W, w = hw - h * g.W;
@@ -158,14 +160,16 @@ struct TileLoader {
                 int kb = k0 + b_k + i * B_STEP;
                 T v = zero;
                 if (col_ok && kb < kend) {
-                    int c = kb / g.RS;
-                    int rsb = kb - c * g.RS;
-                    int r = rsb / g.S, s = rsb - r * g.S;
                     if (MODE == 0) {
-                        int h = col_h + r * g.dh, w = col_w + s * g.dw;
+                        // table lookup instead of two integer divisions; a warp reads one entry
+                        const int4 t = *reinterpret_cast<const int4*>(tab + 4 * (i64)kb);
+                        const int h = col_h + t.y, w = col_w + t.z;
                         if ((unsigned)h < (unsigned)g.H && (unsigned)w < (unsigned)g.W)
-                            v = b_src[col_base + (i64)c * g.HW + (i64)h * g.W + w];
+                            v = b_src[col_base + t.x];
                     } else {
+                        int c = kb / g.RS;
+                        int rsb = kb - c * g.RS;
+                        int r = rsb / g.S, s = rsb - r * g.S;
                         // here c is the output channel k inside the group
                         int tp = col_h - r * g.dh, tq = col_w - s * g.dw;
                         if (tp >= 0 && tq >= 0) {

@@ -13,7 +13,7 @@ using namespace nvcuda;
 
 __global__ void __launch_bounds__(CONV_THREADS)
 conv_fwd_tf32(const float* __restrict__ w, const float* __restrict__ x, const float* __restrict__ bias,
-              float* __restrict__ out, int N, int C, int H, int W, int K, int R, int S, int P, int Q,
+              const int* __restrict__ tab, float* __restrict__ out, int N, int C, int H, int W, int K, int R, int S, int P, int Q,
               int sh, int sw, int ph, int pw, int dh, int dw, int G, int act) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     // WMMA pointers must be 256-bit aligned: row lengths (BM+PAD)*4 = 528 bytes and
@@ -27,7 +27,7 @@ conv_fwd_tf32(const float* __restrict__ w, const float* __restrict__ x, const fl
     const int m0 = blockIdx.y * TF_BM;
     const int n0 = blockIdx.x * TF_BN;
     TileLoader<float, TF_BM, TF_BN, 0> ld;
-    ld.init(w, x, g, grp, m0, n0);
+    ld.init(w, x, tab, g, grp, m0, n0);
     const int kend = ld.Kd;
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

@@ -97,7 +97,7 @@ def build_all():
             _libs[f] = lib
 
 
-_CODES = {np.dtype(np.float32): "F", np.dtype(np.float64): "D", np.dtype(np.int64): "L"}
+_CODES = {np.dtype(np.float32): "F", np.dtype(np.float64): "D", np.dtype(np.int64): "L", np.dtype(np.int32): "I"}
 _SCALARS = {np.float32: ("f", ctypes.c_float), np.float64: ("d", ctypes.c_double), np.int32: ("i", ctypes.c_int32),
             np.int64: ("l", ctypes.c_int64), np.uint64: ("u", ctypes.c_uint64)}
 

@@ -23,6 +23,7 @@
 #include <vector>
 
 struct dim3_ { unsigned x = 1, y = 1, z = 1; };
+struct alignas(16) int4 { int x, y, z, w; };
 inline dim3_ threadIdx, blockIdx, blockDim, gridDim;  // threadIdx set by the scheduler per fiber
 
 #define __global__
@@ -124,6 +125,7 @@ template <typename A> constexpr char code_of() {
         if constexpr (std::is_same_v<E, float>) return 'F';
         else if constexpr (std::is_same_v<E, double>) return 'D';
         else if constexpr (std::is_same_v<E, long long>) return 'L';
+        else if constexpr (std::is_same_v<E, int>) return 'I';
         else return '?';
     } else if constexpr (std::is_same_v<T, float>) return 'f';
     else if constexpr (std::is_same_v<T, double>) return 'd';
@@ -152,7 +154,7 @@ int emu_launch(void (*k)(A...), const unsigned* g, const unsigned* b, void** arg
         const char got = codes[i];
         bool ok = got == expect[i];
         // a null pointer is passed as an 8-byte zero (numpy.uint64(0))
-        if (!ok && got == 'u' && (expect[i] == 'F' || expect[i] == 'D' || expect[i] == 'L'))
+        if (!ok && got == 'u' && (expect[i] == 'F' || expect[i] == 'D' || expect[i] == 'L' || expect[i] == 'I'))
             ok = *reinterpret_cast<unsigned long long*>(argv[i]) == 0;
         if (!ok) {
             snprintf(err, errlen, "argument %d: kernel expects type code '%c', got '%c' (signature %s)", i, expect[i],
