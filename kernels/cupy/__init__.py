@@ -1,8 +1,27 @@
 """CuPy GPU kernels: CUDA C++ sources (``*.cu``) compiled through ``cupy.RawModule``.
 
+Families (float32 and float64; 64-bit element offsets; launches on CuPy's
+current stream; each template instantiation compiled once, on first use):
+  conv        implicit GEMM, 128x128 / 64x64 tiles, 8x8 / 4x4 per thread, BK=8,
+              double-buffered shared memory, 128-bit fragment loads; forward
+              with fused bias (+ optional ReLU), backward-input as a gather
+              GEMM over dy and the weights, backward-weight as a split-K GEMM
+              summed in a fixed order (deterministic); direct depthwise
+              kernels for groups == C; TF32 WMMA forward when
+              ``fastconv.config.allow_tf32`` (compute capability >= 8.0)
+  pool        max (argmax, PyTorch tie/NaN rules), avg, adaptive avg; gather
+              backward (deterministic)
+  activation  vectorized element-wise ops, PReLU, softmax / log-softmax rows
+  optim       SGD / Adagrad / Adam(W) in one launch over a flat buffer
+  norm        batch norm (two-pass, per-channel blocks), layer norm, dropout
+  loss        fused softmax cross-entropy
+Other families fall back to the reference (which runs on CuPy arrays).
+
 Importable without a GPU; then ``UNAVAILABLE`` says why (dispatch reports it)
 and no kernels are collected.  A family module that fails to import is listed
 in ``FAMILY_ERRORS`` (its ops fall back to the next backend).
+Tests: tests/test_cupy_compile.py (nvcc + NVRTC), tests/test_cupy_kernels.py
+(on a GPU, and on the CPU through the emulator in tests/cupy_emu/).
 """
 import warnings
 
