@@ -7,6 +7,7 @@ import torch.nn.functional as TF
 import fastconv as fc
 import fastconv.functional as F
 from fastconv import random as fcrandom
+from fastconv import dispatch
 from fastconv.kernels import reference as R
 from fastconv.testing import gradcheck
 
@@ -282,11 +283,13 @@ def test_functional_dropout_seeding(rng):
     fcrandom.manual_seed(3)
     np.testing.assert_array_equal(F.dropout(x, 0.5).numpy(), a)
     assert (a != b).any()
-    np.testing.assert_array_equal(F.dropout(x, 0.5, seed=11).numpy(), R.dropout_forward(x.data, 0.5, 11)[0])
+    # the mask is a function of the seed within a backend (the Cython kernel's differs from the reference's)
+    kern = dispatch.kernel("dropout_forward", x.data)
+    np.testing.assert_array_equal(F.dropout(x, 0.5, seed=11).numpy(), kern(x.data, 0.5, 11)[0])
     assert fcrandom.initial_seed() == 3
     with pytest.raises(ValueError, match="manual_seed"):
         fcrandom.manual_seed(-1)
     xt = _t(x.data.copy())
     y = F.dropout(xt, 0.25, seed=2)
     y.sum().backward()
-    np.testing.assert_array_equal(xt.grad, R.dropout_forward(x.data, 0.25, 2)[1])
+    np.testing.assert_array_equal(xt.grad, kern(x.data, 0.25, 2)[1])
