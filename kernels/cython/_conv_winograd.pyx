@@ -74,9 +74,87 @@ cdef void _filters(const real* w, real* U, Py_ssize_t kc_total) noexcept nogil:
             U[(4 * i + 3) * KC + kc] = c
 
 
+DEF NJ = 16  # tiles per vectorised run
+
+
+cdef void _in_run2(const real* r0, Py_ssize_t W, real* v, Py_ssize_t cs, int nj) noexcept nogil:
+    """Input transform of nj side-by-side interior tiles (top-left at r0, r0 + 2, ...) into
+    v[xi * cs + j]; computed into a local buffer first so the loop vectorises (no aliasing)."""
+    cdef real buf[16 * NJ]
+    cdef const real* r1 = r0 + W
+    cdef const real* r2 = r1 + W
+    cdef const real* r3 = r2 + W
+    cdef Py_ssize_t j, b, xi
+    cdef real e0, e1, e2, e3, f0, f1, f2, f3, g0, g1, g2, g3, h0, h1, h2, h3
+    for j in range(nj):
+        b = 2 * j
+        e0 = r0[b] - r2[b]
+        e1 = r0[b + 1] - r2[b + 1]
+        e2 = r0[b + 2] - r2[b + 2]
+        e3 = r0[b + 3] - r2[b + 3]
+        f0 = r1[b] + r2[b]
+        f1 = r1[b + 1] + r2[b + 1]
+        f2 = r1[b + 2] + r2[b + 2]
+        f3 = r1[b + 3] + r2[b + 3]
+        g0 = r2[b] - r1[b]
+        g1 = r2[b + 1] - r1[b + 1]
+        g2 = r2[b + 2] - r1[b + 2]
+        g3 = r2[b + 3] - r1[b + 3]
+        h0 = r1[b] - r3[b]
+        h1 = r1[b + 1] - r3[b + 1]
+        h2 = r1[b + 2] - r3[b + 2]
+        h3 = r1[b + 3] - r3[b + 3]
+        buf[0 * NJ + j] = e0 - e2
+        buf[1 * NJ + j] = e1 + e2
+        buf[2 * NJ + j] = e2 - e1
+        buf[3 * NJ + j] = e1 - e3
+        buf[4 * NJ + j] = f0 - f2
+        buf[5 * NJ + j] = f1 + f2
+        buf[6 * NJ + j] = f2 - f1
+        buf[7 * NJ + j] = f1 - f3
+        buf[8 * NJ + j] = g0 - g2
+        buf[9 * NJ + j] = g1 + g2
+        buf[10 * NJ + j] = g2 - g1
+        buf[11 * NJ + j] = g1 - g3
+        buf[12 * NJ + j] = h0 - h2
+        buf[13 * NJ + j] = h1 + h2
+        buf[14 * NJ + j] = h2 - h1
+        buf[15 * NJ + j] = h1 - h3
+    for xi in range(16):
+        for j in range(nj):
+            v[xi * cs + j] = buf[xi * NJ + j]
+
+
+cdef void _out_run2(const real* mp, Py_ssize_t ks, real* y0, Py_ssize_t Q, int nj, real bv) noexcept nogil:
+    """Output transform of nj side-by-side whole 2x2 tiles (components mp[xi * ks + j])."""
+    cdef real o[4 * NJ]
+    cdef real* y1 = y0 + Q
+    cdef Py_ssize_t j
+    cdef real s0, s1, s2, s3, t0, t1, t2, t3
+    for j in range(nj):
+        s0 = mp[j] + mp[4 * ks + j] + mp[8 * ks + j]
+        s1 = mp[ks + j] + mp[5 * ks + j] + mp[9 * ks + j]
+        s2 = mp[2 * ks + j] + mp[6 * ks + j] + mp[10 * ks + j]
+        s3 = mp[3 * ks + j] + mp[7 * ks + j] + mp[11 * ks + j]
+        t0 = mp[4 * ks + j] - mp[8 * ks + j] - mp[12 * ks + j]
+        t1 = mp[5 * ks + j] - mp[9 * ks + j] - mp[13 * ks + j]
+        t2 = mp[6 * ks + j] - mp[10 * ks + j] - mp[14 * ks + j]
+        t3 = mp[7 * ks + j] - mp[11 * ks + j] - mp[15 * ks + j]
+        o[j] = s0 + s1 + s2
+        o[NJ + j] = s1 - s2 - s3
+        o[2 * NJ + j] = t0 + t1 + t2
+        o[3 * NJ + j] = t1 - t2 - t3
+    for j in range(nj):
+        y0[2 * j] = o[j] + bv
+        y0[2 * j + 1] = o[NJ + j] + bv
+        y1[2 * j] = o[2 * NJ + j] + bv
+        y1[2 * j + 1] = o[3 * NJ + j] + bv
+
+
 cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb) noexcept nogil:
     """V[xi][c][i] = (B^T d B)[xi] for the 4x4 tile d of tile t0 + i, channel c."""
-    cdef int i, c, n, ti, tj, h0, w0, a, b, r
+    cdef int i, c, n, ti, tj, h0, w0, a, b, r, run
+    cdef int jhi = (g.W - 4 + g.pw) // 2 + 1 if g.W - 4 + g.pw >= 0 else 0  # tiles tj < jhi end inside x
     cdef Py_ssize_t hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nb + SKEW
     cdef const real* xp
     cdef real* v
@@ -88,10 +166,23 @@ cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb) no
         ti = r // g.tw
         tj = r % g.tw
         v = V + c * nb
-        for i in range(nb):
+        i = 0
+        while i < nb:
             xp = x + (<Py_ssize_t>n * g.C + c) * hw
             h0 = 2 * ti - g.ph
             w0 = 2 * tj - g.pw
+            run = min(NJ, min(jhi - tj, min(g.tw - tj, nb - i)))
+            if h0 >= 0 and h0 + 4 <= g.H and w0 >= 0 and run >= 2:  # a run of interior tiles
+                _in_run2(xp + h0 * g.W + w0, g.W, v + i, cs, run)
+                i = i + run
+                tj = tj + run
+                if tj == g.tw:
+                    tj = 0
+                    ti = ti + 1
+                    if ti == g.th:
+                        ti = 0
+                        n = n + 1
+                continue
             if h0 >= 0 and w0 >= 0 and h0 + 4 <= g.H and w0 + 4 <= g.W:
                 xp = xp + h0 * g.W + w0
                 for a in range(4):
@@ -114,6 +205,7 @@ cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb) no
                 v[(4 * a + 1) * cs + i] = e[4 * a + 1] + e[4 * a + 2]
                 v[(4 * a + 2) * cs + i] = e[4 * a + 2] - e[4 * a + 1]
                 v[(4 * a + 3) * cs + i] = e[4 * a + 1] - e[4 * a + 3]
+            i = i + 1
             tj = tj + 1  # next tile
             if tj == g.tw:
                 tj = 0
@@ -125,7 +217,7 @@ cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb) no
 
 cdef void _outputs(const real* M, const real* bias, real* y, const WG* g, Py_ssize_t t0, int nb) noexcept nogil:
     """y tile = A^T M A (+ bias), clipped at the bottom/right edges."""
-    cdef int i, k, n, ti, tj, p0, q0, a, r, xi
+    cdef int i, k, n, ti, tj, p0, q0, a, r, xi, run
     cdef Py_ssize_t ks = <Py_ssize_t>g.K * nb + SKEW, pq = <Py_ssize_t>g.P * g.Q
     cdef const real* mp
     cdef real m[16]
@@ -140,7 +232,20 @@ cdef void _outputs(const real* M, const real* bias, real* y, const WG* g, Py_ssi
         ti = r // g.tw
         tj = r % g.tw
         mp = M + k * nb
-        for i in range(nb):
+        i = 0
+        while i < nb:
+            run = min(NJ, min(g.Q // 2 - tj, min(g.tw - tj, nb - i)))
+            if 2 * ti + 2 <= g.P and run >= 2:  # a run of whole 2x2 output tiles
+                _out_run2(mp + i, ks, y + (<Py_ssize_t>n * g.K + k) * pq + 2 * ti * g.Q + 2 * tj, g.Q, run, bv)
+                i = i + run
+                tj = tj + run
+                if tj == g.tw:
+                    tj = 0
+                    ti = ti + 1
+                    if ti == g.th:
+                        ti = 0
+                        n = n + 1
+                continue
             for xi in range(16):
                 m[xi] = mp[xi * ks + i]
             for a in range(4):  # s = A^T m  (2 x 4)
@@ -159,6 +264,7 @@ cdef void _outputs(const real* M, const real* bias, real* y, const WG* g, Py_ssi
                 yp[g.Q] = o[2] + bv
                 if q0 + 1 < g.Q:
                     yp[g.Q + 1] = o[3] + bv
+            i = i + 1
             tj = tj + 1
             if tj == g.tw:
                 tj = 0
