@@ -95,7 +95,8 @@ class Trainer:
             from tqdm import tqdm
         except ImportError:  # pragma: no cover - tqdm is a dependency
             return None
-        return tqdm(total=total, desc=label, leave=False, dynamic_ncols=True)
+        # disable=None: a live bar on a terminal, nothing when output goes to a log file
+        return tqdm(total=total, desc=label, leave=False, dynamic_ncols=True, disable=None)
 
     # ---- one epoch -------------------------------------------------------------------------
     def train_epoch(self, loader, label=""):
