@@ -336,7 +336,8 @@ def main():
     say(f"== 2. GPU tests  (t={elapsed():.0f}s)")
     report["tests"] = []
     if not args.no_tests:
-        groups = [["tests/test_cupy_kernels.py"]]  # -m gpu: its CPU-emulation half is for GPU-less CI
+        # -m gpu: the CPU-emulation half of these files is for GPU-less CI
+        groups = [["tests/test_cupy_kernels.py", "tests/test_cupy_kernels_nn.py"]]
         numba_files = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "tests", "test_numba_cuda*.py")))
         if numba_files:
             groups.append(numba_files)
