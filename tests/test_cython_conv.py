@@ -36,6 +36,7 @@ FIXED = [
     ((1, 5, 4, 13), 3, (4, 4), 3, 2, 1, 1),            # kernel 4, stride 3, padding > output row
     ((2, 16, 7, 9), 8, (3, 3), 1, 0, 1, 1),            # Winograd, no padding (odd output)
     ((1, 4, 5, 6), 3, (3, 3), 1, (2, 1), 1, 1),        # Winograd, padding 2 / 1
+    ((1, 4, 14, 75), 5, (3, 3), 1, 1, 1, 1),           # Winograd runs of interior tiles (wide rows)
 ]
 
 
