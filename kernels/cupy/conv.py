@@ -62,6 +62,18 @@ def _tap_table(Cg, R, S, H, W, dh, dw):
     return t
 
 
+def _tap_table_bwd(Kg, R, S, PQ, dh, dw):
+    """int32 (Kg*R*S, 4) rows (k*P*Q, r*dh, s*dw, 0) for the backward-input gather loader.  Cached."""
+    key = ("bwd", Kg, R, S, PQ, dh, dw)
+    t = _TAPS.get(key)
+    if t is None:
+        kk = np.arange(Kg * R * S, dtype=np.int64)
+        k, rs = kk // (R * S), kk % (R * S)
+        host = np.stack([k * PQ, (rs // S) * dh, (rs % S) * dw, np.zeros_like(kk)], axis=1).astype(np.int32)
+        t = _TAPS[key] = cupy.asarray(np.ascontiguousarray(host))
+    return t
+
+
 def _pick(dtype, m_dim, n_dim, groups):
     """Tile configuration for a GEMM of m_dim x n_dim per group."""
     if dtype != cupy.float32 or m_dim <= 64:
@@ -162,8 +174,8 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
     cfg = _pick(dy.dtype, Cg, NHW, groups)
     fn = M.function("conv.cu", _gemm_name(dy.dtype, cfg, 1))
     grid = (-(-NHW // cfg[1]), -(-Cg // cfg[0]), groups)
-    null = M.ptr_or_null(None)
-    M.launch(fn, grid, M.THREADS, (w, dy, null, null, dx) + geo + (M.i32(groups), M.i32(0), M.i32(0)))
+    taps = _tap_table_bwd(w.shape[0] // groups, w.shape[2], w.shape[3], P * Q, dilation[0], dilation[1])
+    M.launch(fn, grid, M.THREADS, (w, dy, M.ptr_or_null(None), taps, dx) + geo + (M.i32(groups), M.i32(0), M.i32(0)))
     return dx
 
 

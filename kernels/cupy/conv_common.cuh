@@ -54,7 +54,8 @@ struct TileLoader {
 
     const T* __restrict__ a_src;
     const T* __restrict__ b_src;
-    const int* __restrict__ tab;  // MODE 0: per reduction index kk = (c, r, s): (c*HW + r*dh*W + s*dw, r*dh, s*dw, 0)
+    const int* __restrict__ tab;  // per reduction index kk, 4 ints: MODE 0 (c,r,s) -> (c*HW + r*dh*W + s*dw, r*dh, s*dw, 0);
+                                  // MODE 1 (k,r,s) -> (k*PQ, r*dh, s*dw, 0); unused in MODE 2
     ConvGeo g;
     int grp, M, Nn, Kd;
     int a_k, a_m;      // thread's A coordinates inside the tile (k fastest)
@@ -167,15 +168,20 @@ struct TileLoader {
                         if ((unsigned)h < (unsigned)g.H && (unsigned)w < (unsigned)g.W)
                             v = b_src[col_base + t.x];
                     } else {
-                        int c = kb / g.RS;
-                        int rsb = kb - c * g.RS;
-                        int r = rsb / g.S, s = rsb - r * g.S;
-                        // here c is the output channel k inside the group
-                        int tp = col_h - r * g.dh, tq = col_w - s * g.dw;
+                        // table row for kk = (k, r, s): (k*P*Q, r*dh, s*dw, 0)
+                        const int4 t = *reinterpret_cast<const int4*>(tab + 4 * (i64)kb);
+                        const int tp = col_h - t.y, tq = col_w - t.z;
                         if (tp >= 0 && tq >= 0) {
-                            int p = tp / g.sh, q = tq / g.sw;
-                            if (p * g.sh == tp && q * g.sw == tq && p < g.P && q < g.Q)
-                                v = b_src[col_base + (i64)c * g.PQ + (i64)p * g.Q + q];
+                            int p, q;
+                            bool hit;
+                            if (g.sh == 1 && g.sw == 1) {  // uniform branch: no divisions for stride 1
+                                p = tp; q = tq; hit = true;
+                            } else {
+                                p = tp / g.sh; q = tq / g.sw;
+                                hit = p * g.sh == tp && q * g.sw == tq;
+                            }
+                            if (hit && p < g.P && q < g.Q)
+                                v = b_src[col_base + t.x + (i64)p * g.Q + q];
                         }
                     }
                 }
