@@ -1,6 +1,7 @@
 // Element-wise activations (16-byte vector loads when every pointer is
 // aligned: the host picks VEC) and row-wise softmax / log-softmax.
 typedef long long i64;
+#include "index.cuh"
 #include "reduce.cuh"
 
 __device__ __forceinline__ float d_exp(float x) { return expf(x); }
@@ -108,8 +109,9 @@ __global__ void ew_binary(const T* __restrict__ dy, const T* __restrict__ s, T* 
 template <typename T>
 __global__ void prelu_fwd(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, i64 n, int C,
                           i64 inner, int shared) {
+    const bool small = fits32(n);
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        const T a = shared ? w[0] : w[(i / inner) % C];
+        const T a = shared ? w[0] : w[mid_index(i, inner, C, small)];
         const T v = x[i];
         y[i] = v > T(0) ? v : v * a;
     }
@@ -118,8 +120,9 @@ __global__ void prelu_fwd(const T* __restrict__ x, const T* __restrict__ w, T* _
 template <typename T>
 __global__ void prelu_bwd_dx(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w,
                              T* __restrict__ dx, i64 n, int C, i64 inner, int shared) {
+    const bool small = fits32(n);
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        const T a = shared ? w[0] : w[(i / inner) % C];
+        const T a = shared ? w[0] : w[mid_index(i, inner, C, small)];
         dx[i] = x[i] > T(0) ? dy[i] : dy[i] * a;
     }
 }

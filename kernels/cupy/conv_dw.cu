@@ -2,6 +2,7 @@
 // backward-input (gather) and backward-weight (one block per filter tap,
 // fixed-order reduction, deterministic).  64-bit element indices.
 typedef long long i64;
+#include "index.cuh"
 
 template <typename T>
 __global__ void dw_fwd(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
@@ -9,13 +10,12 @@ __global__ void dw_fwd(const T* __restrict__ x, const T* __restrict__ w, const T
                        int sh, int sw, int ph, int pw, int dh, int dw, int act) {
     const int mult = K / C;
     const i64 total = (i64)N * K * P * Q;
+    const bool small = fits32(total);
     for (i64 idx = blockIdx.x * (i64)blockDim.x + threadIdx.x; idx < total; idx += (i64)gridDim.x * blockDim.x) {
-        const int q = (int)(idx % Q);
-        i64 t = idx / Q;
-        const int p = (int)(t % P);
-        t /= P;
-        const int k = (int)(t % K);
-        const i64 nb = t / K;
+        int q, p, k;
+        i64 t, nb;
+        split2(idx, Q, P, small, q, p, t);
+        split1(t, K, small, k, nb);
         const int c = k / mult;
         const T* xp = x + (nb * C + c) * (i64)H * W;
         const T* wp = w + (i64)k * R * S;
@@ -42,13 +42,12 @@ __global__ void dw_bwd_input(const T* __restrict__ dy, const T* __restrict__ w, 
                              int sh, int sw, int ph, int pw, int dh, int dw) {
     const int mult = K / C;
     const i64 total = (i64)N * C * H * W;
+    const bool small = fits32(total);
     for (i64 idx = blockIdx.x * (i64)blockDim.x + threadIdx.x; idx < total; idx += (i64)gridDim.x * blockDim.x) {
-        const int iw = (int)(idx % W);
-        i64 t = idx / W;
-        const int ih = (int)(t % H);
-        t /= H;
-        const int c = (int)(t % C);
-        const i64 nb = t / C;
+        int iw, ih, c;
+        i64 t, nb;
+        split2(idx, W, H, small, iw, ih, t);
+        split1(t, C, small, c, nb);
         T s = T(0);
         for (int m = 0; m < mult; ++m) {
             const int k = c * mult + m;

@@ -1,6 +1,7 @@
 // Batch norm (two-pass statistics, one block per channel, deterministic),
 // layer norm (a block per row), dropout (counter-based hash RNG).
 typedef long long i64;
+#include "index.cuh"
 #include "reduce.cuh"
 
 __device__ __forceinline__ float d_sqrt(float x) { return sqrtf(x); }
@@ -47,8 +48,9 @@ template <typename T>
 __global__ void bn_apply(const T* __restrict__ x, T* __restrict__ y, const T* __restrict__ mean,
                          const T* __restrict__ invstd, const T* __restrict__ gamma, const T* __restrict__ beta,
                          i64 n, int C, i64 inner) {
+    const bool small = fits32(n);
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        const int c = (int)((i / inner) % C);
+        const int c = mid_index(i, inner, C, small);
         T scale = invstd[c];
         if (gamma != nullptr) scale *= gamma[c];
         T v = (x[i] - mean[c]) * scale;
@@ -86,8 +88,9 @@ __global__ void bn_bwd_dx(const T* __restrict__ dy, const T* __restrict__ x, con
                           const T* __restrict__ invstd, const T* __restrict__ gamma, const T* __restrict__ sum_dy,
                           const T* __restrict__ sum_dy_xhat, T* __restrict__ dx, i64 n, int C, i64 inner, T count,
                           int training) {
+    const bool small = fits32(n);
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        const int c = (int)((i / inner) % C);
+        const int c = mid_index(i, inner, C, small);
         T g = invstd[c];
         if (gamma != nullptr) g *= gamma[c];
         if (training) {

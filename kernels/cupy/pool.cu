@@ -1,6 +1,7 @@
 // Pooling: one thread per output (forward) or per input pixel (backward,
 // gather formulation: deterministic, no atomics).  64-bit element indices.
 typedef long long i64;
+#include "index.cuh"
 
 #define GRID_STRIDE(idx, total) \
     for (i64 idx = blockIdx.x * (i64)blockDim.x + threadIdx.x; idx < (total); idx += (i64)gridDim.x * blockDim.x)
@@ -19,10 +20,11 @@ __global__ void maxpool_fwd(const T* __restrict__ x, T* __restrict__ y, i64* __r
                             int NC, int H, int W, int P, int Q, int kh, int kw, int sh, int sw,
                             int ph, int pw, int dh, int dw) {
     const i64 total = (i64)NC * P * Q;
+    const bool small = fits32(total);
     GRID_STRIDE(idx, total) {
-        const int q = (int)(idx % Q);
-        const int p = (int)((idx / Q) % P);
-        const i64 nc = idx / ((i64)P * Q);
+        int q, p;
+        i64 nc;
+        split2(idx, Q, P, small, q, p, nc);
         const T* xp = x + nc * (i64)H * W;
         int hs = p * sh - ph, ws = q * sw - pw;
         const int he = min(hs + (kh - 1) * dh + 1, H), we = min(ws + (kw - 1) * dw + 1, W);
@@ -47,10 +49,11 @@ __global__ void maxpool_bwd(const T* __restrict__ dy, const i64* __restrict__ ar
                             int NC, int H, int W, int P, int Q, int kh, int kw, int sh, int sw,
                             int ph, int pw, int dh, int dw) {
     const i64 total = (i64)NC * H * W;
+    const bool small = fits32(total);
     GRID_STRIDE(idx, total) {
-        const int w = (int)(idx % W);
-        const int h = (int)((idx / W) % H);
-        const i64 nc = idx / ((i64)H * W);
+        int w, h;
+        i64 nc;
+        split2(idx, W, H, small, w, h, nc);
         const int ekh = (kh - 1) * dh + 1, ekw = (kw - 1) * dw + 1;
         const int p0 = (h + ph < ekh) ? 0 : (h + ph - ekh) / sh + 1;
         const int p1 = min((h + ph) / sh + 1, P);
@@ -109,10 +112,11 @@ template <typename T>
 __global__ void avgpool_fwd(const T* __restrict__ x, T* __restrict__ y, int NC, int H, int W, int P, int Q,
                             int kh, int kw, int sh, int sw, int ph, int pw, int include_pad) {
     const i64 total = (i64)NC * P * Q;
+    const bool small = fits32(total);
     GRID_STRIDE(idx, total) {
-        const int q = (int)(idx % Q);
-        const int p = (int)((idx / Q) % P);
-        const i64 nc = idx / ((i64)P * Q);
+        int q, p;
+        i64 nc;
+        split2(idx, Q, P, small, q, p, nc);
         const T* xp = x + nc * (i64)H * W;
         int hs, he, ws, we;
         const int div = avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, include_pad, hs, he, ws, we);
@@ -127,10 +131,11 @@ template <typename T>
 __global__ void avgpool_bwd(const T* __restrict__ dy, T* __restrict__ dx, int NC, int H, int W, int P, int Q,
                             int kh, int kw, int sh, int sw, int ph, int pw, int include_pad) {
     const i64 total = (i64)NC * H * W;
+    const bool small = fits32(total);
     GRID_STRIDE(idx, total) {
-        const int w = (int)(idx % W);
-        const int h = (int)((idx / W) % H);
-        const i64 nc = idx / ((i64)H * W);
+        int w, h;
+        i64 nc;
+        split2(idx, W, H, small, w, h, nc);
         const int p0 = (h + ph < kh) ? 0 : (h + ph - kh) / sh + 1;
         const int p1 = min((h + ph) / sh + 1, P);
         const int q0 = (w + pw < kw) ? 0 : (w + pw - kw) / sw + 1;
@@ -154,10 +159,11 @@ __device__ __forceinline__ int bin_hi(int i, int L, int O) { return (int)(((i64)
 template <typename T>
 __global__ void adaptive_avg_fwd(const T* __restrict__ x, T* __restrict__ y, int NC, int H, int W, int OH, int OW) {
     const i64 total = (i64)NC * OH * OW;
+    const bool small = fits32(total);
     GRID_STRIDE(idx, total) {
-        const int j = (int)(idx % OW);
-        const int i = (int)((idx / OW) % OH);
-        const i64 nc = idx / ((i64)OH * OW);
+        int j, i;
+        i64 nc;
+        split2(idx, OW, OH, small, j, i, nc);
         const T* xp = x + nc * (i64)H * W;
         const int hs = bin_lo(i, H, OH), he = bin_hi(i, H, OH);
         const int ws = bin_lo(j, W, OW), we = bin_hi(j, W, OW);
@@ -171,10 +177,11 @@ __global__ void adaptive_avg_fwd(const T* __restrict__ x, T* __restrict__ y, int
 template <typename T>
 __global__ void adaptive_avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, int NC, int H, int W, int OH, int OW) {
     const i64 total = (i64)NC * H * W;
+    const bool small = fits32(total);
     GRID_STRIDE(idx, total) {
-        const int w = (int)(idx % W);
-        const int h = (int)((idx / W) % H);
-        const i64 nc = idx / ((i64)H * W);
+        int w, h;
+        i64 nc;
+        split2(idx, W, H, small, w, h, nc);
         const T* dyp = dy + nc * (i64)OH * OW;
         // bins that can contain h: [floor(h*OH/H), ceil((h+1)*OH/H))
         const int i0 = (int)(((i64)h * OH) / H), i1 = min(OH, (int)(((i64)(h + 1) * OH + H - 1) / H));
