@@ -1,8 +1,11 @@
 # cython: language_level=3
 """Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution (3x3, stride 1, dilation 1, groups 1).
 
-Called by ``conv.conv2d_forward(..., algo='winograd')`` (or ``'auto'``) after
-that function has validated the arguments; not a public entry point.
+Called by the ``conv`` module's entry points (``algo='winograd'`` or
+``'winograd4'``, or ``'auto'``) after they validated the arguments; not public
+entry points.  Backward-input runs ``forward`` on dy with the flipped,
+transposed filters; ``backward_weight`` (F(2x2, 3x3) only) transforms dy tiles
+(A dY A^T) and input tiles, does 16 GEMMs reducing over tiles, then G^T dU G.
 
 Each 4x4 input tile d (stride 2) becomes V = B^T d B, each filter g becomes
 U = G g G^T, and for each of the 16 Winograd components xi a GEMM
@@ -16,7 +19,7 @@ multiplications per 16 outputs (4x fewer than direct), but its scalar
 transforms cost more here, so ``'auto'`` picks F(2x2, 3x3).
 
 Measured error (float32, ||y - ref|| / ||ref|| against float64 PyTorch, random
-normal data, forward and backward-input): F(2x2, 3x3) 2e-7 to 5e-7 on the
+normal data, forward, backward-input and backward-weight): F(2x2, 3x3) 2e-7 to 5e-7 on the
 ResNet 3x3 layers (C = 64..512) and the tests -- its transforms only add and
 halve, so it is as accurate as the GEMM path; F(4x4, 3x3) 1e-6 to 2.5e-6.
 Both are far inside the contract's 1e-3 bound for Winograd.
@@ -349,3 +352,140 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
                 _filters4(<double*>pw, <double*>pu, KC)
             _run(<double*>px, <double*>pu, <double*>pb, <double*>py, <double*>pk, wstride, &g, tile, nt)
     return y
+
+
+# ---------------------------------------------------------------- backward-weight, F(2x2, 3x3)
+# Y = A^T (U . V) A per tile gives dU_xi[k, c] = sum over tiles dM_xi[k, t] V_xi[c, t] with
+# dM = A dY A^T (dY the 2x2 dy tile, zero past the output edge), then dw = G^T dU G.
+cdef void _dy_tiles(const real* dy, real* D, const WG* g, Py_ssize_t t0, int nb) noexcept nogil:
+    """D[xi][k][i] = (A dY A^T)[xi] for the 2x2 dy tile of tile t0 + i."""
+    cdef int i, k, n, ti, tj, r, p0, q0, a
+    cdef Py_ssize_t ks = <Py_ssize_t>g.K * nb + SKEW, pq = <Py_ssize_t>g.P * g.Q
+    cdef const real* yp
+    cdef real y00, y01, y10, y11
+    cdef real t[8]
+    for k in range(g.K):
+        n = t0 // (g.th * g.tw)
+        r = t0 % (g.th * g.tw)
+        ti = r // g.tw
+        tj = r % g.tw
+        for i in range(nb):
+            p0 = 2 * ti
+            q0 = 2 * tj
+            yp = dy + (<Py_ssize_t>n * g.K + k) * pq + p0 * g.Q + q0
+            y00 = yp[0]
+            y01 = yp[1] if q0 + 1 < g.Q else 0
+            y10 = yp[g.Q] if p0 + 1 < g.P else 0
+            y11 = yp[g.Q + 1] if p0 + 1 < g.P and q0 + 1 < g.Q else 0
+            t[0] = y00  # T = A dY (4 x 2)
+            t[1] = y01
+            t[2] = y00 + y10
+            t[3] = y01 + y11
+            t[4] = y00 - y10
+            t[5] = y01 - y11
+            t[6] = -y10
+            t[7] = -y11
+            for a in range(4):  # dM = T A^T (4 x 4)
+                D[(4 * a + 0) * ks + k * nb + i] = t[2 * a]
+                D[(4 * a + 1) * ks + k * nb + i] = t[2 * a] + t[2 * a + 1]
+                D[(4 * a + 2) * ks + k * nb + i] = t[2 * a] - t[2 * a + 1]
+                D[(4 * a + 3) * ks + k * nb + i] = -t[2 * a + 1]
+            tj = tj + 1
+            if tj == g.tw:
+                tj = 0
+                ti = ti + 1
+                if ti == g.th:
+                    ti = 0
+                    n = n + 1
+
+
+cdef inline void _gemm_tn(int m, int n, int k, real* a, int lda, real* b, int ldb, real* c, int ldc) noexcept nogil:
+    """C += A^T B (column-major)."""
+    cdef char ta = b'T', tb = b'N'
+    cdef real one = 1
+    if real is float:
+        sgemm(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &one, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &one, c, &ldc)
+
+
+cdef void _run_bw(const real* x, const real* dy, real* dU, Py_ssize_t ustride, real* work, Py_ssize_t wstride,
+                  const WG* g, int nt) noexcept nogil:
+    """dU (nt private copies, ustride apart) += sum over tile blocks of D_xi V_xi^T."""
+    cdef Py_ssize_t blk, nblk = (g.T + g.nb - 1) // g.nb, t0
+    cdef int nb, xi, tid = 0
+    cdef real* V
+    cdef real* D
+    with parallel(num_threads=nt):
+        tid = threadid()
+        for blk in prange(nblk, schedule="dynamic"):
+            t0 = blk * g.nb
+            nb = <int>min(<Py_ssize_t>g.nb, g.T - t0)
+            V = work + tid * wstride
+            D = V + <Py_ssize_t>16 * (g.C * g.nb + SKEW)
+            _inputs(x, V, g, t0, nb)
+            _dy_tiles(dy, D, g, t0, nb)
+            for xi in range(16):
+                _gemm_tn(g.C, g.K, nb, V + xi * (<Py_ssize_t>g.C * nb + SKEW), nb,
+                         D + xi * (<Py_ssize_t>g.K * nb + SKEW), nb,
+                         dU + tid * ustride + xi * (<Py_ssize_t>g.K * g.C + SKEW), g.C)
+
+
+cdef void _filter_grads(const real* dU, real* dw, Py_ssize_t kc_total) noexcept nogil:
+    """dw[k, c] = G^T dU[:, k, c] G (4x4 -> 3x3)."""
+    cdef Py_ssize_t kc, KC = kc_total + SKEW
+    cdef int a, b
+    cdef real u[16]
+    cdef real r[12]
+    for kc in range(kc_total):
+        for a in range(16):
+            u[a] = dU[a * KC + kc]
+        for b in range(4):  # R = G^T dU (3 x 4)
+            r[b] = u[b] + <real>0.5 * (u[4 + b] + u[8 + b])
+            r[4 + b] = <real>0.5 * (u[4 + b] - u[8 + b])
+            r[8 + b] = <real>0.5 * (u[4 + b] + u[8 + b]) + u[12 + b]
+        for a in range(3):  # dw = R G (3 x 3)
+            dw[kc * 9 + 3 * a] = r[4 * a] + <real>0.5 * (r[4 * a + 1] + r[4 * a + 2])
+            dw[kc * 9 + 3 * a + 1] = <real>0.5 * (r[4 * a + 1] - r[4 * a + 2])
+            dw[kc * 9 + 3 * a + 2] = <real>0.5 * (r[4 * a + 1] + r[4 * a + 2]) + r[4 * a + 3]
+
+
+def backward_weight(dy, x, padding, dw, int nt):
+    """dw[:] = the weight gradient of a 3x3 / stride 1 / dilation 1 / groups 1 conv through
+    F(2x2, 3x3) (arguments validated by the caller)."""
+    cdef WG g
+    g.N, g.C, g.H, g.W = x.shape
+    g.K = dy.shape[1]
+    g.P, g.Q = dy.shape[2], dy.shape[3]
+    g.ph, g.pw = padding
+    g.th = (g.P + 1) // 2
+    g.tw = (g.Q + 1) // 2
+    g.T = <Py_ssize_t>g.N * g.th * g.tw
+    per_tile = 16 * (g.C + g.K) * x.itemsize
+    nb = max(1, min(BLOCK_BYTES // per_tile, -(-g.T // nt)))
+    g.nb = nb
+    nt = max(1, min(nt, -(-g.T // nb)))
+    cdef Py_ssize_t ustride = 16 * (g.K * g.C + SKEW)
+    cdef Py_ssize_t wstride = 16 * ((g.C + g.K) * nb + 2 * SKEW)
+    dU = np.zeros((nt, ustride), dtype=x.dtype)
+    work = np.empty(nt * wstride, dtype=x.dtype)
+    cdef void* px = cnp.PyArray_DATA(x)
+    cdef void* pdy = cnp.PyArray_DATA(dy)
+    cdef void* pu = cnp.PyArray_DATA(dU)
+    cdef void* pk = cnp.PyArray_DATA(work)
+    cdef bint is32 = x.dtype == np.float32
+    with nogil:
+        if is32:
+            _run_bw(<float*>px, <float*>pdy, <float*>pu, ustride, <float*>pk, wstride, &g, nt)
+        else:
+            _run_bw(<double*>px, <double*>pdy, <double*>pu, ustride, <double*>pk, wstride, &g, nt)
+    dUs = dU.sum(axis=0) if nt > 1 else dU[0]
+    cdef void* pus = cnp.PyArray_DATA(dUs)
+    cdef void* pdw = cnp.PyArray_DATA(dw)
+    cdef Py_ssize_t KC = <Py_ssize_t>g.K * g.C
+    with nogil:
+        if is32:
+            _filter_grads(<float*>pus, <float*>pdw, KC)
+        else:
+            _filter_grads(<double*>pus, <double*>pdw, KC)
+    return dw

@@ -10,8 +10,9 @@ Algorithms (``algo=`` forces one; ``'auto'`` picks by shape):
               GEMM + col2im, backward-weight a GEMM against im2col.
 ``'direct'``  direct loops, OpenMP over (image, channel) planes: depthwise layers,
               where GEMMs are too thin to pay off (module ``_conv_direct``).
-``'winograd'`` F(2x2, 3x3) for 3x3 / stride 1 / dilation 1 / groups 1, forward and
-              backward-input (``'winograd4'``: F(4x4, 3x3)); module
+``'winograd'`` F(2x2, 3x3) for 3x3 / stride 1 / dilation 1 / groups 1, forward,
+              backward-input and backward-weight (``'winograd4'``: F(4x4, 3x3),
+              forward and backward-input); module
               ``_conv_winograd``, float32 error 5e-7 (F2) / 2.5e-6 (F4).
 ``'auto'``    1x1 -> '1x1'; depthwise (C/groups = 1) -> 'direct'; 3x3
               stride 1 with C, K >= WINO_MIN_C -> 'winograd'; else 'gemm'.
@@ -278,8 +279,10 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
     pointwise_ok = R == 1 and S == 1 and stride == (1, 1) and padding == (0, 0)
     # backward-input of a 3x3 / stride-1 conv is the forward conv of dy with the flipped,
     # transposed filters and padding 2 - p, so it may use Winograd too (p <= 2)
-    wino_ok = (_wino is not None and op != "conv2d_backward_weight" and (R, S) == (3, 3) and stride == (1, 1)
-               and dilation == (1, 1) and groups == 1 and (op == "conv2d_forward" or max(padding) <= 2))
+    # (backward-weight has an F(2x2, 3x3) path only)
+    wino_ok = (_wino is not None and (R, S) == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
+               and (op != "conv2d_backward_input" or max(padding) <= 2)
+               and (op != "conv2d_backward_weight" or algo != "winograd4"))
     if algo == "auto":
         Kg = K // groups
         if pointwise_ok:
@@ -439,6 +442,9 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups, *,
         return dw
     cdef Geo g = _geo(x.shape, w_shape, stride, padding, dilation, groups, out)
     cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 18)
+    if algo == "winograd":
+        with _BlasSerial():
+            return _wino.backward_weight(dy, x, padding, dw, nt)
     if algo != "direct":
         return _gemm_path(2, dy, x, None, dw, g, nt, algo == "1x1")
     return _direct.backward_weight(dy, x, dw, g, nt)
