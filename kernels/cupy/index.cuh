@@ -4,7 +4,13 @@
 #ifndef FASTCONV_INDEX_CUH
 #define FASTCONV_INDEX_CUH
 
-__device__ __forceinline__ bool fits32(long long total) { return total <= 0xFFFFFFFFLL; }
+__device__ __forceinline__ bool fits32(long long total) {
+#ifdef FASTCONV_FORCE_INDEX64  // testing: exercise the 64-bit path on small shapes
+    return false;
+#else
+    return total <= 0xFFFFFFFFLL;
+#endif
+}
 
 // x = rest * A + a
 __device__ __forceinline__ void split1(long long x, int A, bool small, int& a, long long& rest) {
