@@ -85,7 +85,7 @@ def _bench_run(args):
         for c in load_cases(args.device, args.shapes, ops, args.quick):
             print(f"{c.set:<16} {c.op:<22} {c.name:<32} {c.params}")
         return 0
-    budget = Budget.quick() if args.quick else Budget()
+    budget = Budget.quick(args.device) if args.quick else Budget()
     if args.budget is not None:
         budget.budget_s = args.budget
         budget.hard_cap_s = max(budget.hard_cap_s, 4 * args.budget)

@@ -267,7 +267,7 @@ def _run(cfg):
     elif cfg.device != "cpu":
         raise ValueError(f"unknown device {cfg.device!r}: expected 'cpu' or 'cuda'")
     t_start = time.perf_counter()
-    budget = cfg.budget or (Budget.quick() if cfg.quick else Budget())
+    budget = cfg.budget or (Budget.quick(cfg.device) if cfg.quick else Budget())
     cases = load_cases(cfg.device, cfg.shapes, cfg.ops, cfg.quick)
     backends = list(cfg.backends) if cfg.backends else default_backends(cfg.device)
     unavailable = {}

@@ -115,8 +115,11 @@ class Budget:
     deadline_s: float = None  # whole run: cases not started by then are reported 'skipped'
 
     @classmethod
-    def quick(cls):
-        return cls(min_repeats=3, max_repeats=20, budget_s=0.15, hard_cap_s=0.6, warmup=0, deadline_s=90.0)
+    def quick(cls, device="cpu"):
+        """--quick: a few runs per case, and a whole-run deadline (2 CPU cores: done in < 2 min;
+        on the GPU the float64 CPU reference for the larger GPU shapes needs longer)."""
+        return cls(min_repeats=3, max_repeats=20, budget_s=0.15, hard_cap_s=0.6, warmup=0,
+                   deadline_s=90.0 if device == "cpu" else 240.0)
 
     def for_slow_call(self, seconds):
         """The budget for a kernel whose (validation) call took ``seconds``: one timed run
