@@ -149,7 +149,9 @@ def test_json_schema_is_stable(tmp_path, broken_backend):
     back = json.loads(report.to_json(rep))
     assert [tuple(r) for r in back["results"]] == [RECORD_KEYS] * len(rep["results"])
     paths = report.write_all(rep, tmp_path / "out")
-    assert paths["png"].stat().st_size > 1000 and "| op |" in paths["markdown"].read_text()
+    md = paths["markdown"].read_text()
+    assert paths["png"].stat().st_size > 1000 and "| op |" in md
+    assert "| relu.fwd | broken_schema | 1 / 1 |" in md  # per-kernel summary
 
 
 def test_case_files_load_and_are_consistent():

@@ -116,7 +116,38 @@ def markdown(report, hide_na=True):
         missing = sorted({f"{r['backend']}: {r['op']}.{r['direction']}" for r in na})
         lines += ["", f"Not implemented (n/a), {len(na)} rows: " + ", ".join(missing)]
     lines += ["", "  ".join(f"{k}: {v}" for k, v in summary_counts(report).items())]
+    lines += ["", "Per kernel:", "", summary_table(report)]
     return "\n".join(lines) + "\n"
+
+
+def summary_table(report):
+    """Markdown: per (op, direction, backend), shapes validated, %peak and speed-up vs PyTorch
+    (min-median-max over shapes)."""
+    import statistics
+
+    groups = {}
+    for r in report["results"]:
+        groups.setdefault((r["op"], r["direction"], r["backend"]), []).append(r)
+
+    def span(v, fmt, unit):
+        if not v:
+            return ""
+        v = sorted(v)
+        if len(v) == 1:
+            return f"{v[0]:{fmt}}{unit}"
+        return f"{v[0]:{fmt}}–{statistics.median(v):{fmt}}–{v[-1]:{fmt}}{unit}"
+    lines = ["| op.direction | backend | ok / shapes | % of peak (min–median–max) | vs PyTorch (min–median–max) | limit |",
+             "|---|---|---:|---:|---:|---|"]
+    for (op, d, b), rs in groups.items():
+        ok = [r for r in rs if r["status"] == "ok"]
+        if not ok:
+            lines.append(f"| {op}.{d} | {b} | 0 / {len(rs)} | {', '.join(sorted({str(r['status']) for r in rs}))} | | |")
+            continue
+        pf = [100 * r["peak_fraction"] for r in ok if r["peak_fraction"]]
+        sp = [r["speedup_vs_torch"] for r in ok if r["speedup_vs_torch"]]
+        lim = "SGEMM" if ok[0]["bound"] == "flops" else "copy BW"
+        lines.append(f"| {op}.{d} | {b} | {len(ok)} / {len(rs)} | {span(pf, '.1f', '%')} | {span(sp, '.2f', 'x')} | {lim} |")
+    return "\n".join(lines)
 
 
 def chart(report, path):
