@@ -151,7 +151,7 @@ def test_json_schema_is_stable(tmp_path, broken_backend):
     paths = report.write_all(rep, tmp_path / "out")
     md = paths["markdown"].read_text()
     assert paths["png"].stat().st_size > 1000 and "| op |" in md
-    assert "| relu.fwd | broken_schema | 1 / 1 |" in md  # per-kernel summary
+    assert "| relu.fwd | broken_schema | 0 / 1 | fail |" in md  # per-kernel summary (identity is wrong)
 
 
 def test_case_files_load_and_are_consistent():
