@@ -309,6 +309,7 @@ cdef void _run(const real* x, const real* U, const real* bias, real* y, real* wo
 
 
 BLOCK_BYTES = 4 << 20  # V + M workspace per thread
+MIN_TILES = 32  # smallest block when splitting for balance (keeps the GEMMs efficient)
 
 
 def forward(x, w, b, padding, y, int nt, int tile=2):
@@ -326,7 +327,8 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     g.tw = (g.Q + tile - 1) // tile
     g.T = <Py_ssize_t>g.N * g.th * g.tw
     per_tile = na * (g.C + g.K) * x.itemsize
-    nb = max(1, min(BLOCK_BYTES // per_tile, -(-g.T // nt)))
+    # blocks: within BLOCK_BYTES, and about 4 per thread (balance on a busy machine) unless tiny
+    nb = max(1, min(BLOCK_BYTES // per_tile, max(-(-g.T // (4 * nt)), min(MIN_TILES, -(-g.T // nt)))))
     g.nb = nb
     nt = max(1, min(nt, -(-g.T // nb)))
     U = np.empty(na * (g.K * g.C + SKEW), dtype=x.dtype)
@@ -464,7 +466,8 @@ def backward_weight(dy, x, padding, dw, int nt):
     g.tw = (g.Q + 1) // 2
     g.T = <Py_ssize_t>g.N * g.th * g.tw
     per_tile = 16 * (g.C + g.K) * x.itemsize
-    nb = max(1, min(BLOCK_BYTES // per_tile, -(-g.T // nt)))
+    # blocks: within BLOCK_BYTES, and about 4 per thread (balance on a busy machine) unless tiny
+    nb = max(1, min(BLOCK_BYTES // per_tile, max(-(-g.T // (4 * nt)), min(MIN_TILES, -(-g.T // nt)))))
     g.nb = nb
     nt = max(1, min(nt, -(-g.T // nb)))
     cdef Py_ssize_t ustride = 16 * (g.K * g.C + SKEW)
