@@ -8,11 +8,20 @@ failures, 3 when NVVM (the CUDA compiler library) is not available.
 Also checks the properties the kernels are written for:
 - no local-memory stack frame (register blocks and small local arrays
   promoted to registers), and
-- float32 kernels do no float64 arithmetic (constants passed in the array's dtype).
+- float32 kernels do no float64 arithmetic (constants passed in the array's dtype);
+- where ``ptxas`` is on PATH, the kernels in PTXAS_CHECKED (the register-blocked
+  conv GEMMs) assemble for sm_90 without register spills; their register count is
+  printed (occupancy: 65536 registers per SM).
+
+Usage: ``_numba_cuda_ptx.py [--only fam.kernel,...] [dtype ...]``.
 """
 import importlib
+import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -103,7 +112,29 @@ SPECS = {
 }
 
 
-def main(dtypes):
+PTXAS_CHECKED = {"conv._fwd_gemm", "conv._bwd_input_gemm", "conv._bwd_weight_gemm"}
+
+
+def ptxas_info(ptx):
+    """(registers, spill bytes, text) from ``ptxas -v`` for sm_90, or None without ptxas."""
+    exe = shutil.which("ptxas")
+    if exe is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "k.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        res = subprocess.run([exe, "-arch=sm_90", "-v", src, "-o", os.path.join(tmp, "k.cubin")],
+                             capture_output=True, text=True, timeout=300)
+    text = res.stdout + res.stderr
+    if res.returncode != 0:
+        return -1, -1, text
+    regs = [int(m) for m in re.findall(r"Used (\d+) registers", text)]
+    spills = [int(a) + int(b) for a, b in re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)]
+    return max(regs or [0]), sum(spills), text
+
+
+def main(dtypes, only=None):
     try:
         cuda.compile_ptx(lambda a: None, (arr(types.float32),), cc=(9, 0))
     except Exception as exc:  # no libNVVM here
@@ -113,9 +144,13 @@ def main(dtypes):
     for fam, kernels in SPECS.items():
         mod = importlib.import_module(f"fastconv.kernels.numba_cuda.{fam}")
         for name, make in kernels.items():
+            if only is not None and f"{fam}.{name}" not in only:
+                continue
             for d in dtypes:
                 try:
-                    ptx, _ = cuda.compile_ptx(getattr(mod, name).py_func, make(d), cc=(9, 0))
+                    # the kernel's own options (launch bounds of the conv GEMMs)
+                    kw = dict(getattr(mod, "GEMM_JIT", {})) if f"{fam}.{name}" in PTXAS_CHECKED else {}
+                    ptx, _ = cuda.compile_ptx(getattr(mod, name).py_func, make(d), cc=(9, 0), **kw)
                 except Exception as exc:
                     failures.append(f"{fam}.{name}[{d}]: {type(exc).__name__}: {str(exc)[:1500]}")
                     continue
@@ -124,14 +159,27 @@ def main(dtypes):
                     problems.append("uses local memory")
                 if d == types.float32 and re.search(r"\.f64\b", ptx):
                     problems.append("float64 arithmetic in a float32 kernel")
+                extra = ""
+                if f"{fam}.{name}" in PTXAS_CHECKED:
+                    info = ptxas_info(ptx)
+                    if info is not None:
+                        regs, spill, text = info
+                        if regs < 0:
+                            problems.append("ptxas failed: " + text[-500:])
+                        elif spill:
+                            problems.append(f"ptxas: {spill} bytes of register spills")
+                        extra = f"  ({regs} registers, {spill} bytes spilled)"
                 if problems:
                     failures.append(f"{fam}.{name}[{d}]: " + ", ".join(problems))
-                print(f"{'FAIL' if problems else 'ok'}  {fam}.{name}[{d}]")
+                print(f"{'FAIL' if problems else 'ok'}  {fam}.{name}[{d}]{extra}")
     for f in failures:
         print("FAIL", f)
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    names = sys.argv[1:] or ["float32"]
-    sys.exit(main([getattr(types, n) for n in names]))
+    args = sys.argv[1:]
+    only = None
+    if args[:1] == ["--only"]:
+        only, args = set(args[1].split(",")), args[2:]
+    sys.exit(main([getattr(types, n) for n in (args or ["float32"])], only))

@@ -42,6 +42,26 @@ def host(a):
     return cupy.asnumpy(a)
 
 
+# Each float64 test case on a real GPU JIT-compiles its own kernel specializations
+# (about 0.3-1.5 s each); the simulator compiles nothing.  So the simulator runs
+# every case in both dtypes, a GPU float32 everywhere and float64 only where a
+# test asks for it (a couple of cases, enough to check the float64 kernels).
+BOTH = [np.float32, np.float64]
+
+
+def dtypes(gpu_f64=False):
+    """Dtypes to parametrize a test with: both in the simulator, float32 on a GPU
+    (and float64 too with ``gpu_f64``)."""
+    return list(BOTH) if SIM or gpu_f64 else [np.float32]
+
+
+def case_dtypes(cases, gpu_f64=()):
+    """pytest params (case, dtype): every case in both dtypes in the simulator; on a
+    GPU float32 for every case and float64 only for the cases in ``gpu_f64``."""
+    return [pytest.param(c, d, id=f"{c}-{np.dtype(d).name}")
+            for c in cases for d in (BOTH if SIM or c in gpu_f64 else [np.float32])]
+
+
 def rel(out, ref):
     out = np.asarray(out, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
@@ -73,3 +93,18 @@ def _fast_simulator():
         sys.setswitchinterval(2e-4)
     yield
     sys.setswitchinterval(old)
+
+
+@pytest.fixture(autouse=True)
+def _progress(request):
+    """Flush pytest's progress output after every test: run in a subprocess with a
+    pipe (bench/gpu_check.py), a timeout otherwise loses everything still buffered."""
+    yield
+    try:
+        request.config.get_terminal_writer().flush()
+    except Exception:  # pragma: no cover - older pytest / no terminal reporter
+        pass
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 
 from fastconv.kernels import reference as R
 
-from _numba_cuda_util import NB, _fast_simulator, close, dev, host, requires_numba_cuda  # noqa: F401
+from _numba_cuda_util import (NB, _fast_simulator, _progress, case_dtypes, close, dev, dtypes, host,  # noqa: F401
+                              requires_numba_cuda)
 
 pytestmark = requires_numba_cuda
-DTYPES = [np.float32, np.float64]
 
 
 def t64(a, grad=False):
@@ -35,8 +35,7 @@ CONV_CASES = {
 }
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", list(CONV_CASES))
+@pytest.mark.parametrize("case,dtype", case_dtypes(CONV_CASES, gpu_f64=("3x3",)))
 def test_conv2d_matches_torch_and_reference(case, dtype, rng):
     xs, (K, Rk, S), st, pd, dl, g, has_b = CONV_CASES[case]
     x = rng.standard_normal(xs).astype(dtype)
@@ -123,8 +122,7 @@ POOL_CASES = {
 }
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", list(POOL_CASES))
+@pytest.mark.parametrize("case,dtype", case_dtypes(POOL_CASES, gpu_f64=("3x3s2p1",)))
 def test_max_pool2d_matches_torch(case, dtype, rng):
     xs, k, s, p, d, cm = POOL_CASES[case]
     x = rng.standard_normal(xs).astype(dtype)
@@ -146,7 +144,7 @@ def test_max_pool2d_matches_torch(case, dtype, rng):
     close(dx, R.max_pool2d_backward(dy, rarg, x.shape), dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", dtypes())
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("case", ["3x3s2p1", "2x2-default-stride-ceil"])
 def test_avg_pool2d_matches_torch(case, count_include_pad, dtype, rng):
@@ -163,7 +161,7 @@ def test_avg_pool2d_matches_torch(case, count_include_pad, dtype, rng):
     close(dx, tx.grad.numpy(), dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", dtypes())
 @pytest.mark.parametrize("out", [(3, 2), (4, 9), 1])
 def test_adaptive_avg_pool2d_matches_torch(out, dtype, rng):
     x = rng.standard_normal((2, 2, 5, 7)).astype(dtype)

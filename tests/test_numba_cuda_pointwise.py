@@ -9,10 +9,10 @@ import torch.nn.functional as F
 
 from fastconv.kernels import reference as R
 
-from _numba_cuda_util import NB, SIM, _fast_simulator, dev, host, rel, requires_numba_cuda, tol  # noqa: F401
+from _numba_cuda_util import (NB, SIM, _fast_simulator, _progress, case_dtypes, dev, dtypes, host, rel,  # noqa: F401
+                              requires_numba_cuda, tol)
 
 pytestmark = requires_numba_cuda
-DTYPES = [np.float32, np.float64]
 
 
 def t64(a, grad=False):
@@ -48,8 +48,7 @@ def _act_input(rng, dtype):
     return x
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", list(ELEMENTWISE))
+@pytest.mark.parametrize("name,dtype", case_dtypes(ELEMENTWISE, gpu_f64=("relu",)))
 def test_elementwise_activation_matches_torch(name, dtype, rng):
     args, tfn, saved = ELEMENTWISE[name]
     op = name.split("-")[0]
@@ -66,7 +65,7 @@ def test_elementwise_activation_matches_torch(name, dtype, rng):
     match(dx, tx.grad.numpy(), dtype, factor=4)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", dtypes())
 @pytest.mark.parametrize("axis", [-1, 0])
 @pytest.mark.parametrize("log", [False, True])
 def test_softmax_rows_match_torch(log, axis, dtype, rng):
@@ -124,7 +123,7 @@ def _both(step_nb, step_ref, arrays, dtype):
     return [host(d) for d in dv]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", dtypes())
 @pytest.mark.parametrize("cfg", [(0.9, 0.1, 0.01, False), (0.9, 0.0, 0.0, True), (0.0, 0.0, 0.1, False)])
 def test_sgd_matches_reference(cfg, dtype, rng):
     momentum, damp, wd, nesterov = cfg
@@ -139,7 +138,7 @@ def test_sgd_matches_reference(cfg, dtype, rng):
         p, g, buf = _both(nb, ref, [p, g, buf], dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", dtypes())
 def test_adagrad_matches_reference(dtype, rng):
     p, g, s, _ = _state(rng, dtype)
     s = np.abs(s)
@@ -148,7 +147,7 @@ def test_adagrad_matches_reference(dtype, rng):
                         lambda a, b, c: R.adagrad_step(a, b, c, step, 0.1, 0.01, 0.1, 1e-10), [p, g, s], dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", dtypes(gpu_f64=True))  # one kernel per dtype
 @pytest.mark.parametrize("decoupled", [False, True])
 @pytest.mark.parametrize("beta1", [0.9, 0.3])
 def test_adam_matches_reference_and_torch(beta1, decoupled, dtype, rng):
@@ -188,7 +187,7 @@ def test_optim_bad_input():
 # ------------------------------------------------------------------------- norm
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", dtypes())
 @pytest.mark.parametrize("shape", [(4, 3), (3, 2, 5, 7)])
 @pytest.mark.parametrize("affine", [True, False])
 def test_batch_norm_train_matches_torch(shape, affine, dtype, rng):
@@ -221,7 +220,7 @@ def test_batch_norm_train_matches_torch(shape, affine, dtype, rng):
         assert dg is None and db is None
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", dtypes())
 def test_batch_norm_eval_matches_reference(dtype, rng):
     x = rng.standard_normal((2, 3, 4)).astype(dtype)
     gamma, beta = rng.standard_normal(3).astype(dtype), rng.standard_normal(3).astype(dtype)
@@ -259,7 +258,7 @@ def test_batch_norm_empty_and_bad_input():
 # ------------------------------------------------------------------------- loss
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", dtypes())
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])

@@ -7,10 +7,10 @@ fly from the NCHW / OIHW arrays (no im2col buffer):
     backward_input   dx[c, (n,h,w)]  = sum_(k,r,s)  w[k, c, r, s] * dy[n, k, (h+ph-r*dh)/sh, ...]
     backward_weight  dw[k, (c,r,s)]  = sum_(n,p,q)  dy[k, (n,p,q)] * x_col[(c,r,s), (n,p,q)]
 
-Each block computes a BM x BN = 64 x 64 output tile (8 x 8 in the simulator) with 16 x 16 threads, each
-thread a 4 x 4 register block (rows ty + 16*i, columns tx + 16*j, so stores
-and B-tile reads are coalesced / bank-conflict free).  The reduction runs in
-TK = 16 slices staged in shared memory.  When the output tiles alone would
+Each block computes a BM x BN = 128 x 128 output tile (8 x 8 in the simulator) with 16 x 16 threads, each
+thread an 8 x 8 register block (rows ty + 16*i, columns tx + 16*j, so stores
+and B-tile reads are coalesced / bank-conflict free; see _gemm_tile.py).  The
+reduction runs in TK = 8 slices staged in shared memory.  When the output tiles alone would
 not fill the GPU (small batch, deep layers; always for backward_weight,
 whose reduction N*P*Q is long) the reduction is split over more blocks
 (split-K) and the partial tiles are summed in a fixed order afterwards:
@@ -27,55 +27,52 @@ from numba import cuda, int64
 from .. import _checks as C
 from ..reference.conv import _check_dy, _shape4
 from ._conv_direct import _bias_grad, _dw_bwd_input, _dw_bwd_weight, _dw_fwd
-from ._launch import DEVICE, SMALL, THREADS, Launch, blocks, cdiv, grid2, jit
+from ._gemm_tile import (A_LOADS, A_ROWSTEP, B_KSTEP, B_LOADS, BM, BN, BT, GEMM_JIT, MIN_SPLIT_TILES, SHAPE_A,
+                         SHAPE_B, TARGET_BLOCKS, TK, TM, TN, make_epilogue, tile_fma, zero_acc)
+
+A_ISTEP = A_ROWSTEP // BT  # tile-row groups between one thread's A loads
+from ._launch import DEVICE, THREADS, Launch, blocks, cdiv, grid2, jit
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
 
-# BT: threads per block side; TM x TN: register block per thread; TK: reduction
-# slice per shared-memory stage.  The simulator runs every thread as a Python
-# thread, so there the same code runs with small tiles (8 x 8, 16 threads);
-# the real configuration is exercised on a GPU (and compiled by the PTX test).
-if SMALL:
-    BT, TM, TN, TK = 4, 2, 2, 4
-else:
-    BT, TM, TN, TK = 16, 4, 4, 16
-BM = BT * TM  # tile rows
-BN = BT * TN  # tile columns
-NT = BT * BT
-APAD = BM + 1  # padded shared rows (bank conflicts on the k-fast stores)
-BPAD = BN + 1
-A_LOADS = TK * BM // NT  # elements of the A tile each thread loads
-B_LOADS = TK * BN // NT
-A_ROWSTEP = NT // TK  # rows between one thread's A loads (k-fast mapping)
-B_KSTEP = NT // BN  # reduction rows between one thread's B loads (column-fast mapping)
-TARGET_BLOCKS = 4 if SMALL else 264  # ~2 blocks per SM on an H100/H200 (132 SMs): split-K aims for this
-MIN_SPLIT_TILES = 8  # a split-K slice covers at least this many TK slices
-assert NT % TK == 0 and NT % BN == 0 and (TK * BM) % NT == 0 and (TK * BN) % NT == 0
+@jit(device=True)
+def _fwd_store(p, row, col, v):
+    y, b, m0, k0, M, PQ, K, Kg, g, ysplit, add_bias = p
+    mm = m0 + col
+    k = k0 + row
+    if mm < M and k < Kg:
+        nn = mm // PQ  # the same for every row of a column: CSE'd after inlining
+        kg = g * Kg + k
+        if add_bias:
+            v += b[kg]
+        y[ysplit + (nn * K + kg) * PQ + (mm - nn * PQ)] = v
 
 
 @jit(device=True)
-def _tile_fma(As, Bs, acc, tx, ty):
-    """acc[i, j] += sum_kk As[kk, ty + BT*i] * Bs[kk, tx + BT*j] over one TK slice."""
-    a = cuda.local.array(TM, dtype=acc.dtype)
-    bv = cuda.local.array(TN, dtype=acc.dtype)
-    for kk in range(TK):
-        for i in range(TM):
-            a[i] = As[kk, ty + i * BT]
-        for j in range(TN):
-            bv[j] = Bs[kk, tx + j * BT]
-        for i in range(TM):
-            for j in range(TN):
-                acc[i, j] += a[i] * bv[j]
+def _bwd_input_store(p, row, col, v):
+    dx, m0, c0, M, HW, C, Cg, g, xsplit = p
+    mm = m0 + col
+    c = c0 + row
+    if mm < M and c < Cg:
+        nn = mm // HW
+        dx[xsplit + (nn * C + g * Cg + c) * HW + (mm - nn * HW)] = v
 
 
 @jit(device=True)
-def _zero(acc):
-    for i in range(TM):
-        for j in range(TN):
-            acc[i, j] = 0
+def _bwd_weight_store(p, row, col, v):
+    ws, j0, k0, Kg, CRS, obase = p
+    k = k0 + row
+    c = j0 + col
+    if k < Kg and c < CRS:
+        ws[(obase + k) * CRS + c] = v
 
 
-@jit
+_fwd_epilogue = make_epilogue(_fwd_store)
+_bwd_input_epilogue = make_epilogue(_bwd_input_store)
+_bwd_weight_epilogue = make_epilogue(_bwd_weight_store)
+
+
+@jit(**GEMM_JIT)
 def _fwd_gemm(x, w, b, y, geo, tab, chunk):
     """tab (3, C/groups*R*S): x offset (c*H + r*dh)*W + s*dw, r*dh, s*dw of each reduction index.
 
@@ -98,13 +95,15 @@ def _fwd_gemm(x, w, b, y, geo, tab, chunk):
     kbeg = split * chunk
     kend = min(CRS, kbeg + chunk)
     ysplit = split * N * K * PQ
-    As = cuda.shared.array((TK, APAD), dtype=y.dtype)
-    Bs = cuda.shared.array((TK, BPAD), dtype=y.dtype)
+    As = cuda.shared.array(SHAPE_A, dtype=y.dtype)
+    Bs = cuda.shared.array(SHAPE_B, dtype=y.dtype)
     acc = cuda.local.array((TM, TN), dtype=y.dtype)
-    _zero(acc)
+    zero_acc(acc)
     # B column of this thread = output pixel m, fixed over the reduction
     bcol = tid % BN
     bk = tid // BN
+    bj = bcol // BT  # Bs[kk, bj, bt] is tile column bcol
+    bt = bcol - bj * BT
     m = m0 + bcol
     n = m // PQ
     pq = m - n * PQ
@@ -116,15 +115,17 @@ def _fwd_gemm(x, w, b, y, geo, tab, chunk):
     # A (weights, reduction index fastest across threads: coalesced)
     akk = tid % TK
     arow = tid // TK
+    ai = arow // BT  # As[kk, ai + A_ISTEP*l, at] is tile row arow + A_ROWSTEP*l
+    at = arow - ai * BT
     wbase = (g * Kg + k0) * CRS
     for kt in range(kbeg, kend, TK):
         kr = kt + akk
         for l in range(A_LOADS):
             row = arow + l * A_ROWSTEP
             if kr < kend and k0 + row < Kg:
-                As[akk, row] = w[wbase + row * CRS + kr]
+                As[akk, ai + l * A_ISTEP, at] = w[wbase + row * CRS + kr]
             else:
-                As[akk, row] = 0
+                As[akk, ai + l * A_ISTEP, at] = 0
         for l in range(B_LOADS):
             kk = bk + l * B_KSTEP
             kr2 = kt + kk
@@ -133,29 +134,17 @@ def _fwd_gemm(x, w, b, y, geo, tab, chunk):
                 hh = h0 + tab[CRS + kr2]
                 ww = w0 + tab[2 * CRS + kr2]
                 if hh >= 0 and hh < H and ww >= 0 and ww < W:
-                    Bs[kk, bcol] = x[xpix + tab[kr2]]
+                    Bs[kk, bj, bt] = x[xpix + tab[kr2]]
                     hit = True
             if not hit:
-                Bs[kk, bcol] = 0
+                Bs[kk, bj, bt] = 0
         cuda.syncthreads()
-        _tile_fma(As, Bs, acc, tx, ty)
+        tile_fma(As, Bs, acc, tx, ty)
         cuda.syncthreads()
-    for j in range(TN):
-        mm = m0 + tx + j * BT
-        if mm < M:
-            nn = mm // PQ  # one division per output column
-            ybase = ysplit + nn * K * PQ + (mm - nn * PQ)
-            for i in range(TM):
-                k = k0 + ty + i * BT
-                if k < Kg:
-                    kg = g * Kg + k
-                    v = acc[i, j]
-                    if has_bias and split == 0:
-                        v += b[kg]
-                    y[ybase + kg * PQ] = v
+    _fwd_epilogue(acc, tx, ty, (y, b, m0, k0, M, PQ, K, Kg, g, ysplit, has_bias != 0 and split == 0))
 
 
-@jit
+@jit(**GEMM_JIT)
 def _bwd_input_gemm(dy, w, dx, geo, tab, chunk):
     """tab (4, K/groups*R*S): dy offset k*P*Q, r*dh, s*dw, weight offset k*Cg*R*S + r*S + s.
 
@@ -177,12 +166,14 @@ def _bwd_input_gemm(dy, w, dx, geo, tab, chunk):
     KRS = Kg * RS
     kbeg = split * chunk
     kend = min(KRS, kbeg + chunk)
-    As = cuda.shared.array((TK, APAD), dtype=dx.dtype)
-    Bs = cuda.shared.array((TK, BPAD), dtype=dx.dtype)
+    As = cuda.shared.array(SHAPE_A, dtype=dx.dtype)
+    Bs = cuda.shared.array(SHAPE_B, dtype=dx.dtype)
     acc = cuda.local.array((TM, TN), dtype=dx.dtype)
-    _zero(acc)
+    zero_acc(acc)
     bcol = tid % BN
     bk = tid // BN
+    bj = bcol // BT
+    bt = bcol - bj * BT
     m = m0 + bcol
     n = m // HW
     hw = m - n * HW
@@ -191,6 +182,8 @@ def _bwd_input_gemm(dy, w, dx, geo, tab, chunk):
     dybase = (n * K + g * Kg) * PQ
     akk = tid % TK
     arow = tid // TK
+    ai = arow // BT
+    at = arow - ai * BT
     wgroup = (g * Kg * Cg + c0) * RS
     hp = h + ph
     wp = x_w + pw
@@ -202,9 +195,9 @@ def _bwd_input_gemm(dy, w, dx, geo, tab, chunk):
         for l in range(A_LOADS):
             row = arow + l * A_ROWSTEP
             if kr < kend and c0 + row < Cg:
-                As[akk, row] = w[abase + row * RS]
+                As[akk, ai + l * A_ISTEP, at] = w[abase + row * RS]
             else:
-                As[akk, row] = 0
+                As[akk, ai + l * A_ISTEP, at] = 0
         for l in range(B_LOADS):
             kk = bk + l * B_KSTEP
             kr2 = kt + kk
@@ -217,25 +210,17 @@ def _bwd_input_gemm(dy, w, dx, geo, tab, chunk):
                     p = t if sh == 1 else t // sh
                     q = u if sw == 1 else u // sw
                     if p * sh == t and q * sw == u and p < P and q < Q:
-                        Bs[kk, bcol] = dy[dybase + tab[kr2] + p * Q + q]
+                        Bs[kk, bj, bt] = dy[dybase + tab[kr2] + p * Q + q]
                         hit = True
             if not hit:
-                Bs[kk, bcol] = 0
+                Bs[kk, bj, bt] = 0
         cuda.syncthreads()
-        _tile_fma(As, Bs, acc, tx, ty)
+        tile_fma(As, Bs, acc, tx, ty)
         cuda.syncthreads()
-    for j in range(TN):
-        mm = m0 + tx + j * BT
-        if mm < M:
-            nn = mm // HW
-            xbase = split * N * C * HW + (nn * C + g * Cg) * HW + (mm - nn * HW)
-            for i in range(TM):
-                c = c0 + ty + i * BT
-                if c < Cg:
-                    dx[xbase + c * HW] = acc[i, j]
+    _bwd_input_epilogue(acc, tx, ty, (dx, m0, c0, M, HW, C, Cg, g, split * N * C * HW))
 
 
-@jit
+@jit(**GEMM_JIT)
 def _bwd_weight_gemm(dy, x, ws, geo, chunk):
     """Partial dw over one split of the (n, p, q) reduction -> ws[split, g, k, crs]."""
     N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, unused = geo
@@ -254,13 +239,15 @@ def _bwd_weight_gemm(dy, x, ws, geo, chunk):
     CRS = Cg * RS
     mbeg = split * chunk
     mend = min(M, mbeg + chunk)
-    As = cuda.shared.array((TK, APAD), dtype=ws.dtype)
-    Bs = cuda.shared.array((TK, BPAD), dtype=ws.dtype)
+    As = cuda.shared.array(SHAPE_A, dtype=ws.dtype)
+    Bs = cuda.shared.array(SHAPE_B, dtype=ws.dtype)
     acc = cuda.local.array((TM, TN), dtype=ws.dtype)
-    _zero(acc)
+    zero_acc(acc)
     # both tiles load with the reduction index (n, p, q) fastest: coalesced in q
     kkt = tid % TK
     lrow = tid // TK
+    li = lrow // BT  # [kk, li + A_ISTEP*l, lt] is tile row / column lrow + A_ROWSTEP*l
+    lt = lrow - li * BT
     # this thread's B columns (c, r, s), fixed over the reduction
     xoff = cuda.local.array(B_LOADS, dtype=int64)
     roff = cuda.local.array(B_LOADS, dtype=int64)
@@ -287,22 +274,21 @@ def _bwd_weight_gemm(dy, x, ws, geo, chunk):
         for l in range(A_LOADS):
             row = lrow + l * A_ROWSTEP
             if inside and k0 + row < Kg:
-                As[kkt, row] = dy[dybase + row * PQ]
+                As[kkt, li + l * A_ISTEP, lt] = dy[dybase + row * PQ]
             else:
-                As[kkt, row] = 0
+                As[kkt, li + l * A_ISTEP, lt] = 0
         for l in range(B_LOADS):
-            col = lrow + l * A_ROWSTEP
             hit = False
             if inside and xoff[l] >= 0:
                 hh = p * sh + roff[l]
                 ww = q * sw + soff[l]
                 if hh >= 0 and hh < H and ww >= 0 and ww < W:
-                    Bs[kkt, col] = x[n * C * H * W + xoff[l] + hh * W + ww]
+                    Bs[kkt, li + l * A_ISTEP, lt] = x[n * C * H * W + xoff[l] + hh * W + ww]
                     hit = True
             if not hit:
-                Bs[kkt, col] = 0
+                Bs[kkt, li + l * A_ISTEP, lt] = 0
         cuda.syncthreads()
-        _tile_fma(As, Bs, acc, tx, ty)
+        tile_fma(As, Bs, acc, tx, ty)
         cuda.syncthreads()
         q += TK
         while q >= Q:
@@ -311,14 +297,7 @@ def _bwd_weight_gemm(dy, x, ws, geo, chunk):
         while p >= P:
             p -= P
             n += 1
-    obase = (split * G + g) * Kg
-    for i in range(TM):
-        k = k0 + ty + i * BT
-        if k < Kg:
-            for j in range(TN):
-                col = j0 + tx + j * BT
-                if col < CRS:
-                    ws[(obase + k) * CRS + col] = acc[i, j]
+    _bwd_weight_epilogue(acc, tx, ty, (ws, j0, k0, Kg, CRS, (split * G + g) * Kg))
 
 
 @jit
