@@ -18,12 +18,14 @@ copied once at its broadcast (batch, L, S) size (bool: one byte per score).
 Causal blocks skip the key columns that are masked for all their queries;
 the forward normalises the (lb, Ev) result instead of the (lb, S) block.
 
-Measured (float32, one core, min of 30, loaded machine; ms):
-  B2 H4 L=S=512 E64:        forward 11.9 vs reference 42.7 (torch 11.5);
-                            backward 42 vs 61 (torch fwd+bwd 55)
-  same, causal:             forward 13.5 vs 32.9; backward 24 vs 38
-  B8 H4 L=S=128 E32:        forward 2.13 vs 2.15 (a tie: the whole problem is
-                            one block); backward 3.2 vs 4.0
+Measured (float32, min of 30 interleaved runs on a shared, loaded machine;
+ms, ours / reference / torch; "bwd" torch column is its forward+backward):
+  one thread  B2 H4 L=S=512 E64   fwd 9.1 / 15.1 / 7.5    bwd 18.5 / 27.4 / 26.2
+              same, causal        fwd 17.1 / 40.4 / 15.6  bwd 28.8 / 66.2 / 27.0
+              B8 H4 L=S=128 E32   fwd 1.81 / 1.91 / 1.29  bwd 2.95 / 3.47 / 4.49
+  two threads B2 H4 L=S=512 E64   fwd 18.9 / 29.9 / 8.1   bwd 35.6 / 58.7 / 65.4
+  (two-thread numbers are dominated by the other tenants' load; BLAS
+  threading is OpenBLAS's own, not fastconv.set_num_threads)
 """
 import numpy as np
 

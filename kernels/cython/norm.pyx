@@ -18,6 +18,11 @@ splitmix64-style counter hash, keep iff its top 53 bits >= ceil(p * 2^53) --
 so it is identical for any thread count.  It is NOT the NumPy reference's
 mask for the same seed (that one comes from numpy.random.default_rng); the
 contract only promises "same seed -> same mask" within one backend.
+Measured (float32, one core, min of 30 interleaved runs; ms, ours /
+reference / torch): layer norm (8192, 512) forward 1.55 / 47.8 / 21.6,
+backward 2.67 / 63.1 (torch forward+backward 9.3); (256, 768) forward
+0.07 / 0.29 / 0.07, backward 0.14 / 0.53; dropout (8192, 512) forward
+1.92 / 31.0 / 97.6.
 dropout_backward (dy * mask) is left to the reference: NumPy's multiply is
 already memory-bound and a C loop measured the same (2.3 ms for 4M float32).
 """
