@@ -123,10 +123,25 @@ def test_max_pool(case, dtype, rng):
     assert am.dtype == cp.int64
     dy = _rand(rng, y.shape, dtype)
     ref = R.max_pool2d_backward(_np64(dy), am_ref, shape)
-    _close(K.max_pool2d_backward(dy, am, shape), ref, dtype, what="bwd (plane scatter)")
+    _close(K.max_pool2d_backward(dy, am, shape), ref, dtype, what="bwd (argmax-bounded gather)")
     _close(K.max_pool2d_backward(dy, am, shape, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=cm),
            ref, dtype, what="bwd (gather)")
     _close(K.max_pool2d_backward(dy, am, shape, deterministic=False), ref, dtype, what="bwd (atomic)")
+
+
+@_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_backward_arbitrary_argmax(dtype, rng):
+    """The geometry-free backward is exact for any argmax, even one no window produced."""
+    K = _K()
+    cp = _cp()
+    shape, out = (2, 3, 7, 6), (2, 3, 4, 5)
+    am = rng.integers(-1, 7 * 6, size=out).astype(np.int64)  # -1: a window without input
+    am[0, 0, 1, :] = 5  # many outputs pointing at one pixel
+    dy = _rand(rng, out, dtype)
+    ref = R.max_pool2d_backward(_np64(dy), am, shape)
+    _close(K.max_pool2d_backward(dy, cp.asarray(am), shape), ref, dtype, what="bounded gather")
+    _close(K.max_pool2d_backward(dy, cp.asarray(am), shape, deterministic=False), ref, dtype, what="atomic")
 
 
 AVG_CASES = [

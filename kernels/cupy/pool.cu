@@ -71,19 +71,72 @@ __global__ void maxpool_bwd(const T* __restrict__ dy, const i64* __restrict__ ar
     }
 }
 
-// Geometry-free backward, deterministic: one thread per (n, c) plane adds its
-// outputs into dx in output order (dx zeroed by the host).
-template <typename T>
-__global__ void maxpool_bwd_planes(const T* __restrict__ dy, const i64* __restrict__ arg, T* __restrict__ dx,
-                                   int NC, int HW, int PQ) {
-    GRID_STRIDE(nc, (i64)NC) {
-        const T* g = dy + nc * (i64)PQ;
-        const i64* a = arg + nc * (i64)PQ;
-        T* o = dx + nc * (i64)HW;
-        for (int i = 0; i < PQ; ++i) {
-            const i64 t = a[i];
-            if (t >= 0 && t < HW) o[t] += g[i];
+// Geometry-free backward, deterministic, as a gather.  The windows are not
+// known, so their extent is taken from the argmax itself:
+// 1. bounds: per output row p the min/max input row its argmaxes hit (rlo/rhi),
+//    per output column q the min/max input column (clo/chi)  [integer atomics:
+//    order-independent];
+// 2. ranges: input row h can only receive from output rows
+//    p in [min{p: rhi[p] >= h}, max{p: rlo[p] <= h}] (columns alike);
+// 3. gather: each input pixel sums dy over those (p, q) whose argmax is it, in order.
+// Exact for any argmax (no window assumption); for real windows the ranges are
+// at most the window overlap.
+// bounds: grid (P, ceil(NC/ncchunk)), blockDim >= 32; thread t handles columns t, t+blockDim, ...
+__global__ void maxpool_bounds(const i64* __restrict__ arg, int* __restrict__ rlo, int* __restrict__ rhi,
+                               int* __restrict__ clo, int* __restrict__ chi, int NC, int W, int HW, int P, int Q,
+                               int ncchunk) {
+    const int p = blockIdx.x;
+    const int nc0 = blockIdx.y * ncchunk, nc1 = min(NC, nc0 + ncchunk);
+    int rmin = 0x7fffffff, rmax = -1;
+    for (int q = threadIdx.x; q < Q; q += blockDim.x) {
+        int cmin = 0x7fffffff, cmax = -1;
+        for (int nc = nc0; nc < nc1; ++nc) {
+            const i64 t = arg[((i64)nc * P + p) * Q + q];
+            if (t < 0 || t >= HW) continue;  // a window without input: no gradient
+            const int r = (int)(t / W), c = (int)(t - (i64)r * W);
+            rmin = min(rmin, r); rmax = max(rmax, r);
+            cmin = min(cmin, c); cmax = max(cmax, c);
         }
+        if (cmax >= 0) { atomicMin(clo + q, cmin); atomicMax(chi + q, cmax); }
+    }
+    if (rmax >= 0) { atomicMin(rlo + p, rmin); atomicMax(rhi + p, rmax); }
+}
+
+// lo/hi (length P) -> for each input row h (length H): first[h] = min{p: hi[p] >= h}, last[h] = max{p: lo[p] <= h}
+__global__ void maxpool_ranges(const int* __restrict__ lo, const int* __restrict__ hi, int* __restrict__ first,
+                               int* __restrict__ last, int P, int H) {
+    const int h = blockIdx.x * blockDim.x + threadIdx.x;
+    if (h >= H) return;
+    int f = P, l = -1;
+    for (int p = 0; p < P; ++p) {
+        if (hi[p] >= h && f == P) f = p;
+        if (lo[p] <= h) l = p;
+    }
+    first[h] = f;
+    last[h] = l;
+}
+
+template <typename T>
+__global__ void maxpool_bwd_ranges(const T* __restrict__ dy, const i64* __restrict__ arg, T* __restrict__ dx,
+                                   const int* __restrict__ pf, const int* __restrict__ pl,
+                                   const int* __restrict__ qf, const int* __restrict__ ql,
+                                   int NC, int H, int W, int P, int Q) {
+    const i64 total = (i64)NC * H * W;
+    const bool small = fits32(total);
+    GRID_STRIDE(idx, total) {
+        int w, h;
+        i64 nc;
+        split2(idx, W, H, small, w, h, nc);
+        const i64 me = (i64)h * W + w;
+        const i64 base = nc * (i64)P * Q;
+        const int p1 = pl[h], q0 = qf[w], q1 = ql[w];
+        T s = T(0);
+        for (int p = pf[h]; p <= p1; ++p)
+            for (int q = q0; q <= q1; ++q) {
+                const i64 o = base + (i64)p * Q + q;
+                if (arg[o] == me) s += dy[o];
+            }
+        dx[idx] = s;
     }
 }
 
@@ -206,7 +259,8 @@ __global__ void adaptive_avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, i
 #define INST(T)                                                                                 \
     template __global__ void maxpool_fwd<T>(const T*, T*, i64*, POOL_ARGS);                      \
     template __global__ void maxpool_bwd<T>(const T*, const i64*, T*, POOL_ARGS);                \
-    template __global__ void maxpool_bwd_planes<T>(const T*, const i64*, T*, int, int, int);     \
+    template __global__ void maxpool_bwd_ranges<T>(const T*, const i64*, T*, const int*, const int*, const int*, \
+                                                   const int*, int, int, int, int, int);                        \
     template __global__ void maxpool_bwd_atomic<T>(const T*, const i64*, T*, int, int, int);     \
     template __global__ void avgpool_fwd<T>(const T*, T*, AVG_ARGS);                             \
     template __global__ void avgpool_bwd<T>(const T*, T*, AVG_ARGS);                             \

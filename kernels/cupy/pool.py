@@ -20,8 +20,10 @@ __all__ = [
 
 
 def kernel_names():
-    names = ("maxpool_fwd", "maxpool_bwd", "maxpool_bwd_planes", "maxpool_bwd_atomic", "avgpool_fwd", "avgpool_bwd", "adaptive_avg_fwd", "adaptive_avg_bwd")
-    return [("pool.cu", f"{n}<{t}>", False) for t in ("float", "double") for n in names]
+    names = ("maxpool_fwd", "maxpool_bwd", "maxpool_bwd_ranges", "maxpool_bwd_atomic", "avgpool_fwd", "avgpool_bwd",
+             "adaptive_avg_fwd", "adaptive_avg_bwd")
+    out = [("pool.cu", f"{n}<{t}>", False) for t in ("float", "double") for n in names]
+    return out + [("pool.cu", "maxpool_bounds", False), ("pool.cu", "maxpool_ranges", False)]
 
 
 def _fn(name, dtype):
@@ -77,10 +79,11 @@ def max_pool2d_backward(dy, argmax, x_shape, kernel_size=None, stride=None, padd
 
     The contract passes only (dy, argmax, x_shape).  Given the forward's window
     geometry as extra keywords (``kernel_size``, ``stride``, ...), each input
-    pixel gathers from the windows that can contain it (fast, deterministic).
-    Without it: one thread per (n, c) plane scatters its outputs in order
-    (deterministic, no atomics), or -- when ``deterministic`` is False (default:
-    ``fastconv.config.deterministic``) -- one thread per output with atomicAdd.
+    pixel gathers from the windows that can contain it.  Without it, the
+    candidate windows are bounded from the argmax itself (a min/max pass over
+    it, then the same gather): deterministic and exact for any argmax.
+    ``deterministic=False`` (default: ``not fastconv.config.deterministic``)
+    scatters with atomicAdd instead.
     """
     op = "max_pool2d_backward"
     dy = C.array(op, "dy", dy, ndim=4, device="cuda")
@@ -104,11 +107,30 @@ def max_pool2d_backward(dy, argmax, x_shape, kernel_size=None, stride=None, padd
         from fastconv import config
 
         deterministic = config.deterministic
-    dx = cupy.zeros((N, Cc, H, W), dtype=dy.dtype)
-    if deterministic:
-        _launch("maxpool_bwd_planes", dy.dtype, N * Cc, (dy, argmax, dx) + _i32s(N * Cc, H * W, P * Q))
-    else:
+    if not deterministic:
+        dx = cupy.zeros((N, Cc, H, W), dtype=dy.dtype)
         _launch("maxpool_bwd_atomic", dy.dtype, dy.size, (dy, argmax, dx) + _i32s(N * Cc, H * W, P * Q))
+        return dx
+    dx = cupy.empty((N, Cc, H, W), dtype=dy.dtype)
+    if dx.size == 0:
+        return dx
+    NC = N * Cc
+    if NC == 0 or P * Q == 0:
+        dx.fill(0)
+        return dx
+    big = 2**31 - 1
+    rlo, rhi = cupy.full(P, big, dtype=cupy.int32), cupy.full(P, -1, dtype=cupy.int32)
+    clo, chi = cupy.full(Q, big, dtype=cupy.int32), cupy.full(Q, -1, dtype=cupy.int32)
+    chunk = max(64, -(-NC // 65535))  # grid.y <= 65535
+    threads = min(M.THREADS, -(-Q // 32) * 32)
+    M.launch(M.function("pool.cu", "maxpool_bounds"), (P, -(-NC // chunk)), threads,
+             (argmax, rlo, rhi, clo, chi) + _i32s(NC, W, H * W, P, Q, chunk))
+    pf, pl = cupy.empty(H, dtype=cupy.int32), cupy.empty(H, dtype=cupy.int32)
+    qf, ql = cupy.empty(W, dtype=cupy.int32), cupy.empty(W, dtype=cupy.int32)
+    rng = M.function("pool.cu", "maxpool_ranges")
+    M.launch(rng, -(-H // M.THREADS), M.THREADS, (rlo, rhi, pf, pl) + _i32s(P, H))
+    M.launch(rng, -(-W // M.THREADS), M.THREADS, (clo, chi, qf, ql) + _i32s(Q, W))
+    _launch("maxpool_bwd_ranges", dy.dtype, dx.size, (dy, argmax, dx, pf, pl, qf, ql) + _i32s(NC, H, W, P, Q))
     return dx
 
 

@@ -111,6 +111,18 @@ inline void emu_trampoline() {
 }
 
 template <typename T>
+T atomicMin(T* p, T v) {
+    T old = *p;
+    if (v < old) *p = v;
+    return old;
+}
+template <typename T>
+T atomicMax(T* p, T v) {
+    T old = *p;
+    if (v > old) *p = v;
+    return old;
+}
+template <typename T>
 T atomicAdd(T* p, T v) {  // one OS thread: plain read-modify-write
     T old = *p;
     *p = old + v;
