@@ -5,16 +5,18 @@ and compare with the float64 NumPy reference on the same inputs (this call
 also absorbs JIT compilation); a relative error over the op's tolerance, a
 NaN, a wrong shape or an exception is reported as 'fail'/'error' and never
 timed.  Validated kernels are then timed (synchronised; CUDA events on the
-GPU) and compared with PyTorch timed in the same run.
+GPU) round-robin with their PyTorch counterparts, so both sides of each ratio
+see the same machine conditions.
 """
 import datetime
 import gc
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from .. import config as fc_config
 from .. import dispatch
 from . import peak as peak_mod
 from . import torch_ref
@@ -47,7 +49,6 @@ class Config:
     progress: object = None  # callable(str) for progress lines, or None
     peak: dict = None  # machine limits measured earlier; None: measure now
     threads: int = None  # CPU threads for fastconv, BLAS and PyTorch alike (None: fastconv's setting)
-    extra: dict = field(default_factory=dict)
 
 
 def default_backends(device):
@@ -241,8 +242,6 @@ def run(cfg):
     """Run the benchmark; return the report dict (see report.py for its outputs)."""
     if not cfg.threads:
         return _run(cfg)
-    from .. import config as fc_config
-
     saved = fc_config.get_num_threads()
     fc_config.set_num_threads(int(cfg.threads))
     try:
@@ -280,13 +279,9 @@ def _run(cfg):
         if not ok:
             unavailable[b] = why
             backends.remove(b)
-    from ..config import get_num_threads
-
-    from .. import config as fc_config
-
     torch_cfg = None
     if cfg.torch and torch_ref.available():
-        torch_cfg = torch_ref.configure(cfg.device, get_num_threads(), fc_config.allow_tf32)
+        torch_cfg = torch_ref.configure(cfg.device, fc_config.get_num_threads(), fc_config.allow_tf32)
     if cfg.peak is None:
         say(f"measuring {cfg.device} peak (SGEMM, copy bandwidth)...")
     peak = dict(cfg.peak) if cfg.peak is not None else peak_mod.measure(cfg.device, quick=cfg.quick)
