@@ -84,6 +84,18 @@ def test_softmax_rows_match_torch(log, axis, dtype, rng):
     match(dx, tx.grad.numpy(), dtype, factor=4)
 
 
+@pytest.mark.parametrize("n", [300, 1000 if SIM else 3_000_001])
+def test_relu_unrolled_grid_stride(n, rng):
+    """relu handles 4 elements per thread: whole chunks, the ragged end, more than one grid pass."""
+    x = rng.standard_normal(n).astype(np.float32)
+    x[7] = np.nan
+    dy = rng.standard_normal(n).astype(np.float32)
+    y = NB.relu_forward(dev(x))
+    np.testing.assert_array_equal(host(y), np.where(x < 0, 0, x))  # NaN passes through
+    dx = NB.relu_backward(dev(dy), y)
+    np.testing.assert_array_equal(host(dx), np.where(host(y) <= 0, 0, dy))
+
+
 def test_activation_empty_and_bad_input():
     e = dev(np.zeros((0, 3), np.float32))
     assert host(NB.relu_forward(e)).shape == (0, 3)

@@ -33,21 +33,62 @@ _GELU_C = 0.044715
 # ----------------------------------------------------------------- element-wise
 
 
+# relu: each thread handles UNROLL elements THREADS apart (coalesced), all loads
+# issued before the stores.  One element per thread keeps too few bytes in
+# flight to saturate HBM3 (~1.6 TB/s measured on an H200, torch 4.1 TB/s).
+UNROLL = 4
+
+
 @jit
 def _relu_fwd(x, y, zero):
-    i = cuda.grid(1)
-    while i < x.size:
-        v = x[i]
-        y[i] = zero if v < zero else v
-        i += cuda.gridsize(1)
+    n = x.size
+    i = cuda.blockIdx.x * (THREADS * UNROLL) + cuda.threadIdx.x
+    step = cuda.gridDim.x * (THREADS * UNROLL)
+    while i < n:
+        if i + (UNROLL - 1) * THREADS < n:
+            v0 = x[i]
+            v1 = x[i + THREADS]
+            v2 = x[i + 2 * THREADS]
+            v3 = x[i + 3 * THREADS]
+            y[i] = zero if v0 < zero else v0
+            y[i + THREADS] = zero if v1 < zero else v1
+            y[i + 2 * THREADS] = zero if v2 < zero else v2
+            y[i + 3 * THREADS] = zero if v3 < zero else v3
+        else:  # the ragged end
+            for u in range(UNROLL):
+                j = i + u * THREADS
+                if j < n:
+                    v = x[j]
+                    y[j] = zero if v < zero else v
+        i += step
 
 
 @jit
 def _relu_bwd(dy, y, dx, zero):
-    i = cuda.grid(1)
-    while i < dy.size:
-        dx[i] = zero if y[i] <= zero else dy[i]  # NaN keeps its gradient, as in PyTorch
-        i += cuda.gridsize(1)
+    """dx = 0 where y <= 0, else dy (NaN keeps its gradient, as in PyTorch)."""
+    n = dy.size
+    i = cuda.blockIdx.x * (THREADS * UNROLL) + cuda.threadIdx.x
+    step = cuda.gridDim.x * (THREADS * UNROLL)
+    while i < n:
+        if i + (UNROLL - 1) * THREADS < n:
+            y0 = y[i]
+            y1 = y[i + THREADS]
+            y2 = y[i + 2 * THREADS]
+            y3 = y[i + 3 * THREADS]
+            g0 = dy[i]
+            g1 = dy[i + THREADS]
+            g2 = dy[i + 2 * THREADS]
+            g3 = dy[i + 3 * THREADS]
+            dx[i] = zero if y0 <= zero else g0
+            dx[i + THREADS] = zero if y1 <= zero else g1
+            dx[i + 2 * THREADS] = zero if y2 <= zero else g2
+            dx[i + 3 * THREADS] = zero if y3 <= zero else g3
+        else:
+            for u in range(UNROLL):
+                j = i + u * THREADS
+                if j < n:
+                    dx[j] = zero if y[j] <= zero else dy[j]
+        i += step
 
 
 @jit
@@ -147,23 +188,24 @@ def _typed(t, consts):
     return [c if isinstance(c, tuple) else int(c) if isinstance(c, bool) else t(c) for c in consts]
 
 
-def _unary(kernel, x, *consts):
+def _unary(kernel, x, *consts, per_thread=1):
     """y = kernel(x) for a validated x; ``consts`` are converted to x's dtype."""
     L = Launch(x)
     y = L.empty(x.shape, x.dtype)
     if y.size:
         t = x.dtype.type
-        kernel[blocks(y.size), THREADS, L.stream](L.dev(x), L.out(y), *_typed(t, consts))
+        kernel[blocks(y.size, THREADS * per_thread), THREADS, L.stream](L.dev(x), L.out(y), *_typed(t, consts))
     return L.done(y)
 
 
-def _binary(kernel, dy, other, *consts):
+def _binary(kernel, dy, other, *consts, per_thread=1):
     """dx = kernel(dy, other) for a validated pair."""
     L = Launch(dy)
     dx = L.empty(dy.shape, dy.dtype)
     if dx.size:
         t = dy.dtype.type
-        kernel[blocks(dx.size), THREADS, L.stream](L.dev(dy), L.dev(other), L.out(dx), *_typed(t, consts))
+        kernel[blocks(dx.size, THREADS * per_thread), THREADS, L.stream](
+            L.dev(dy), L.dev(other), L.out(dx), *_typed(t, consts))
     return L.done(dx)
 
 
@@ -173,12 +215,12 @@ def _x(op, x):
 
 def relu_forward(x):
     """y = max(x, 0); NaN passes through."""
-    return _unary(_relu_fwd, _x("relu_forward", x), 0)
+    return _unary(_relu_fwd, _x("relu_forward", x), 0, per_thread=UNROLL)
 
 
 def relu_backward(dy, y):
     """dx = 0 where y <= 0 (the forward output), else dy."""
-    return _binary(_relu_bwd, *_grad_pair("relu_backward", dy, y, "y"), 0)
+    return _binary(_relu_bwd, *_grad_pair("relu_backward", dy, y, "y"), 0, per_thread=UNROLL)
 
 
 def leaky_relu_forward(x, negative_slope):
