@@ -13,7 +13,8 @@
 /* glibc's libmvec has SIMD variants of expf/tanhf/exp/tanh, but math.h only
  * declares them under -ffinite-math-only; we build with -fno-finite-math-only
  * (NaN must propagate), so declare them here -- the vector variants still
- * propagate NaN (tested).  Linked through "# distutils: libraries = mvec". */
+ * propagate NaN (tested).  Linked through "# distutils: libraries = m" (glibc's
+ * libm.so script adds libmvec AS_NEEDED). */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__)
 #define FC_VEC __attribute__((__simd__("notinbranch")))
 FC_VEC float expf(float);
