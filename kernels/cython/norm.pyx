@@ -349,7 +349,8 @@ def dropout_forward(x, p, seed):
     """(y, mask): mask is 0 or 1/(1-p) in x's dtype, a counter-hash function of (seed, index).
 
     p = 0 gives an all-ones mask, p = 1 an all-zeros mask.  Not the reference's
-    mask for the same seed (see the module docstring).
+    mask for the same seed (see the module docstring).  The seed is taken
+    modulo 2**64.
     """
     op = "dropout_forward"
     x = C.array(op, "x", x, device="cpu")
