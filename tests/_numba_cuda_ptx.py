@@ -57,7 +57,7 @@ def U(n, d=types.int64):
 SPECS = {
     "conv": {
         "_fwd_gemm": lambda d: (arr(d), arr(d), arr(d), arr(d), U(17), I32, i64),
-        "_bwd_input_gemm": lambda d: (arr(d), arr(d), arr(d), U(17), I32, i64),
+        "_bwd_input_gemm": lambda d: (arr(d), arr(d), arr(d), U(17), I32, i64, U(5)),
         "_bwd_weight_gemm": lambda d: (arr(d), arr(d), arr(d), U(17), i64),
         "_sum_splits": lambda d: (arr(d), arr(d), i64),
     },

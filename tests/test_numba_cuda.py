@@ -32,6 +32,8 @@ CONV_CASES = {
     "wide-K": ((1, 2, 3, 3), (10, 1, 1), 1, 0, 1, 1, True),
     # long reductions over few output tiles: split-K in forward (GPU and simulator tiles) and backward-input
     "deep-small": ((1, 32, 3, 3), (4, 3, 3), 1, 1, 1, 1, True),
+    # stride 2 backward-input: one GEMM per stride phase, split-K shared by the phases (simulator tiles)
+    "strided-splitk": ((1, 3, 4, 3), (40, 3, 3), (2, 1), 1, 1, 1, False),
 }
 
 

@@ -50,12 +50,14 @@ def _fwd_store(p, row, col, v):
 
 @jit(device=True)
 def _bwd_input_store(p, row, col, v):
-    dx, m0, c0, M, HW, C, Cg, g, xsplit = p
+    dx, m0, c0, M, HWp, Wp, a, b, sh, sw, W, HW, C, Cg, g, xsplit = p
     mm = m0 + col
     c = c0 + row
     if mm < M and c < Cg:
-        nn = mm // HW
-        dx[xsplit + (nn * C + g * Cg + c) * HW + (mm - nn * HW)] = v
+        nn = mm // HWp
+        r = mm - nn * HWp
+        hq = r // Wp
+        dx[xsplit + (nn * C + g * Cg + c) * HW + (a + sh * hq) * W + b + sw * (r - hq * Wp)] = v
 
 
 @jit(device=True)
@@ -145,10 +147,15 @@ def _fwd_gemm(x, w, b, y, geo, tab, chunk):
 
 
 @jit(**GEMM_JIT)
-def _bwd_input_gemm(dy, w, dx, geo, tab, chunk):
-    """tab (4, K/groups*R*S): dy offset k*P*Q, r*dh, s*dw, weight offset k*Cg*R*S + r*S + s.
+def _bwd_input_gemm(dy, w, dx, geo, tab, chunk, phase):
+    """dx pixels of one stride phase: h = a + sh*i, w = b + sw*j (i < Hp, j < Wp).
 
-    Split-K over (k, r, s) as in _fwd_gemm: split s writes dx[s]."""
+    tab (4, KRS): the (k, r, s) whose taps land on that phase's pixels
+    ((a + ph - r*dh) % sh == 0, likewise s): dy offset k*P*Q, r*dh, s*dw,
+    weight offset k*Cg*R*S + r*S + s.  With stride 1 there is one phase and
+    every tap; with stride 2 each phase gathers ~1/4 of the taps instead of
+    gathering zeros for the rest.  Split-K over (k, r, s) as in _fwd_gemm:
+    split s writes dx[s]."""
     N, C, H, W, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, G, unused = geo
     Cg = C // G
     Kg = K // G
@@ -159,11 +166,12 @@ def _bwd_input_gemm(dy, w, dx, geo, tab, chunk):
     c0 = cuda.blockIdx.y * BM
     g = cuda.blockIdx.z % G
     split = cuda.blockIdx.z // G
+    a, b, Hp, Wp, KRS = phase
     HW = H * W
+    HWp = Hp * Wp
     PQ = P * Q
-    M = N * HW
+    M = N * HWp
     RS = R * S
-    KRS = Kg * RS
     kbeg = split * chunk
     kend = min(KRS, kbeg + chunk)
     As = cuda.shared.array(SHAPE_A, dtype=dx.dtype)
@@ -175,10 +183,11 @@ def _bwd_input_gemm(dy, w, dx, geo, tab, chunk):
     bj = bcol // BT
     bt = bcol - bj * BT
     m = m0 + bcol
-    n = m // HW
-    hw = m - n * HW
-    h = hw // W
-    x_w = hw - h * W
+    n = m // HWp
+    hw = m - n * HWp
+    hq = hw // Wp
+    h = a + sh * hq
+    x_w = b + sw * (hw - hq * Wp)
     dybase = (n * K + g * Kg) * PQ
     akk = tid % TK
     arow = tid // TK
@@ -217,7 +226,7 @@ def _bwd_input_gemm(dy, w, dx, geo, tab, chunk):
         cuda.syncthreads()
         tile_fma(As, Bs, acc, tx, ty)
         cuda.syncthreads()
-    _bwd_input_epilogue(acc, tx, ty, (dx, m0, c0, M, HW, C, Cg, g, split * N * C * HW))
+    _bwd_input_epilogue(acc, tx, ty, (dx, m0, c0, M, HWp, Wp, a, b, sh, sw, W, HW, C, Cg, g, split * N * C * HW))
 
 
 @jit(**GEMM_JIT)
@@ -328,7 +337,8 @@ _tables = {}
 
 
 def _table(xp, kind, *key):
-    """Per-reduction-index offsets (int32), built once per geometry with xp (on the device)."""
+    """Per-reduction-index offsets (int32), built once per geometry with xp (on the device);
+    for "bwd_input" a pair (table, taps)."""
     full = (xp.__name__, kind) + key
     tab = _tables.get(full)
     if tab is None:
@@ -339,14 +349,23 @@ def _table(xp, kind, *key):
             kr = xp.arange(Cg * R * S, dtype=xp.int64)
             c, r, s = kr // (R * S), (kr // S) % R, kr % S
             tab = xp.concatenate([(c * H + r * dh) * W + s * dw, r * dh, s * dw])
-        else:  # "bwd_input"
-            Kg, Cg, R, S, PQ, dh, dw = key
+        else:  # "bwd_input": the taps of stride phase (a, b)
+            Kg, Cg, R, S, PQ, dh, dw, a, b, sh, sw, ph, pw = key
             kr = xp.arange(Kg * R * S, dtype=xp.int64)
+            k, rs = kr // (R * S), kr % (R * S)
+            keep = ((a + ph - (rs // S) * dh) % sh == 0) & ((b + pw - (rs % S) * dw) % sw == 0)
+            if not bool(keep.any()):  # no tap lands on this phase: dx is 0 there (KRS = 0)
+                tab = _tables[full] = (xp.zeros(4, dtype=xp.int32), 0)
+                return tab
+            kr = kr[keep]
             k, rs = kr // (R * S), kr % (R * S)
             tab = xp.concatenate([k * PQ, (rs // S) * dh, (rs % S) * dw, k * Cg * R * S + rs])
         if int(tab.max()) >= 2 ** 31:
             raise ValueError("conv2d: a filter spans more than 2**31 input elements")
-        tab = _tables[full] = xp.ascontiguousarray(tab.astype(xp.int32))
+        tab = xp.ascontiguousarray(tab.astype(xp.int32))
+        if kind != "fwd":  # (table, number of taps)
+            tab = (tab, tab.size // 4)
+        _tables[full] = tab
     return tab
 
 
@@ -402,13 +421,37 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
     if _depthwise(x_shape, groups):
         _dw_bwd_input[grid2(x_shape[2] * x_shape[3], x_shape[0] * x_shape[1]), THREADS, L.stream](L.dev(dy), L.dev(w), L.out(dx), geo, dy.dtype.type(0))
     else:
-        Nx, Cx, H, W = x_shape
-        Cg, R, S = w.shape[1:]
-        base = (cdiv(Nx * H * W, BN), cdiv(Cg, BM), groups)
-        chunk, splits = _split_k((K // groups) * R * S, base[0] * base[1] * base[2])
-        tab = L.dev(_table(L.xp, "bwd_input", K // groups, Cg, R, S, P * Q, dilation[0], dilation[1]))
-        _split_launch(L, _bwd_input_gemm, base, splits, dx, (L.dev(dy), L.dev(w)), (geo, tab, chunk))
+        _bwd_input_phases(L, dy, w, dx, geo, stride, padding, dilation, groups)
     return L.done(dx)
+
+
+def _bwd_input_phases(L, dy, w, dx, geo, stride, padding, dilation, groups):
+    """One GEMM launch per stride phase (a, b) of the dx pixels, each over only the
+    taps that land on it; all phases share one split count, so that every slice of
+    the split-K workspace is written once (a split beyond a phase's taps writes 0)."""
+    Nx, Cx, H, W = dx.shape
+    K, Cg, R, S = w.shape
+    Kg = K // groups
+    sh, sw = stride
+    PQ = dy.shape[2] * dy.shape[3]
+    phases = []
+    for a in range(min(sh, H)):
+        for b in range(min(sw, W)):
+            tab = _table(L.xp, "bwd_input", Kg, Cg, R, S, PQ, dilation[0], dilation[1], a, b, sh, sw,
+                         padding[0], padding[1])
+            tab, krs = tab
+            Hp, Wp = cdiv(H - a, sh), cdiv(W - b, sw)
+            phases.append((a, b, Hp, Wp, krs, tab, (cdiv(Nx * Hp * Wp, BN), cdiv(Cg, BM))))
+    base_blocks = sum(ph[6][0] * ph[6][1] for ph in phases) * groups
+    _, splits = _split_k(max(ph[4] for ph in phases) or 1, base_blocks)
+    out = L.out(dx if splits == 1 else L.empty((splits,) + tuple(dx.shape), dx.dtype))
+    dyd, wd = L.dev(dy), L.dev(w)
+    for a, b, Hp, Wp, krs, tab, grid in phases:
+        chunk = max(TK, cdiv(cdiv(krs, splits), TK) * TK)
+        _bwd_input_gemm[grid + (groups * splits,), (BT, BT), L.stream](
+            dyd, wd, out, geo, L.dev(tab), chunk, (a, b, Hp, Wp, krs))
+    if splits > 1:
+        _sum_splits[blocks(dx.size), THREADS, L.stream](out, L.out(dx), splits)
 
 
 def _split_launch(L, kernel, base_grid, splits, out, inputs, params):
