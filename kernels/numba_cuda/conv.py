@@ -120,29 +120,37 @@ def _fwd_gemm(x, w, b, y, geo, tab, chunk):
     ai = arow // BT  # As[kk, ai + A_ISTEP*l, at] is tile row arow + A_ROWSTEP*l
     at = arow - ai * BT
     wbase = (g * Kg + k0) * CRS
-    for kt in range(kbeg, kend, TK):
-        kr = kt + akk
-        for l in range(A_LOADS):
-            row = arow + l * A_ROWSTEP
-            if kr < kend and k0 + row < Kg:
-                As[akk, ai + l * A_ISTEP, at] = w[wbase + row * CRS + kr]
-            else:
-                As[akk, ai + l * A_ISTEP, at] = 0
-        for l in range(B_LOADS):
-            kk = bk + l * B_KSTEP
-            kr2 = kt + kk
-            hit = False
-            if m < M and kr2 < kend:
-                hh = h0 + tab[CRS + kr2]
-                ww = w0 + tab[2 * CRS + kr2]
-                if hh >= 0 and hh < H and ww >= 0 and ww < W:
-                    Bs[kk, bj, bt] = x[xpix + tab[kr2]]
-                    hit = True
-            if not hit:
-                Bs[kk, bj, bt] = 0
-        cuda.syncthreads()
-        tile_fma(As, Bs, acc, tx, ty)
-        cuda.syncthreads()
+    # software pipelining: the global loads of slice i + 1 go to registers (ra, rb)
+    # before slice i is multiplied, so their latency hides behind the FMAs
+    ra = cuda.local.array(A_LOADS, dtype=y.dtype)
+    rb = cuda.local.array(B_LOADS, dtype=y.dtype)
+    nslices = (kend - kbeg + TK - 1) // TK
+    for it in range(nslices + 1):
+        if it > 0:
+            for l in range(A_LOADS):
+                As[akk, ai + l * A_ISTEP, at] = ra[l]
+            for l in range(B_LOADS):
+                Bs[bk + l * B_KSTEP, bj, bt] = rb[l]
+            cuda.syncthreads()
+        if it < nslices:
+            kt = kbeg + it * TK
+            kr = kt + akk
+            for l in range(A_LOADS):
+                row = arow + l * A_ROWSTEP
+                ra[l] = 0
+                if kr < kend and k0 + row < Kg:
+                    ra[l] = w[wbase + row * CRS + kr]
+            for l in range(B_LOADS):
+                kr2 = kt + bk + l * B_KSTEP
+                rb[l] = 0
+                if m < M and kr2 < kend:
+                    hh = h0 + tab[CRS + kr2]
+                    ww = w0 + tab[2 * CRS + kr2]
+                    if hh >= 0 and hh < H and ww >= 0 and ww < W:
+                        rb[l] = x[xpix + tab[kr2]]
+        if it > 0:
+            tile_fma(As, Bs, acc, tx, ty)
+            cuda.syncthreads()
     _fwd_epilogue(acc, tx, ty, (y, b, m0, k0, M, PQ, K, Kg, g, ysplit, has_bias != 0 and split == 0))
 
 
