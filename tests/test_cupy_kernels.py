@@ -37,6 +37,10 @@ CONV_CASES = [
     (0, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1),         # empty batch
     (4, 16, 48, 48, 192, 3, 3, 1, 1, 1, 1),    # large: 128x128 tiles (float32)
     (64, 8, 6, 6, 4, 3, 3, 1, 1, 1, 1),        # long reduction: split-K weight grad
+    (2, 4, 7, 8, 6, 1, 1, 2, 0, 1, 1),         # 1x1 stride 2: backward-input phases with no taps (zeros)
+    (1, 3, 10, 11, 4, 3, 2, 3, (2, 1), (1, 2), 1),  # stride 3, dilation: uneven phase tap counts
+    (2, 8, 9, 9, 8, 3, 3, 2, 1, 1, 2),         # grouped, stride 2, odd size
+    (1, 4, 5, 6, 4, 2, 2, (1, 3), (0, 1), 1, 1),  # stride > kernel along W
 ]
 
 
@@ -68,6 +72,29 @@ def test_conv2d_matches_reference(case, dtype, bias, rng):
     _close(db, R.conv2d_backward_bias(_np64(dy)), dtype, what="backward_bias")
     # deterministic weight gradient: bit-identical on a second call
     assert bool(cp.all(K.conv2d_backward_weight(dy, x, w.shape, st, pad, dil, g) == dw))
+
+
+@_gpu
+@pytest.mark.parametrize("case", [(1, 72, 7, 6, 80, 3, 3, 2, 1, 1, 1), (2, 80, 5, 5, 72, 3, 3, 1, 1, 1, 1)],
+                         ids=["s2", "s1"])
+def test_conv2d_big_tiles_small_shapes(case, monkeypatch, rng):
+    """The 128x128 float32 tile configuration on shapes small enough to emulate (a one-SM
+    device makes the wrappers pick it whenever a GEMM has more than 64 rows)."""
+    from fastconv.kernels.cupy import _module as M
+
+    monkeypatch.setattr(M, "sm_count", lambda: 1)
+    N, Cc, H, W, Kk, Rr, Ss, st, pad, dil, g = case
+    K, dtype = _K(), np.float32
+    x = _rand(rng, (N, Cc, H, W), dtype)
+    w = _rand(rng, (Kk, Cc // g, Rr, Ss), dtype)
+    b = _rand(rng, (Kk,), dtype)
+    y = K.conv2d_forward(x, w, b, st, pad, dil, g)
+    _close(y, R.conv2d_forward(_np64(x), _np64(w), _np64(b), st, pad, dil, g), dtype, what="forward")
+    dy = _rand(rng, y.shape, dtype)
+    dx = K.conv2d_backward_input(dy, w, x.shape, st, pad, dil, g)
+    _close(dx, R.conv2d_backward_input(_np64(dy), _np64(w), x.shape, st, pad, dil, g), dtype, what="backward_input")
+    dw = K.conv2d_backward_weight(dy, x, w.shape, st, pad, dil, g)
+    _close(dw, R.conv2d_backward_weight(_np64(dy), _np64(x), w.shape, st, pad, dil, g), dtype, what="backward_weight")
 
 
 @_gpu

@@ -11,6 +11,8 @@ struct __align__(16) Vec16 { T v[16 / sizeof(T)]; };
 // so each fragment is TM/V (TN/V) 128-bit shared loads, broadcast (A) or
 // consecutive (B) across a warp: no bank conflicts.
 // MODE 2: grid.z = G * splits, split s reduces k in [s*ksplit, (s+1)*ksplit).
+// MODE 1: one launch per stride phase; `ksplit` = the phase's tap count and
+// `act` = the phase index a*sw + b (the ReLU flag is MODE 0 only).
 template <typename T, int BM, int BN, int TM, int TN, int MODE>
 __global__ void __launch_bounds__(CONV_THREADS, 2)  // <= 128 registers: two blocks per SM
 conv_gemm(const T* __restrict__ a_src, const T* __restrict__ b_src, const T* __restrict__ bias,
@@ -23,7 +25,8 @@ conv_gemm(const T* __restrict__ a_src, const T* __restrict__ b_src, const T* __r
     __shared__ __align__(16) T As[2][CONV_BK][BM + CONV_PAD];
     __shared__ __align__(16) T Bs[2][CONV_BK][BN + CONV_PAD];
 
-    const ConvGeo g = make_geo(N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw, dh, dw, G);
+    ConvGeo g = make_geo(N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw, dh, dw, G);
+    if (MODE == 1) set_phase(g, act, ksplit);
     int grp = blockIdx.z, split = 0;
     if (MODE == 2) { grp = blockIdx.z % G; split = blockIdx.z / G; }
     const int m0 = blockIdx.y * BM;
@@ -101,7 +104,7 @@ conv_gemm(const T* __restrict__ a_src, const T* __restrict__ b_src, const T* __r
         for (int j = 0; j < TN; ++j) {
             if (!cok[j]) continue;
             T v = acc[i][j] + bv;
-            if (act == 1) v = v < T(0) ? T(0) : v;  // NaN passes
+            if (MODE == 0 && act == 1) v = v < T(0) ? T(0) : v;  // NaN passes
             o[roff + coff[j]] = v;
         }
     }

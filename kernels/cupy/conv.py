@@ -62,16 +62,29 @@ def _tap_table(Cg, R, S, H, W, dh, dw):
     return t
 
 
-def _tap_table_bwd(Kg, R, S, PQ, dh, dw):
-    """int32 (Kg*R*S, 4) rows (k*P*Q, r*dh, s*dw, 0) for the backward-input gather loader.  Cached."""
-    key = ("bwd", Kg, R, S, PQ, dh, dw)
-    t = _TAPS.get(key)
-    if t is None:
-        kk = np.arange(Kg * R * S, dtype=np.int64)
-        k, rs = kk // (R * S), kk % (R * S)
-        host = np.stack([k * PQ, (rs // S) * dh, (rs % S) * dw, np.zeros_like(kk)], axis=1).astype(np.int32)
-        t = _TAPS[key] = cupy.asarray(np.ascontiguousarray(host))
-    return t
+def _phase_taps(a, sh, ph, R, dh):
+    """[(r, dp)] for the filter rows that land on input rows h = a + sh*i: dy row i + dp."""
+    return [(r, (a + ph - r * dh) // sh) for r in range(R) if (a + ph - r * dh) % sh == 0]
+
+
+def _phase_table(Kg, Cg, R, S, P, Q, sh, sw, ph, pw, dh, dw, a, b):
+    """Backward-input stride phase (a, b): (int32 (Kg*T, 4) rows (k*P*Q + dp*Q + dq, dp, dq,
+    k*Cg*R*S + r*S + s) over k then the T taps landing on it, T).  T = 0 gives one zero row
+    (the kernel then writes zeros).  Cached."""
+    key = ("phase", Kg, Cg, R, S, P, Q, sh, sw, ph, pw, dh, dw, a, b)
+    hit = _TAPS.get(key)
+    if hit is None:
+        taps = [(r, dp, s, dq) for r, dp in _phase_taps(a, sh, ph, R, dh) for s, dq in _phase_taps(b, sw, pw, S, dw)]
+        T = len(taps)
+        if T == 0:
+            host = np.zeros((1, 4), dtype=np.int32)
+        else:
+            t = np.asarray(taps, dtype=np.int64)
+            k = np.repeat(np.arange(Kg, dtype=np.int64), T)
+            r, dp, s, dq = (np.tile(t[:, i], Kg) for i in range(4))
+            host = np.stack([k * P * Q + dp * Q + dq, dp, dq, k * Cg * R * S + r * S + s], axis=1).astype(np.int32)
+        hit = _TAPS[key] = (cupy.asarray(np.ascontiguousarray(host)), T)
+    return hit
 
 
 def _pick(dtype, m_dim, n_dim, groups):
@@ -147,7 +160,10 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, activation=None):
 
 
 def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
-    """dx (x_shape) = transposed convolution of dy with w (gather: no atomics)."""
+    """dx (x_shape) = transposed convolution of dy with w (gather: no atomics).
+
+    One implicit GEMM per stride phase (a, b) (pixels a + sh*i, b + sw*j) over only the
+    filter taps that land on it, so stride 2 gathers no zero taps."""
     op = "conv2d_backward_input"
     dy = C.array(op, "dy", dy, ndim=4, device="cuda")
     w = C.array(op, "w", w, ndim=4, device="cuda")
@@ -171,11 +187,20 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
     _check_int_range(op, NHW, KRS, dx.size // N, dy.size // N)
     if groups > 65535:
         raise ValueError(f"{op}: groups={groups} exceeds the grid limit 65535 (non-depthwise)")
-    cfg = _pick(dy.dtype, Cg, NHW, groups)
-    fn = M.function("conv.cu", _gemm_name(dy.dtype, cfg, 1))
-    grid = (-(-NHW // cfg[1]), -(-Cg // cfg[0]), groups)
-    taps = _tap_table_bwd(w.shape[0] // groups, w.shape[2], w.shape[3], P * Q, dilation[0], dilation[1])
-    M.launch(fn, grid, M.THREADS, (w, dy, M.ptr_or_null(None), taps, dx) + geo + (M.i32(groups), M.i32(0), M.i32(0)))
+    Kg, R, S = w.shape[0] // groups, w.shape[2], w.shape[3]
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    # table entries k*P*Q + dp*Q + dq and k*Cg*R*S + r*S + s are int32
+    _check_int_range(op, Kg * P * Q + (abs(ph) + R * dh + 2) * Q + S * dw + pw, Kg * Cg * R * S)
+    null = M.ptr_or_null(None)
+    for a in range(min(sh, H)):
+        for b in range(min(sw, W)):
+            # one GEMM per stride phase over only the taps that land on it
+            tab, T = _phase_table(Kg, Cg, R, S, P, Q, sh, sw, ph, pw, dh, dw, a, b)
+            ncols = N * (-(-(H - a) // sh)) * (-(-(W - b) // sw))
+            cfg = _pick(dy.dtype, Cg, ncols, groups)
+            fn = M.function("conv.cu", _gemm_name(dy.dtype, cfg, 1))
+            grid = (-(-ncols // cfg[1]), -(-Cg // cfg[0]), groups)
+            M.launch(fn, grid, M.THREADS, (w, dy, null, tab, dx) + geo + (M.i32(groups), M.i32(T), M.i32(a * sw + b)))
     return dx
 
 

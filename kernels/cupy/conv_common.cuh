@@ -2,7 +2,11 @@
 //
 // One GEMM per group g (grid.z), three views of the same convolution:
 //   MODE 0 forward:          out y  [Kg x N*P*Q]  = W [Kg x Cg*R*S]      * im2col(x)  [Cg*R*S x N*P*Q]
-//   MODE 1 backward-input:   out dx [Cg x N*H*W]  = W^T [Cg x Kg*R*S]    * gather(dy) [Kg*R*S x N*H*W]
+//   MODE 1 backward-input:   out dx [Cg x N*Hp*Wp] = W^T [Cg x Kg*T]     * gather(dy) [Kg*T x N*Hp*Wp]
+//       one launch per stride phase (a, b): the pixels h = a + sh*i, w = b + sw*j
+//       (i < Hp, j < Wp) and only the T filter taps (r, s) that land on them
+//       ((a + ph - r*dh) % sh == 0, likewise s): no zero taps are gathered
+//       (stride 2, 3x3: 2.25 taps per pixel on average instead of 9).
 //   MODE 2 backward-weight:  out dw [Kg x Cg*R*S] = dy [Kg x N*P*Q]      * im2col(x)^T [N*P*Q x Cg*R*S]
 // (MODE 2 splits the N*P*Q reduction over grid.z into a workspace; the host sums
 // the slices in a fixed order, so results are deterministic.)
@@ -22,6 +26,7 @@ typedef long long i64;
 
 struct ConvGeo {
     int N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw, dh, dw, G, Cg, Kg, RS, HW, PQ;
+    int pa, pb, Hp, Wp, nt;  // MODE 1 stride phase (a, b), its pixel grid Hp x Wp and its tap count
 };
 
 __device__ __forceinline__ ConvGeo make_geo(int N, int C, int H, int W, int K, int R, int S, int P, int Q,
@@ -30,14 +35,23 @@ __device__ __forceinline__ ConvGeo make_geo(int N, int C, int H, int W, int K, i
     g.N = N; g.C = C; g.H = H; g.W = W; g.K = K; g.R = R; g.S = S; g.P = P; g.Q = Q;
     g.sh = sh; g.sw = sw; g.ph = ph; g.pw = pw; g.dh = dh; g.dw = dw; g.G = G;
     g.Cg = C / G; g.Kg = K / G; g.RS = R * S; g.HW = H * W; g.PQ = P * Q;
+    g.pa = 0; g.pb = 0; g.Hp = H; g.Wp = W; g.nt = R * S;
     return g;
+}
+
+// MODE 1: select stride phase `phase` = a*sw + b (a < min(sh, H), b < min(sw, W)) with `ntaps` taps.
+__device__ __forceinline__ void set_phase(ConvGeo& g, int phase, int ntaps) {
+    g.pa = phase / g.sw; g.pb = phase - g.pa * g.sw;
+    g.Hp = (g.H - g.pa + g.sh - 1) / g.sh;
+    g.Wp = (g.W - g.pb + g.sw - 1) / g.sw;
+    g.nt = ntaps;
 }
 
 // GEMM sizes for a mode.
 template <int MODE>
 __device__ __forceinline__ void gemm_dims(const ConvGeo& g, int& M, int& Nn, int& Kd) {
     if (MODE == 0) { M = g.Kg; Nn = g.N * g.PQ; Kd = g.Cg * g.RS; }
-    else if (MODE == 1) { M = g.Cg; Nn = g.N * g.HW; Kd = g.Kg * g.RS; }
+    else if (MODE == 1) { M = g.Cg; Nn = g.N * g.Hp * g.Wp; Kd = g.Kg * g.nt; }
     else { M = g.Kg; Nn = g.Cg * g.RS; Kd = g.N * g.PQ; }
 }
 
@@ -55,15 +69,17 @@ struct TileLoader {
     const T* __restrict__ a_src;
     const T* __restrict__ b_src;
     const int* __restrict__ tab;  // per reduction index kk, 4 ints: MODE 0 (c,r,s) -> (c*HW + r*dh*W + s*dw, r*dh, s*dw, 0);
-                                  // MODE 1 (k,r,s) -> (k*PQ, r*dh, s*dw, 0); unused in MODE 2
+                                  // MODE 1 (k, phase tap t = (r,s)) -> (k*PQ + dp*Q + dq, dp, dq, k*Cg*RS + r*S + s)
+                                  // with dp = (a + ph - r*dh) / sh, dq = (b + pw - s*dw) / sw (exact);
+                                  // unused in MODE 2
     ConvGeo g;
     int grp, M, Nn, Kd;
     int a_k, a_m;      // thread's A coordinates inside the tile (k fastest)
     int b_k, b_n;      // thread's B coordinates inside the tile
     // MODE 0/1: the thread's single B column (a pixel) decoded once
     int col_ok;
-    i64 col_base;      // MODE 0: x offset of (nb, group, h0, w0); MODE 1: dy offset of (nb, group)
-    int col_h, col_w;  // MODE 0: p*sh-ph, q*sw-pw;  MODE 1: h+ph, w+pw
+    i64 col_base;      // MODE 0: x offset of (nb, group, h0, w0); MODE 1: dy offset of (nb, group, i, j)
+    int col_h, col_w;  // MODE 0: p*sh-ph, q*sw-pw;  MODE 1: phase-grid pixel (i, j): dy at (i + dp, j + dq)
     // MODE 2: the thread's B columns (filter taps) decoded once
     int tap_ok[B_LOADS > 0 ? B_LOADS : 1];
     int tap_c[B_LOADS > 0 ? B_LOADS : 1], tap_r[B_LOADS > 0 ? B_LOADS : 1], tap_s[B_LOADS > 0 ? B_LOADS : 1];
@@ -102,11 +118,12 @@ struct TileLoader {
                 col_w = q * g.sw - g.pw;
                 col_base = ((i64)nb * g.C + (i64)grp * g.Cg) * g.HW + (i64)col_h * g.W + col_w;
             } else {
-                int nb = n / g.HW, hw = n - nb * g.HW;
-                int h = hw / g.W, w = hw - h * g.W;
-                col_base = ((i64)nb * g.K + (i64)grp * g.Kg) * g.PQ;
-                col_h = h + g.ph;
-                col_w = w + g.pw;
+                const int HpWp = g.Hp * g.Wp;
+                int nb = n / HpWp, ij = n - nb * HpWp;
+                int i = ij / g.Wp, j = ij - i * g.Wp;
+                col_base = ((i64)nb * g.K + (i64)grp * g.Kg) * g.PQ + (i64)i * g.Q + j;
+                col_h = i;
+                col_w = j;
             }
         }
     }
@@ -143,15 +160,15 @@ struct TileLoader {
             // A: weights
             int kk = k0 + a_k;
             bool kok = kk < kend;
-            int k_hi = 0, rs = 0;
-            if (MODE == 1 && kok) { k_hi = kk / g.RS; rs = kk - k_hi * g.RS; }
+            int woff = 0;  // MODE 1: k*Cg*RS + r*S + s from the table (no divisions)
+            if (MODE == 1 && kok) woff = tab[4 * (i64)kk + 3];
 #pragma unroll
             for (int i = 0; i < A_LOADS; ++i) {
                 int m = m0 + a_m + i * A_STEP;
                 T v = zero;
                 if (kok && m < M) {
                     if (MODE == 0) v = a_src[((i64)grp * g.Kg + m) * (i64)Kd + kk];
-                    else v = a_src[(((i64)grp * g.Kg + k_hi) * g.Cg + m) * (i64)g.RS + rs];
+                    else v = a_src[(i64)grp * g.Kg * g.Cg * g.RS + woff + (i64)m * g.RS];
                 }
                 ra[i] = v;
             }
@@ -168,21 +185,10 @@ struct TileLoader {
                         if ((unsigned)h < (unsigned)g.H && (unsigned)w < (unsigned)g.W)
                             v = b_src[col_base + t.x];
                     } else {
-                        // table row for kk = (k, r, s): (k*P*Q, r*dh, s*dw, 0)
+                        // phase table row: dy(i + dp, j + dq) of output channel k
                         const int4 t = *reinterpret_cast<const int4*>(tab + 4 * (i64)kb);
-                        const int tp = col_h - t.y, tq = col_w - t.z;
-                        if (tp >= 0 && tq >= 0) {
-                            int p, q;
-                            bool hit;
-                            if (g.sh == 1 && g.sw == 1) {  // uniform branch: no divisions for stride 1
-                                p = tp; q = tq; hit = true;
-                            } else {
-                                p = tp / g.sh; q = tq / g.sw;
-                                hit = p * g.sh == tp && q * g.sw == tq;
-                            }
-                            if (hit && p < g.P && q < g.Q)
-                                v = b_src[col_base + t.x + (i64)p * g.Q + q];
-                        }
+                        const int p = col_h + t.y, q = col_w + t.z;
+                        if ((unsigned)p < (unsigned)g.P && (unsigned)q < (unsigned)g.Q) v = b_src[col_base + t.x];
                     }
                 }
                 rb[i] = v;
@@ -203,11 +209,16 @@ struct TileLoader {
 };
 
 // Where GEMM element (m, n) of group grp goes in the output, for each mode.
-// MODE 0: y[nb, grp*Kg+m, pq];  MODE 1: dx[nb, grp*Cg+m, hw];  MODE 2: ws[split][grp*Kg+m][n].
+// MODE 0: y[nb, grp*Kg+m, pq];  MODE 1: dx[nb, grp*Cg+m, a+sh*i, b+sw*j];  MODE 2: ws[split][grp*Kg+m][n].
 template <int MODE>
 __device__ __forceinline__ i64 col_offset(const ConvGeo& g, int n) {
     if (MODE == 0) { int nb = n / g.PQ; return (i64)nb * g.K * g.PQ + (n - nb * g.PQ); }
-    if (MODE == 1) { int nb = n / g.HW; return (i64)nb * g.C * g.HW + (n - nb * g.HW); }
+    if (MODE == 1) {
+        const int HpWp = g.Hp * g.Wp;
+        int nb = n / HpWp, ij = n - nb * HpWp;
+        int i = ij / g.Wp, j = ij - i * g.Wp;
+        return (i64)nb * g.C * g.HW + (i64)(g.pa + g.sh * i) * g.W + (g.pb + g.sw * j);
+    }
     return (i64)n;
 }
 
