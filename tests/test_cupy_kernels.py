@@ -99,8 +99,9 @@ def test_conv2d_big_tiles_small_shapes(case, monkeypatch, rng):
 
 @_gpu
 @pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[4], CONV_CASES[8]], ids=["s2", "g2d2", "big"])
-def test_conv2d_tf32(case, rng):
+def test_conv2d_tf32(case, monkeypatch, rng):
     from fastconv import config
+    from fastconv.kernels.cupy import conv as cupy_conv
 
     if _ENV["mode"] == "emu":
         pytest.skip("the WMMA (tensor core) kernel is not emulated on the CPU")
@@ -109,6 +110,7 @@ def test_conv2d_tf32(case, rng):
     x = _rand(rng, (N, Cc, H, W), np.float32)
     w = _rand(rng, (Kk, Cc // g, Rr, Ss), np.float32)
     b = _rand(rng, (Kk,), np.float32)
+    monkeypatch.setattr(cupy_conv, "USE_TF32_KERNEL", True)  # off by default (slower than FP32)
     old = config.allow_tf32
     config.allow_tf32 = True
     try:

@@ -1,5 +1,6 @@
-"""conv2d on the GPU: implicit GEMM (conv.cu), TF32 tensor cores (conv_tf32.cu,
-opt-in through ``fastconv.config.allow_tf32``) and direct depthwise kernels (conv_dw.cu).
+"""conv2d on the GPU: implicit GEMM (conv.cu), TF32 tensor cores (conv_tf32.cu: only
+with ``USE_TF32_KERNEL`` set, it is slower than FP32 as it stands) and direct
+depthwise kernels (conv_dw.cu).
 
 float32 and float64.  Backward-weight is deterministic: the N*P*Q reduction is
 split over blocks into a workspace (bounded by ``config.workspace_bytes``)
@@ -19,6 +20,12 @@ _BK = 8
 _CFG_BIG = (128, 128, 8, 8)
 _CFG_SMALL = (64, 64, 4, 4)
 _INT_MAX = 2**31 - 1
+# The TF32 WMMA kernel (conv_tf32.cu) measured SLOWER than the FP32 SIMT kernel on an
+# H200 (ResNet res3 3x3 forward 0.782 vs 0.738 ms; cuDNN TF32 0.139 ms): its tile
+# feeds one 16x16x8 MMA step per __syncthreads through the scalar im2col loader.  So
+# allow_tf32 keeps the FP32 kernel until a faster tensor-core path exists; set this
+# to True to run the WMMA kernel anyway (the GPU tests do, to keep it correct).
+USE_TF32_KERNEL = False
 
 
 def _config():
@@ -145,7 +152,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, activation=None):
     _check_int_range(op, NPQ, CRS, x.size // max(N, 1), y.size // max(N, 1))
     if groups > 65535:
         raise ValueError(f"{op}: groups={groups} exceeds the grid limit 65535 (non-depthwise)")
-    if x.dtype == cupy.float32 and _config().allow_tf32 and M.compute_capability() >= 80:
+    if USE_TF32_KERNEL and x.dtype == cupy.float32 and _config().allow_tf32 and M.compute_capability() >= 80:
         fn = M.function("conv_tf32.cu", "conv_fwd_tf32", wmma=True)
         grid = (-(-NPQ // 128), -(-Kg // 128), groups)
         taps = _tap_table(Cc // groups, R, S, x.shape[2], x.shape[3], dilation[0], dilation[1])
