@@ -309,7 +309,18 @@ cdef void _run(const real* x, const real* U, const real* bias, real* y, real* wo
 
 
 BLOCK_BYTES = 4 << 20  # V + M workspace per thread
-MIN_TILES = 32  # smallest block when splitting for balance (keeps the GEMMs efficient)
+MIN_TILES = 64  # smallest block when splitting for balance (keeps the GEMMs efficient)
+GEMM_TILES = 128  # blocks at least this many tiles even past BLOCK_BYTES (GEMM m >= 128)
+
+
+def _block_tiles(T, per_tile, nt):
+    """Tiles per block: BLOCK_BYTES of workspace but at least GEMM_TILES; with several
+    threads, about 4 blocks per thread (balance on a busy machine) unless that drops
+    below MIN_TILES."""
+    nb = max(BLOCK_BYTES // per_tile, GEMM_TILES)
+    if nt > 1:
+        nb = min(nb, max(-(-T // (4 * nt)), min(MIN_TILES, -(-T // nt))))
+    return max(1, min(nb, T))
 
 
 def forward(x, w, b, padding, y, int nt, int tile=2):
@@ -328,7 +339,7 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     g.T = <Py_ssize_t>g.N * g.th * g.tw
     per_tile = na * (g.C + g.K) * x.itemsize
     # blocks: within BLOCK_BYTES, and about 4 per thread (balance on a busy machine) unless tiny
-    nb = max(1, min(BLOCK_BYTES // per_tile, max(-(-g.T // (4 * nt)), min(MIN_TILES, -(-g.T // nt)))))
+    nb = _block_tiles(g.T, per_tile, nt)
     g.nb = nb
     nt = max(1, min(nt, -(-g.T // nb)))
     U = np.empty(na * (g.K * g.C + SKEW), dtype=x.dtype)
@@ -467,7 +478,7 @@ def backward_weight(dy, x, padding, dw, int nt):
     g.T = <Py_ssize_t>g.N * g.th * g.tw
     per_tile = 16 * (g.C + g.K) * x.itemsize
     # blocks: within BLOCK_BYTES, and about 4 per thread (balance on a busy machine) unless tiny
-    nb = max(1, min(BLOCK_BYTES // per_tile, max(-(-g.T // (4 * nt)), min(MIN_TILES, -(-g.T // nt)))))
+    nb = _block_tiles(g.T, per_tile, nt)
     g.nb = nb
     nt = max(1, min(nt, -(-g.T // nb)))
     cdef Py_ssize_t ustride = 16 * (g.K * g.C + SKEW)
