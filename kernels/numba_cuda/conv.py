@@ -204,36 +204,42 @@ def _bwd_input_gemm(dy, w, dx, geo, tab, chunk, phase):
     wgroup = (g * Kg * Cg + c0) * RS
     hp = h + ph
     wp = x_w + pw
-    abase = wgroup
-    for kt in range(kbeg, kend, TK):
-        kr = kt + akk
-        if kr < kend:
-            abase = wgroup + tab[3 * KRS + kr]
-        for l in range(A_LOADS):
-            row = arow + l * A_ROWSTEP
-            if kr < kend and c0 + row < Cg:
-                As[akk, ai + l * A_ISTEP, at] = w[abase + row * RS]
-            else:
-                As[akk, ai + l * A_ISTEP, at] = 0
-        for l in range(B_LOADS):
-            kk = bk + l * B_KSTEP
-            kr2 = kt + kk
-            hit = False
-            if m < M and kr2 < kend:
-                t = hp - tab[KRS + kr2]
-                u = wp - tab[2 * KRS + kr2]
-                if t >= 0 and u >= 0:
-                    # the output pixel whose tap lands here (no division when stride is 1)
-                    p = t if sh == 1 else t // sh
-                    q = u if sw == 1 else u // sw
-                    if p * sh == t and q * sw == u and p < P and q < Q:
-                        Bs[kk, bj, bt] = dy[dybase + tab[kr2] + p * Q + q]
-                        hit = True
-            if not hit:
-                Bs[kk, bj, bt] = 0
-        cuda.syncthreads()
-        tile_fma(As, Bs, acc, tx, ty)
-        cuda.syncthreads()
+    ra = cuda.local.array(A_LOADS, dtype=dx.dtype)  # next slice's loads (see _fwd_gemm)
+    rb = cuda.local.array(B_LOADS, dtype=dx.dtype)
+    nslices = (kend - kbeg + TK - 1) // TK
+    for it in range(nslices + 1):
+        if it > 0:
+            for l in range(A_LOADS):
+                As[akk, ai + l * A_ISTEP, at] = ra[l]
+            for l in range(B_LOADS):
+                Bs[bk + l * B_KSTEP, bj, bt] = rb[l]
+            cuda.syncthreads()
+        if it < nslices:
+            kt = kbeg + it * TK
+            kr = kt + akk
+            abase = wgroup
+            if kr < kend:
+                abase = wgroup + tab[3 * KRS + kr]
+            for l in range(A_LOADS):
+                row = arow + l * A_ROWSTEP
+                ra[l] = 0
+                if kr < kend and c0 + row < Cg:
+                    ra[l] = w[abase + row * RS]
+            for l in range(B_LOADS):
+                kr2 = kt + bk + l * B_KSTEP
+                rb[l] = 0
+                if m < M and kr2 < kend:
+                    t = hp - tab[KRS + kr2]
+                    u = wp - tab[2 * KRS + kr2]
+                    if t >= 0 and u >= 0:
+                        # the output pixel whose tap lands here (no division when stride is 1)
+                        p = t if sh == 1 else t // sh
+                        q = u if sw == 1 else u // sw
+                        if p * sh == t and q * sw == u and p < P and q < Q:
+                            rb[l] = dy[dybase + tab[kr2] + p * Q + q]
+        if it > 0:
+            tile_fma(As, Bs, acc, tx, ty)
+            cuda.syncthreads()
     _bwd_input_epilogue(acc, tx, ty, (dx, m0, c0, M, HWp, Wp, a, b, sh, sw, W, HW, C, Cg, g, split * N * C * HW))
 
 
@@ -285,35 +291,41 @@ def _bwd_weight_gemm(dy, x, ws, geo, chunk):
     n = m // PQ
     p = (m - n * PQ) // Q
     q = m - n * PQ - p * Q
-    for kt in range(mbeg, mend, TK):
-        inside = kt + kkt < mend
-        dybase = (n * K + g * Kg + k0) * PQ + p * Q + q
-        for l in range(A_LOADS):
-            row = lrow + l * A_ROWSTEP
-            if inside and k0 + row < Kg:
-                As[kkt, li + l * A_ISTEP, lt] = dy[dybase + row * PQ]
-            else:
-                As[kkt, li + l * A_ISTEP, lt] = 0
-        for l in range(B_LOADS):
-            hit = False
-            if inside and xoff[l] >= 0:
-                hh = p * sh + roff[l]
-                ww = q * sw + soff[l]
-                if hh >= 0 and hh < H and ww >= 0 and ww < W:
-                    Bs[kkt, li + l * A_ISTEP, lt] = x[n * C * H * W + xoff[l] + hh * W + ww]
-                    hit = True
-            if not hit:
-                Bs[kkt, li + l * A_ISTEP, lt] = 0
-        cuda.syncthreads()
-        tile_fma(As, Bs, acc, tx, ty)
-        cuda.syncthreads()
-        q += TK
-        while q >= Q:
-            q -= Q
-            p += 1
-        while p >= P:
-            p -= P
-            n += 1
+    ra = cuda.local.array(A_LOADS, dtype=ws.dtype)  # next slice's loads (see _fwd_gemm)
+    rb = cuda.local.array(B_LOADS, dtype=ws.dtype)
+    nslices = (mend - mbeg + TK - 1) // TK
+    for it in range(nslices + 1):
+        if it > 0:
+            for l in range(A_LOADS):
+                As[kkt, li + l * A_ISTEP, lt] = ra[l]
+            for l in range(B_LOADS):
+                Bs[kkt, li + l * A_ISTEP, lt] = rb[l]
+            cuda.syncthreads()
+        if it < nslices:
+            inside = mbeg + it * TK + kkt < mend
+            dybase = (n * K + g * Kg + k0) * PQ + p * Q + q
+            for l in range(A_LOADS):
+                row = lrow + l * A_ROWSTEP
+                ra[l] = 0
+                if inside and k0 + row < Kg:
+                    ra[l] = dy[dybase + row * PQ]
+            for l in range(B_LOADS):
+                rb[l] = 0
+                if inside and xoff[l] >= 0:
+                    hh = p * sh + roff[l]
+                    ww = q * sw + soff[l]
+                    if hh >= 0 and hh < H and ww >= 0 and ww < W:
+                        rb[l] = x[n * C * H * W + xoff[l] + hh * W + ww]
+            q += TK
+            while q >= Q:
+                q -= Q
+                p += 1
+            while p >= P:
+                p -= P
+                n += 1
+        if it > 0:
+            tile_fma(As, Bs, acc, tx, ty)
+            cuda.syncthreads()
     _bwd_weight_epilogue(acc, tx, ty, (ws, j0, k0, Kg, CRS, (split * G + g) * Kg))
 
 
