@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from fastconv.kernels import reference as R
 
-from _numba_cuda_util import (NB, _fast_simulator, _progress, case_dtypes, close, dev, dtypes, host,  # noqa: F401
-                              requires_numba_cuda)
+from _numba_cuda_util import (NB, SIM, _fast_simulator, _progress, case_dtypes, close, dev, dtypes,  # noqa: F401
+                              host, requires_numba_cuda)
 
 pytestmark = requires_numba_cuda
 
@@ -61,6 +61,43 @@ def test_conv2d_matches_torch_and_reference(case, dtype, rng):
     close(db, tw.new_tensor(dy).sum((0, 2, 3)).numpy(), dtype)
     if has_b:
         close(db, tb.grad.numpy(), dtype)
+
+
+REAL_TILES_SCRIPT = """
+import sys
+import numpy as np
+sys.setswitchinterval(2e-4)  # simulated threads are Python threads (see _numba_cuda_util)
+from fastconv.kernels import reference as R
+from fastconv.kernels.numba_cuda import _gemm_tile as T, conv as c
+assert (T.BM, T.BN, T.TK) == (128, 128, 16), (T.BM, T.BN, T.TK)
+rng = np.random.default_rng(0)
+xs, ws, st = (1, 3, 6, 5), (5, 3, 3, 3), 2
+x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+b = rng.standard_normal(5).astype(np.float32)
+y = c.conv2d_forward(x, w, b, st, 1, 1, 1)
+dy = rng.standard_normal(y.shape).astype(np.float32)
+for got, ref in [(y, R.conv2d_forward(x, w, b, st, 1, 1, 1)),
+                 (c.conv2d_backward_input(dy, w, xs, st, 1, 1, 1), R.conv2d_backward_input(dy, w, xs, st, 1, 1, 1)),
+                 (c.conv2d_backward_weight(dy, x, ws, st, 1, 1, 1), R.conv2d_backward_weight(dy, x, ws, st, 1, 1, 1))]:
+    err = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+    assert err < 2e-6, err
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not SIM, reason="on a GPU the other conv tests run the GPU tile sizes directly")
+def test_conv2d_gpu_tile_sizes_in_simulator():
+    """The simulator tests use small tiles; this runs the GPU configuration (128 x 128 tiles,
+    8 x 8 per thread, 256 threads, TK 16) through the simulator once: forward, stride-2
+    backward_input (phases) and backward_weight."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTCONV_NUMBA_SIM_REAL_TILES="1")
+    res = subprocess.run([sys.executable, "-c", REAL_TILES_SCRIPT], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout[-2000:] + res.stderr[-3000:]
 
 
 def test_conv2d_weight_grad_is_deterministic(rng):

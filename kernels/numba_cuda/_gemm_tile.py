@@ -6,7 +6,7 @@ so the shared-memory reads of a warp are broadcasts (A) or consecutive words
 (B): no bank conflicts.  The reduction is staged in TK-deep slices.
 
 On a GPU: 256 threads, 128 x 128 tiles, 8 x 8 register block per thread,
-TK = 8 (two 8 x 8 x 17 float tiles: 8.7 KB of shared memory per block in float32).
+TK = 16 (two 16 x 8 x 17 float tiles: 17 KB of shared memory per block in float32).
 The simulator runs every thread as a Python thread, so there the same code
 runs with 8 x 8 tiles and 16 threads (FASTCONV_NUMBA_SIM_REAL_TILES=1 keeps
 the GPU sizes; slow).
@@ -40,7 +40,8 @@ A_LOADS = TK * BM // NT  # elements of the A tile each thread loads per slice
 B_LOADS = TK * BN // NT
 A_ROWSTEP = NT // TK  # rows between one thread's A loads (k-fast mapping)
 B_KSTEP = NT // BN  # reduction rows between one thread's B loads (column-fast mapping)
-# ~2 resident blocks per SM on an H100/H200 (132 SMs): split-K aims for this many blocks
+# split-K aims for this many blocks: 2 waves of the one resident block per SM
+# (float32 needs 180-240 registers a thread) on an H100 / H200 (132 SMs)
 TARGET_BLOCKS = 4 if SMALL else 264
 MIN_SPLIT_TILES = 8  # a split-K slice covers at least this many TK slices
 assert NT % TK == 0 and NT % BN == 0 and (TK * BM) % NT == 0 and (TK * BN) % NT == 0
