@@ -41,6 +41,11 @@ CONV_CASES = [
     (1, 3, 10, 11, 4, 3, 2, 3, (2, 1), (1, 2), 1),  # stride 3, dilation: uneven phase tap counts
     (2, 8, 9, 9, 8, 3, 3, 2, 1, 1, 2),         # grouped, stride 2, odd size
     (1, 4, 5, 6, 4, 2, 2, (1, 3), (0, 1), 1, 1),  # stride > kernel along W
+    (1, 2, 40, 70, 2, 3, 3, 1, 1, 1, 2),       # depthwise tiled: 2 x 3 output tiles, ragged edges
+    (2, 3, 37, 35, 3, 5, 5, 2, 2, 1, 3),       # depthwise tiled 5x5, stride 2
+    (1, 2, 8, 9, 4, 5, 5, 1, 1, 1, 2),         # depthwise 5x5, multiplier 2, padding < KS-1-p
+    (1, 4, 9, 9, 4, 3, 3, 1, 2, 2, 4),         # depthwise dilation 2: direct forward, tiled weight grad
+    (2, 3, 6, 7, 3, 3, 1, 1, (1, 0), 1, 3),    # depthwise non-square filter: direct kernels
 ]
 
 

@@ -48,11 +48,32 @@ def kernel_names():
                 out.append(("conv.cu", "conv_gemm<%s,%d,%d,%d,%d,%d>" % ((t,) + cfg + (mode,)), False))
         out += [("conv.cu", f"sum_splits<{t}>", False), ("conv.cu", f"bias_grad<{t}>", False)]
         out += [("conv_dw.cu", f"{k}<{t}>", False) for k in ("dw_fwd", "dw_bwd_input", "dw_bwd_weight")]
+        out += [("conv_dw.cu", f"dw_fwd_tile<{t},{ks},{st}>", False) for ks in _DW_KS for st in (1, 2)]
+        out += [("conv_dw.cu", f"dw_bwd_weight_tile<{t},{ks}>", False) for ks in _DW_KS]
     out.append(("conv_tf32.cu", "conv_fwd_tf32", True))
     return out
 
 
 _TAPS = {}
+_DW_KS = (3, 5)  # square depthwise filter sizes with tiled kernels
+_DW_TILE = 32    # output tile edge of dw_fwd_tile
+
+
+def _dw_tiled_fwd(x, w, b, y, C, H, W, K, P, Q, st, pad, flip, act):
+    """Launch dw_fwd_tile when it applies (square 3x3/5x5 filter, dilation 1 and stride
+    1 or 2 checked by the caller); False when the grid limits rule it out."""
+    N, KS = x.shape[0], w.shape[2]
+    tiles = -(-P // _DW_TILE) * -(-Q // _DW_TILE)
+    if N * K > _INT_MAX or tiles > 65535 or P * Q > _INT_MAX:
+        return False
+    fn = M.function("conv_dw.cu", f"dw_fwd_tile<{M.ctype(x.dtype)},{KS},{st}>")
+    args = (x, w, M.ptr_or_null(b), y) + tuple(M.i32(v) for v in (C, H, W, K, P, Q, pad[0], pad[1], flip)) + (act,)
+    M.launch(fn, (N * K, tiles), M.THREADS, args)
+    return True
+
+
+def _dw_square(w_shape, dilation):
+    return w_shape[2] == w_shape[3] and w_shape[2] in _DW_KS and tuple(dilation) == (1, 1)
 
 
 def _tap_table(Cg, R, S, H, W, dh, dw):
@@ -145,6 +166,9 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, activation=None):
     geo = _geo_args(x.shape, w.shape, stride, padding, dilation, groups, (P, Q))
     bias = M.ptr_or_null(b)
     if _depthwise(x.shape, w.shape, groups):
+        if (_dw_square(w.shape, dilation) and stride[0] == stride[1] and stride[0] in (1, 2)
+                and _dw_tiled_fwd(x, w, b, y, Cc, x.shape[2], x.shape[3], K, P, Q, stride[0], padding, 0, act)):
+            return y
         fn = M.function("conv_dw.cu", f"dw_fwd<{M.ctype(x.dtype)}>")
         M.launch(fn, M.blocks_for(y.size), M.THREADS, (x, w, bias, y) + geo + (act,))
         return y
@@ -187,6 +211,12 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
     P, Q = out_shape[2], out_shape[3]
     geo = _geo_args(x_shape, w.shape, stride, padding, dilation, groups, (P, Q))
     if _depthwise(x_shape, w.shape, groups):
+        KS = w.shape[2]
+        # stride 1, multiplier 1: dx = dy correlated with the flipped filter, padding KS-1-p
+        if (_dw_square(w.shape, dilation) and tuple(stride) == (1, 1) and w.shape[0] == Cc
+                and _dw_tiled_fwd(dy, w, None, dx, Cc, P, Q, Cc, H, W, 1,
+                                  (KS - 1 - padding[0], KS - 1 - padding[1]), 1, M.i32(0))):
+            return dx
         fn = M.function("conv_dw.cu", f"dw_bwd_input<{M.ctype(dy.dtype)}>")
         M.launch(fn, M.blocks_for(dx.size), M.THREADS, (dy, w, dx) + geo)
         return dx
@@ -229,6 +259,19 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
     P, Q = out_shape[2], out_shape[3]
     geo = _geo_args(x.shape, w_shape, stride, padding, dilation, groups, (P, Q))
     if _depthwise(x.shape, w_shape, groups):
+        KS, K = w_shape[2], w_shape[0]
+        if w_shape[2] == w_shape[3] and KS in _DW_KS and K <= 65535 and P * Q <= _INT_MAX:
+            # all KS*KS taps of a filter per block, images split over blocks, fixed-order sums
+            splits = max(1, min(N, -(-4 * M.sm_count() // K), 65535))
+            nper = -(-N // splits)
+            splits = -(-N // nper)
+            target = dw if splits == 1 else cupy.empty((splits,) + tuple(w_shape), dtype=x.dtype)
+            fn = M.function("conv_dw.cu", f"dw_bwd_weight_tile<{M.ctype(x.dtype)},{KS}>")
+            M.launch(fn, (K, splits), 256, (dy, x, target) + geo[0:5] + geo[7:15] + (M.i32(nper),))
+            if splits > 1:
+                fn = M.function("conv.cu", f"sum_splits<{M.ctype(x.dtype)}>")
+                M.launch(fn, M.blocks_for(dw.size), M.THREADS, (target, dw, M.i64(dw.size), M.i32(splits)))
+            return dw
         fn = M.function("conv_dw.cu", f"dw_bwd_weight<{M.ctype(x.dtype)}>")
         M.launch(fn, dw.size, 256, (dy, x, dw) + geo)
         return dw
