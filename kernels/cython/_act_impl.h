@@ -30,6 +30,8 @@ FC_CLONES static void NAME(const T *restrict dy, const T *restrict u, T *restric
 #define FC_SQRT_2_PI 0.79788456080286535588
 
 #define FC_ACTS(T, SFX, EXP, TANH, ERF)                                                          \
+FC_UNARY(fc_relu_fwd_##SFX, T, v < 0 ? 0 : v)                                                     \
+FC_BINARY(fc_relu_bwd_##SFX, T, v <= 0 ? 0 : g)                                                   \
 FC_UNARY(fc_leaky_fwd_##SFX, T, v < 0 ? v * a : v)                                                \
 FC_BINARY(fc_leaky_bwd_##SFX, T, v > 0 ? g : g * a)                                               \
 FC_UNARY(fc_sigmoid_fwd_##SFX, T, v >= 0 ? 1 / (1 + EXP(-v)) : EXP(v) / (1 + EXP(v)))            \

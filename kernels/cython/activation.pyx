@@ -25,6 +25,10 @@ ctypedef void (*bin_f)(const float*, const float*, float*, Py_ssize_t, float, in
 ctypedef void (*bin_d)(const double*, const double*, double*, Py_ssize_t, double, int) noexcept nogil
 
 cdef extern from "_act_impl.h" nogil:
+    void fc_relu_fwd_f32(const float*, float*, Py_ssize_t, float, int)
+    void fc_relu_fwd_f64(const double*, double*, Py_ssize_t, double, int)
+    void fc_relu_bwd_f32(const float*, const float*, float*, Py_ssize_t, float, int)
+    void fc_relu_bwd_f64(const double*, const double*, double*, Py_ssize_t, double, int)
     void fc_leaky_fwd_f32(const float*, float*, Py_ssize_t, float, int)
     void fc_leaky_fwd_f64(const double*, double*, Py_ssize_t, double, int)
     void fc_leaky_bwd_f32(const float*, const float*, float*, Py_ssize_t, float, int)
@@ -90,48 +94,18 @@ cdef object _binary(str op, dy, u, str u_name, bin_f f32, bin_d f64, double a):
     return dx
 
 
-# ---- relu (Cython prange: the worked example of the compiled path) ------------------------------
-
-cdef void _relu_fwd(real[::1] x, real[::1] y, int nt) noexcept nogil:
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef real v
-    for i in prange(n, num_threads=nt, schedule="static"):
-        v = x[i]
-        y[i] = 0 if v < 0 else v  # NaN < 0 is false: NaN passes through
-
-
-cdef void _relu_bwd(real[::1] dy, real[::1] y, real[::1] dx, int nt) noexcept nogil:
-    cdef Py_ssize_t i, n = dy.shape[0]
-    for i in prange(n, num_threads=nt, schedule="static"):
-        dx[i] = 0 if y[i] <= 0 else dy[i]  # NaN keeps its gradient, as in PyTorch
-
+# ---- relu ---------------------------------------------------------------------------------------
+# Branch-free select in a SIMD loop: a prange loop with `0 if y <= 0 else dy` compiled to a
+# branch that mispredicts on random signs (8 ms vs 0.3 ms for 8x64x56x56 on one core).
 
 def relu_forward(x):
     """y = max(x, 0); NaN passes through."""
-    x = C.array("relu_forward", "x", x, device="cpu")
-    y = np.empty_like(x)
-    nt = num_threads(x.size, GRAIN)
-    if x.dtype == np.float32:
-        _relu_fwd[float](x.reshape(-1), y.reshape(-1), nt)
-    else:
-        _relu_fwd[double](x.reshape(-1), y.reshape(-1), nt)
-    return y
+    return _unary("relu_forward", x, fc_relu_fwd_f32, fc_relu_fwd_f64, 0)
 
 
 def relu_backward(dy, y):
-    """dx = 0 where y <= 0 (the forward output), else dy."""
-    op = "relu_backward"
-    dy = C.array(op, "dy", dy, device="cpu")
-    y = C.array(op, "y", y, device="cpu")
-    C.same_shape(op, "dy", dy, "y", y)
-    C.same_dtype(op, dy=dy, y=y)
-    dx = np.empty_like(dy)
-    nt = num_threads(dy.size, GRAIN)
-    if dy.dtype == np.float32:
-        _relu_bwd[float](dy.reshape(-1), y.reshape(-1), dx.reshape(-1), nt)
-    else:
-        _relu_bwd[double](dy.reshape(-1), y.reshape(-1), dx.reshape(-1), nt)
-    return dx
+    """dx = 0 where y <= 0 (the forward output), else dy (NaN keeps its gradient, as in PyTorch)."""
+    return _binary("relu_backward", dy, y, "y", fc_relu_bwd_f32, fc_relu_bwd_f64, 0)
 
 
 # ---- element-wise ---------------------------------------------------------------------------
