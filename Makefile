@@ -25,7 +25,6 @@ build: $(STAMP)
 
 run: build
 	$(BIN)/fastconv demo
-	$(BIN)/fastconv bench --quick --hide-na -q
 
 test: build
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
