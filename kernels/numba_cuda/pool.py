@@ -49,12 +49,17 @@ def _max_fwd(x, y, arg, geo, ninf):
                 w0 += dw
             best = ninf
             bidx = h0 * W + w0  # PyTorch: the first in-bounds tap when nothing beats -inf
-            for hh in range(h0, hend, dh):
-                for ww in range(w0, wend, dw):
+            # while loops: a range with a run-time step costs an integer division
+            hh = h0
+            while hh < hend:
+                ww = w0
+                while ww < wend:
                     v = x[xb + hh * W + ww]
                     if v > best or v != v:  # first max wins; NaN wins (like PyTorch)
                         best = v
                         bidx = hh * W + ww
+                    ww += dw
+                hh += dh
             y[i] = best
             arg[i] = bidx
 
