@@ -46,6 +46,7 @@ CONV_CASES = [
     (1, 2, 8, 9, 4, 5, 5, 1, 1, 1, 2),         # depthwise 5x5, multiplier 2, padding < KS-1-p
     (1, 4, 9, 9, 4, 3, 3, 1, 2, 2, 4),         # depthwise dilation 2: direct forward, tiled weight grad
     (2, 3, 6, 7, 3, 3, 1, 1, (1, 0), 1, 3),    # depthwise non-square filter: direct kernels
+    (2, 40, 6, 6, 48, 3, 3, 1, 1, 1, 1),       # 33..64 GEMM rows: the 64x64 tile configuration
 ]
 
 

@@ -149,6 +149,8 @@ __global__ void __launch_bounds__(256) bias_grad(const T* __restrict__ dy, T* __
 INST(float, 128, 128, 8, 8, 0) INST(float, 128, 128, 8, 8, 1) INST(float, 128, 128, 8, 8, 2)
 INST(float, 64, 64, 4, 4, 0) INST(float, 64, 64, 4, 4, 1) INST(float, 64, 64, 4, 4, 2)
 INST(double, 64, 64, 4, 4, 0) INST(double, 64, 64, 4, 4, 1) INST(double, 64, 64, 4, 4, 2)
+INST(float, 32, 128, 4, 4, 0) INST(float, 32, 128, 4, 4, 1) INST(float, 32, 128, 4, 4, 2)
+INST(double, 32, 128, 4, 4, 0) INST(double, 32, 128, 4, 4, 1) INST(double, 32, 128, 4, 4, 2)
 template __global__ void sum_splits<float>(const float*, float*, long long, int);
 template __global__ void sum_splits<double>(const double*, double*, long long, int);
 template __global__ void bias_grad<float>(const float*, float*, int, int, long long);

@@ -19,6 +19,7 @@ __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", 
 _BK = 8
 _CFG_BIG = (128, 128, 8, 8)
 _CFG_SMALL = (64, 64, 4, 4)
+_CFG_M32 = (32, 128, 4, 4)  # GEMMs with <= 32 rows (LeNet-sized layers): a 64-row tile would idle half or more
 _INT_MAX = 2**31 - 1
 # The TF32 WMMA kernel (conv_tf32.cu) measured SLOWER than the FP32 SIMT kernel on an
 # H200 (ResNet res3 3x3 forward 0.782 vs 0.738 ms; cuDNN TF32 0.139 ms): its tile
@@ -42,7 +43,7 @@ def kernel_names():
     """Every (file, name expression, wmma) this module may compile (for the compile test)."""
     out = []
     for t in ("float", "double"):
-        cfgs = (_CFG_BIG, _CFG_SMALL) if t == "float" else (_CFG_SMALL,)
+        cfgs = (_CFG_BIG, _CFG_SMALL, _CFG_M32) if t == "float" else (_CFG_SMALL, _CFG_M32)
         for cfg in cfgs:
             for mode in (0, 1, 2):
                 out.append(("conv.cu", "conv_gemm<%s,%d,%d,%d,%d,%d>" % ((t,) + cfg + (mode,)), False))
@@ -115,10 +116,15 @@ def _phase_table(Kg, Cg, R, S, P, Q, sh, sw, ph, pw, dh, dw, a, b):
     return hit
 
 
-def _pick(dtype, m_dim, n_dim, groups):
-    """Tile configuration for a GEMM of m_dim x n_dim per group."""
+def _pick(dtype, m_dim, n_dim, groups, split=False):
+    """Tile configuration for a GEMM of m_dim x n_dim per group.  ``split``: the reduction
+    is split over blocks (backward-weight), so big tiles never starve the grid."""
+    if m_dim <= 32:
+        return _CFG_M32
     if dtype != cupy.float32 or m_dim <= 64:
         return _CFG_SMALL
+    if split:
+        return _CFG_BIG if n_dim > 64 else _CFG_SMALL
     blocks = -(-m_dim // 128) * -(-n_dim // 128) * groups
     return _CFG_BIG if blocks >= M.sm_count() else _CFG_SMALL
 
@@ -278,7 +284,7 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
     K = w_shape[0]
     Kg, CRS, NPQ = K // groups, w_shape[1] * w_shape[2] * w_shape[3], N * P * Q
     _check_int_range(op, NPQ, CRS, x.size // N, dy.size // N)
-    cfg = _pick(x.dtype, Kg, CRS, groups)
+    cfg = _pick(x.dtype, Kg, CRS, groups, split=True)
     base = -(-Kg // cfg[0]) * -(-CRS // cfg[1]) * groups
     splits = max(1, min(-(-2 * M.sm_count() // base), -(-NPQ // (32 * _BK)), 65535 // groups))
     per_split = K * CRS * x.dtype.itemsize
