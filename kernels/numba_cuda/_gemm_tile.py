@@ -19,6 +19,8 @@ memory);
 tests/_numba_cuda_ptx.py checks there is no local memory and no register
 spill (ptxas -v).
 """
+from numba import cuda
+
 from ._launch import SIM, SMALL, jit
 
 __all__ = []  # helpers only; conv.py exposes the public functions
@@ -88,3 +90,58 @@ def make_epilogue(store):
     exec(compile("\n".join(lines) + "\n", "<fastconv numba epilogue>", "exec"), ns)
     return jit(ns["epilogue"], device=True, cache=False)
 
+
+# ------------------------------------------- conv GEMM epilogues and split-K sum
+
+
+@jit(device=True)
+def _fwd_store(p, row, col, v):
+    y, b, m0, k0, M, PQ, K, Kg, g, ysplit, add_bias = p
+    mm = m0 + col
+    k = k0 + row
+    if mm < M and k < Kg:
+        nn = mm // PQ  # the same for every row of a column: CSE'd after inlining
+        kg = g * Kg + k
+        if add_bias:
+            v += b[kg]
+        y[ysplit + (nn * K + kg) * PQ + (mm - nn * PQ)] = v
+
+
+@jit(device=True)
+def _bwd_input_store(p, row, col, v):
+    dx, m0, c0, M, HWp, Wp, a, b, sh, sw, W, HW, C, Cg, g, xsplit = p
+    mm = m0 + col
+    c = c0 + row
+    if mm < M and c < Cg:
+        nn = mm // HWp
+        r = mm - nn * HWp
+        hq = r // Wp
+        dx[xsplit + (nn * C + g * Cg + c) * HW + (a + sh * hq) * W + b + sw * (r - hq * Wp)] = v
+
+
+@jit(device=True)
+def _bwd_weight_store(p, row, col, v):
+    ws, j0, k0, Kg, CRS, obase = p
+    k = k0 + row
+    c = j0 + col
+    if k < Kg and c < CRS:
+        ws[(obase + k) * CRS + c] = v
+
+
+_fwd_epilogue = make_epilogue(_fwd_store)
+_bwd_input_epilogue = make_epilogue(_bwd_input_store)
+_bwd_weight_epilogue = make_epilogue(_bwd_weight_store)
+
+
+@jit
+def _sum_splits(ws, out, splits):
+    """out[i] = sum over splits of ws[split, i], in split order (deterministic)."""
+    total = out.size
+    i = cuda.grid(1)
+    step = cuda.gridsize(1)
+    while i < total:
+        v = ws[i]
+        for sp in range(1, splits):
+            v += ws[sp * total + i]
+        out[i] = v
+        i += step

@@ -29,51 +29,13 @@ from .. import _checks as C
 from ..reference.conv import _check_dy, _shape4
 from ._conv_direct import _bias_grad, _dw_bwd_input, _dw_bwd_weight, _dw_fwd
 from ._gemm_tile import (A_LOADS, A_ROWSTEP, B_KSTEP, B_LOADS, BM, BN, BT, GEMM_JIT, MIN_SPLIT_TILES, SHAPE_A,
-                         SHAPE_B, TARGET_BLOCKS, TK, TM, TN, make_epilogue, tile_fma, zero_acc)
+                         SHAPE_B, TARGET_BLOCKS, TK, TM, TN, _bwd_input_epilogue, _bwd_weight_epilogue, _fwd_epilogue,
+                         _sum_splits, tile_fma, zero_acc)
 
 A_ISTEP = A_ROWSTEP // BT  # tile-row groups between one thread's A loads
 from ._launch import DEVICE, THREADS, Launch, blocks, cdiv, grid2, jit
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
-
-@jit(device=True)
-def _fwd_store(p, row, col, v):
-    y, b, m0, k0, M, PQ, K, Kg, g, ysplit, add_bias = p
-    mm = m0 + col
-    k = k0 + row
-    if mm < M and k < Kg:
-        nn = mm // PQ  # the same for every row of a column: CSE'd after inlining
-        kg = g * Kg + k
-        if add_bias:
-            v += b[kg]
-        y[ysplit + (nn * K + kg) * PQ + (mm - nn * PQ)] = v
-
-
-@jit(device=True)
-def _bwd_input_store(p, row, col, v):
-    dx, m0, c0, M, HWp, Wp, a, b, sh, sw, W, HW, C, Cg, g, xsplit = p
-    mm = m0 + col
-    c = c0 + row
-    if mm < M and c < Cg:
-        nn = mm // HWp
-        r = mm - nn * HWp
-        hq = r // Wp
-        dx[xsplit + (nn * C + g * Cg + c) * HW + (a + sh * hq) * W + b + sw * (r - hq * Wp)] = v
-
-
-@jit(device=True)
-def _bwd_weight_store(p, row, col, v):
-    ws, j0, k0, Kg, CRS, obase = p
-    k = k0 + row
-    c = j0 + col
-    if k < Kg and c < CRS:
-        ws[(obase + k) * CRS + c] = v
-
-
-_fwd_epilogue = make_epilogue(_fwd_store)
-_bwd_input_epilogue = make_epilogue(_bwd_input_store)
-_bwd_weight_epilogue = make_epilogue(_bwd_weight_store)
-
 
 @jit(**GEMM_JIT)
 def _fwd_gemm(x, w, b, y, geo, tab, chunk):
@@ -328,20 +290,6 @@ def _bwd_weight_gemm(dy, x, ws, geo, chunk):
             tile_fma(As, Bs, acc, tx, ty)
             cuda.syncthreads()
     _bwd_weight_epilogue(acc, tx, ty, (ws, j0, k0, Kg, CRS, (split * G + g) * Kg))
-
-
-@jit
-def _sum_splits(ws, out, splits):
-    """out[i] = sum over splits of ws[split, i], in split order (deterministic)."""
-    total = out.size
-    i = cuda.grid(1)
-    step = cuda.gridsize(1)
-    while i < total:
-        v = ws[i]
-        for sp in range(1, splits):
-            v += ws[sp * total + i]
-        out[i] = v
-        i += step
 
 
 # ------------------------------------------------------------------- wrappers
