@@ -42,12 +42,7 @@ def array(op, name, a, ndim=None, min_ndim=None, dtypes=FLOAT_DTYPES, allow_none
         raise TypeError(f"{op}: argument '{name}' is required, got None")
     if not _is_array(a):
         raise TypeError(f"{op}: argument '{name}' must be a NumPy or CuPy array, got {type(a).__name__}")
-    if device is not None:
-        on_gpu = _xp(a) is not np
-        if device == "cpu" and on_gpu:
-            raise TypeError(f"{op}: argument '{name}' is a CuPy (GPU) array; this CPU kernel needs a NumPy array")
-        if device == "cuda" and not on_gpu:
-            raise TypeError(f"{op}: argument '{name}' is a {type(a).__name__}; this GPU kernel needs a CuPy array")
+    _device(op, name, a, device)
     if dtypes is not None and a.dtype not in dtypes:
         allowed = ", ".join(str(d) for d in dtypes)
         raise TypeError(f"{op}: argument '{name}' has dtype {a.dtype}; expected one of {allowed}")
@@ -61,16 +56,27 @@ def array(op, name, a, ndim=None, min_ndim=None, dtypes=FLOAT_DTYPES, allow_none
     return contiguous(a)
 
 
+def _device(op, name, a, device):
+    if device is None:
+        return
+    on_gpu = _xp(a) is not np
+    if device == "cpu" and on_gpu:
+        raise TypeError(f"{op}: argument '{name}' is a CuPy (GPU) array; this CPU kernel needs a NumPy array")
+    if device == "cuda" and not on_gpu:
+        raise TypeError(f"{op}: argument '{name}' is a {type(a).__name__}; this GPU kernel needs a CuPy array")
+
+
 def contiguous(a):
     if a is None or a.flags.c_contiguous:
         return a
     return _xp(a).ascontiguousarray(a)
 
 
-def inplace(op, name, a, like=None):
-    """Validate an array the kernel writes in place (never copied)."""
+def inplace(op, name, a, like=None, device=None):
+    """Validate an array the kernel writes in place (never copied); ``device`` as in ``array``."""
     if not _is_array(a):
         raise TypeError(f"{op}: argument '{name}' must be a NumPy or CuPy array, got {type(a).__name__}")
+    _device(op, name, a, device)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: argument '{name}' has dtype {a.dtype}; expected float32 or float64")
     if not a.flags.c_contiguous:

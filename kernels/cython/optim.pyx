@@ -9,7 +9,7 @@ in ``_optim_impl.h`` (restrict pointers, ``omp parallel for simd``).
 import numpy as np
 cimport numpy as cnp
 
-from .. import _checks as C
+from ..reference import optim as R
 from ._threads import num_threads
 
 __all__ = ["sgd_step", "adagrad_step", "adam_step"]
@@ -32,33 +32,13 @@ cdef inline void* _ptr(cnp.ndarray a):
     return cnp.PyArray_DATA(a)
 
 
-def _common(op, param, grad):
-    param = C.inplace(op, "param", param)
-    if type(param) is not np.ndarray:
-        raise TypeError(f"{op}: argument 'param' must be a NumPy array for the CPU kernel, got {type(param).__name__}")
-    grad = C.array(op, "grad", grad, device="cpu")
-    C.same_shape(op, "param", param, "grad", grad)
-    C.same_dtype(op, param=param, grad=grad)
-    return param, grad
-
-
 def sgd_step(param, grad, momentum_buf, lr, momentum, dampening, weight_decay, nesterov, first_step):
     """SGD with optional momentum / Nesterov / weight decay, in place (torch.optim.SGD's rule:
     the momentum buffer is set to the gradient on the first step)."""
-    op = "sgd_step"
-    param, grad = _common(op, param, grad)
-    lr = C.number(op, "lr", lr, minimum=0)
-    momentum = C.number(op, "momentum", momentum, minimum=0)
-    dampening = C.number(op, "dampening", dampening)
-    weight_decay = C.number(op, "weight_decay", weight_decay, minimum=0)
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError(f"{op}: Nesterov momentum requires momentum > 0 and dampening == 0")
+    param, grad, momentum_buf, lr, momentum, dampening, weight_decay, nesterov, first_step = R.check_sgd(
+        param, grad, momentum_buf, lr, momentum, dampening, weight_decay, nesterov, first_step, device="cpu")
     cdef int has_buf = momentum != 0
-    if has_buf:
-        if momentum_buf is None:
-            raise ValueError(f"{op}: momentum={momentum} needs a 'momentum_buf' array")
-        momentum_buf = C.inplace(op, "momentum_buf", momentum_buf, like=param)
-    else:
+    if not has_buf:
         momentum_buf = param  # unused by the kernel
     cdef Py_ssize_t n = param.size
     cdef int nt = num_threads(n, GRAIN), nest = bool(nesterov), first = bool(first_step)
@@ -78,14 +58,8 @@ def sgd_step(param, grad, momentum_buf, lr, momentum, dampening, weight_decay, n
 
 def adagrad_step(param, grad, state_sum, step, lr, lr_decay, weight_decay, eps):
     """Adagrad in place (torch.optim.Adagrad's rule); ``step`` is 1-based."""
-    op = "adagrad_step"
-    param, grad = _common(op, param, grad)
-    state_sum = C.inplace(op, "state_sum", state_sum, like=param)
-    step = C.integer(op, "step", step, minimum=1)
-    lr = C.number(op, "lr", lr, minimum=0)
-    lr_decay = C.number(op, "lr_decay", lr_decay, minimum=0)
-    weight_decay = C.number(op, "weight_decay", weight_decay, minimum=0)
-    eps = C.number(op, "eps", eps, minimum=0)
+    param, grad, state_sum, step, lr, lr_decay, weight_decay, eps = R.check_adagrad(
+        param, grad, state_sum, step, lr, lr_decay, weight_decay, eps, device="cpu")
     cdef double clr = lr / (1 + (step - 1) * lr_decay)
     cdef Py_ssize_t n = param.size
     cdef int nt = num_threads(n, GRAIN)
@@ -103,16 +77,8 @@ def adagrad_step(param, grad, state_sum, step, lr, lr_decay, weight_decay, eps):
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     """Adam (decoupled=False) or AdamW (decoupled=True) in place; ``step`` is 1-based."""
-    op = "adam_step"
-    param, grad = _common(op, param, grad)
-    exp_avg = C.inplace(op, "exp_avg", exp_avg, like=param)
-    exp_avg_sq = C.inplace(op, "exp_avg_sq", exp_avg_sq, like=param)
-    step = C.integer(op, "step", step, minimum=1)
-    lr = C.number(op, "lr", lr, minimum=0)
-    beta1 = C.number(op, "beta1", beta1, minimum=0, maximum=1, max_inclusive=False)
-    beta2 = C.number(op, "beta2", beta2, minimum=0, maximum=1, max_inclusive=False)
-    eps = C.number(op, "eps", eps, minimum=0)
-    weight_decay = C.number(op, "weight_decay", weight_decay, minimum=0)
+    param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled = R.check_adam(
+        param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled, device="cpu")
     cdef double step_size = lr / (1 - beta1 ** step)
     cdef double inv_bc2_sqrt = 1.0 / (1 - beta2 ** step) ** 0.5
     cdef double decay = 1 - lr * weight_decay if decoupled else 1.0

@@ -11,25 +11,10 @@ import math
 
 from numba import cuda
 
-from .. import _checks as C
-from ..reference.optim import _flag
+from ..reference import optim as R
 from ._launch import DEVICE, THREADS, Launch, blocks, jit
 
 __all__ = ["sgd_step", "adagrad_step", "adam_step"]
-
-
-def _validate(op, param, grad, **buffers):
-    param = C.inplace(op, "param", param)
-    grad = C.array(op, "grad", grad, device=DEVICE)
-    C.same_shape(op, "grad", grad, "param", param)
-    C.same_dtype(op, param=param, grad=grad)
-    for name, buf in buffers.items():
-        if buf is not None:
-            C.inplace(op, name, buf, like=param)
-    C.same_device(op, param=param, grad=grad, **buffers)
-    if DEVICE is not None:  # 'param' is only checked by C.inplace, which accepts any array
-        C.array(op, "param", param, device=DEVICE)
-    return param, grad
 
 
 @jit
@@ -96,20 +81,9 @@ def _adam(param, grad, m, v, k, decoupled, lerp_low):
 
 def sgd_step(param, grad, momentum_buf, lr, momentum, dampening, weight_decay, nesterov, first_step):
     """SGD with optional momentum / dampening / Nesterov / weight decay (torch.optim.SGD)."""
-    op = "sgd_step"
-    lr = C.number(op, "lr", lr, minimum=0)
-    momentum = C.number(op, "momentum", momentum, minimum=0)
-    dampening = C.number(op, "dampening", dampening)
-    weight_decay = C.number(op, "weight_decay", weight_decay, minimum=0)
-    nesterov = _flag(op, "nesterov", nesterov)
-    first_step = _flag(op, "first_step", first_step)
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError(f"{op}: Nesterov momentum requires momentum > 0 and dampening = 0 "
-                         f"(got momentum={momentum}, dampening={dampening})")
-    if momentum != 0 and momentum_buf is None:
-        raise ValueError(f"{op}: argument 'momentum_buf' is required when momentum != 0")
+    param, grad, momentum_buf, lr, momentum, dampening, weight_decay, nesterov, first_step = R.check_sgd(
+        param, grad, momentum_buf, lr, momentum, dampening, weight_decay, nesterov, first_step, device=DEVICE)
     use_m = momentum != 0
-    param, grad = _validate(op, param, grad, momentum_buf=momentum_buf if use_m else None)
     if param.size == 0:
         return None
     t = param.dtype.type
@@ -125,13 +99,8 @@ def sgd_step(param, grad, momentum_buf, lr, momentum, dampening, weight_decay, n
 
 def adagrad_step(param, grad, state_sum, step, lr, lr_decay, weight_decay, eps):
     """Adagrad (torch.optim.Adagrad); ``step`` is 1-based."""
-    op = "adagrad_step"
-    step = C.integer(op, "step", step, minimum=1)
-    lr = C.number(op, "lr", lr, minimum=0)
-    lr_decay = C.number(op, "lr_decay", lr_decay, minimum=0)
-    weight_decay = C.number(op, "weight_decay", weight_decay, minimum=0)
-    eps = C.number(op, "eps", eps, minimum=0)
-    param, grad = _validate(op, param, grad, state_sum=state_sum)
+    param, grad, state_sum, step, lr, lr_decay, weight_decay, eps = R.check_adagrad(
+        param, grad, state_sum, step, lr, lr_decay, weight_decay, eps, device=DEVICE)
     if param.size == 0:
         return None
     t = param.dtype.type
@@ -145,15 +114,8 @@ def adagrad_step(param, grad, state_sum, step, lr, lr_decay, weight_decay, eps):
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     """Adam, or AdamW when ``decoupled``; ``step`` is 1-based."""
-    op = "adam_step"
-    step = C.integer(op, "step", step, minimum=1)
-    lr = C.number(op, "lr", lr, minimum=0)
-    beta1 = C.number(op, "beta1", beta1, minimum=0, maximum=1, max_inclusive=False)
-    beta2 = C.number(op, "beta2", beta2, minimum=0, maximum=1, max_inclusive=False)
-    eps = C.number(op, "eps", eps, minimum=0)
-    weight_decay = C.number(op, "weight_decay", weight_decay, minimum=0)
-    decoupled = _flag(op, "decoupled", decoupled)
-    param, grad = _validate(op, param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
+    param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled = R.check_adam(
+        param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled, device=DEVICE)
     if param.size == 0:
         return None
     t = param.dtype.type
