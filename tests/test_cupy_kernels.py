@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "cupy_emu"))
 from harness import (  # noqa: E402,F401  (env is a fixture)
-    DTYPES, HAS_GPU, R, _close, _cp, _emu_skip, _ENV, _gpu, _K, _np64, _rand, env,
+    DTYPES, HAS_GPU, R, _close, _cp, _emu_skip, _ENV, _gpu, _K, _np64, _rand, env, gpu_env,
 )
 
 
@@ -35,7 +35,6 @@ CONV_CASES = [
     (2, 6, 11, 11, 6, 3, 3, 1, 1, 1, 6),       # depthwise
     (2, 4, 10, 10, 8, 3, 3, 2, 1, 1, 4),       # depthwise, multiplier 2
     (0, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1),         # empty batch
-    (4, 16, 48, 48, 192, 3, 3, 1, 1, 1, 1),    # large: 128x128 tiles (float32)
     (64, 8, 6, 6, 4, 3, 3, 1, 1, 1, 1),        # long reduction: split-K weight grad
     (2, 4, 7, 8, 6, 1, 1, 2, 0, 1, 1),         # 1x1 stride 2: backward-input phases with no taps (zeros)
     (1, 3, 10, 11, 4, 3, 2, 3, (2, 1), (1, 2), 1),  # stride 3, dilation: uneven phase tap counts
@@ -50,15 +49,15 @@ CONV_CASES = [
 ]
 
 
-@_gpu
-@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:7])) + f"_g{c[10]}")
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("bias", [True, False])
-def test_conv2d_matches_reference(case, dtype, bias, rng):
+# too large to emulate: float32 on the GPU only (test_conv2d_big_tiles_small_shapes covers
+# the same 128x128 tile path in emulation)
+CONV_CASES_GPU = [
+    (4, 16, 48, 48, 192, 3, 3, 1, 1, 1, 1),    # large: 128x128 tiles (float32)
+]
+
+
+def _check_conv(case, dtype, bias, rng):
     N, Cc, H, W, Kk, Rr, Ss, st, pad, dil, g = case
-    if Kk >= 128 and dtype == np.float64:
-        pytest.skip("large case checked in float32 only (runtime)")
-    _emu_skip(dtype, big=Kk >= 128)
     K = _K()
     cp = _cp()
     x = _rand(rng, (N, Cc, H, W), dtype)
@@ -78,6 +77,24 @@ def test_conv2d_matches_reference(case, dtype, bias, rng):
     _close(db, R.conv2d_backward_bias(_np64(dy)), dtype, what="backward_bias")
     # deterministic weight gradient: bit-identical on a second call
     assert bool(cp.all(K.conv2d_backward_weight(dy, x, w.shape, st, pad, dil, g) == dw))
+
+
+_conv_id = lambda c: "x".join(map(str, c[:7])) + f"_g{c[10]}"  # noqa: E731
+
+
+@_gpu
+@pytest.mark.parametrize("case", CONV_CASES, ids=_conv_id)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_matches_reference(case, dtype, bias, rng):
+    _check_conv(case, dtype, bias, rng)
+
+
+@pytest.mark.usefixtures("gpu_env")
+@pytest.mark.parametrize("case", CONV_CASES_GPU, ids=_conv_id)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_large_gpu(case, bias, rng):
+    _check_conv(case, np.float32, bias, rng)
 
 
 @_gpu
@@ -103,14 +120,12 @@ def test_conv2d_big_tiles_small_shapes(case, monkeypatch, rng):
     _close(dw, R.conv2d_backward_weight(_np64(dy), _np64(x), w.shape, st, pad, dil, g), dtype, what="backward_weight")
 
 
-@_gpu
-@pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[4], CONV_CASES[8]], ids=["s2", "g2d2", "big"])
+@pytest.mark.usefixtures("gpu_env")
+@pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[4], CONV_CASES_GPU[0]], ids=["s2", "g2d2", "big"])
 def test_conv2d_tf32(case, monkeypatch, rng):
     from fastconv import config
     from fastconv.kernels.cupy import conv as cupy_conv
 
-    if _ENV["mode"] == "emu":
-        pytest.skip("the WMMA (tensor core) kernel is not emulated on the CPU")
     N, Cc, H, W, Kk, Rr, Ss, st, pad, dil, g = case
     K = _K()
     x = _rand(rng, (N, Cc, H, W), np.float32)

@@ -16,13 +16,12 @@ EMU_OK, EMU_REASON = emu.available()
 _ENV = {}
 
 
-@pytest.fixture(params=[
-    pytest.param("gpu", marks=[pytest.mark.gpu,
-                               pytest.mark.skipif(not HAS_GPU, reason=f"needs a CUDA GPU with CuPy ({GPU_REASON})")]),
-    pytest.param("emu", marks=pytest.mark.skipif(not EMU_OK, reason=f"CPU emulation unavailable: {EMU_REASON}")),
-])
-def env(request, monkeypatch):
-    if request.param == "gpu":
+_GPU_PARAM = pytest.param("gpu", marks=[pytest.mark.gpu,
+                                         pytest.mark.skipif(not HAS_GPU, reason=f"needs a CUDA GPU with CuPy ({GPU_REASON})")])
+
+
+def _enter(param, monkeypatch):
+    if param == "gpu":
         from fastconv import dispatch
         import cupy
 
@@ -30,6 +29,23 @@ def env(request, monkeypatch):
     else:
         K, fake = emu.install(monkeypatch)
         _ENV.update(K=K, cp=fake, mode="emu")
+
+
+@pytest.fixture(params=[
+    _GPU_PARAM,
+    pytest.param("emu", marks=pytest.mark.skipif(not EMU_OK, reason=f"CPU emulation unavailable: {EMU_REASON}")),
+])
+def env(request, monkeypatch):
+    _enter(request.param, monkeypatch)
+    yield request.param
+    _ENV.clear()
+
+
+@pytest.fixture(params=[_GPU_PARAM])
+def gpu_env(request, monkeypatch):
+    """GPU only: shapes too large to emulate, and the WMMA kernel (no CPU emulation of
+    tensor cores).  The emulated suite covers the same code paths on small shapes."""
+    _enter(request.param, monkeypatch)
     yield request.param
     _ENV.clear()
 
@@ -46,10 +62,9 @@ def _cp():
     return _ENV["cp"]
 
 
-def _emu_skip(dtype=None, big=False):
-    """Keep the CPU emulation fast: no large shapes."""
-    if _ENV.get("mode") == "emu" and big:
-        pytest.skip("emulation runs small shapes only (the GPU run covers the rest)")
+def _emu_skip(dtype=None):
+    """No-op kept for the call sites: large shapes are parametrized as GPU-only tests
+    (the ``gpu_env`` fixture) instead of being skipped in emulation."""
 
 
 TOL = {np.float32: 3e-5, np.float64: 1e-11}
