@@ -3,12 +3,13 @@ statistics (one block per channel, fixed-order reductions: deterministic) and
 in-kernel running-stat update, layer norm (a block per row; parameter
 gradients by column in row order), dropout (counter-based hash RNG: the same
 seed gives the same mask on this backend; it differs from the reference's)."""
-import numbers
 
 import cupy
 import numpy as np
 
 from .. import _checks as C
+from ..reference import norm as R
+from ..reference.norm import _affine, _norm_shape
 from . import _module as M
 
 __all__ = [
@@ -29,16 +30,6 @@ def _fn(name, dtype):
     return M.function("norm.cu", f"{name}<{M.ctype(dtype)}>")
 
 
-def _channel_vec(op, name, a, channels, like, allow_none=True):
-    a = C.array(op, name, a, ndim=1, allow_none=allow_none, device="cuda")
-    if a is None:
-        return None
-    C.same_dtype(op, x=like, **{name: a})
-    if a.shape[0] != channels:
-        raise ValueError(f"{op}: '{name}' shape {tuple(a.shape)} does not match C={channels} of 'x' shape {tuple(like.shape)}")
-    return a
-
-
 def _layout(x):
     """(outer, C, inner) view of x (N, C, ...)."""
     inner = 1
@@ -50,20 +41,8 @@ def _layout(x):
 def batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps):
     """(y, save_mean, save_invstd); training updates running stats in place (unbiased variance)."""
     op = "batch_norm_forward"
-    x = C.array(op, "x", x, min_ndim=2, device="cuda")
-    ch = x.shape[1]
-    gamma = _channel_vec(op, "gamma", gamma, ch, x)
-    beta = _channel_vec(op, "beta", beta, ch, x)
-    for name, r in (("running_mean", running_mean), ("running_var", running_var)):
-        if r is not None:
-            C.inplace(op, name, r)
-            _channel_vec(op, name, r, ch, x)
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"{op}: argument 'training' must be a bool, got {training!r}")
-    momentum = C.number(op, "momentum", momentum, minimum=0.0, maximum=1.0)
-    eps = C.number(op, "eps", eps, minimum=0.0)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError(f"{op}: pass both 'running_mean' and 'running_var' or neither")
+    x, gamma, beta, momentum, eps = R.check_batch_norm_forward(x, gamma, beta, running_mean, running_var, training,
+                                                               momentum, eps, device="cuda")
     outer, ch, inner = _layout(x)
     count = outer * inner
     t = x.dtype
@@ -94,15 +73,9 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training, mome
 
 def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training):
     """(dx, dgamma, dbeta); dgamma and dbeta are None when gamma is None."""
-    op = "batch_norm_backward"
-    x = C.array(op, "x", x, min_ndim=2, device="cuda")
-    dy = C.array(op, "dy", dy, device="cuda")
-    C.same_shape(op, "dy", dy, "x", x)
-    C.same_dtype(op, dy=dy, x=x)
+    dy, x, gamma, mean, invstd = R.check_batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training,
+                                                             device="cuda")
     ch = x.shape[1]
-    gamma = _channel_vec(op, "gamma", gamma, ch, x)
-    mean = _channel_vec(op, "save_mean", save_mean, ch, x, allow_none=False)
-    invstd = _channel_vec(op, "save_invstd", save_invstd, ch, x, allow_none=False)
     t = x.dtype
     if x.size == 0:
         z = cupy.zeros(ch, dtype=t)
@@ -123,30 +96,6 @@ def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training):
 
 # ---- layer norm -----------------------------------------------------------------
 
-def _norm_shape(op, x, normalized_shape):
-    if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
-        normalized_shape = (int(normalized_shape),)
-    try:
-        ns = tuple(C.integer(op, "normalized_shape", s, minimum=1) for s in normalized_shape)
-    except TypeError:
-        raise TypeError(f"{op}: argument 'normalized_shape' must be an int or a tuple of ints, got {normalized_shape!r}") from None
-    if not ns:
-        raise ValueError(f"{op}: argument 'normalized_shape' is empty")
-    if x.ndim < len(ns) or tuple(x.shape[x.ndim - len(ns):]) != ns:
-        raise ValueError(f"{op}: 'x' shape {tuple(x.shape)} does not end with normalized_shape {ns}")
-    return ns
-
-
-def _affine(op, name, a, ns, x):
-    a = C.array(op, name, a, allow_none=True, device="cuda")
-    if a is None:
-        return None
-    C.same_dtype(op, x=x, **{name: a})
-    if tuple(a.shape) != ns:
-        raise ValueError(f"{op}: '{name}' shape {tuple(a.shape)} does not match normalized_shape {ns}")
-    return a
-
-
 def _rows(x, ns):
     D = int(np.prod(ns))
     return x.size // D, D
@@ -161,8 +110,8 @@ def layer_norm_forward(x, normalized_shape, gamma, beta, eps):
     op = "layer_norm_forward"
     x = C.array(op, "x", x, device="cuda")
     ns = _norm_shape(op, x, normalized_shape)
-    gamma = _affine(op, "gamma", gamma, ns, x)
-    beta = _affine(op, "beta", beta, ns, x)
+    gamma = _affine(op, "gamma", gamma, ns, x, device="cuda")
+    beta = _affine(op, "beta", beta, ns, x, device="cuda")
     eps = C.number(op, "eps", eps, minimum=0.0)
     stat_shape = x.shape[: x.ndim - len(ns)] + (1,) * len(ns)
     y = cupy.empty_like(x)
@@ -185,7 +134,7 @@ def layer_norm_backward(dy, x, normalized_shape, gamma, mean, rstd):
     C.same_shape(op, "dy", dy, "x", x)
     C.same_dtype(op, dy=dy, x=x)
     ns = _norm_shape(op, x, normalized_shape)
-    gamma = _affine(op, "gamma", gamma, ns, x)
+    gamma = _affine(op, "gamma", gamma, ns, x, device="cuda")
     stat_shape = x.shape[: x.ndim - len(ns)] + (1,) * len(ns)
     mean = C.array(op, "mean", mean, device="cuda")
     rstd = C.array(op, "rstd", rstd, device="cuda")

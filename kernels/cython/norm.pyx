@@ -33,7 +33,7 @@ from libc.math cimport sqrt
 
 from .. import _checks as C
 from libc.stdint cimport uint64_t
-from ..reference.norm import _channel_vec, _norm_shape, _affine
+from ..reference.norm import _affine, _norm_shape, check_batch_norm_backward, check_batch_norm_forward
 from ._threads import num_threads
 
 __all__ = ["batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward",
@@ -141,20 +141,9 @@ def _dims(x):
 def batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps):
     """(y, save_mean, save_invstd) for x (N, C) or (N, C, ...); see the reference for semantics."""
     op = "batch_norm_forward"
-    x = C.array(op, "x", x, min_ndim=2, device="cpu")
+    x, gamma, beta, momentum, eps = check_batch_norm_forward(x, gamma, beta, running_mean, running_var, training,
+                                                             momentum, eps, device="cpu")
     Cn = x.shape[1]
-    gamma = _channel_vec(op, "gamma", gamma, Cn, x)
-    beta = _channel_vec(op, "beta", beta, Cn, x)
-    for name, r in (("running_mean", running_mean), ("running_var", running_var)):
-        if r is not None:
-            C.inplace(op, name, r)
-            _channel_vec(op, name, r, Cn, x)
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"{op}: argument 'training' must be a bool, got {training!r}")
-    momentum = C.number(op, "momentum", momentum, minimum=0.0, maximum=1.0)
-    eps = C.number(op, "eps", eps, minimum=0.0)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError(f"{op}: pass both 'running_mean' and 'running_var' or neither")
     N, _, S = _dims(x)
     count = N * S
     dt = x.dtype
@@ -213,15 +202,9 @@ def _apply(cnp.ndarray x, cnp.ndarray y, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t
 
 def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training):
     """(dx, dgamma, dbeta); dgamma and dbeta are None when gamma is None."""
-    op = "batch_norm_backward"
-    x = C.array(op, "x", x, min_ndim=2, device="cpu")
-    dy = C.array(op, "dy", dy, min_ndim=2, device="cpu")
-    C.same_shape(op, "dy", dy, "x", x)
-    C.same_dtype(op, dy=dy, x=x)
+    dy, x, gamma, save_mean, save_invstd = check_batch_norm_backward(dy, x, gamma, save_mean, save_invstd,
+                                                                     training, device="cpu")
     Cn = x.shape[1]
-    gamma = _channel_vec(op, "gamma", gamma, Cn, x)
-    save_mean = _channel_vec(op, "save_mean", save_mean, Cn, x, allow_none=False)
-    save_invstd = _channel_vec(op, "save_invstd", save_invstd, Cn, x, allow_none=False)
     N, _, S = _dims(x)
     dt = x.dtype
     dx = np.empty_like(x)

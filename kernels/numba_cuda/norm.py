@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from .. import _checks as C
+from ..reference import norm as R
 from ._launch import DEVICE, SMALL, THREADS, Launch, block_sum, blocks, cdiv, jit
 
 __all__ = ["batch_norm_forward", "batch_norm_backward"]
@@ -155,34 +155,12 @@ def _bn_dx(dy, x, dx, mean, invstd, gamma, sum_dy, sum_dy_xhat, Cc, inner, has_g
         i += cuda.gridsize(1)
 
 
-def _channel_vec(op, name, a, Cc, like, allow_none=True):
-    a = C.array(op, name, a, ndim=1, allow_none=allow_none, device=DEVICE)
-    if a is None:
-        return None
-    C.same_device(op, x=like, **{name: a})
-    C.same_dtype(op, x=like, **{name: a})
-    if a.shape[0] != Cc:
-        raise ValueError(f"{op}: '{name}' shape {tuple(a.shape)} does not match C={Cc} of 'x' shape {tuple(like.shape)}")
-    return a
-
-
 def batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps):
     """(y, save_mean, save_invstd) for x (N, C) or (N, C, ...); running stats updated in place when training."""
     op = "batch_norm_forward"
-    x = C.array(op, "x", x, min_ndim=2, device=DEVICE)
+    x, gamma, beta, momentum, eps = R.check_batch_norm_forward(x, gamma, beta, running_mean, running_var, training,
+                                                               momentum, eps, device=DEVICE)
     Cc = x.shape[1]
-    gamma = _channel_vec(op, "gamma", gamma, Cc, x)
-    beta = _channel_vec(op, "beta", beta, Cc, x)
-    for name, r in (("running_mean", running_mean), ("running_var", running_var)):
-        if r is not None:
-            C.inplace(op, name, r)
-            _channel_vec(op, name, r, Cc, x)
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"{op}: argument 'training' must be a bool, got {training!r}")
-    momentum = C.number(op, "momentum", momentum, minimum=0.0, maximum=1.0)
-    eps = C.number(op, "eps", eps, minimum=0.0)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError(f"{op}: pass both 'running_mean' and 'running_var' or neither")
     t = x.dtype.type
     count = x.size // Cc if Cc else 0
     inner = count // x.shape[0] if x.shape[0] else 0
@@ -222,18 +200,9 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training, mome
 
 def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training):
     """(dx, dgamma, dbeta); dgamma and dbeta are None when gamma is None."""
-    op = "batch_norm_backward"
-    x = C.array(op, "x", x, min_ndim=2, device=DEVICE)
-    dy = C.array(op, "dy", dy, device=DEVICE)
-    C.same_device(op, dy=dy, x=x)
-    C.same_shape(op, "dy", dy, "x", x)
-    C.same_dtype(op, dy=dy, x=x)
+    dy, x, gamma, mean, invstd = R.check_batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training,
+                                                             device=DEVICE)
     Cc = x.shape[1]
-    gamma = _channel_vec(op, "gamma", gamma, Cc, x)
-    mean = _channel_vec(op, "save_mean", save_mean, Cc, x, allow_none=False)
-    invstd = _channel_vec(op, "save_invstd", save_invstd, Cc, x, allow_none=False)
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"{op}: argument 'training' must be a bool, got {training!r}")
     L = Launch(x)
     t = x.dtype.type
     if x.size == 0:

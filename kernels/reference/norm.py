@@ -15,8 +15,8 @@ __all__ = [
 
 # ---- batch norm -------------------------------------------------------------------
 
-def _channel_vec(op, name, a, C_, like, allow_none=True):
-    a = C.array(op, name, a, ndim=1, allow_none=allow_none)
+def _channel_vec(op, name, a, C_, like, allow_none=True, device=None):
+    a = C.array(op, name, a, ndim=1, allow_none=allow_none, device=device)
     if a is None:
         return None
     C.same_device(op, x=like, **{name: a})
@@ -35,6 +35,43 @@ def _reduce_axes(x):
     return (0,) + tuple(range(2, x.ndim))
 
 
+def check_batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, device=None):
+    """Shared argument checks of batch_norm_forward (every backend): (x, gamma, beta, momentum, eps)."""
+    op = "batch_norm_forward"
+    x = C.array(op, "x", x, min_ndim=2, device=device)
+    C_ = x.shape[1]
+    gamma = _channel_vec(op, "gamma", gamma, C_, x, device=device)
+    beta = _channel_vec(op, "beta", beta, C_, x, device=device)
+    for name, r in (("running_mean", running_mean), ("running_var", running_var)):
+        if r is not None:
+            C.inplace(op, name, r, device=device)
+            _channel_vec(op, name, r, C_, x, device=device)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"{op}: argument 'training' must be a bool, got {training!r}")
+    momentum = C.number(op, "momentum", momentum, minimum=0.0, maximum=1.0)
+    eps = C.number(op, "eps", eps, minimum=0.0)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: pass both 'running_mean' and 'running_var' or neither")
+    return x, gamma, beta, momentum, eps
+
+
+def check_batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training, device=None):
+    """Shared argument checks of batch_norm_backward: (dy, x, gamma, save_mean, save_invstd)."""
+    op = "batch_norm_backward"
+    x = C.array(op, "x", x, min_ndim=2, device=device)
+    dy = C.array(op, "dy", dy, device=device)
+    C.same_device(op, dy=dy, x=x)
+    C.same_shape(op, "dy", dy, "x", x)
+    C.same_dtype(op, dy=dy, x=x)
+    C_ = x.shape[1]
+    gamma = _channel_vec(op, "gamma", gamma, C_, x, device=device)
+    mean = _channel_vec(op, "save_mean", save_mean, C_, x, allow_none=False, device=device)
+    invstd = _channel_vec(op, "save_invstd", save_invstd, C_, x, allow_none=False, device=device)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"{op}: argument 'training' must be a bool, got {training!r}")
+    return dy, x, gamma, mean, invstd
+
+
 def batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps):
     """(y, save_mean, save_invstd) for x (N, C) or (N, C, ...).
 
@@ -43,20 +80,9 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training, mome
     with the unbiased variance, as PyTorch does.  Eval: the running stats.
     """
     op = "batch_norm_forward"
-    x = C.array(op, "x", x, min_ndim=2)
+    x, gamma, beta, momentum, eps = check_batch_norm_forward(x, gamma, beta, running_mean, running_var, training,
+                                                             momentum, eps)
     C_ = x.shape[1]
-    gamma = _channel_vec(op, "gamma", gamma, C_, x)
-    beta = _channel_vec(op, "beta", beta, C_, x)
-    for name, r in (("running_mean", running_mean), ("running_var", running_var)):
-        if r is not None:
-            C.inplace(op, name, r)
-            _channel_vec(op, name, r, C_, x)
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"{op}: argument 'training' must be a bool, got {training!r}")
-    momentum = C.number(op, "momentum", momentum, minimum=0.0, maximum=1.0)
-    eps = C.number(op, "eps", eps, minimum=0.0)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError(f"{op}: pass both 'running_mean' and 'running_var' or neither")
     xp = xp_of(x)
     dt = x.dtype.type
     axes = _reduce_axes(x)
@@ -91,16 +117,8 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training, mome
 
 def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training):
     """(dx, dgamma, dbeta); dgamma and dbeta are None when gamma is None."""
-    op = "batch_norm_backward"
-    x = C.array(op, "x", x, min_ndim=2)
-    dy = C.array(op, "dy", dy)
-    C.same_device(op, dy=dy, x=x)
-    C.same_shape(op, "dy", dy, "x", x)
-    C.same_dtype(op, dy=dy, x=x)
+    dy, x, gamma, mean, invstd = check_batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training)
     C_ = x.shape[1]
-    gamma = _channel_vec(op, "gamma", gamma, C_, x)
-    mean = _channel_vec(op, "save_mean", save_mean, C_, x, allow_none=False)
-    invstd = _channel_vec(op, "save_invstd", save_invstd, C_, x, allow_none=False)
     xp = xp_of(x)
     dt = x.dtype.type
     axes = _reduce_axes(x)
@@ -138,8 +156,8 @@ def _norm_shape(op, x, normalized_shape):
     return ns
 
 
-def _affine(op, name, a, ns, x):
-    a = C.array(op, name, a, allow_none=True)
+def _affine(op, name, a, ns, x, device=None):
+    a = C.array(op, name, a, allow_none=True, device=device)
     if a is None:
         return None
     C.same_device(op, x=x, **{name: a})
