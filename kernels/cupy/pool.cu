@@ -43,34 +43,6 @@ __global__ void maxpool_fwd(const T* __restrict__ x, T* __restrict__ y, i64* __r
     }
 }
 
-// dx[h, w] = sum of dy over the windows whose argmax is (h, w), in window order.
-template <typename T>
-__global__ void maxpool_bwd(const T* __restrict__ dy, const i64* __restrict__ arg, T* __restrict__ dx,
-                            int NC, int H, int W, int P, int Q, int kh, int kw, int sh, int sw,
-                            int ph, int pw, int dh, int dw) {
-    const i64 total = (i64)NC * H * W;
-    const bool small = fits32(total);
-    GRID_STRIDE(idx, total) {
-        int w, h;
-        i64 nc;
-        split2(idx, W, H, small, w, h, nc);
-        const int ekh = (kh - 1) * dh + 1, ekw = (kw - 1) * dw + 1;
-        const int p0 = (h + ph < ekh) ? 0 : (h + ph - ekh) / sh + 1;
-        const int p1 = min((h + ph) / sh + 1, P);
-        const int q0 = (w + pw < ekw) ? 0 : (w + pw - ekw) / sw + 1;
-        const int q1 = min((w + pw) / sw + 1, Q);
-        const i64 me = (i64)h * W + w;
-        const i64 base = nc * (i64)P * Q;
-        T s = T(0);
-        for (int p = p0; p < p1; ++p)
-            for (int q = q0; q < q1; ++q) {
-                const i64 o = base + (i64)p * Q + q;
-                if (arg[o] == me) s += dy[o];
-            }
-        dx[idx] = s;
-    }
-}
-
 // Geometry-free backward, deterministic, as a gather.  The windows are not
 // known, so their extent is taken from the argmax itself:
 // 1. bounds: per output row p the min/max input row its argmaxes hit (rlo/rhi),
@@ -79,6 +51,7 @@ __global__ void maxpool_bwd(const T* __restrict__ dy, const i64* __restrict__ ar
 // 2. ranges: input row h can only receive from output rows
 //    p in [min{p: rhi[p] >= h}, max{p: rlo[p] <= h}] (columns alike);
 // 3. gather: each input pixel sums dy over those (p, q) whose argmax is it, in order.
+// With the geometry known (keywords), the host computes the ranges from the windows instead.
 // Exact for any argmax (no window assumption); for real windows the ranges are
 // at most the window overlap.
 // bounds: grid (P, ceil(NC/ncchunk)), blockDim >= 32; thread t handles columns t, t+blockDim, ...
@@ -258,7 +231,6 @@ __global__ void adaptive_avg_bwd(const T* __restrict__ dy, T* __restrict__ dx, i
 #define AVG_ARGS int, int, int, int, int, int, int, int, int, int, int, int
 #define INST(T)                                                                                 \
     template __global__ void maxpool_fwd<T>(const T*, T*, i64*, POOL_ARGS);                      \
-    template __global__ void maxpool_bwd<T>(const T*, const i64*, T*, POOL_ARGS);                \
     template __global__ void maxpool_bwd_ranges<T>(const T*, const i64*, T*, const int*, const int*, const int*, \
                                                    const int*, int, int, int, int, int);                        \
     template __global__ void maxpool_bwd_atomic<T>(const T*, const i64*, T*, int, int, int);     \

@@ -5,6 +5,7 @@ max_pool2d_backward expects the argmax produced by max_pool2d_forward (every
 index inside its own window); out-of-window indices receive no gradient.
 """
 import cupy
+import numpy as np
 
 from .. import _checks as C
 from . import _module as M
@@ -20,7 +21,7 @@ __all__ = [
 
 
 def kernel_names():
-    names = ("maxpool_fwd", "maxpool_bwd", "maxpool_bwd_ranges", "maxpool_bwd_atomic", "avgpool_fwd", "avgpool_bwd",
+    names = ("maxpool_fwd", "maxpool_bwd_ranges", "maxpool_bwd_atomic", "avgpool_fwd", "avgpool_bwd",
              "adaptive_avg_fwd", "adaptive_avg_bwd")
     out = [("pool.cu", f"{n}<{t}>", False) for t in ("float", "double") for n in names]
     return out + [("pool.cu", "maxpool_bounds", False), ("pool.cu", "maxpool_ranges", False)]
@@ -58,6 +59,23 @@ def _launch(name, dtype, total, args):
 
 def _max_geometry(op, x_shape, kernel_size, stride, padding, dilation, ceil_mode):
     return C.pool2d_geometry(op, x_shape, kernel_size, stride, padding, dilation, bool(ceil_mode))
+
+
+_RANGES = {}
+
+
+def _window_ranges(H, P, k, s, p, d):
+    """int32 (first, last) per input row h: the output rows whose window (k taps, stride
+    s, padding p, dilation d) spans h, first..last inclusive (first > last: none).  Cached."""
+    key = (H, P, k, s, p, d)
+    hit = _RANGES.get(key)
+    if hit is None:
+        h = np.arange(H, dtype=np.int64) + p
+        ext = (k - 1) * d + 1
+        first = np.where(h < ext, 0, (h - ext) // s + 1)
+        last = np.minimum(h // s + 1, P) - 1
+        hit = _RANGES[key] = tuple(cupy.asarray(v.astype(np.int32)) for v in (first, last))
+    return hit
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
@@ -100,8 +118,13 @@ def max_pool2d_backward(dy, argmax, x_shape, kernel_size=None, stride=None, padd
         argmax = argmax.astype(cupy.int64)
     if kernel_size is not None:
         dx = cupy.empty((N, Cc, H, W), dtype=dy.dtype)
-        geo = _i32s(N * Cc, H, W, P, Q, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
-        _launch("maxpool_bwd", dy.dtype, dx.size, (dy, argmax, dx) + geo)
+        if dx.size == 0:
+            return dx
+        # window ranges per input row / column from the geometry (cached): the gather
+        # kernel then does no divisions for them
+        pf, pl = _window_ranges(H, P, k[0], s[0], p[0], d[0])
+        qf, ql = _window_ranges(W, Q, k[1], s[1], p[1], d[1])
+        _launch("maxpool_bwd_ranges", dy.dtype, dx.size, (dy, argmax, dx, pf, pl, qf, ql) + _i32s(N * Cc, H, W, P, Q))
         return dx
     if deterministic is None:
         from fastconv import config
