@@ -2,15 +2,18 @@
 
 Families (float32 and float64; 64-bit element offsets; launches on CuPy's
 current stream; each template instantiation compiled once, on first use):
-  conv        implicit GEMM, 128x128 / 64x64 tiles, 8x8 / 4x4 per thread, BK=8,
-              double-buffered shared memory, 128-bit fragment loads; forward
-              with fused bias (+ optional ReLU), backward-input as a gather
-              GEMM over dy and the weights, backward-weight as a split-K GEMM
-              summed in a fixed order (deterministic); direct depthwise
-              kernels for groups == C; TF32 WMMA forward when
-              ``fastconv.config.allow_tf32`` (compute capability >= 8.0)
+  conv        implicit GEMM, 128x128 / 64x64 / 32x128 tiles, 8x8 / 4x4 per
+              thread, BK=8, double-buffered shared memory, 128-bit fragment
+              loads; forward with fused bias (+ optional ReLU), backward-input
+              as one gather GEMM per stride phase over only the taps landing
+              on it, backward-weight as a split-K GEMM summed in a fixed order
+              (deterministic); depthwise (groups == C): tiled direct kernels
+              (shared-memory input tile, several outputs per thread) for 3x3 /
+              5x5, direct ones otherwise.  The TF32 WMMA forward is compiled
+              and tested but off (``conv.USE_TF32_KERNEL``): it measured slower
+              than FP32, so ``allow_tf32`` does not select it
   pool        max (argmax, PyTorch tie/NaN rules), avg, adaptive avg; gather
-              backward (deterministic)
+              backward (deterministic) over per-row/column window ranges
   activation  vectorized element-wise ops, PReLU, softmax / log-softmax rows
   optim       SGD / Adagrad / Adam(W) in one launch over a flat buffer
   norm        batch norm (two-pass, per-channel blocks), layer norm, dropout
