@@ -98,6 +98,17 @@ def test_conv2d_large_gpu(case, bias, rng):
 
 
 @_gpu
+@pytest.mark.parametrize("shape", [(70, 16, 3, 5), (3, 600, 2, 2), (5, 7, 1, 1)], ids=["chunks", "one-split", "1x1"])
+def test_conv2d_backward_bias_splits(shape, rng):
+    """Several images per block, one block per channel (no workspace), 1x1 planes."""
+    K, cp = _K(), _cp()
+    dy = _rand(rng, shape, np.float64)
+    db = K.conv2d_backward_bias(dy)
+    _close(db, R.conv2d_backward_bias(_np64(dy)), np.float64, what="backward_bias")
+    assert bool(cp.all(K.conv2d_backward_bias(dy) == db))
+
+
+@_gpu
 @pytest.mark.parametrize("case", [(1, 72, 7, 6, 80, 3, 3, 2, 1, 1, 1), (2, 80, 5, 5, 72, 3, 3, 1, 1, 1, 1)],
                          ids=["s2", "s1"])
 def test_conv2d_big_tiles_small_shapes(case, monkeypatch, rng):

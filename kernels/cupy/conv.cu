@@ -121,16 +121,29 @@ __global__ void sum_splits(const T* __restrict__ ws, T* __restrict__ out, long l
     }
 }
 
-// db[k] = sum over n, pq of dy[n, k, pq]; one block per k, fixed-order tree
-// reduction (deterministic).  blockDim.x must be 256.
+// db partial sums: block (k, split) sums dy[n, k, :] over images n in
+// [split*nper, min(N, (split+1)*nper)) with the (n, pq) pairs flattened over the
+// threads (all 256 busy even when P*Q is small), then a fixed-order tree;
+// out[split*K + k].  The host sums the splits in order (sum_splits):
+// deterministic.  blockDim.x must be 256.
 template <typename T>
-__global__ void __launch_bounds__(256) bias_grad(const T* __restrict__ dy, T* __restrict__ db, int N, int K, long long PQ) {
+__global__ void __launch_bounds__(256) bias_grad(const T* __restrict__ dy, T* __restrict__ out, int N, int K,
+                                                 long long PQ, int nper) {
     __shared__ T red[256];
-    const int k = blockIdx.x;
+    const int k = blockIdx.x, split = blockIdx.y;
+    const int n0 = split * nper, n1 = min(N, n0 + nper);
+    const long long cnt = n1 > n0 ? (long long)(n1 - n0) * PQ : 0;
+    const bool small = cnt <= 0x7fffffffLL;  // uniform: 32-bit division
     T s = T(0);
-    for (int n = 0; n < N; ++n) {
-        const T* row = dy + ((long long)n * K + k) * PQ;
-        for (long long i = threadIdx.x; i < PQ; i += 256) s += row[i];
+    for (long long i = threadIdx.x; i < cnt; i += 256) {
+        long long n, pq;
+        if (small) {
+            const unsigned u = (unsigned)i, d = (unsigned)PQ, t = u / d;
+            n = t; pq = u - t * d;
+        } else {
+            n = i / PQ; pq = i - n * PQ;
+        }
+        s += dy[((long long)(n0 + n) * K + k) * PQ + pq];
     }
     red[threadIdx.x] = s;
     __syncthreads();
@@ -138,7 +151,7 @@ __global__ void __launch_bounds__(256) bias_grad(const T* __restrict__ dy, T* __
         if (threadIdx.x < w) red[threadIdx.x] += red[threadIdx.x + w];
         __syncthreads();
     }
-    if (threadIdx.x == 0) db[k] = red[0];
+    if (threadIdx.x == 0) out[(long long)split * K + k] = red[0];
 }
 
 #ifdef FASTCONV_NVCC_CHECK
@@ -153,6 +166,6 @@ INST(float, 32, 128, 4, 4, 0) INST(float, 32, 128, 4, 4, 1) INST(float, 32, 128,
 INST(double, 32, 128, 4, 4, 0) INST(double, 32, 128, 4, 4, 1) INST(double, 32, 128, 4, 4, 2)
 template __global__ void sum_splits<float>(const float*, float*, long long, int);
 template __global__ void sum_splits<double>(const double*, double*, long long, int);
-template __global__ void bias_grad<float>(const float*, float*, int, int, long long);
-template __global__ void bias_grad<double>(const double*, double*, int, int, long long);
+template __global__ void bias_grad<float>(const float*, float*, int, int, long long, int);
+template __global__ void bias_grad<double>(const double*, double*, int, int, long long, int);
 #endif

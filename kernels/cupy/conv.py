@@ -306,15 +306,25 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
 
 
 def conv2d_backward_bias(dy):
-    """db (K,) = dy summed over N, P, Q (one block per channel, fixed order)."""
+    """db (K,) = dy summed over N, P, Q: blocks per (channel, image chunk), chunks summed
+    in a fixed order (deterministic)."""
     op = "conv2d_backward_bias"
     dy = C.array(op, "dy", dy, ndim=4, device="cuda")
     N, K = dy.shape[0], dy.shape[1]
     if N == 0 or dy.size == 0:
         return cupy.zeros((K,), dtype=dy.dtype)
     db = cupy.empty((K,), dtype=dy.dtype)
+    if K > _INT_MAX:
+        raise ValueError(f"{op}: K={K} exceeds the grid limit")
+    splits = max(1, min(N, -(-4 * M.sm_count() // K), 65535))
+    nper = -(-N // splits)
+    splits = -(-N // nper)
+    target = db if splits == 1 else cupy.empty((splits, K), dtype=dy.dtype)
     fn = M.function("conv.cu", f"bias_grad<{M.ctype(dy.dtype)}>")
-    M.launch(fn, K, 256, (dy, db, M.i32(N), M.i32(K), M.i64(dy.shape[2] * dy.shape[3])))
+    M.launch(fn, (K, splits), 256, (dy, target, M.i32(N), M.i32(K), M.i64(dy.shape[2] * dy.shape[3]), M.i32(nper)))
+    if splits > 1:
+        fn = M.function("conv.cu", f"sum_splits<{M.ctype(dy.dtype)}>")
+        M.launch(fn, M.blocks_for(K), M.THREADS, (target, db, M.i64(K), M.i32(splits)))
     return db
 
 
