@@ -284,6 +284,8 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
     K = w_shape[0]
     Kg, CRS, NPQ = K // groups, w_shape[1] * w_shape[2] * w_shape[3], N * P * Q
     _check_int_range(op, NPQ, CRS, x.size // N, dy.size // N)
+    # int32 tap offsets c*H*W + r*dh*W + s*dw in the loader
+    _check_int_range(op, w_shape[1] * x.shape[2] * x.shape[3] + w_shape[2] * dilation[0] * x.shape[3] + w_shape[3] * dilation[1])
     cfg = _pick(x.dtype, Kg, CRS, groups, split=True)
     base = -(-Kg // cfg[0]) * -(-CRS // cfg[1]) * groups
     splits = max(1, min(-(-2 * M.sm_count() // base), -(-NPQ // (32 * _BK)), 65535 // groups))

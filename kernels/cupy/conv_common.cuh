@@ -80,9 +80,9 @@ struct TileLoader {
     int col_ok;
     i64 col_base;      // MODE 0: x offset of (nb, group, h0, w0); MODE 1: dy offset of (nb, group, i, j)
     int col_h, col_w;  // MODE 0: p*sh-ph, q*sw-pw;  MODE 1: phase-grid pixel (i, j): dy at (i + dp, j + dq)
-    // MODE 2: the thread's B columns (filter taps) decoded once
-    int tap_ok[B_LOADS > 0 ? B_LOADS : 1];
-    int tap_c[B_LOADS > 0 ? B_LOADS : 1], tap_r[B_LOADS > 0 ? B_LOADS : 1], tap_s[B_LOADS > 0 ? B_LOADS : 1];
+    // MODE 2: the thread's B columns (filter taps) decoded once: x offset c*HW + r*dh*W + s*dw
+    // and (r*dh, s*dw); a column past the end gets tap_r = -2^30, which fails the row check
+    int tap_off[B_LOADS > 0 ? B_LOADS : 1], tap_r[B_LOADS > 0 ? B_LOADS : 1], tap_s[B_LOADS > 0 ? B_LOADS : 1];
 
     T ra[A_LOADS];
     T rb[B_LOADS];
@@ -100,10 +100,11 @@ struct TileLoader {
 #pragma unroll
             for (int i = 0; i < B_LOADS; ++i) {
                 int n = n0 + b_n + i * B_STEP;
-                tap_ok[i] = n < Nn;
                 int c = 0, r = 0, s = 0;
                 if (n < Nn) { c = n / g.RS; int rs = n - c * g.RS; r = rs / g.S; s = rs - r * g.S; }
-                tap_c[i] = c; tap_r[i] = r * g.dh; tap_s[i] = s * g.dw;
+                tap_r[i] = n < Nn ? r * g.dh : -(1 << 30);
+                tap_s[i] = s * g.dw;
+                tap_off[i] = c * g.HW + r * g.dh * g.W + s * g.dw;
             }
         } else {
             b_n = tid % BN;
@@ -144,16 +145,13 @@ struct TileLoader {
                 if (kok && m < M) v = a_src[((i64)nb * g.K + (i64)grp * g.Kg + m) * g.PQ + pq];
                 ra[i] = v;
             }
-            const i64 xb = ((i64)nb * g.C + (i64)grp * g.Cg) * g.HW;
             const int h0 = p * g.sh - g.ph, w0 = q * g.sw - g.pw;
+            const i64 xb = ((i64)nb * g.C + (i64)grp * g.Cg) * g.HW + (i64)h0 * g.W + w0;
 #pragma unroll
             for (int i = 0; i < B_LOADS; ++i) {
                 T v = zero;
-                if (kok && tap_ok[i]) {
-                    int h = h0 + tap_r[i], w = w0 + tap_s[i];
-                    if ((unsigned)h < (unsigned)g.H && (unsigned)w < (unsigned)g.W)
-                        v = b_src[xb + (i64)tap_c[i] * g.HW + (i64)h * g.W + w];
-                }
+                const int h = h0 + tap_r[i], w = w0 + tap_s[i];
+                if (kok && (unsigned)h < (unsigned)g.H && (unsigned)w < (unsigned)g.W) v = b_src[xb + tap_off[i]];
                 rb[i] = v;
             }
         } else {
