@@ -41,8 +41,10 @@ CONV_CASES = [
     (2, 8, 9, 9, 8, 3, 3, 2, 1, 1, 2),         # grouped, stride 2, odd size
     (1, 4, 5, 6, 4, 2, 2, (1, 3), (0, 1), 1, 1),  # stride > kernel along W
     (1, 2, 40, 70, 2, 3, 3, 1, 1, 1, 2),       # depthwise tiled: 2 x 3 output tiles, ragged edges
-    (2, 3, 37, 35, 3, 5, 5, 2, 2, 1, 3),       # depthwise tiled 5x5, stride 2
-    (1, 2, 8, 9, 4, 5, 5, 1, 1, 1, 2),         # depthwise 5x5, multiplier 2, padding < KS-1-p
+    (2, 3, 61, 59, 3, 5, 5, 2, 2, 1, 3),       # depthwise tiled 5x5, stride 2
+    (1, 2, 30, 33, 2, 5, 5, 1, 2, 1, 2),       # depthwise tiled 5x5, stride 1 (flipped backward-input)
+    (1, 2, 60, 61, 4, 3, 3, 2, 1, 1, 2),       # depthwise tiled 3x3, stride 2, multiplier 2
+    (1, 2, 8, 9, 4, 5, 5, 1, 1, 1, 2),         # depthwise 5x5, multiplier 2, padding < KS-1-p (small: direct)
     (1, 4, 9, 9, 4, 3, 3, 1, 2, 2, 4),         # depthwise dilation 2: direct forward, tiled weight grad
     (2, 3, 6, 7, 3, 3, 1, 1, (1, 0), 1, 3),    # depthwise non-square filter: direct kernels
     (2, 40, 6, 6, 48, 3, 3, 1, 1, 1, 1),       # 33..64 GEMM rows: the 64x64 tile configuration

@@ -62,11 +62,14 @@ _DW_TILE = 32    # output tile edge of dw_fwd_tile
 
 def _dw_tiled_fwd(x, w, b, y, C, H, W, K, P, Q, st, pad, flip, act):
     """Launch dw_fwd_tile when it applies (square 3x3/5x5 filter, dilation 1 and stride
-    1 or 2 checked by the caller); False when the grid limits rule it out."""
+    1 or 2 checked by the caller); False when the grid limits or a plane filling under
+    40% of its tiles rule it out."""
     N, KS = x.shape[0], w.shape[2]
     tiles = -(-P // _DW_TILE) * -(-Q // _DW_TILE)
     if N * K > _INT_MAX or tiles > 65535 or P * Q > _INT_MAX:
         return False
+    if P * Q < 0.4 * tiles * _DW_TILE * _DW_TILE:
+        return False  # small planes (e.g. 14x14) would idle most of a 32x32 tile: direct kernel
     fn = M.function("conv_dw.cu", f"dw_fwd_tile<{M.ctype(x.dtype)},{KS},{st}>")
     args = (x, w, M.ptr_or_null(b), y) + tuple(M.i32(v) for v in (C, H, W, K, P, Q, pad[0], pad[1], flip)) + (act,)
     M.launch(fn, (N * K, tiles), M.THREADS, args)
