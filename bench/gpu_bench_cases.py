@@ -148,9 +148,12 @@ class Child:
         b_t = torch.randn(K, device=dev)
         x_c, w_c, b_c = cp.from_dlpack(x_t), cp.from_dlpack(w_t), cp.from_dlpack(b_t)
         tag = f"conv {shape_name}" + (" tf32" if tf32 else "")
-        old_tf32 = (torch.backends.cudnn.allow_tf32, self.fc.config.allow_tf32)
+        from fastconv.kernels.cupy import conv as cupy_conv
+
+        old_tf32 = (torch.backends.cudnn.allow_tf32, self.fc.config.allow_tf32, cupy_conv.USE_TF32_KERNEL)
         torch.backends.cudnn.allow_tf32 = tf32
         self.fc.config.allow_tf32 = tf32
+        cupy_conv.USE_TF32_KERNEL = tf32  # the TF32 rows time the tensor-core kernel itself
         try:
             self.stage(tag, "torch")
             y_t = F.conv2d(x_t, w_t, b_t, st, pad, 1, g)
@@ -204,7 +207,7 @@ class Child:
                         raise
                     self.row(f"{tag} fwd+bwd", bname, None, t_fb, None, short(exc))
         finally:
-            torch.backends.cudnn.allow_tf32, self.fc.config.allow_tf32 = old_tf32
+            torch.backends.cudnn.allow_tf32, self.fc.config.allow_tf32, cupy_conv.USE_TF32_KERNEL = old_tf32
 
     def relu(self):
         torch, cp = self.torch, self.cp
