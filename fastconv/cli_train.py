@@ -80,7 +80,7 @@ def summary_line(rep):
 
 def train_model(model="lenet5", dataset="digits", epochs=10, batch_size=32, lr=1e-3, optimizer="adam",
                 weight_decay=0.0, l2=0.0, grad_clip=None, scheduler="cosine", early_stopping=None, device="auto",
-                backend=None, out="runs/train", seed=0, size=None, augment=False, progress=True, resume=False,
+                backend=None, out="runs/train", seed=0, size=None, augment=False, progress="auto", resume=False,
                 fractions=(0.8, 0.1, 0.1), log=print):
     """Train ``model`` on ``dataset``; write checkpoints, history, curves, plots and report.json to ``out``.
     Returns (report dict, trainer)."""
@@ -160,7 +160,7 @@ def _train_run(args):
     rep, _ = train_model(args.model, args.dataset, args.epochs, args.batch_size, args.lr, args.optimizer,
                          args.weight_decay, args.l2, args.grad_clip, args.scheduler, args.early_stopping,
                          args.device, args.backend, args.out, args.seed, args.size, args.augment,
-                         not args.no_progress, args.resume)
+                         False if args.no_progress else "auto", args.resume)
     print(summary_line(rep))
     print(f"wrote checkpoint, history, plots and report.json to {args.out}")
     return 0
@@ -285,7 +285,7 @@ def _demo_run(args):
     from .demo import main
 
     return main(epochs=args.epochs, out=args.out, device=args.device, bench=not args.no_bench,
-                progress=not args.no_progress)
+                progress=False if args.no_progress else "auto")
 
 
 COMMANDS = {

@@ -32,7 +32,7 @@ def run_bench(device, log=print, ops=None, torch=True):
     return rep
 
 
-def main(epochs=None, out="runs/demo", device="auto", bench=True, progress=True, log=print, bench_ops=None):
+def main(epochs=None, out="runs/demo", device="auto", bench=True, progress="auto", log=print, bench_ops=None):
     from .cli_train import resolve_device, summary_line, train_model
 
     device = resolve_device(device)

@@ -57,7 +57,7 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer, loss_fn=None, scheduler=None, grad_clip=None, l2=0.0,
-                 early_stopping=None, out_dir=None, progress=True, log=print, plot=True, meta=None):
+                 early_stopping=None, out_dir=None, progress="auto", log=print, plot=True, meta=None):
         if l2 < 0 or (grad_clip is not None and grad_clip <= 0):
             raise ValueError(f"Trainer: l2 must be >= 0 and grad_clip > 0, got l2={l2}, grad_clip={grad_clip}")
         if early_stopping is not None and (int(early_stopping) != early_stopping or early_stopping < 1):
@@ -95,8 +95,9 @@ class Trainer:
             from tqdm import tqdm
         except ImportError:  # pragma: no cover - tqdm is a dependency
             return None
-        # disable=None: a live bar on a terminal, nothing when output goes to a log file
-        return tqdm(total=total, desc=label, leave=False, dynamic_ncols=True, disable=None)
+        # progress="auto": a live bar on a terminal only (a log file would get every redraw); True: always
+        disable = None if self.progress == "auto" else False
+        return tqdm(total=total, desc=label, leave=False, dynamic_ncols=True, disable=disable)
 
     # ---- one epoch -------------------------------------------------------------------------
     def train_epoch(self, loader, label=""):
