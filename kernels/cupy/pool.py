@@ -8,6 +8,8 @@ import cupy
 import numpy as np
 
 from .. import _checks as C
+from ..reference import pool as RP
+from ..reference.pool import _x_shape
 from . import _module as M
 
 __all__ = [
@@ -29,16 +31,6 @@ def kernel_names():
 
 def _fn(name, dtype):
     return M.function("pool.cu", f"{name}<{M.ctype(dtype)}>")
-
-
-def _x_shape(op, shape):
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f"{op}: argument 'x_shape' must be a tuple of 4 ints, got {shape!r}") from None
-    if len(shape) != 4:
-        raise ValueError(f"{op}: argument 'x_shape' must have 4 entries (N, C, H, W), got {shape!r}")
-    return tuple(C.integer(op, "x_shape", v, minimum=0) for v in shape)
 
 
 def _check_dy(op, dy, expected):
@@ -191,26 +183,9 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode, co
 
 # --------------------------------------------------- adaptive average pooling
 
-def _adaptive_size(op, output_size, x_shape):
-    if output_size is None or isinstance(output_size, int) or hasattr(output_size, "__index__"):
-        output_size = (output_size, output_size)
-    try:
-        output_size = tuple(output_size)
-    except TypeError:
-        raise TypeError(f"{op}: argument 'output_size' must be an int or a pair, got {output_size!r}") from None
-    if len(output_size) != 2:
-        raise ValueError(f"{op}: argument 'output_size' must have 2 values, got {output_size!r}")
-    return tuple(x_shape[2 + i] if v is None else C.integer(op, "output_size", v, minimum=1)
-                 for i, v in enumerate(output_size))
-
-
 def adaptive_avg_pool2d_forward(x, output_size):
     """y (N, C, oh, ow): means over bins [floor(i*H/oh), ceil((i+1)*H/oh))."""
-    op = "adaptive_avg_pool2d_forward"
-    x = C.array(op, "x", x, ndim=4, device="cuda")
-    if x.shape[2] < 1 or x.shape[3] < 1:
-        raise ValueError(f"{op}: input plane must be non-empty, got x shape {tuple(x.shape)}")
-    oh, ow = _adaptive_size(op, output_size, x.shape)
+    x, (oh, ow) = RP.check_adaptive_avg_pool2d_forward(x, output_size, device="cuda")
     N, Cc, H, W = x.shape
     y = cupy.empty((N, Cc, oh, ow), dtype=x.dtype)
     _launch("adaptive_avg_fwd", x.dtype, y.size, (x, y) + _i32s(N * Cc, H, W, oh, ow))
@@ -219,16 +194,8 @@ def adaptive_avg_pool2d_forward(x, output_size):
 
 def adaptive_avg_pool2d_backward(dy, x_shape):
     """dx: each input pixel gathers dy / bin size from the bins containing it."""
-    op = "adaptive_avg_pool2d_backward"
-    dy = C.array(op, "dy", dy, ndim=4, device="cuda")
-    N, Cc, H, W = _x_shape(op, x_shape)
-    if H < 1 or W < 1:
-        raise ValueError(f"{op}: input plane must be non-empty, got x_shape {(N, Cc, H, W)}")
-    if tuple(dy.shape[:2]) != (N, Cc):
-        raise ValueError(f"{op}: argument 'dy' has shape {tuple(dy.shape)}; expected (N, C) = {(N, Cc)} from x_shape")
+    dy, (N, Cc, H, W) = RP.check_adaptive_avg_pool2d_backward(dy, x_shape, device="cuda")
     oh, ow = dy.shape[2], dy.shape[3]
-    if oh < 1 or ow < 1:
-        raise ValueError(f"{op}: argument 'dy' has an empty output plane: shape {tuple(dy.shape)}")
     dx = cupy.empty((N, Cc, H, W), dtype=dy.dtype)
     _launch("adaptive_avg_bwd", dy.dtype, dx.size, (dy, dx) + _i32s(N * Cc, H, W, oh, ow))
     return dx

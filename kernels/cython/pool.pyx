@@ -15,6 +15,7 @@ from cython.parallel cimport prange
 from libc.math cimport isnan, INFINITY
 
 from .. import _checks as CK
+from ..reference import pool as RP
 from ._threads import num_threads
 
 cnp.import_array()
@@ -328,30 +329,9 @@ cdef void _adapt_bwd(const real* dy, real* dx, const Win* g, int nt) noexcept no
         _adapt_bwd_plane(dy, dx, g, pl)
 
 
-def _adaptive_size(op, output_size, x_shape):
-    if output_size is None or isinstance(output_size, int) or hasattr(output_size, "__index__"):
-        output_size = (output_size, output_size)
-    try:
-        output_size = tuple(output_size)
-    except TypeError:
-        raise TypeError(f"{op}: argument 'output_size' must be an int or a pair, got {output_size!r}") from None
-    if len(output_size) != 2:
-        raise ValueError(f"{op}: argument 'output_size' must have 2 values, got {output_size!r}")
-    return tuple(x_shape[2 + i] if v is None else CK.integer(op, "output_size", v, minimum=1)
-                 for i, v in enumerate(output_size))
-
-
-def _adaptive_input(op, x_shape):
-    if x_shape[2] < 1 or x_shape[3] < 1:
-        raise ValueError(f"{op}: input plane must be non-empty, got x shape {tuple(x_shape)}")
-
-
 def adaptive_avg_pool2d_forward(x, output_size):
     """y (N, C, oh, ow): means over PyTorch's adaptive bins; ``None`` keeps that input size."""
-    op = "adaptive_avg_pool2d_forward"
-    x = CK.array(op, "x", x, ndim=4, device="cpu")
-    out_hw = _adaptive_size(op, output_size, x.shape)
-    _adaptive_input(op, x.shape)
+    x, out_hw = RP.check_adaptive_avg_pool2d_forward(x, output_size, device="cpu")
     y = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
     if y.size == 0:
         return y
@@ -370,12 +350,7 @@ def adaptive_avg_pool2d_forward(x, output_size):
 
 def adaptive_avg_pool2d_backward(dy, x_shape):
     """dx: each dy spread evenly over its adaptive bin (output size read from dy)."""
-    op = "adaptive_avg_pool2d_backward"
-    dy = CK.array(op, "dy", dy, ndim=4, device="cpu")
-    x_shape = _x_shape(op, x_shape)
-    _adaptive_input(op, x_shape)
-    if tuple(dy.shape[:2]) != tuple(x_shape[:2]) or dy.shape[2] < 1 or dy.shape[3] < 1:
-        raise ValueError(f"{op}: argument 'dy' has shape {tuple(dy.shape)}; expected (N, C) = {tuple(x_shape[:2])} and a non-empty output plane")
+    dy, x_shape = RP.check_adaptive_avg_pool2d_backward(dy, x_shape, device="cpu")
     dx = np.zeros(x_shape, dtype=dy.dtype)
     if dy.size == 0:
         return dx

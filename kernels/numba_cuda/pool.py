@@ -16,6 +16,7 @@ import numpy as np
 from numba import cuda, int32
 
 from .. import _checks as C
+from ..reference import pool as RP
 from ..reference.conv import _shape4
 from ._launch import DEVICE, THREADS, Launch, blocks, grid2, jit
 
@@ -328,17 +329,9 @@ def _adaptive_bwd(dy, dx, N, Cc, H, W, P, Q, zero):
             dx[i] = acc
 
 
-def _output_size(op, output_size):
-    return C.tuple_n(op, "output_size", output_size, 2, minimum=1)
-
-
 def adaptive_avg_pool2d_forward(x, output_size):
-    op = "adaptive_avg_pool2d_forward"
-    x = C.array(op, "x", x, ndim=4, device=DEVICE)
-    P, Q = _output_size(op, output_size)
+    x, (P, Q) = RP.check_adaptive_avg_pool2d_forward(x, output_size, device=DEVICE)
     N, Cc, H, W = x.shape
-    if H < 1 or W < 1:
-        raise ValueError(f"{op}: argument 'x' has an empty plane: shape {tuple(x.shape)}")
     L = Launch(x)
     y = L.empty((N, Cc, P, Q), x.dtype)
     if y.size == 0:
@@ -348,12 +341,8 @@ def adaptive_avg_pool2d_forward(x, output_size):
 
 
 def adaptive_avg_pool2d_backward(dy, x_shape):
-    op = "adaptive_avg_pool2d_backward"
-    dy = C.array(op, "dy", dy, ndim=4, device=DEVICE)
-    x_shape = _shape4(op, "x_shape", x_shape)
+    dy, x_shape = RP.check_adaptive_avg_pool2d_backward(dy, x_shape, device=DEVICE)
     N, Cc, H, W = x_shape
-    if tuple(dy.shape[:2]) != (N, Cc) or min(dy.shape[2:]) < 1:
-        raise ValueError(f"{op}: 'dy' shape {tuple(dy.shape)} does not match x_shape {x_shape}")
     P, Q = dy.shape[2], dy.shape[3]
     L = Launch(dy)
     dx = L.empty(x_shape, dy.dtype)

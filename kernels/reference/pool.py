@@ -185,12 +185,30 @@ def _adaptive_check_input(op, x_shape):
         raise ValueError(f"{op}: input plane must be non-empty, got x shape {tuple(x_shape)}")
 
 
+def check_adaptive_avg_pool2d_forward(x, output_size, device=None):
+    """Shared argument checks (every backend): (x, (oh, ow)); ``None`` in output_size keeps that input size."""
+    op = "adaptive_avg_pool2d_forward"
+    x = C.array(op, "x", x, ndim=4, device=device)
+    _adaptive_check_input(op, x.shape)
+    return x, _adaptive_size(op, output_size, x.shape)
+
+
+def check_adaptive_avg_pool2d_backward(dy, x_shape, device=None):
+    """Shared argument checks (every backend): (dy, x_shape as a tuple); output size comes from dy."""
+    op = "adaptive_avg_pool2d_backward"
+    dy = C.array(op, "dy", dy, ndim=4, device=device)
+    x_shape = _x_shape(op, x_shape)
+    _adaptive_check_input(op, x_shape)
+    if tuple(dy.shape[:2]) != tuple(x_shape[:2]):
+        raise ValueError(f"{op}: argument 'dy' has shape {tuple(dy.shape)}; expected (N, C) = {tuple(x_shape[:2])} from x_shape")
+    if dy.shape[2] < 1 or dy.shape[3] < 1:
+        raise ValueError(f"{op}: argument 'dy' has an empty output plane: shape {tuple(dy.shape)}")
+    return dy, x_shape
+
+
 def adaptive_avg_pool2d_forward(x, output_size):
     """y (N, C, oh, ow): mean over PyTorch's adaptive bins."""
-    op = "adaptive_avg_pool2d_forward"
-    x = C.array(op, "x", x, ndim=4)
-    _adaptive_check_input(op, x.shape)
-    oh, ow = _adaptive_size(op, output_size, x.shape)
+    x, (oh, ow) = check_adaptive_avg_pool2d_forward(x, output_size)
     xp = xp_of(x)
     hs, hl = _bins(x.shape[2], oh, xp)
     ws, wl = _bins(x.shape[3], ow, xp)
@@ -208,16 +226,9 @@ def _inverse_bins(size, out, xp):
 
 def adaptive_avg_pool2d_backward(dy, x_shape):
     """dx: each bin spreads dy / (bin height * bin width) over its inputs."""
-    op = "adaptive_avg_pool2d_backward"
-    dy = C.array(op, "dy", dy, ndim=4)
-    N, Cc, H, W = _x_shape(op, x_shape)
-    _adaptive_check_input(op, (N, Cc, H, W))
-    if tuple(dy.shape[:2]) != (N, Cc):
-        raise ValueError(f"{op}: argument 'dy' has shape {tuple(dy.shape)}; expected (N, C) = {(N, Cc)} from x_shape")
+    dy, (N, Cc, H, W) = check_adaptive_avg_pool2d_backward(dy, x_shape)
     xp = xp_of(dy)
     oh, ow = dy.shape[2], dy.shape[3]
-    if oh < 1 or ow < 1:
-        raise ValueError(f"{op}: argument 'dy' has an empty output plane: shape {tuple(dy.shape)}")
     _, hl = _bins(H, oh, xp)
     _, wl = _bins(W, ow, xp)
     g = dy / hl.astype(dy.dtype)[:, None] / wl.astype(dy.dtype)[None, :]
