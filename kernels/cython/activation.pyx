@@ -1,4 +1,5 @@
 # cython: language_level=3
+# distutils: libraries = m
 """Activations on the CPU.
 
 Element-wise ops run one OpenMP+SIMD pass over the flat array (loops in
