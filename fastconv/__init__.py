@@ -9,6 +9,11 @@ import importlib.util as _ilu
 import os as _os
 import sys as _sys
 
+# OpenMP threads of the Cython kernels sleep between parallel regions instead of spinning:
+# spinning threads starve OpenBLAS's own threads (and the next op) on small machines.
+# Read once, when libgomp loads with the first compiled kernel; set OMP_WAIT_POLICY to override.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # ``kernels/`` is installed as ``fastconv.kernels``.  Running from a source
 # checkout without installing (e.g. on a GPU box), map it by hand.
 try:
