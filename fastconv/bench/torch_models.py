@@ -62,3 +62,38 @@ class TLeNet(torch.nn.Module):
 
     def forward(self, x):
         return self.classifier(self.features(x))
+
+
+class TCifarBlock(torch.nn.Module):
+    def __init__(self, inp, planes, stride):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(inp, planes, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(planes)
+        self.conv2 = torch.nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(planes)
+        self.pad = planes // 4 if (stride != 1 or inp != planes) else None
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        sc = x if self.pad is None else torch.nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        return torch.relu(out + sc)
+
+
+class TCifarResNet(torch.nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(16)
+        c = 16
+        for i, planes in enumerate((16, 32, 64)):
+            blocks = []
+            for s in [1 if i == 0 else 2] + [1] * (n - 1):
+                blocks.append(TCifarBlock(c, planes, s))
+                c = planes
+            setattr(self, f"layer{i + 1}", torch.nn.Sequential(*blocks))
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(x.mean((2, 3)))
