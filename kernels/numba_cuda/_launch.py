@@ -12,6 +12,7 @@ no CuPy) the wrappers take and return NumPy arrays: inputs go through
 Kernels index flat (1-D) views of C-contiguous arrays; the wrappers pass
 ``a.reshape(-1)``.
 """
+import math
 import os
 
 import numpy as np
@@ -221,3 +222,22 @@ def lanes_max(sm, v):
     total = sm[r, 0]
     cuda.syncthreads()
     return total
+
+
+@jit(device=True)
+def row_max_sumexp(x, base, L, active, sm, ninf, zero):
+    """(max, sum(exp(x - max))) of row x[base:base+L], its LANES threads cooperating (NaN wins
+    the max); rows with ``active`` False contribute nothing but still join the barriers."""
+    lane = cuda.threadIdx.x
+    m = ninf
+    if active:
+        for j in range(lane, L, LANES):
+            v = x[base + j]
+            if v > m or v != v:
+                m = v
+    m = lanes_max(sm, m)
+    s = zero
+    if active:
+        for j in range(lane, L, LANES):
+            s += math.exp(x[base + j] - m)
+    return m, lanes_sum(sm, s)

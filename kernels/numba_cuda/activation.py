@@ -12,7 +12,7 @@ import math
 from numba import cuda
 
 from .. import _checks as C
-from ._launch import DEVICE, LANES, ROWS, THREADS, Launch, blocks, jit, lanes_max, lanes_sum
+from ._launch import DEVICE, LANES, ROWS, THREADS, Launch, blocks, jit, lanes_sum, row_max_sumexp
 
 __all__ = [
     "relu_forward", "relu_backward",
@@ -284,18 +284,7 @@ def _softmax_rows(x, y, nrows, L, log, ninf, zero):
     for row0 in range(cuda.blockIdx.x * ROWS, nrows, cuda.gridDim.x * ROWS):
         row = row0 + cuda.threadIdx.y
         base = row * L
-        m = ninf
-        if row < nrows:
-            for j in range(lane, L, LANES):
-                v = x[base + j]
-                if v > m or v != v:
-                    m = v
-        m = lanes_max(sm, m)
-        s = zero
-        if row < nrows:
-            for j in range(lane, L, LANES):
-                s += math.exp(x[base + j] - m)
-        s = lanes_sum(sm, s)
+        m, s = row_max_sumexp(x, base, L, row < nrows, sm, ninf, zero)
         if row < nrows:
             if log:
                 ls = math.log(s)

@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda
 
 from .. import _checks as C
-from ._launch import DEVICE, LANES, ROWS, THREADS, Launch, blocks, jit, lanes_max, lanes_sum
+from ._launch import DEVICE, LANES, ROWS, THREADS, Launch, blocks, jit, lanes_sum, row_max_sumexp
 
 __all__ = ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
 
@@ -30,18 +30,7 @@ def _ce_fwd(x, target, w, logp, rowloss, rowweight, N, K, ignore, k):
     for row0 in range(cuda.blockIdx.x * ROWS, N, cuda.gridDim.x * ROWS):
         row = row0 + cuda.threadIdx.y
         base = row * K
-        m = ninf
-        if row < N:
-            for j in range(lane, K, LANES):
-                v = x[base + j]
-                if v > m or v != v:
-                    m = v
-        m = lanes_max(sm, m)
-        s = zero
-        if row < N:
-            for j in range(lane, K, LANES):
-                s += math.exp(x[base + j] - m)
-        s = lanes_sum(sm, s)
+        m, s = row_max_sumexp(x, base, K, row < N, sm, ninf, zero)
         ls = zero
         ws = zero  # sum_c w[c] * logp[c], for label smoothing
         if row < N:
