@@ -8,8 +8,7 @@ odd total padding puts the extra row/column at the bottom/right, like
 torch: the kernel pads one more on both sides and the first output
 row/column is dropped).
 """
-import numbers
-
+from ..kernels import _checks as C
 from ..tensor import Function
 from ._base import KernelFunction, prepare, tensor_arg
 
@@ -32,18 +31,6 @@ class Conv2d(KernelFunction, Function):
         dw = self.k("conv2d_backward_weight")(dy, x, self.w_shape, *self.geom) if need_w else None
         db = self.k("conv2d_backward_bias")(dy) if need_b else None
         return dx, dw, db
-
-
-def _pair(v, n, op, name):
-    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
-        return (int(v),) * n
-    try:
-        v = tuple(v)
-    except TypeError:
-        raise TypeError(f"{op}: argument '{name}' must be an int or a tuple of {n} ints, got {v!r}") from None
-    if len(v) != n:
-        raise ValueError(f"{op}: argument '{name}' must have {n} values, got {v!r}")
-    return v
 
 
 def _same_padding(op, kernel, stride, dilation):
@@ -74,8 +61,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, back
         elif padding == "same":
             if weight.ndim != 4:
                 raise ValueError(f"{op}: argument 'weight' must be 4-D (K, C/groups, R, S), got shape {weight.shape}")
-            padding, odd = _same_padding(op, weight.shape[2:], _pair(stride, 2, op, "stride"),
-                                         _pair(dilation, 2, op, "dilation"))
+            padding, odd = _same_padding(op, weight.shape[2:], C.tuple_n(op, "stride", stride, 2),
+                                         C.tuple_n(op, "dilation", dilation, 2))
         else:
             raise ValueError(f"{op}: argument 'padding' must be an int, a pair, 'valid' or 'same', got {padding!r}")
     y = Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
@@ -99,10 +86,10 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, back
     unbatched = x.ndim == 2
     if unbatched:
         x = x.reshape(1, *x.shape)
-    (stride,) = _pair(stride, 1, op, "stride")
-    (dilation,) = _pair(dilation, 1, op, "dilation")
+    (stride,) = C.tuple_n(op, "stride", stride, 1)
+    (dilation,) = C.tuple_n(op, "dilation", dilation, 1)
     if not isinstance(padding, str):
-        (padding,) = _pair(padding, 1, op, "padding")
+        (padding,) = C.tuple_n(op, "padding", padding, 1)
         padding = (0, padding)
     y = conv2d(x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]), weight.reshape(*weight.shape[:2], 1, weight.shape[2]),
                bias, stride=(1, stride), padding=padding, dilation=(1, dilation), groups=groups, backend=backend)

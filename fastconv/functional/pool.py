@@ -6,7 +6,7 @@ reshape to 2-D with H = 1 (the 2-D argmax h*W + w is then just w, torch's
 1-D index), and unbatched inputs (C, H, W) / (C, L) gain a batch axis of 1.
 ``global_avg_pool2d`` is ``adaptive_avg_pool2d(x, 1)``.
 """
-import numbers
+from ..kernels import _checks as C
 
 from ..tensor import Function, Tensor
 from ._base import KernelFunction, prepare, tensor_arg
@@ -74,15 +74,7 @@ def _unbatch(y, unbatched):
 
 def _one(v, op, name):
     """An int or a 1-sequence -> int (1-D pooling arguments)."""
-    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
-        return int(v)
-    try:
-        v = tuple(v)
-    except TypeError:
-        raise TypeError(f"{op}: argument '{name}' must be an int or a 1-tuple, got {v!r}") from None
-    if len(v) != 1:
-        raise ValueError(f"{op}: argument '{name}' must have 1 value, got {v!r}")
-    return v[0]
+    return C.tuple_n(op, name, v, 1)[0]
 
 
 def _no_stride(stride):

@@ -16,6 +16,7 @@ from libc.math cimport isnan, INFINITY
 
 from .. import _checks as CK
 from ..reference import pool as RP
+from ..reference.pool import _x_shape
 from ._threads import num_threads
 
 cnp.import_array()
@@ -52,11 +53,6 @@ cdef Win _win(x_shape, out_hw, kernel, stride, padding, dilation, bint include_p
     w.dh, w.dw = dilation
     w.include_pad = include_pad
     return w
-
-
-def _x_shape(op, shape):
-    shape = CK.tuple_n(op, "x_shape", shape, 4, minimum=0)
-    return shape
 
 
 # ---------------------------------------------------------------- max pool

@@ -19,6 +19,7 @@ pooling is separable and loops over offsets inside a bin (at most
 ceil(H/oh)+1 of them per axis), again never over pixels.
 """
 from .. import _checks as C
+from .conv import _shape4
 from ._util import xp_of
 from ._window import col2im, first_valid, taps
 
@@ -33,13 +34,8 @@ __all__ = [
 
 
 def _x_shape(op, shape):
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f"{op}: argument 'x_shape' must be a tuple of 4 ints, got {shape!r}") from None
-    if len(shape) != 4:
-        raise ValueError(f"{op}: argument 'x_shape' must have 4 entries (N, C, H, W), got {shape!r}")
-    return tuple(C.integer(op, "x_shape", v, minimum=0) for v in shape)
+    """x_shape as a tuple of 4 non-negative ints (N, C, H, W); a bare int is rejected."""
+    return _shape4(op, "x_shape", shape)
 
 
 def _check_dy(op, dy, expected):
