@@ -313,6 +313,12 @@ MIN_TILES = 64  # smallest block when splitting for balance (keeps the GEMMs eff
 GEMM_TILES = 128  # blocks at least this many tiles even past BLOCK_BYTES (GEMM m >= 128)
 
 
+def pick(op, x_shape, w_shape, padding):
+    """Algorithm for a 3x3 / stride-1 conv that ``conv``'s 'auto' found Winograd-eligible:
+    'winograd' (F(2x2)), 'winograd4' (F(4x4); not for conv2d_backward_weight) or 'gemm'."""
+    return "winograd"
+
+
 def _block_tiles(T, per_tile, nt):
     """Tiles per block: BLOCK_BYTES of workspace but at least GEMM_TILES; with several
     threads, about 4 blocks per thread (balance on a busy machine) unless that drops

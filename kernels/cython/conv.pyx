@@ -288,7 +288,7 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
         if pointwise_ok:
             algo = "1x1"
         elif wino_ok and C >= WINO_MIN_C and K >= WINO_MIN_C:
-            algo = "winograd"
+            algo = _wino.pick(op, tuple(x_shape), tuple(w_shape), padding)  # 'winograd', 'winograd4' or 'gemm'
         elif Cg == 1 and groups > 1:  # depthwise: GEMMs of width 1 lose to direct loops
             algo = "direct"
         else:
