@@ -31,9 +31,18 @@ ctypedef fused real:
     float
     double
 
-ctypedef struct Win:
-    Py_ssize_t planes
-    int H, W, P, Q, kh, kw, sh, sw, ph, pw, dh, dw, include_pad
+cdef extern from "_pool_impl.h" nogil:
+    ctypedef struct Win "fc_pool_geom":
+        Py_ssize_t planes
+        int H, W, P, Q, kh, kw, sh, sw, ph, pw, dh, dw, include_pad
+    int fc_max_fwd_f32(const float*, float*, cnp.int64_t*, const Win*, int)
+    int fc_max_fwd_f64(const double*, double*, cnp.int64_t*, const Win*, int)
+    Py_ssize_t fc_max_bwd_f32(const float*, const cnp.int64_t*, float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, int)
+    Py_ssize_t fc_max_bwd_f64(const double*, const cnp.int64_t*, double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, int)
+    int fc_avg_f32(const float*, float*, const Win*, int, int)
+    int fc_avg_f64(const double*, double*, const Win*, int, int)
+    void fc_gap_f32(const float*, float*, Py_ssize_t, Py_ssize_t, int, int)
+    void fc_gap_f64(const double*, double*, Py_ssize_t, Py_ssize_t, int, int)
 
 cdef Py_ssize_t GRAIN = 1 << 15  # window taps per thread below which one thread is used
 
@@ -56,59 +65,6 @@ cdef Win _win(x_shape, out_hw, kernel, stride, padding, dilation, bint include_p
 
 
 # ---------------------------------------------------------------- max pool
-cdef void _max_fwd_plane(const real* x, real* y, cnp.int64_t* idx, const Win* g, Py_ssize_t pl) noexcept nogil:
-    cdef const real* xp = x + pl * g.H * g.W
-    cdef real* yp = y + pl * g.P * g.Q
-    cdef cnp.int64_t* ip = idx + pl * g.P * g.Q
-    cdef int p, q, ih, iw, h0, h1, w0, w1, best
-    cdef real v, m
-    for p in range(g.P):
-        h0 = p * g.sh - g.ph
-        h1 = min(h0 + (g.kh - 1) * g.dh + 1, g.H)
-        while h0 < 0:
-            h0 += g.dh
-        for q in range(g.Q):
-            w0 = q * g.sw - g.pw
-            w1 = min(w0 + (g.kw - 1) * g.dw + 1, g.W)
-            while w0 < 0:
-                w0 += g.dw
-            best = h0 * g.W + w0
-            m = -INFINITY
-            ih = h0
-            while ih < h1:
-                iw = w0
-                while iw < w1:
-                    v = xp[ih * g.W + iw]
-                    if v > m or isnan(v):
-                        m = v
-                        best = ih * g.W + iw
-                    iw = iw + g.dw
-                ih = ih + g.dh
-            yp[p * g.Q + q] = m
-            ip[p * g.Q + q] = best
-
-
-cdef void _max_fwd(const real* x, real* y, cnp.int64_t* idx, const Win* g, int nt) noexcept nogil:
-    cdef Py_ssize_t pl
-    for pl in prange(g.planes, num_threads=nt, schedule="static"):
-        _max_fwd_plane(x, y, idx, g, pl)
-
-
-cdef int _max_bwd(const real* dy, const cnp.int64_t* idx, real* dx, Py_ssize_t planes,
-                  Py_ssize_t pq, Py_ssize_t hw, int nt) noexcept nogil:
-    """Returns the number of out-of-range indices (skipped)."""
-    cdef Py_ssize_t pl, i, j
-    cdef int bad = 0
-    for pl in prange(planes, num_threads=nt, schedule="static"):
-        for i in range(pq):
-            j = idx[pl * pq + i]
-            if j < 0 or j >= hw:
-                bad += 1
-            else:
-                dx[pl * hw + j] += dy[pl * pq + i]
-    return bad
-
-
 def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
     """(y, argmax): window maxima and their flat indices h*W + w (int64), like PyTorch."""
     op = "max_pool2d_forward"
@@ -126,11 +82,14 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
     cdef void* py = _ptr(y)
     cdef cnp.int64_t* pi = <cnp.int64_t*>_ptr(idx)
     cdef bint is32 = x.dtype == np.float32
+    cdef int err
     with nogil:
         if is32:
-            _max_fwd(<float*>px, <float*>py, pi, &g, nt)
+            err = fc_max_fwd_f32(<float*>px, <float*>py, pi, &g, nt)
         else:
-            _max_fwd(<double*>px, <double*>py, pi, &g, nt)
+            err = fc_max_fwd_f64(<double*>px, <double*>py, pi, &g, nt)
+    if err:
+        raise MemoryError(f"{op}: out of memory for row buffers")
     return y, idx
 
 
@@ -144,86 +103,43 @@ def max_pool2d_backward(dy, argmax, x_shape):
     if tuple(dy.shape[:2]) != tuple(x_shape[:2]):
         raise ValueError(f"{op}: argument 'dy' has shape {tuple(dy.shape)}; expected (N, C) = {tuple(x_shape[:2])} from x_shape")
     argmax = argmax.astype(np.int64, copy=False)
-    dx = np.zeros(x_shape, dtype=dy.dtype)
-    if dy.size == 0:
+    dx = np.empty(x_shape, dtype=dy.dtype)  # each plane is zeroed by the thread that scatters into it
+    if dx.size == 0:
         return dx
     cdef Py_ssize_t planes = dy.shape[0] * dy.shape[1]
     cdef Py_ssize_t pq = dy.shape[2] * dy.shape[3], hw = x_shape[2] * x_shape[3]
-    cdef int nt = num_threads(dy.size, GRAIN)
+    cdef int nt = num_threads(dx.size, GRAIN)
     cdef void* pdy = _ptr(dy)
     cdef void* pdx = _ptr(dx)
     cdef cnp.int64_t* pi = <cnp.int64_t*>_ptr(argmax)
     cdef bint is32 = dy.dtype == np.float32
-    cdef int bad
+    cdef Py_ssize_t bad
     with nogil:
         if is32:
-            bad = _max_bwd(<float*>pdy, pi, <float*>pdx, planes, pq, hw, nt)
+            bad = fc_max_bwd_f32(<float*>pdy, pi, <float*>pdx, planes, pq, hw, nt)
         else:
-            bad = _max_bwd(<double*>pdy, pi, <double*>pdx, planes, pq, hw, nt)
+            bad = fc_max_bwd_f64(<double*>pdy, pi, <double*>pdx, planes, pq, hw, nt)
     if bad:
         raise ValueError(f"{op}: argument 'argmax' has {bad} indices outside the input plane [0, {hw}) of x_shape {x_shape}")
     return dx
 
 
 # ---------------------------------------------------------------- average pool
-cdef inline int _avg_window(const Win* g, int p, int q, int* h0, int* h1, int* w0, int* w1) noexcept nogil:
-    """Clip the window of output (p, q); returns PyTorch's divisor (0: empty window)."""
-    cdef int a = p * g.sh - g.ph, b = q * g.sw - g.pw
-    cdef int ae = min(a + g.kh, g.H + g.ph), be = min(b + g.kw, g.W + g.pw)
-    cdef int pool = (ae - a) * (be - b)
-    h0[0] = max(a, 0)
-    w0[0] = max(b, 0)
-    h1[0] = min(ae, g.H)
-    w1[0] = min(be, g.W)
-    if h0[0] >= h1[0] or w0[0] >= w1[0]:
-        return 0
-    return pool if g.include_pad else (h1[0] - h0[0]) * (w1[0] - w0[0])
-
-
-cdef void _avg_fwd_plane(const real* x, real* y, const Win* g, Py_ssize_t pl) noexcept nogil:
-    cdef const real* xp = x + pl * g.H * g.W
-    cdef real* yp = y + pl * g.P * g.Q
-    cdef int p, q, ih, iw, h0, h1, w0, w1, div
-    cdef double s
-    for p in range(g.P):
-        for q in range(g.Q):
-            div = _avg_window(g, p, q, &h0, &h1, &w0, &w1)
-            if div == 0:
-                yp[p * g.Q + q] = 0
-                continue
-            s = 0
-            for ih in range(h0, h1):
-                for iw in range(w0, w1):
-                    s = s + xp[ih * g.W + iw]
-            yp[p * g.Q + q] = <real>(s / div)
-
-
-cdef void _avg_bwd_plane(const real* dy, real* dx, const Win* g, Py_ssize_t pl) noexcept nogil:
-    cdef real* xp = dx + pl * g.H * g.W
-    cdef const real* yp = dy + pl * g.P * g.Q
-    cdef int p, q, ih, iw, h0, h1, w0, w1, div
-    cdef real v
-    for p in range(g.P):
-        for q in range(g.Q):
-            div = _avg_window(g, p, q, &h0, &h1, &w0, &w1)
-            if div == 0:
-                continue
-            v = <real>(yp[p * g.Q + q] / <double>div)
-            for ih in range(h0, h1):
-                for iw in range(w0, w1):
-                    xp[ih * g.W + iw] += v
-
-
-cdef void _avg_fwd(const real* x, real* y, const Win* g, int nt) noexcept nogil:
-    cdef Py_ssize_t pl
-    for pl in prange(g.planes, num_threads=nt, schedule="static"):
-        _avg_fwd_plane(x, y, g, pl)
-
-
-cdef void _avg_bwd(const real* dy, real* dx, const Win* g, int nt) noexcept nogil:
-    cdef Py_ssize_t pl
-    for pl in prange(g.planes, num_threads=nt, schedule="static"):
-        _avg_bwd_plane(dy, dx, g, pl)
+cdef _avg_run(op, src, dst, Win g, bint bwd):
+    """Average-pool forward (src x -> dst y) or backward (src dy -> dst dx) in C."""
+    cdef int nt = num_threads(<Py_ssize_t>g.planes * g.P * g.Q * g.kh * g.kw, GRAIN)
+    cdef void* ps = _ptr(src)
+    cdef void* pd = _ptr(dst)
+    cdef bint is32 = src.dtype == np.float32
+    cdef int err
+    with nogil:
+        if is32:
+            err = fc_avg_f32(<float*>ps, <float*>pd, &g, bwd, nt)
+        else:
+            err = fc_avg_f64(<double*>ps, <double*>pd, &g, bwd, nt)
+    if err:
+        raise MemoryError(f"{op}: out of memory for row buffers")
+    return dst
 
 
 def _avg_geometry(op, x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad):
@@ -240,17 +156,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_include
     y = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
     if y.size == 0:
         return y
-    cdef Win g = _win(x.shape, out_hw, kernel, stride, padding, (1, 1), inc)
-    cdef int nt = num_threads(y.size * kernel[0] * kernel[1], GRAIN)
-    cdef void* px = _ptr(x)
-    cdef void* py = _ptr(y)
-    cdef bint is32 = x.dtype == np.float32
-    with nogil:
-        if is32:
-            _avg_fwd(<float*>px, <float*>py, &g, nt)
-        else:
-            _avg_fwd(<double*>px, <double*>py, &g, nt)
-    return y
+    return _avg_run(op, x, y, _win(x.shape, out_hw, kernel, stride, padding, (1, 1), inc), False)
 
 
 def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad):
@@ -261,20 +167,10 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode, co
     kernel, stride, padding, out_hw, inc = _avg_geometry(op, x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad)
     if tuple(dy.shape) != tuple(x_shape[:2]) + tuple(out_hw):
         raise ValueError(f"{op}: argument 'dy' has shape {tuple(dy.shape)}; this geometry gives {tuple(x_shape[:2]) + tuple(out_hw)}")
-    dx = np.zeros(x_shape, dtype=dy.dtype)
-    if dy.size == 0:
+    dx = np.empty(x_shape, dtype=dy.dtype)  # zeroed plane by plane in C
+    if dx.size == 0:
         return dx
-    cdef Win g = _win(x_shape, out_hw, kernel, stride, padding, (1, 1), inc)
-    cdef int nt = num_threads(dy.size * kernel[0] * kernel[1], GRAIN)
-    cdef void* pdy = _ptr(dy)
-    cdef void* pdx = _ptr(dx)
-    cdef bint is32 = dy.dtype == np.float32
-    with nogil:
-        if is32:
-            _avg_bwd(<float*>pdy, <float*>pdx, &g, nt)
-        else:
-            _avg_bwd(<double*>pdy, <double*>pdx, &g, nt)
-    return dx
+    return _avg_run(op, dy, dx, _win(x_shape, out_hw, kernel, stride, padding, (1, 1), inc), True)
 
 
 # ---------------------------------------------------------------- adaptive average pool
@@ -325,12 +221,41 @@ cdef void _adapt_bwd(const real* dy, real* dx, const Win* g, int nt) noexcept no
         _adapt_bwd_plane(dy, dx, g, pl)
 
 
+cdef _gap_run(src, dst, Py_ssize_t planes, Py_ssize_t n, bint bwd):
+    """Global average pool: one float64-accumulated reduction (or fill) per plane."""
+    cdef int nt = num_threads(planes * n, GRAIN)
+    cdef void* ps = _ptr(src)
+    cdef void* pd = _ptr(dst)
+    cdef bint is32 = src.dtype == np.float32
+    with nogil:
+        if is32:
+            fc_gap_f32(<float*>ps, <float*>pd, planes, n, bwd, nt)
+        else:
+            fc_gap_f64(<double*>ps, <double*>pd, planes, n, bwd, nt)
+    return dst
+
+
+def _uniform_bins(x_shape, out_hw):
+    """Adaptive bins that tile the input exactly are average-pool windows: kernel = stride = H/oh."""
+    H, W = x_shape[2:]
+    oh, ow = out_hw
+    if H % oh == 0 and W % ow == 0:
+        return (H // oh, W // ow)
+    return None
+
+
 def adaptive_avg_pool2d_forward(x, output_size):
     """y (N, C, oh, ow): means over PyTorch's adaptive bins; ``None`` keeps that input size."""
     x, out_hw = RP.check_adaptive_avg_pool2d_forward(x, output_size, device="cpu")
+    out_hw = tuple(out_hw)
     y = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
     if y.size == 0:
         return y
+    if out_hw == (1, 1):
+        return _gap_run(x, y, y.size, x.shape[2] * x.shape[3], False)
+    k = _uniform_bins(x.shape, out_hw)
+    if k is not None:
+        return _avg_run("adaptive_avg_pool2d_forward", x, y, _win(x.shape, out_hw, k, k, (0, 0), (1, 1), 1), False)
     cdef Win g = _win(x.shape, out_hw, (1, 1), (1, 1), (0, 0), (1, 1), 0)
     cdef int nt = num_threads(x.size, GRAIN)
     cdef void* px = _ptr(x)
@@ -347,10 +272,17 @@ def adaptive_avg_pool2d_forward(x, output_size):
 def adaptive_avg_pool2d_backward(dy, x_shape):
     """dx: each dy spread evenly over its adaptive bin (output size read from dy)."""
     dy, x_shape = RP.check_adaptive_avg_pool2d_backward(dy, x_shape, device="cpu")
-    dx = np.zeros(x_shape, dtype=dy.dtype)
+    out_hw = tuple(dy.shape[2:])
     if dy.size == 0:
-        return dx
-    cdef Win g = _win(x_shape, dy.shape[2:], (1, 1), (1, 1), (0, 0), (1, 1), 0)
+        return np.zeros(x_shape, dtype=dy.dtype)
+    if out_hw == (1, 1):
+        return _gap_run(dy, np.empty(x_shape, dtype=dy.dtype), dy.size, x_shape[2] * x_shape[3], True)
+    k = _uniform_bins(x_shape, out_hw)
+    if k is not None:
+        return _avg_run("adaptive_avg_pool2d_backward", dy, np.empty(x_shape, dtype=dy.dtype),
+                        _win(x_shape, out_hw, k, k, (0, 0), (1, 1), 1), True)
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    cdef Win g = _win(x_shape, out_hw, (1, 1), (1, 1), (0, 0), (1, 1), 0)
     cdef int nt = num_threads(dx.size, GRAIN)
     cdef void* pdy = _ptr(dy)
     cdef void* pdx = _ptr(dx)
