@@ -117,3 +117,107 @@ FC_LN_BWD(float, f32)
 FC_LN_BWD(double, f64)
 FC_DROPOUT(float, f32)
 FC_DROPOUT(double, f64)
+
+/* Batch norm over x (N, C, S): one OpenMP task per channel, its N planes of S elements.
+ * Forward (training): shifted statistics in double, then right away
+ * (the channel still in cache) y = x*a + b [+ r] [relu], a = invstd*gamma, b = beta - mean*a;
+ * bmean/bvar get the double batch mean and biased variance, smean/sinv the saved T values.
+ * Eval: a = scale[c], b = shift[c] given (computed by the caller from the running stats).
+ * r (residual, same shape as x) and relu fuse the block tail y = relu(bn(x) + r). */
+#define FC_BN_APPLY(T, EXPR)                                                                      \
+    for (ptrdiff_t n = 0; n < N; n++) {                                                        \
+        const T *restrict p = x + (n * C + c) * S;                                             \
+        const T *restrict rr = r ? r + (n * C + c) * S : p; (void)rr;                                    \
+        T *restrict q = y + (n * C + c) * S;                                                   \
+        _Pragma("omp simd")                                                                    \
+        for (ptrdiff_t i = 0; i < S; i++) { T v = EXPR; q[i] = v; }                            \
+    }
+#define FC_BN_FWD(T, SFX)                                                                      \
+FC_NCLONES static void fc_bn_fwd_##SFX(const T *restrict x, const T *restrict r, T *restrict y,        \
+        ptrdiff_t N, ptrdiff_t C, ptrdiff_t S, const T *restrict gamma, const T *restrict beta, \
+        int training, double eps, const T *restrict scale, const T *restrict shift, int relu,   \
+        T *restrict smean, T *restrict sinv, double *restrict bmean, double *restrict bvar, int nt) { \
+    _Pragma("omp parallel for num_threads(nt) schedule(dynamic)")                              \
+    for (ptrdiff_t c = 0; c < C; c++) {                                                        \
+        T a, b;                                                                                \
+        if (training) {                                                                        \
+            double shf = x[c * S], s1 = 0, s2 = 0, M = (double)N * S;                          \
+            for (ptrdiff_t n = 0; n < N; n++) {                                                \
+                const T *restrict p = x + (n * C + c) * S;                                     \
+                _Pragma("omp simd reduction(+:s1,s2)")                                         \
+                for (ptrdiff_t i = 0; i < S; i++) { double d = (double)p[i] - shf; s1 += d; s2 += d * d; } \
+            }                                                                                  \
+            double mu = shf + s1 / M, var = s2 / M - (s1 / M) * (s1 / M);                      \
+            if (var < 0) var = 0;                                                              \
+            bmean[c] = mu; bvar[c] = var;                                                      \
+            T tm = (T)mu, ti = (T)(1.0 / sqrt(var + eps));                                     \
+            smean[c] = tm; sinv[c] = ti;                                                       \
+            a = gamma ? (T)(ti * gamma[c]) : ti;                                               \
+            b = beta ? (T)(beta[c] - tm * a) : (T)(-tm * a);                                   \
+        } else {                                                                               \
+            a = scale[c]; b = shift[c];                                                        \
+        }                                                                                      \
+        if (r && relu) { FC_BN_APPLY(T, p[i] * a + b + rr[i]; v = v < 0 ? 0 : v) }                \
+        else if (r) { FC_BN_APPLY(T, p[i] * a + b + rr[i]) }                                      \
+        else if (relu) { FC_BN_APPLY(T, p[i] * a + b; v = v < 0 ? 0 : v) }                        \
+        else { FC_BN_APPLY(T, p[i] * a + b) }                                                     \
+    }                                                                                          \
+}
+
+/* Backward.  With y (the fused forward's output, relu != 0) the incoming gradient is first
+ * masked, g = (y <= 0 ? 0 : dy) (ReLU's rule: NaN keeps its gradient); dr, when given,
+ * receives g (the residual's gradient).  Then per channel sdy = sum g, sdyx = sum g*(x-mean)
+ * (per plane in T, summed across planes in double), and dx = k1*g - k2*x + k3 (training) or k1*g (eval) in a second pass over the
+ * channel, still in cache.  dgamma = sdyx*invstd, dbeta = sdy, in double. */
+#define FC_BN_RED(T, GEXPR, STORE)                                                             \
+    for (ptrdiff_t n = 0; n < N; n++) {                                                        \
+        const T *restrict pd = dy + (n * C + c) * S;                                           \
+        const T *restrict px = x + (n * C + c) * S;                                            \
+        const T *restrict py = y ? y + (n * C + c) * S : px; (void)py;                         \
+        T *restrict pr = dr ? dr + (n * C + c) * S : NULL; (void)pr;                           \
+        T s1 = 0, s2 = 0;                                                                      \
+        _Pragma("omp simd reduction(+:s1,s2)")                                                 \
+        for (ptrdiff_t i = 0; i < S; i++) {                                                    \
+            T gi = GEXPR; STORE; s1 += gi; s2 += gi * (px[i] - tmu);                           \
+        }                                                                                      \
+        sdy += s1; sdyx += s2;                                                                 \
+    }
+#define FC_BN_BWD(T, SFX)                                                                      \
+FC_NCLONES static void fc_bn_bwd_##SFX(const T *restrict dy, const T *restrict x, const T *restrict y,   \
+        T *restrict dr, T *restrict dx, ptrdiff_t N, ptrdiff_t C, ptrdiff_t S,                 \
+        const T *restrict mean, const T *restrict invstd, const T *restrict gamma, int training, \
+        double *restrict dgamma, double *restrict dbeta, int nt) {                             \
+    _Pragma("omp parallel for num_threads(nt) schedule(dynamic)")                              \
+    for (ptrdiff_t c = 0; c < C; c++) {                                                        \
+        double mu = mean[c], inv = invstd[c], g = gamma ? gamma[c] : 1.0, M = (double)N * S;   \
+        double sdy = 0, sdyx = 0;                                                              \
+        const T tmu = (T)mu;                                                                   \
+        if (y && dr) { FC_BN_RED(T, py[i] <= 0 ? (T)0 : pd[i], pr[i] = gi) }                   \
+        else if (y) { FC_BN_RED(T, py[i] <= 0 ? (T)0 : pd[i], (void)0) }                       \
+        else { FC_BN_RED(T, pd[i], (void)0) }                                                  \
+        dbeta[c] = sdy; dgamma[c] = sdyx * inv;                                                \
+        T k1 = (T)(g * inv), k2 = 0, k3 = 0;                                                   \
+        if (training) {                                                                        \
+            k2 = (T)(g * inv * inv * inv * sdyx / M);                                          \
+            k3 = (T)(g * inv * (mu * inv * inv * sdyx / M - sdy / M));                         \
+        }                                                                                      \
+        for (ptrdiff_t n = 0; n < N; n++) {                                                    \
+            const T *restrict pd = dr ? dr + (n * C + c) * S : dy + (n * C + c) * S;           \
+            const T *restrict px = x + (n * C + c) * S;                                        \
+            const T *restrict py = (y && !dr) ? y + (n * C + c) * S : NULL;                    \
+            T *restrict q = dx + (n * C + c) * S;                                              \
+            if (py) {                                                                          \
+                _Pragma("omp simd")                                                            \
+                for (ptrdiff_t i = 0; i < S; i++) { T gi = py[i] <= 0 ? (T)0 : pd[i]; q[i] = k1 * gi - k2 * px[i] + k3; } \
+            } else {                                                                           \
+                _Pragma("omp simd")                                                            \
+                for (ptrdiff_t i = 0; i < S; i++) q[i] = k1 * pd[i] - k2 * px[i] + k3;         \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+}
+
+FC_BN_FWD(float, f32)
+FC_BN_FWD(double, f64)
+FC_BN_BWD(float, f32)
+FC_BN_BWD(double, f64)

@@ -1,11 +1,16 @@
 # cython: language_level=3
 """Batch normalization, layer normalization and dropout on the CPU.
 
-One OpenMP task per channel: the statistics pass and the normalize pass run
-back to back over that channel's N planes, so the second pass reads from
-cache (a 56x56x8 channel is 100 KB) and each element crosses DRAM about
-once in and once out.  Statistics accumulate in double, shifted by the
-channel's first element, so E[x^2] - E[x]^2 does not cancel catastrophically.
+Batch norm (loops in ``_norm_impl.h``): one OpenMP task per channel: the
+statistics pass and the normalize pass run back to back over that channel's
+N planes, so the second pass reads from cache (a 56x56x8 channel is 100 KB)
+and each element crosses DRAM about once in and once out.  Statistics
+accumulate in double, shifted by the channel's first element, so
+E[x^2] - E[x]^2 does not cancel catastrophically.  ``batch_norm_act_*`` fuse a
+residual block's tail into the same passes, y = relu(bn(x) + residual): the
+forward skips writing and re-reading bn(x) and the sum, the backward masks
+the gradient with y > 0 while it reduces (and writes the residual's gradient
+in that same pass) instead of separate relu/add kernels.
 
 Layer norm (loops in ``_norm_impl.h``): one OpenMP task per block of rows;
 each row's statistics come from one shifted pass in double, then one fused
@@ -28,15 +33,14 @@ already memory-bound and a C loop measured the same (2.3 ms for 4M float32).
 """
 import numpy as np
 cimport numpy as cnp
-from cython.parallel cimport prange
-from libc.math cimport sqrt
 
 from .. import _checks as C
 from libc.stdint cimport uint64_t
 from ..reference.norm import _affine, _norm_shape, check_batch_norm_backward, check_batch_norm_forward
 from ._threads import num_threads
 
-__all__ = ["batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward",
+__all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_act_forward", "batch_norm_act_backward",
+           "layer_norm_forward", "layer_norm_backward",
            "dropout_forward"]
 
 cdef extern from "_norm_impl.h" nogil:
@@ -50,86 +54,23 @@ cdef extern from "_norm_impl.h" nogil:
                        double*, Py_ssize_t, Py_ssize_t, int)
     void fc_dropout_fwd_f32(const float*, float*, float*, Py_ssize_t, uint64_t, uint64_t, float, int)
     void fc_dropout_fwd_f64(const double*, double*, double*, Py_ssize_t, uint64_t, uint64_t, double, int)
-
-ctypedef fused real:
-    float
-    double
-
-
-cdef void _bn_stats(const real* x, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t S, double* mean, double* var,
-                    int nt) noexcept nogil:
-    cdef Py_ssize_t c, n, i
-    cdef const real* p
-    cdef double shift, s1, s2, d, M = <double>N * S
-    for c in prange(Cn, num_threads=nt, schedule="dynamic"):
-        shift = x[c * S]
-        s1 = 0
-        s2 = 0
-        for n in range(N):
-            p = x + (n * Cn + c) * S
-            for i in range(S):
-                d = p[i] - shift
-                s1 = s1 + d
-                s2 = s2 + d * d
-        mean[c] = shift + s1 / M
-        var[c] = s2 / M - (s1 / M) * (s1 / M)
-        if var[c] < 0:
-            var[c] = 0
+    void fc_bn_fwd_f32(const float*, const float*, float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, const float*,
+                       const float*, int, double, const float*, const float*, int, float*, float*, double*, double*,
+                       int)
+    void fc_bn_fwd_f64(const double*, const double*, double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, const double*,
+                       const double*, int, double, const double*, const double*, int, double*, double*, double*,
+                       double*, int)
+    void fc_bn_bwd_f32(const float*, const float*, const float*, float*, float*, Py_ssize_t, Py_ssize_t,
+                       Py_ssize_t, const float*, const float*, const float*, int, double*, double*, int)
+    void fc_bn_bwd_f64(const double*, const double*, const double*, double*, double*, Py_ssize_t, Py_ssize_t,
+                       Py_ssize_t, const double*, const double*, const double*, int, double*, double*, int)
 
 
-cdef void _bn_apply(const real* x, real* y, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t S, const real* scale,
-                    const real* shift, int nt) noexcept nogil:
-    cdef Py_ssize_t c, n, i
-    cdef const real* p
-    cdef real* q
-    cdef real a, b
-    for c in prange(Cn, num_threads=nt, schedule="static"):
-        a = scale[c]
-        b = shift[c]
-        for n in range(N):
-            p = x + (n * Cn + c) * S
-            q = y + (n * Cn + c) * S
-            for i in range(S):
-                q[i] = p[i] * a + b
-
-
-cdef void _bn_bwd(const real* dy, const real* x, real* dx, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t S,
-                  const real* mean, const real* invstd, const real* gamma, bint has_gamma, bint training,
-                  double* dgamma, double* dbeta, int nt) noexcept nogil:
-    cdef Py_ssize_t c, n, i
-    cdef const real* pd
-    cdef const real* px
-    cdef real* q
-    cdef double sdy, sdyx, mu, inv, g, M = <double>N * S
-    cdef real k1, k2, k3
-    for c in prange(Cn, num_threads=nt, schedule="dynamic"):
-        mu = mean[c]
-        inv = invstd[c]
-        g = gamma[c] if has_gamma else 1.0
-        sdy = 0
-        sdyx = 0
-        for n in range(N):
-            pd = dy + (n * Cn + c) * S
-            px = x + (n * Cn + c) * S
-            for i in range(S):
-                sdy = sdy + pd[i]
-                sdyx = sdyx + pd[i] * (px[i] - mu)
-        dbeta[c] = sdy
-        dgamma[c] = sdyx * inv
-        # dx = g*inv*(dy - mean(dy) - xhat*mean(dy*xhat)) in training; g*inv*dy in eval
-        k1 = <real>(g * inv)
-        if training:
-            k2 = <real>(g * inv * inv * inv * sdyx / M)
-            k3 = <real>(g * inv * (mu * inv * inv * sdyx / M - sdy / M))
-        else:
-            k2 = 0
-            k3 = 0
-        for n in range(N):
-            pd = dy + (n * Cn + c) * S
-            px = x + (n * Cn + c) * S
-            q = dx + (n * Cn + c) * S
-            for i in range(S):
-                q[i] = k1 * pd[i] - k2 * px[i] + k3
+cdef inline void* _p(a):
+    """Data pointer of a NumPy array, NULL for None."""
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 def _dims(x):
@@ -138,112 +79,144 @@ def _dims(x):
     return N, Cn, S
 
 
+def _like_x(op, name, a, x):
+    """A same-shape, same-dtype companion of x (residual, forward output), C-contiguous."""
+    a = C.array(op, name, a, device="cpu")
+    C.same_shape(op, name, a, "x", x)
+    C.same_dtype(op, x=x, **{name: a})
+    return a
+
+
+# ---- batch norm ------------------------------------------------------------------------------
+
 def batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps):
     """(y, save_mean, save_invstd) for x (N, C) or (N, C, ...); see the reference for semantics."""
-    op = "batch_norm_forward"
+    return batch_norm_act_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, None, False)
+
+
+def batch_norm_act_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, residual, relu):
+    """batch_norm_forward with the residual block's tail fused: y = relu(bn(x) + residual).
+
+    ``residual`` (x's shape and dtype) may be None, ``relu`` is a bool; with neither this
+    is batch_norm_forward.  One pass per channel: statistics, then the normalized,
+    shifted, rectified output while the channel is still in cache.
+    """
+    op = "batch_norm_act_forward"
     x, gamma, beta, momentum, eps = check_batch_norm_forward(x, gamma, beta, running_mean, running_var, training,
                                                              momentum, eps, device="cpu")
-    Cn = x.shape[1]
-    N, _, S = _dims(x)
+    if residual is not None:
+        residual = _like_x(op, "residual", residual, x)
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{op}: argument 'relu' must be a bool, got {relu!r}")
+    N, Cn, S = _dims(x)
     count = N * S
     dt = x.dtype
+    y = np.empty_like(x)
+    scale = shift = None
     if training:
         if count == 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, got 'x' shape {tuple(x.shape)}")
         if count == 0:
             nan = np.full(Cn, np.nan, dtype=dt)
-            return np.empty_like(x), nan, nan.copy()
-        mean64 = np.empty(Cn, np.float64)
-        var64 = np.empty(Cn, np.float64)
-        _stats(x, N, Cn, S, mean64, var64)
-        invstd = (1.0 / np.sqrt(var64 + eps)).astype(dt)
-        mean = mean64.astype(dt)
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += (momentum * mean64).astype(running_mean.dtype)
-            running_var *= 1 - momentum
-            running_var += (momentum * var64 * (count / (count - 1))).astype(running_var.dtype)
+            return y, nan, nan.copy()
+        mean = np.empty(Cn, dt)
+        invstd = np.empty(Cn, dt)
     else:
         if running_mean is None:
             raise ValueError(f"{op}: 'running_mean' and 'running_var' are required when training=False")
         mean = running_mean.astype(dt, copy=True)
         invstd = (1.0 / np.sqrt(running_var.astype(np.float64) + eps)).astype(dt)
-    scale = invstd if gamma is None else (invstd * gamma).astype(dt)
-    shift = -mean * scale if beta is None else (beta - mean * scale).astype(dt)
-    y = np.empty_like(x)
+        scale = invstd if gamma is None else (invstd * gamma).astype(dt)
+        shift = (-mean * scale if beta is None else beta - mean * scale).astype(dt)
+    mean64 = np.empty(Cn, np.float64)
+    var64 = np.empty(Cn, np.float64)
+    cdef int nt = max(1, min(num_threads(x.size, 32768), Cn))
+    cdef Py_ssize_t n_ = N, c_ = Cn, s_ = S
+    cdef int tr = bool(training), rl = bool(relu)
+    cdef double e = eps
+    cdef void* px = _p(x)
+    cdef void* pr = _p(residual)
+    cdef void* py = _p(y)
+    cdef void* pg = _p(gamma)
+    cdef void* pb = _p(beta)
+    cdef void* psc = _p(scale)
+    cdef void* psh = _p(shift)
+    cdef void* pm = _p(mean)
+    cdef void* pi = _p(invstd)
+    cdef double* bm = <double*>_p(mean64)
+    cdef double* bv = <double*>_p(var64)
     if x.size:
-        _apply(x, y, N, Cn, S, np.ascontiguousarray(scale), np.ascontiguousarray(shift))
+        if dt == np.float32:
+            with nogil:
+                fc_bn_fwd_f32(<float*>px, <float*>pr, <float*>py, n_, c_, s_, <float*>pg, <float*>pb, tr, e,
+                              <float*>psc, <float*>psh, rl, <float*>pm, <float*>pi, bm, bv, nt)
+        else:
+            with nogil:
+                fc_bn_fwd_f64(<double*>px, <double*>pr, <double*>py, n_, c_, s_, <double*>pg, <double*>pb, tr, e,
+                              <double*>psc, <double*>psh, rl, <double*>pm, <double*>pi, bm, bv, nt)
+    if training and running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += (momentum * mean64).astype(running_mean.dtype)
+        running_var *= 1 - momentum
+        running_var += (momentum * var64 * (count / (count - 1))).astype(running_var.dtype)
     return y, mean, invstd
-
-
-def _stats(cnp.ndarray x, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t S, double[::1] mean, double[::1] var):
-    cdef int nt = num_threads(Cn * N * S, 32768)
-    nt = min(nt, Cn)
-    if x.dtype == np.float32:
-        with nogil:
-            _bn_stats[float](<float*>cnp.PyArray_DATA(x), N, Cn, S, &mean[0], &var[0], nt)
-    else:
-        with nogil:
-            _bn_stats[double](<double*>cnp.PyArray_DATA(x), N, Cn, S, &mean[0], &var[0], nt)
-
-
-def _apply(cnp.ndarray x, cnp.ndarray y, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t S, cnp.ndarray scale,
-           cnp.ndarray shift):
-    cdef int nt = max(1, min(num_threads(Cn * N * S, 32768), Cn))
-    if x.dtype == np.float32:
-        with nogil:
-            _bn_apply[float](<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(y), N, Cn, S,
-                             <float*>cnp.PyArray_DATA(scale), <float*>cnp.PyArray_DATA(shift), nt)
-    else:
-        with nogil:
-            _bn_apply[double](<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(y), N, Cn, S,
-                              <double*>cnp.PyArray_DATA(scale), <double*>cnp.PyArray_DATA(shift), nt)
 
 
 def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training):
     """(dx, dgamma, dbeta); dgamma and dbeta are None when gamma is None."""
+    return batch_norm_act_backward(dy, x, None, gamma, save_mean, save_invstd, training, False, False)[:3]
+
+
+def batch_norm_act_backward(dy, x, y, gamma, save_mean, save_invstd, training, relu, residual):
+    """(dx, dgamma, dbeta, dresidual) of batch_norm_act_forward.
+
+    ``y`` is the forward output (needed only when ``relu``: the gradient passes where
+    y > 0, and where y is NaN, as ReLU's does); ``residual`` (bool) asks for dresidual,
+    the masked gradient (dy itself without relu), else it is None.
+    """
+    op = "batch_norm_act_backward"
     dy, x, gamma, save_mean, save_invstd = check_batch_norm_backward(dy, x, gamma, save_mean, save_invstd,
                                                                      training, device="cpu")
-    Cn = x.shape[1]
-    N, _, S = _dims(x)
+    if not isinstance(relu, (bool, np.bool_)) or not isinstance(residual, (bool, np.bool_)):
+        raise TypeError(f"{op}: arguments 'relu' and 'residual' must be bools, got {relu!r}, {residual!r}")
+    if relu:
+        y = _like_x(op, "y", y, x)
+    else:
+        y = None
+    N, Cn, S = _dims(x)
     dt = x.dtype
     dx = np.empty_like(x)
+    dr = (np.empty_like(x) if relu else dy) if residual else None
     dgamma = np.zeros(Cn, np.float64)
     dbeta = np.zeros(Cn, np.float64)
+    cdef int nt = max(1, min(num_threads(x.size, 32768), Cn))
+    cdef Py_ssize_t n_ = N, c_ = Cn, s_ = S
+    cdef int tr = bool(training)
+    cdef void* pdy = _p(dy)
+    cdef void* px = _p(x)
+    cdef void* py = _p(y)
+    cdef void* pdr = _p(dr) if (residual and relu) else NULL
+    cdef void* pdx = _p(dx)
+    cdef void* pm = _p(save_mean)
+    cdef void* pi = _p(save_invstd)
+    cdef void* pg = _p(gamma)
+    cdef double* dg = <double*>_p(dgamma)
+    cdef double* db = <double*>_p(dbeta)
     if x.size:
-        g = gamma if gamma is not None else np.ones(Cn, dt)
-        _bwd(dy, x, dx, N, Cn, S, np.ascontiguousarray(save_mean, dtype=dt),
-             np.ascontiguousarray(save_invstd, dtype=dt), np.ascontiguousarray(g, dtype=dt), gamma is not None,
-             bool(training), dgamma, dbeta)
+        if dt == np.float32:
+            with nogil:
+                fc_bn_bwd_f32(<float*>pdy, <float*>px, <float*>py, <float*>pdr, <float*>pdx, n_, c_, s_, <float*>pm,
+                              <float*>pi, <float*>pg, tr, dg, db, nt)
+        else:
+            with nogil:
+                fc_bn_bwd_f64(<double*>pdy, <double*>px, <double*>py, <double*>pdr, <double*>pdx, n_, c_, s_,
+                              <double*>pm, <double*>pi, <double*>pg, tr, dg, db, nt)
     if gamma is None:
-        return dx, None, None
-    return dx, dgamma.astype(dt), dbeta.astype(dt)
-
-
-def _bwd(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, Py_ssize_t N, Py_ssize_t Cn, Py_ssize_t S,
-         cnp.ndarray mean, cnp.ndarray invstd, cnp.ndarray gamma, bint has_gamma, bint training,
-         double[::1] dgamma, double[::1] dbeta):
-    cdef int nt = max(1, min(num_threads(Cn * N * S, 32768), Cn))
-    if x.dtype == np.float32:
-        with nogil:
-            _bn_bwd[float](<float*>cnp.PyArray_DATA(dy), <float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(dx),
-                           N, Cn, S, <float*>cnp.PyArray_DATA(mean), <float*>cnp.PyArray_DATA(invstd),
-                           <float*>cnp.PyArray_DATA(gamma), has_gamma, training, &dgamma[0], &dbeta[0], nt)
-    else:
-        with nogil:
-            _bn_bwd[double](<double*>cnp.PyArray_DATA(dy), <double*>cnp.PyArray_DATA(x),
-                            <double*>cnp.PyArray_DATA(dx), N, Cn, S, <double*>cnp.PyArray_DATA(mean),
-                            <double*>cnp.PyArray_DATA(invstd), <double*>cnp.PyArray_DATA(gamma), has_gamma,
-                            training, &dgamma[0], &dbeta[0], nt)
+        return dx, None, None, dr
+    return dx, dgamma.astype(dt), dbeta.astype(dt), dr
 
 
 # ---- layer norm ------------------------------------------------------------------------------
-
-cdef inline void* _p(a):
-    """Data pointer of a NumPy array, NULL for None."""
-    if a is None:
-        return NULL
-    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 def layer_norm_forward(x, normalized_shape, gamma, beta, eps):
