@@ -22,6 +22,13 @@
 #define FC_POOL_CLONES
 #endif
 #define FC_INLINE static inline __attribute__((always_inline))
+/* Between the tap passes: stops gcc's unroll-and-jam (-O3) from fusing two taps into one loop,
+ * which then no longer vectorizes (scalar compare-and-branch, 4x slower). */
+#if defined(__GNUC__)
+#define FC_NOJAM() __asm__ __volatile__("" ::: "memory")
+#else
+#define FC_NOJAM()
+#endif
 
 typedef struct {
     ptrdiff_t planes;
@@ -61,133 +68,214 @@ FC_INLINE void fc_split(ptrdiff_t n, int t, int nt, ptrdiff_t *r0, ptrdiff_t *r1
     *r1 = *r0 + q + (t < r);
 }
 
-/* ------------------------------------------------------------------ strided rows */
-/* A column stride sw > 1 would make every tap a strided (gathered) load.  Instead each input row
- * is split once into its sw column phases, phase r holding columns r, r + sw, ... (Wp = ceil(W/sw)
- * each); tap column q*sw + off is then element q + floor(off/sw) of phase off mod sw: unit stride.
- * A thread keeps the last `slots` split rows (tagged by plane and row), so a row shared by
- * neighbouring output rows (3x3 stride 2: every other row) is split once. */
-typedef struct {
-    void *buf;
-    ptrdiff_t *tag;  /* plane * H + row held by each slot, -1: empty */
-    int slots, Wp;
-} fc_phases;
+/* PyTorch's divisor is separable: rows(p) * cols(q), each the window extent clipped to the
+ * padded input (count_include_pad) or to the input. */
+FC_INLINE int fc_avg_extent(int o, int s, int pad, int k, int n, int inc, int *a0, int *a1) {
+    int a = o * s - pad, ae = a + k < n + pad ? a + k : n + pad;
+    *a0 = a > 0 ? a : 0;
+    *a1 = ae < n ? ae : n;
+    if (*a0 >= *a1) return 0;
+    return inc ? ae - a : *a1 - *a0;
+}
 
-static int fc_phases_make(fc_phases *ph, const fc_pool_geom *g, size_t itemsize) {
-    ph->slots = g->sw > 1 ? g->kh : 0;
-    ph->Wp = (g->W + g->sw - 1) / g->sw;
-    ph->buf = NULL;
-    ph->tag = NULL;
-    if (!ph->slots) return 0;
-    ph->buf = malloc(itemsize * (size_t)ph->slots * (size_t)g->sw * (size_t)ph->Wp);
-    ph->tag = (ptrdiff_t *)malloc(sizeof(ptrdiff_t) * (size_t)ph->slots);
-    if (!ph->buf || !ph->tag) return -1;
-    for (int s = 0; s < ph->slots; s++) ph->tag[s] = -1;
+/* ------------------------------------------------------------------ forward: phase planes */
+/* The forward kernels first copy a block of R output rows' worth of one input plane into
+ * "phase planes": Z_ab[u][v] = x[u*sh + a, v*sw + b] (a < sh, b < sw), each row L = Q + halo long,
+ * with the padding (and the halo) stored as a neutral value (-inf for max, 0 for sums).  Output
+ * (p, q) of tap (i, j) is then Z_ab[p + fi][q + fj] with oi = i*dh - ph = fi*sh + a (oj likewise),
+ * i.e. element t + zoff[tap] of a flat loop over t = p*L + q: every tap is one branch-free,
+ * unit-stride vector loop over the whole block, whatever the stride, padding or dilation.
+ * Max pool keeps per output the tap-relative index toff = oi*W + oj of the running maximum; an
+ * output whose maximum stays -inf (all -inf, or only padding seen) reports the first in-range tap
+ * of its window, which is PyTorch's answer in that case. */
+#ifndef FC_ZBLOCK
+#define FC_ZBLOCK 2048 /* outputs (incl. halo columns) per block: buffers stay in L1/L2 */
+#endif
+
+typedef struct {
+    int R, L, Pz, rt, cl, nblk;
+    ptrdiff_t zplane;       /* elements per phase plane: (Pz + 1) * L (one spare row read by the halo) */
+    ptrdiff_t *zoff;        /* per tap (window order): its source in Z */
+    int32_t *toff;          /* per tap: oi * W + oj */
+    int *w0;                /* per output column: first in-range input column of its window */
+    unsigned char *used;    /* per row phase a: read by some tap */
+} fc_zgeom;
+
+static inline int fc_fdiv(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+static int fc_zgeom_make(fc_zgeom *z, const fc_pool_geom *g) {
+    const int minfi = fc_fdiv(-g->ph, g->sh), maxfi = fc_fdiv((g->kh - 1) * g->dh - g->ph, g->sh);
+    const int minfj = fc_fdiv(-g->pw, g->sw), maxfj = fc_fdiv((g->kw - 1) * g->dw - g->pw, g->sw);
+    const int ntap = g->kh * g->kw;
+    z->rt = -minfi;
+    z->cl = -minfj;
+    z->L = g->Q + maxfj - minfj;
+    z->R = FC_ZBLOCK / z->L;
+    if (z->R < 1) z->R = 1;
+    if (z->R > g->P) z->R = g->P;
+    z->nblk = (g->P + z->R - 1) / z->R;
+    z->Pz = z->R + maxfi - minfi;
+    z->zplane = (ptrdiff_t)(z->Pz + 1) * z->L;
+    z->zoff = (ptrdiff_t *)malloc(sizeof(ptrdiff_t) * (size_t)ntap);
+    z->toff = (int32_t *)malloc(sizeof(int32_t) * (size_t)ntap);
+    z->w0 = (int *)malloc(sizeof(int) * (size_t)g->Q);
+    z->used = (unsigned char *)calloc((size_t)g->sh, 1);
+    if (!z->zoff || !z->toff || !z->w0 || !z->used) return -1;
+    for (int i = 0; i < g->kh; i++)
+        for (int j = 0; j < g->kw; j++) {
+            const int oi = i * g->dh - g->ph, oj = j * g->dw - g->pw;
+            const int fi = fc_fdiv(oi, g->sh), fj = fc_fdiv(oj, g->sw);
+            const int ph = (oi - fi * g->sh) * g->sw + (oj - fj * g->sw);
+            z->zoff[i * g->kw + j] = ph * z->zplane + (ptrdiff_t)(fi + z->rt) * z->L + fj + z->cl;
+            z->toff[i * g->kw + j] = oi * g->W + oj;
+            z->used[ph / g->sw] = 1;
+        }
+    for (int q = 0; q < g->Q; q++) {
+        int w = q * g->sw - g->pw;
+        while (w < 0) w += g->dw;
+        z->w0[q] = w;
+    }
     return 0;
 }
-static void fc_phases_free(fc_phases *ph) { free(ph->buf); free(ph->tag); }
+static void fc_zgeom_free(fc_zgeom *z) { free(z->zoff); free(z->toff); free(z->w0); free(z->used); }
 
-#define FC_PHASED(T, SFX)                                                                          \
-FC_INLINE const T *fc_phased_##SFX(fc_phases *ph, const T *restrict row, ptrdiff_t key, int W,    \
-                                   const int SW) {                                                 \
-    if (SW == 1) return row;                                                                       \
-    const int s = (int)(key % ph->slots), Wp = ph->Wp;                                             \
-    T *restrict b = (T *)ph->buf + (ptrdiff_t)s * SW * Wp;                                         \
-    if (ph->tag[s] != key) {                                                                       \
-        ph->tag[s] = key;                                                                          \
-        if (SW == 2) {                                                                             \
-            const ptrdiff_t n = W / 2;                                                             \
-            T *restrict b1 = b + Wp;                                                               \
-            for (ptrdiff_t k = 0; k < n; k++) { b[k] = row[2 * k]; b1[k] = row[2 * k + 1]; }       \
-            if (W & 1) b[n] = row[W - 1];                                                          \
-        } else {                                                                                   \
-            for (ptrdiff_t r = 0; r < SW; r++)                                                     \
-                for (ptrdiff_t k = 0; k * SW + r < W; k++) b[r * Wp + k] = row[k * SW + r];       \
-        }                                                                                          \
-    }                                                                                              \
-    return b;                                                                                      \
-}
-FC_PHASED(float, f32)
-FC_PHASED(double, f64)
-
-/* Tap column offset off: input column q*SW + off is src[q] of the returned pointer (only
- * dereferenced for q in the tap's [qlo, qhi), which is in range). */
+/* Tap column offset off: input column q*SW + off is src[q] of the returned pointer, where prow
+ * holds a row split in SW column phases of Wp each (only dereferenced in range). */
 #define fc_tap(prow, off, SW, Wp)                                                                  \
     ((prow) + (ptrdiff_t)((((off) % (SW)) + (SW)) % (SW)) * (Wp)                                   \
             + (ptrdiff_t)(((off) - ((((off) % (SW)) + (SW)) % (SW))) / (SW)))
 
-/* ------------------------------------------------------------------ max pool forward */
-#define FC_MAX_ROW(T, IT, SFX, TS)                                                                   \
-FC_INLINE void fc_max_row_##SFX(const T *restrict xp, ptrdiff_t pl, T *restrict yr,               \
-                                IT *restrict ar, int64_t *restrict ir, const fc_pool_geom *g,     \
-                                const fc_cols *c, fc_phases *ph, int p, const int SW) {           \
-    const int Q = g->Q, W = g->W, hs = p * g->sh - g->ph, Wp = SW == 1 ? W : ph->Wp;               \
-    int i0 = 0;                                                                                    \
-    while (hs + i0 * g->dh < 0) i0++;                                                              \
-    const IT hb = (IT)(hs + i0 * g->dh) * W;                                                       \
-    for (ptrdiff_t q = 0; q < Q; q++) { yr[q] = (T)-INFINITY; ar[q] = hb + c->w0[q]; }             \
-    for (int i = i0; i < g->kh; i++) {                                                             \
-        const int ih = hs + i * g->dh;                                                             \
-        if (ih >= g->H) break;                                                                     \
-        const T *prow = fc_phased_##TS(ph,  xp + (ptrdiff_t)ih * W, pl * g->H + ih, W, SW);        \
-        for (int j = 0; j < g->kw; j++) {                                                          \
-            const int off = j * g->dw - g->pw;                                                     \
-            const T *restrict src = fc_tap(prow, off, SW, Wp);                                     \
-            const ptrdiff_t hi = c->qhi[j];                                                        \
-            const IT base = (IT)ih * W + off;                                                      \
-            for (ptrdiff_t q = c->qlo[j]; q < hi; q++) {                                           \
-                T v = src[q], m = yr[q];                                                           \
-                int up = (v > m) | (v != v);                                                       \
-                yr[q] = up ? v : m;                                                                \
-                ar[q] = up ? base + (IT)q * SW : ar[q];                                            \
+#define FC_ZFWD(T, SFX)                                                                            \
+/* phase planes of output rows [p0, p0 + rb) of plane xp (row u of plane ab at Z + ab*zplane + u*L; \
+ * input column v*SW + b lands in column cl + v) */                                                \
+FC_INLINE void fc_zbuild_##SFX(const T *restrict xp, T *restrict Z, const fc_pool_geom *g,        \
+                               const fc_zgeom *z, int p0, int rb, T pad, const int SW) {           \
+    const int W = g->W, L = z->L, cl = z->cl < z->L ? z->cl : z->L, nu = rb + z->Pz - z->R;        \
+    for (int a = 0; a < g->sh; a++) {                                                              \
+        if (!z->used[a]) continue;                                                                 \
+        for (int u = 0; u <= nu; u++) {                                                            \
+            const int ih = (p0 + u - z->rt) * g->sh + a;                                           \
+            const int in = u < nu && ih >= 0 && ih < g->H;                                         \
+            const T *restrict row = xp + (ptrdiff_t)(in ? ih : 0) * W;                             \
+            T *restrict z0 = Z + (ptrdiff_t)a * SW * z->zplane + (ptrdiff_t)u * L;                 \
+            for (int b = 0; b < SW; b++) {                                                         \
+                T *restrict zr = z0 + b * z->zplane;                                               \
+                int nb = in ? (W - b + SW - 1) / SW : 0;                                           \
+                if (nb > L - cl) nb = L - cl;                                                      \
+                for (ptrdiff_t v = 0; v < cl; v++) zr[v] = pad;                                    \
+                for (ptrdiff_t v = cl + nb; v < L; v++) zr[v] = pad;                               \
+                if (SW == 1) { if (nb > 0) memcpy(zr + cl, row, sizeof(T) * (size_t)nb); }        \
+                else if (SW > 2) { for (ptrdiff_t v = 0; v < nb; v++) zr[cl + v] = row[v * SW + b]; } \
+            }                                                                                      \
+            if (SW == 2 && in) { /* both phases in one pass: contiguous loads, vector permutes */  \
+                T *restrict e = z0 + cl, *restrict o = z0 + z->zplane + cl;                        \
+                ptrdiff_t n = W / 2 < L - cl ? W / 2 : L - cl;                                     \
+                for (ptrdiff_t k = 0; k < n; k++) { e[k] = row[2 * k]; o[k] = row[2 * k + 1]; }   \
+                if ((W & 1) && W / 2 < L - cl) e[W / 2] = row[W - 1];                              \
             }                                                                                      \
         }                                                                                          \
     }                                                                                              \
-    for (ptrdiff_t q = 0; q < Q; q++) ir[q] = (int64_t)ar[q];                                      \
 }                                                                                                  \
-FC_POOL_CLONES static void fc_max_rows_##SFX(const T *restrict x, T *restrict y, int64_t *restrict idx, \
-                                             IT *restrict ar, const fc_pool_geom *g, const fc_cols *c, \
-                                             fc_phases *ph, ptrdiff_t r0, ptrdiff_t r1) {          \
-    for (ptrdiff_t r = r0; r < r1; r++) {                                                          \
-        const ptrdiff_t pl = r / g->P;                                                             \
-        const int p = (int)(r % g->P);                                                             \
-        const T *xp = x + pl * g->H * g->W;                                                        \
-        T *yr = y + r * g->Q;                                                                      \
-        int64_t *ir = idx + r * g->Q;                                                              \
-        if (g->sw == 1) fc_max_row_##SFX(xp, pl, yr, ar, ir, g, c, ph, p, 1);                      \
-        else if (g->sw == 2) fc_max_row_##SFX(xp, pl, yr, ar, ir, g, c, ph, p, 2);                 \
-        else fc_max_row_##SFX(xp, pl, yr, ar, ir, g, c, ph, p, g->sw);                             \
+FC_INLINE void fc_zmax_##SFX(const T *restrict Z, T *restrict m, int32_t *restrict am,            \
+                             const ptrdiff_t *restrict zoff, const int32_t *restrict toff,        \
+                             int ntap, ptrdiff_t n) {                                              \
+    const T *restrict s0 = Z + zoff[0];                                                            \
+    const int32_t t0 = toff[0];                                                                    \
+    for (ptrdiff_t t = 0; t < n; t++) { m[t] = s0[t]; am[t] = t0; }                                \
+    for (int k = 1; k < ntap; k++) {                                                               \
+        const T *restrict src = Z + zoff[k];                                                       \
+        const int32_t tk = toff[k];                                                                \
+        FC_NOJAM();                                                                                \
+        for (ptrdiff_t t = 0; t < n; t++) {                                                        \
+            T v = src[t], mm = m[t];                                                               \
+            int up = (v > mm) | (v != v);                                                          \
+            m[t] = up ? v : mm;                                                                    \
+            am[t] = up ? tk : am[t];                                                               \
+        }                                                                                          \
     }                                                                                              \
-}
-
-FC_MAX_ROW(float, int32_t, f32, f32)
-FC_MAX_ROW(double, int32_t, f64, f64)
-FC_MAX_ROW(float, int64_t, f32_l, f32)
-FC_MAX_ROW(double, int64_t, f64_l, f64)
-
-#define FC_MAX_FWD(T, SFX)                                                                         \
-static int fc_max_fwd_##SFX(const T *x, T *y, int64_t *idx, const fc_pool_geom *g, int nt) {       \
-    fc_cols c;                                                                                     \
+}                                                                                                  \
+FC_INLINE void fc_zsum_##SFX(const T *restrict Z, T *restrict m, const ptrdiff_t *restrict zoff,  \
+                             int ntap, ptrdiff_t n) {                                              \
+    const T *restrict s0 = Z + zoff[0];                                                            \
+    for (ptrdiff_t t = 0; t < n; t++) m[t] = s0[t];                                                \
+    for (int k = 1; k < ntap; k++) {                                                               \
+        const T *restrict src = Z + zoff[k];                                                       \
+        FC_NOJAM();                                                                                \
+        for (ptrdiff_t t = 0; t < n; t++) m[t] += src[t];                                          \
+    }                                                                                              \
+}                                                                                                  \
+/* units [u0, u1) of (plane, row block); mode 0: max (y, idx), 1: average (y; cdiv per column) */ \
+FC_INLINE void fc_zfwd_units_##SFX(const T *restrict x, T *restrict y, int64_t *restrict idx,     \
+                                   const T *restrict cdiv, T *restrict Z, T *restrict m,          \
+                                   int32_t *restrict am, const fc_pool_geom *g,                   \
+                                   const fc_zgeom *z, ptrdiff_t u0, ptrdiff_t u1, int mode,       \
+                                   const int SW) {                                                 \
+    const int L = z->L, Q = g->Q, W = g->W;                                                        \
+    for (ptrdiff_t un = u0; un < u1; un++) {                                                       \
+        const ptrdiff_t pl = un / z->nblk;                                                         \
+        const int p0 = (int)(un % z->nblk) * z->R;                                                 \
+        const int rb = g->P - p0 < z->R ? g->P - p0 : z->R;                                        \
+        const ptrdiff_t n = (ptrdiff_t)rb * L;                                                     \
+        fc_zbuild_##SFX(x + pl * g->H * W, Z, g, z, p0, rb, mode ? (T)0 : (T)-INFINITY, SW);       \
+        if (mode) fc_zsum_##SFX(Z, m, z->zoff, g->kh * g->kw, n);                                  \
+        else fc_zmax_##SFX(Z, m, am, z->zoff, z->toff, g->kh * g->kw, n);                          \
+        for (int r = 0; r < rb; r++) {                                                             \
+            const int p = p0 + r;                                                                  \
+            const T *restrict mr = m + (ptrdiff_t)r * L;                                           \
+            T *restrict yr = y + (pl * g->P + p) * (ptrdiff_t)Q;                                   \
+            if (mode) {                                                                            \
+                int h0, h1;                                                                        \
+                const T rd = (T)fc_avg_extent(p, g->sh, g->ph, g->kh, g->H, g->include_pad, &h0, &h1); \
+                for (ptrdiff_t q = 0; q < Q; q++) yr[q] = (cdiv[q] == 0) | (rd == 0) ? 0 : mr[q] / (cdiv[q] * rd); \
+                continue;                                                                          \
+            }                                                                                      \
+            const int32_t *restrict ar = am + (ptrdiff_t)r * L;                                    \
+            int64_t *restrict ir = idx + (pl * g->P + p) * (ptrdiff_t)Q;                           \
+            int h0 = p * g->sh - g->ph;                                                            \
+            while (h0 < 0) h0 += g->dh;                                                            \
+            const int64_t pb = (int64_t)p * g->sh * W, fb = (int64_t)h0 * W;                       \
+            const int *restrict w0 = z->w0;                                                        \
+            for (ptrdiff_t q = 0; q < Q; q++) {                                                    \
+                T v = mr[q];                                                                       \
+                yr[q] = v;                                                                         \
+                ir[q] = v == (T)-INFINITY ? fb + w0[q] : pb + q * SW + ar[q];                      \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+FC_POOL_CLONES static void fc_zfwd_run_##SFX(const T *x, T *y, int64_t *idx, const T *cdiv, T *Z, \
+                                             T *m, int32_t *am, const fc_pool_geom *g,             \
+                                             const fc_zgeom *z, ptrdiff_t u0, ptrdiff_t u1, int mode) { \
+    if (g->sw == 1) fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode, 1);    \
+    else if (g->sw == 2) fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode, 2); \
+    else fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode, g->sw);           \
+}                                                                                                  \
+static int fc_zfwd_##SFX(const T *x, T *y, int64_t *idx, const T *cdiv, const fc_pool_geom *g,    \
+                         int mode, int nt) {                                                       \
+    fc_zgeom z;                                                                                    \
     int err = 0;                                                                                   \
-    if (fc_cols_make(&c, g)) return -1;                                                            \
-    const int big = (ptrdiff_t)g->H * g->W >= ((ptrdiff_t)1 << 31);                                \
+    if (fc_zgeom_make(&z, g)) { fc_zgeom_free(&z); return -1; }                                    \
+    const size_t nz = (size_t)g->sh * g->sw * z.zplane, nm = (size_t)z.R * z.L;                   \
     _Pragma("omp parallel num_threads(nt) reduction(|:err)")                                      \
     {                                                                                              \
-        ptrdiff_t r0, r1;                                                                          \
-        fc_phases ph;                                                                              \
-        fc_split(g->planes * g->P, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);         \
-        void *ar = malloc((big ? sizeof(int64_t) : sizeof(int32_t)) * (size_t)g->Q);               \
-        if (!ar || fc_phases_make(&ph, g, sizeof(T))) err = 1;                                     \
-        else if (big) fc_max_rows_##SFX##_l(x, y, idx, (int64_t *)ar, g, &c, &ph, r0, r1);         \
-        else fc_max_rows_##SFX(x, y, idx, (int32_t *)ar, g, &c, &ph, r0, r1);                      \
-        free(ar);                                                                                  \
-        fc_phases_free(&ph);                                                                       \
+        ptrdiff_t u0, u1;                                                                          \
+        fc_split(g->planes * z.nblk, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);       \
+        T *Z = (T *)malloc(sizeof(T) * (nz + nm));                                                 \
+        int32_t *am = (int32_t *)malloc(sizeof(int32_t) * nm);                                     \
+        if (!Z || !am) err = 1;                                                                    \
+        else fc_zfwd_run_##SFX(x, y, idx, cdiv, Z, Z + nz, am, g, &z, u0, u1, mode);  \
+        free(Z);                                                                                   \
+        free(am);                                                                                  \
     }                                                                                              \
-    free(c.qlo);                                                                                   \
+    fc_zgeom_free(&z);                                                                             \
     return err ? -1 : 0;                                                                           \
+}                                                                                                  \
+static int fc_max_fwd_##SFX(const T *x, T *y, int64_t *idx, const fc_pool_geom *g, int nt) {       \
+    return fc_zfwd_##SFX(x, y, idx, NULL, g, 0, nt);                                               \
 }
-FC_MAX_FWD(float, f32)
-FC_MAX_FWD(double, f64)
+
+FC_ZFWD(float, f32)
+FC_ZFWD(double, f64)
 
 /* ------------------------------------------------------------------ max pool backward */
 /* dx planes zeroed and scattered by the same thread (the plane is still in cache);
@@ -214,47 +302,7 @@ FC_MAX_BWD(float, f32)
 FC_MAX_BWD(double, f64)
 
 /* ------------------------------------------------------------------ average pool */
-/* PyTorch's divisor is separable: rows(p) * cols(q), each the window extent clipped to the
- * padded input (count_include_pad) or to the input. */
-FC_INLINE int fc_avg_extent(int o, int s, int pad, int k, int n, int inc, int *a0, int *a1) {
-    int a = o * s - pad, ae = a + k < n + pad ? a + k : n + pad;
-    *a0 = a > 0 ? a : 0;
-    *a1 = ae < n ? ae : n;
-    if (*a0 >= *a1) return 0;
-    return inc ? ae - a : *a1 - *a0;
-}
-
 #define FC_AVG(T, SFX)                                                                             \
-FC_INLINE void fc_avg_row_##SFX(const T *restrict xp, ptrdiff_t pl, T *restrict yr,               \
-                                const fc_pool_geom *g, const fc_cols *c, fc_phases *ph,           \
-                                const T *restrict cdiv, int p, const int SW) {                    \
-    int h0, h1, rd = fc_avg_extent(p, g->sh, g->ph, g->kh, g->H, g->include_pad, &h0, &h1);      \
-    const ptrdiff_t Q = g->Q;                                                                      \
-    const int W = g->W, Wp = SW == 1 ? W : ph->Wp;                                                 \
-    for (ptrdiff_t q = 0; q < Q; q++) yr[q] = 0;                                                   \
-    if (!rd) return;                                                                               \
-    for (int ih = h0; ih < h1; ih++) {                                                             \
-        const T *prow = fc_phased_##SFX(ph, xp + (ptrdiff_t)ih * W, pl * g->H + ih, W, SW);        \
-        for (int j = 0; j < g->kw; j++) {                                                          \
-            const T *restrict src = fc_tap(prow, j - g->pw, SW, Wp);                               \
-            const ptrdiff_t hi = c->qhi[j];                                                        \
-            for (ptrdiff_t q = c->qlo[j]; q < hi; q++) yr[q] += src[q];                            \
-        }                                                                                          \
-    }                                                                                              \
-    for (ptrdiff_t q = 0; q < Q; q++) yr[q] = cdiv[q] == 0 ? 0 : yr[q] / (cdiv[q] * (T)rd);        \
-}                                                                                                  \
-FC_POOL_CLONES static void fc_avg_rows_##SFX(const T *restrict x, T *restrict y, const fc_pool_geom *g, \
-                                             const fc_cols *c, fc_phases *ph, const T *cdiv,       \
-                                             ptrdiff_t r0, ptrdiff_t r1) {                         \
-    for (ptrdiff_t r = r0; r < r1; r++) {                                                          \
-        const ptrdiff_t pl = r / g->P;                                                             \
-        const T *xp = x + pl * g->H * g->W;                                                        \
-        const int p = (int)(r % g->P);                                                             \
-        if (g->sw == 1) fc_avg_row_##SFX(xp, pl, y + r * g->Q, g, c, ph, cdiv, p, 1);              \
-        else if (g->sw == 2) fc_avg_row_##SFX(xp, pl, y + r * g->Q, g, c, ph, cdiv, p, 2);         \
-        else fc_avg_row_##SFX(xp, pl, y + r * g->Q, g, c, ph, cdiv, p, g->sw);                     \
-    }                                                                                              \
-}                                                                                                  \
 /* Backward, one dx row at a time (written once, no zero pass over dx): gs = dy / divisor for the \
  * plane, then each input row gathers the output rows whose windows cover it, accumulating in   \
  * column phases (acc) and interleaving them back into the row. */                                 \
@@ -323,20 +371,15 @@ static int fc_avg_##SFX(const T *src, T *dst, const fc_pool_geom *g, int bwd, in
     if (fc_cols_make(&c, g)) return -1;                                                            \
     T *cdiv = fc_avg_cdiv_##SFX(g);                                                                \
     if (!cdiv) { free(c.qlo); return -1; }                                                         \
-    _Pragma("omp parallel num_threads(nt) reduction(|:err)")                                      \
-    {                                                                                              \
-        ptrdiff_t r0, r1;                                                                          \
-        int t = omp_get_thread_num(), n = omp_get_num_threads();                                   \
-        if (!bwd) {                                                                                \
-            fc_phases ph;                                                                          \
-            fc_split(g->planes * g->P, t, n, &r0, &r1);                                            \
-            if (fc_phases_make(&ph, g, sizeof(T))) err = 1;                                        \
-            else fc_avg_rows_##SFX(src, dst, g, &c, &ph, cdiv, r0, r1);                            \
-            fc_phases_free(&ph);                                                                   \
-        } else {                                                                                   \
+    if (!bwd) {                                                                                    \
+        err = fc_zfwd_##SFX(src, dst, NULL, cdiv, g, 1, nt);                                       \
+    } else {                                                                                       \
+        _Pragma("omp parallel num_threads(nt) reduction(|:err)")                                  \
+        {                                                                                          \
+            ptrdiff_t r0, r1;                                                                      \
             const int Wp = (g->W + g->sw - 1) / g->sw;                                             \
             T *gs = (T *)malloc(sizeof(T) * ((size_t)g->P * g->Q + (size_t)g->sw * Wp));           \
-            fc_split(g->planes, t, n, &r0, &r1);                                                   \
+            fc_split(g->planes, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);            \
             if (!gs) err = 1;                                                                      \
             else fc_avgb_planes_##SFX(src, dst, gs, gs + (ptrdiff_t)g->P * g->Q, g, &c, cdiv, r0, r1); \
             free(gs);                                                                              \
