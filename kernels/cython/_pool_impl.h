@@ -394,6 +394,7 @@ FC_AVG(double, f64)
 
 /* ------------------------------------------------------------------ global average pool */
 /* One reduction per plane (float64 accumulation), and its backward: a fill. */
+#define FC_GAP_BLOCK 256
 #define FC_GAP(T, SFX)                                                                             \
 FC_POOL_CLONES static void fc_gap_fwd_rng_##SFX(const T *restrict x, T *restrict y, ptrdiff_t n,  \
                                                 ptrdiff_t p0, ptrdiff_t p1) {                      \
@@ -401,7 +402,12 @@ FC_POOL_CLONES static void fc_gap_fwd_rng_##SFX(const T *restrict x, T *restrict
     for (ptrdiff_t pl = p0; pl < p1; pl++) {                                                       \
         const T *restrict xp = x + pl * n;                                                         \
         double s = 0;                                                                              \
-        for (ptrdiff_t i = 0; i < n; i++) s += (double)xp[i];                                      \
+        for (ptrdiff_t i0 = 0; i0 < n; i0 += FC_GAP_BLOCK) { /* T sums of <= 256, added in double */ \
+            const ptrdiff_t i1 = n - i0 < FC_GAP_BLOCK ? n : i0 + FC_GAP_BLOCK;                    \
+            T b = 0;                                                                               \
+            for (ptrdiff_t i = i0; i < i1; i++) b += xp[i];                                        \
+            s += (double)b;                                                                        \
+        }                                                                                          \
         y[pl] = (T)(s * inv);                                                                      \
     }                                                                                              \
 }                                                                                                  \
