@@ -265,6 +265,13 @@ class Transpose(Function):
         return g.transpose(np.argsort(self.axes)), None
 
 
+def _basic_index(index):
+    """True for NumPy basic indexing (ints, slices, None, Ellipsis): the result is a view with no repeats."""
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, slice)
+               or (isinstance(i, (int, np.integer)) and not isinstance(i, bool)) for i in items)
+
+
 class GetItem(Function):
     def forward(self, a, index):
         self.shape, self.dtype, self.index = a.shape, a.dtype, index
@@ -273,7 +280,9 @@ class GetItem(Function):
     def backward(self, g):
         xp = self.xp
         out = xp.zeros(self.shape, dtype=self.dtype)
-        if xp is np:
+        if _basic_index(self.index):  # a view: every element picked at most once, plain assignment is exact
+            out[self.index] = g
+        elif xp is np:
             np.add.at(out, self.index, g)
         else:
             import cupyx

@@ -8,6 +8,7 @@ walks the graph iteratively, so deep networks do not hit Python's recursion
 limit, and frees each node's saved arrays once it has been used.
 """
 import contextlib
+import sys
 import threading
 
 import numpy as np
@@ -200,16 +201,52 @@ class Tensor:
                         f"{type(node).__name__}.backward returned grad of shape {g.shape} for an input of shape {parent.shape}"
                     )
                 if parent._ctx is None:
-                    _accumulate_leaf(parent, g)
+                    owned = _sole(g, _REFS_GINS)  # (not inside the call below: its pushed args count)
+                    _accumulate_leaf(parent, g, owned)
                 else:
                     slot = grads.setdefault(id(parent._ctx), [None] * parent._ctx.n_outputs)
                     i = parent._out_idx
-                    slot[i] = g if slot[i] is None else slot[i] + g
+                    cur = slot[i]
+                    if cur is None:
+                        slot[i] = g
+                    elif cur.dtype == g.dtype and _sole(cur, _REFS_SLOT):
+                        cur += g  # nobody else can see this array: sum in place, no new buffer
+                    else:
+                        slot[i] = cur + g
+                    cur = None
 
 
-def _accumulate_leaf(t, g):
+def _sole(a, refs):
+    """True when ``a`` is a NumPy array that owns its memory and has exactly ``refs``
+    references (those the caller holds, measured by ``_calibrate``): no view, saved tensor or
+    other gradient slot can see it, so it may be updated or adopted in place."""
+    return type(a) is np.ndarray and a.base is None and a.flags.writeable and sys.getrefcount(a) == refs
+
+
+def _calibrate():
+    """Reference counts _sole sees for an otherwise unreferenced array in backward()'s two
+    call sites (a gradient tuple zipped with the parents; a slot list plus a local), measured
+    the same way so that interpreter versions which count differently stay exact."""
+    def gins_site():
+        gins = (np.empty(1),)
+        for parent, g in zip((None,), gins):
+            return sys.getrefcount(g) + 1  # + the parameter of _sole itself
+
+    def slot_site():
+        slot = [np.empty(1)]
+        cur = slot[0]
+        return sys.getrefcount(cur) + 1
+
+    return gins_site(), slot_site()
+
+
+_REFS_GINS, _REFS_SLOT = _calibrate()
+
+
+def _accumulate_leaf(t, g, owned=False):
     if g.dtype != t.data.dtype:
         g = g.astype(t.data.dtype)
+        owned = True
     buf = getattr(t, "_grad_buffer", None)  # a view into a flat gradient buffer (nn.Module.flatten_parameters)
     if buf is not None:
         if t.grad is buf:
@@ -219,7 +256,7 @@ def _accumulate_leaf(t, g):
             t.grad = buf
         return
     if t.grad is None:
-        t.grad = g.copy()
+        t.grad = g if owned else g.copy()  # adopt a fresh gradient nobody else holds
     else:
         t.grad = t.grad + g
 
