@@ -1,9 +1,10 @@
 """Normalization and dropout ops with torch.nn.functional's names."""
 from .. import random as _random
+from ..dispatch import BackendUnavailable, kernel
 from ..tensor import Function
 from ._base import KernelFunction, data, prepare, tensor_arg
 
-__all__ = ["batch_norm", "layer_norm", "dropout"]
+__all__ = ["batch_norm", "batch_norm_act", "layer_norm", "dropout"]
 
 
 def _opt(name, v, op):
@@ -40,6 +41,59 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     x = tensor_arg("input", input, op)
     return BatchNorm.apply(x, _opt("weight", weight, op), _opt("bias", bias, op), data(running_mean),
                            data(running_var), bool(training), momentum, eps, backend=backend)
+
+
+class BatchNormAct(KernelFunction, Function):
+    """relu(batch_norm(x) + residual) as one kernel pair (``batch_norm_act_forward/backward``)."""
+
+    def forward(self, x, gamma, beta, residual, running_mean, running_var, training, momentum, eps, relu,
+                backend=None):
+        prepare(self, x, backend)
+        y, mean, invstd = self.k("batch_norm_act_forward")(x, gamma, beta, running_mean, running_var, training,
+                                                           momentum, eps, residual, relu)
+        self.training, self.relu = training, relu
+        self.has_beta, self.has_residual = beta is not None, residual is not None
+        self.save_for_backward(x, gamma, mean, invstd, y if relu else None)
+        return y
+
+    def backward(self, dy):
+        x, gamma, mean, invstd, y = self.saved
+        g = gamma
+        if g is None and self.has_beta:
+            g = self.xp.ones(x.shape[1], dtype=x.dtype)
+        want_dr = self.has_residual and self.needs_input_grad[3]
+        dx, dgamma, dbeta, dr = self.k("batch_norm_act_backward")(dy, x, y, g, mean, invstd, self.training,
+                                                                  self.relu, want_dr)
+        return (dx, dgamma if gamma is not None else None, dbeta if self.has_beta else None, dr,
+                None, None, None, None, None, None)
+
+
+def batch_norm_act(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                   eps=1e-5, residual=None, relu=True, backend=None):
+    """``relu(batch_norm(input, ...) + residual)``: a residual block's tail (or conv-bn-relu's bn-relu).
+
+    ``residual`` (input's shape) may be None and ``relu`` False; the arguments are
+    ``batch_norm``'s.  Where the backend has the fused kernels (Cython CPU) the
+    normalisation, the add and the ReLU are one pass each way and neither bn(x)
+    nor the sum is stored; elsewhere this is exactly the composition of
+    ``batch_norm``, ``+`` and ``relu``.
+    """
+    op = "batch_norm_act"
+    x = tensor_arg("input", input, op)
+    r = None if residual is None else tensor_arg("residual", residual, op)
+    if not isinstance(relu, bool):
+        raise TypeError(f"{op}: argument 'relu' must be a bool, got {relu!r}")
+    try:
+        kernel("batch_norm_act_forward", x.data, backend)
+    except BackendUnavailable:  # no fused kernel on this device/backend: compose
+        from .activation import relu as _relu
+
+        y = batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, backend=backend)
+        if r is not None:
+            y = y + r
+        return _relu(y, backend=backend) if relu else y
+    return BatchNormAct.apply(x, _opt("weight", weight, op), _opt("bias", bias, op), r, data(running_mean),
+                              data(running_var), bool(training), momentum, eps, relu, backend=backend)
 
 
 class LayerNorm(KernelFunction, Function):

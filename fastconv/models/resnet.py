@@ -8,6 +8,22 @@ from ..tensor import Tensor
 from .weights import register
 
 
+def bn_act(bn, x, residual=None, act=None):
+    """``act(bn(x) + residual)``, ``act`` a ReLU module or None for ReLU.
+
+    One fused batch-norm/add/ReLU kernel pair (``BatchNorm2d.forward_act``) when ``bn`` is a
+    plain BatchNorm2d and the activation a plain ReLU; otherwise (a subclass, a replaced
+    module such as Identity after conv-bn folding) the modules are called one by one.
+    """
+    if type(bn).forward is nn.BatchNorm2d.forward and isinstance(bn, nn.BatchNorm2d) and (
+            act is None or type(act) is nn.ReLU):
+        return bn.forward_act(x, residual, relu=True)
+    y = bn(x)
+    if residual is not None:
+        y = y + residual
+    return F.relu(y) if act is None else act(y)
+
+
 def conv3x3(in_planes, out_planes, stride=1, groups=1, dilation=1):
     return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=dilation, groups=groups, bias=False,
                      dilation=dilation)
@@ -36,9 +52,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out = bn_act(self.bn1, self.conv1(x), act=self.relu)
+        return bn_act(self.bn2, self.conv2(out), identity, act=self.relu)
 
 
 class Bottleneck(nn.Module):
@@ -59,10 +74,9 @@ class Bottleneck(nn.Module):
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out = bn_act(self.bn1, self.conv1(x), act=self.relu)
+        out = bn_act(self.bn2, self.conv2(out), act=self.relu)
+        return bn_act(self.bn3, self.conv3(out), identity, act=self.relu)
 
 
 def _init_resnet(model, zero_init_residual):
@@ -111,7 +125,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward_features(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(bn_act(self.bn1, self.conv1(x), act=self.relu))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.avgpool(x).flatten(1)
 
@@ -187,9 +201,8 @@ class CifarBasicBlock(nn.Module):
                 self.downsample = nn.Sequential(conv1x1(in_planes, planes, stride), nn.BatchNorm2d(planes))
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
+        out = bn_act(self.bn1, self.conv1(x))
+        return bn_act(self.bn2, self.conv2(out), x if self.downsample is None else self.downsample(x))
 
 
 class CifarResNet(nn.Module):
@@ -219,7 +232,7 @@ class CifarResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward_features(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
+        x = bn_act(self.bn1, self.conv1(x))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.avgpool(x).flatten(1)
 

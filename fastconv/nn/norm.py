@@ -43,6 +43,15 @@ class _BatchNorm(Module):
             self.bias.data[...] = 0
 
     def forward(self, x):
+        return F.batch_norm(x, *self._args(x))
+
+    def forward_act(self, x, residual=None, relu=True):
+        """``relu(self(x) + residual)`` (``F.batch_norm_act``): one fused kernel pair on the
+        CPU instead of batch norm, add and ReLU; same result, running statistics and gradients."""
+        return F.batch_norm_act(x, *self._args(x), residual=residual, relu=relu)
+
+    def _args(self, x):
+        """Check x, advance the batch counter; F.batch_norm's arguments after the input."""
         name = type(self).__name__
         if x.ndim not in self._ndims:
             raise ValueError(f"{name}: expected a {' or '.join(f'{d}-D' for d in self._ndims)} input, got shape {x.shape}")
@@ -55,8 +64,8 @@ class _BatchNorm(Module):
                 factor = 1.0 / float(self.num_batches_tracked.data)
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return F.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
-                            self.weight, self.bias, training=use_batch_stats, momentum=factor, eps=self.eps)
+        return (self.running_mean if track else None, self.running_var if track else None, self.weight, self.bias,
+                use_batch_stats, factor, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
