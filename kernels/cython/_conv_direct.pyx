@@ -3,12 +3,41 @@
 
 Called by the ``conv`` module's entry points (``algo='direct'``) after they validated
 the arguments and allocated the outputs; not public entry points.
+
+Depthwise layers (C / groups == 1, any multiplier K / C, stride, dilation, padding) run
+the SIMD kernels of _conv_direct_impl.h: one task per input channel (n, c), whose plane
+is copied into a zero-padded buffer so every filter tap is a contiguous vector load, and
+each output vector sums all taps in a register (AVX-512 / AVX2 / SSE2 picked at run
+time).  Backward-input with stride 1 is the forward correlation of dy with the flipped
+filter; with larger strides it scatters into the padded buffer.  Backward-weight sums
+each image's taps in registers, then over images in a fixed order (deterministic,
+independent of the thread count).  Other shapes use the scalar loops below.
 """
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange, parallel, threadid
 
 include "_conv_common.pxi"
+
+cdef extern from "_conv_direct_impl.h" nogil:
+    ctypedef struct fc_dwg:
+        Py_ssize_t nbuf, ndyb
+    int fc_dw_setup(fc_dwg* g, int H, int W, int P, int Q, int R, int S, int sh, int sw,
+                    int ph, int pw, int dh, int dw)
+    int fc_dw_set_level(int level)
+    int fc_dw_level()
+    void fc_dw_fwd_f32(const float* x, const float* w, const float* b, float* y, int Kg, const fc_dwg* g, float* buf,
+                       const float* nx)
+    void fc_dw_fwd_f64(const double* x, const double* w, const double* b, double* y, int Kg, const fc_dwg* g,
+                       double* buf, const double* nx)
+    void fc_dw_bwd_in1_f32(const float* dy, const float* wf, float* dx, int Kg, const fc_dwg* g, float* buf,
+                           const float* ndy)
+    void fc_dw_bwd_in1_f64(const double* dy, const double* wf, double* dx, int Kg, const fc_dwg* g, double* buf,
+                           const double* ndy)
+    void fc_dw_bwd_in_f32(const float* dy, const float* w, float* dx, int Kg, const fc_dwg* g, float* buf, float* dyb)
+    void fc_dw_bwd_in_f64(const double* dy, const double* w, double* dx, int Kg, const fc_dwg* g, double* buf, double* dyb)
+    void fc_dw_bwd_w_f32(const float* x, const float* dy, double* out, int Kg, const fc_dwg* g, float* buf, float* dyb)
+    void fc_dw_bwd_w_f64(const double* x, const double* dy, double* out, int Kg, const fc_dwg* g, double* buf, double* dyb)
 
 cnp.import_array()
 
@@ -208,14 +237,113 @@ cdef inline void* _ptr(a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
+def _simd_level(level=None):
+    """The depthwise kernels' instruction set: 0 SSE2, 1 AVX2+FMA, 2 AVX-512F. With
+    ``level``, use at most that one (-1: the best this CPU has); returns the one in use."""
+    if level is not None:
+        return fc_dw_set_level(int(level))
+    return fc_dw_level()
+
+
+cdef bint _dw_setup(const Geo* g, fc_dwg* d):
+    """The depthwise SIMD path's buffer geometry for g's forward correlation (False: not taken)."""
+    if g.Cg != 1:
+        return False
+    return fc_dw_setup(d, g.H, g.W, g.P, g.Q, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw) != 0
+
+
+cdef inline Py_ssize_t _round16(Py_ssize_t n) noexcept nogil:
+    return (n + 15) // 16 * 16
+
+
+cdef void _fwd_dw(const real* x, const real* w, const real* b, real* y, const Geo* g,
+                  const fc_dwg* d, real* work, Py_ssize_t ws, int nt) noexcept nogil:
+    cdef Py_ssize_t t, hw = <Py_ssize_t>g.H * g.W, kpq = <Py_ssize_t>g.Kg * g.P * g.Q
+    cdef Py_ssize_t krs = <Py_ssize_t>g.Kg * g.R * g.S
+    cdef Py_ssize_t nplanes = <Py_ssize_t>g.N * g.C
+    cdef int c
+    cdef real* buf
+    cdef const real* nx
+    with parallel(num_threads=nt):
+        buf = work + threadid() * ws
+        # static: each thread walks consecutive planes, and prefetches the next one
+        for t in prange(nplanes, schedule="static"):
+            c = t % g.C
+            nx = x + (t + 1) * hw if t + 1 < nplanes else NULL
+            if real is float:
+                fc_dw_fwd_f32(x + t * hw, w + c * krs, NULL if b == NULL else b + c * g.Kg, y + t * kpq, g.Kg, d, buf, nx)
+            else:
+                fc_dw_fwd_f64(x + t * hw, w + c * krs, NULL if b == NULL else b + c * g.Kg, y + t * kpq, g.Kg, d, buf, nx)
+
+
+cdef void _bwd_input_dw(const real* dy, const real* w, real* dx, const Geo* g, const fc_dwg* d,
+                        bint unit, real* work, Py_ssize_t ws, int nt) noexcept nogil:
+    """unit (stride 1): d is the flipped-filter correlation dy -> dx and w the flipped w."""
+    cdef Py_ssize_t t, hw = <Py_ssize_t>g.H * g.W, kpq = <Py_ssize_t>g.Kg * g.P * g.Q
+    cdef Py_ssize_t krs = <Py_ssize_t>g.Kg * g.R * g.S
+    cdef Py_ssize_t nplanes = <Py_ssize_t>g.N * g.C
+    cdef int c
+    cdef real* buf
+    cdef const real* ndy
+    with parallel(num_threads=nt):
+        buf = work + threadid() * ws
+        for t in prange(nplanes, schedule="static"):
+            c = t % g.C
+            ndy = dy + (t + 1) * kpq if t + 1 < nplanes else NULL
+            if real is float:
+                if unit:
+                    fc_dw_bwd_in1_f32(dy + t * kpq, w + c * krs, dx + t * hw, g.Kg, d, buf, ndy)
+                else:
+                    fc_dw_bwd_in_f32(dy + t * kpq, w + c * krs, dx + t * hw, g.Kg, d, buf, buf + _round16(d.nbuf))
+            else:
+                if unit:
+                    fc_dw_bwd_in1_f64(dy + t * kpq, w + c * krs, dx + t * hw, g.Kg, d, buf, ndy)
+                else:
+                    fc_dw_bwd_in_f64(dy + t * kpq, w + c * krs, dx + t * hw, g.Kg, d, buf, buf + _round16(d.nbuf))
+
+
+cdef void _bwd_weight_dw(const real* dy, const real* x, double* part, const Geo* g, const fc_dwg* d,
+                         real* work, Py_ssize_t ws, int nt) noexcept nogil:
+    """part[n, k, :] = image n's R*S taps of dw[k]."""
+    cdef Py_ssize_t t, hw = <Py_ssize_t>g.H * g.W, kpq = <Py_ssize_t>g.Kg * g.P * g.Q
+    cdef Py_ssize_t krs = <Py_ssize_t>g.Kg * g.R * g.S
+    cdef real* buf
+    with parallel(num_threads=nt):
+        buf = work + threadid() * ws
+        for t in prange(<Py_ssize_t>g.N * g.C, schedule="dynamic"):
+            if real is float:
+                fc_dw_bwd_w_f32(x + t * hw, dy + t * kpq, part + t * krs, g.Kg, d, buf, buf + _round16(d.nbuf))
+            else:
+                fc_dw_bwd_w_f64(x + t * hw, dy + t * kpq, part + t * krs, g.Kg, d, buf, buf + _round16(d.nbuf))
+
+
+cdef tuple _work(const fc_dwg* d, int nt, dtype, bint with_dy):
+    """Per-thread buffers, zeroed (the kernels never write their padding): (array, elements
+    per thread)."""
+    cdef Py_ssize_t ws = _round16(d.nbuf) + (_round16(d.ndyb) if with_dy else 0)
+    return np.zeros(nt * ws, dtype=dtype), ws
+
+
 def forward(x, w, b, y, Geo g, int nt):
+    cdef fc_dwg d
     cdef void* px = _ptr(x)
     cdef void* pwt = _ptr(w)
     cdef void* pb = NULL if b is None else _ptr(b)
     cdef void* py = _ptr(y)
     cdef bint is32 = x.dtype == np.float32
+    cdef bint dw = _dw_setup(&g, &d)
+    cdef Py_ssize_t ws = 0
+    cdef void* pw = NULL
+    if dw:
+        nt = max(1, min(nt, g.N * g.C))
+        work, ws = _work(&d, nt, x.dtype, False)
+        pw = _ptr(work)
     with nogil:
-        if is32:
+        if dw and is32:
+            _fwd_dw(<float*>px, <float*>pwt, <float*>pb, <float*>py, &g, &d, <float*>pw, ws, nt)
+        elif dw:
+            _fwd_dw(<double*>px, <double*>pwt, <double*>pb, <double*>py, &g, &d, <double*>pw, ws, nt)
+        elif is32:
             _fwd_direct(<float*>px, <float*>pwt, <float*>pb, <float*>py, &g, nt)
         else:
             _fwd_direct(<double*>px, <double*>pwt, <double*>pb, <double*>py, &g, nt)
@@ -223,12 +351,29 @@ def forward(x, w, b, y, Geo g, int nt):
 
 
 def backward_input(dy, w, dx, Geo g, int nt):
+    cdef fc_dwg d
+    cdef bint unit = g.sh == 1 and g.sw == 1
+    cdef bint dw = _dw_setup(&g, &d)
+    if dw and unit:  # dx = dy correlated with the flipped filter, padding (R-1)*d - p
+        w = np.ascontiguousarray(w[:, :, ::-1, ::-1])
+        dw = fc_dw_setup(&d, g.P, g.Q, g.H, g.W, g.R, g.S, 1, 1, (g.R - 1) * g.dh - g.ph,
+                         (g.S - 1) * g.dw - g.pw, g.dh, g.dw) != 0
     cdef void* pdy = _ptr(dy)
     cdef void* pwt = _ptr(w)
     cdef void* pdx = _ptr(dx)
     cdef bint is32 = dy.dtype == np.float32
+    cdef Py_ssize_t ws = 0
+    cdef void* pw = NULL
+    if dw:
+        nt = max(1, min(nt, g.N * g.C))
+        work, ws = _work(&d, nt, dy.dtype, not unit)
+        pw = _ptr(work)
     with nogil:
-        if is32:
+        if dw and is32:
+            _bwd_input_dw(<float*>pdy, <float*>pwt, <float*>pdx, &g, &d, unit, <float*>pw, ws, nt)
+        elif dw:
+            _bwd_input_dw(<double*>pdy, <double*>pwt, <double*>pdx, &g, &d, unit, <double*>pw, ws, nt)
+        elif is32:
             _bwd_input_direct(<float*>pdy, <float*>pwt, <float*>pdx, &g, nt)
         else:
             _bwd_input_direct(<double*>pdy, <double*>pwt, <double*>pdx, &g, nt)
@@ -236,13 +381,30 @@ def backward_input(dy, w, dx, Geo g, int nt):
 
 
 def backward_weight(dy, x, dw, Geo g, int nt):
-    nt = max(1, min(nt, g.K * g.Cg))
-    scratch = np.empty(nt * g.R * g.S, dtype=np.float64)
+    cdef fc_dwg d
     cdef void* pdy = _ptr(dy)
     cdef void* px = _ptr(x)
     cdef void* pdw = _ptr(dw)
-    cdef void* pc = _ptr(scratch)
     cdef bint is32 = dy.dtype == np.float32
+    cdef Py_ssize_t ws
+    cdef void* pw
+    cdef void* pc
+    if _dw_setup(&g, &d):
+        nt = max(1, min(nt, g.N * g.C))
+        work, ws = _work(&d, nt, x.dtype, True)
+        part = np.empty((g.N, g.K * g.R * g.S), dtype=np.float64)
+        pw = _ptr(work)
+        pc = _ptr(part)
+        with nogil:
+            if is32:
+                _bwd_weight_dw(<float*>pdy, <float*>px, <double*>pc, &g, &d, <float*>pw, ws, nt)
+            else:
+                _bwd_weight_dw(<double*>pdy, <double*>px, <double*>pc, &g, &d, <double*>pw, ws, nt)
+        dw[...] = part.sum(axis=0).reshape(dw.shape)  # over images in a fixed order
+        return dw
+    nt = max(1, min(nt, g.K * g.Cg))
+    scratch = np.empty(nt * g.R * g.S, dtype=np.float64)
+    pc = _ptr(scratch)
     with nogil:
         if is32:
             _bwd_weight_direct(<float*>pdy, <float*>px, <float*>pdw, &g, <double*>pc, nt)

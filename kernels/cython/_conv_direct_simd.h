@@ -1,0 +1,363 @@
+/* Depthwise conv2d per-plane kernels for ONE element type and ONE instruction set.
+ *
+ * Included by _conv_direct_impl.h once per (type, ISA) with FC_T (element type), FC_VB
+ * (vector bytes), FC_SFX (name suffix) and FC_ATTR (target attribute) defined.
+ * Vectors (GCC vector extensions) run along the output row; every input plane is first
+ * copied into a zero-padded, column-phase-split buffer (see fc_dwg), so that each filter
+ * tap of each output row is one contiguous unaligned load and the whole filter of an
+ * output vector is accumulated in a register before one store.
+ */
+#define FN(name) FC_CAT3(fc_dw_, name, FC_SFX)
+typedef FC_T FN(v) __attribute__((vector_size(FC_VB)));
+/* the same vector at element alignment: unaligned loads/stores that alias only FC_T
+ * (memcpy would alias the geometry too and force reloads after every store) */
+typedef FC_T FN(vu) __attribute__((vector_size(FC_VB), aligned(sizeof(FC_T))));
+#define V FN(v)
+#define T FC_T
+#define VW ((int)(FC_VB / sizeof(FC_T)))
+#define FC_AI static inline __attribute__((always_inline)) FC_ATTR
+
+FC_AI V FN(ld)(const T *p) { return *(const FN(vu) *)p; }
+FC_AI void FN(st)(T *p, V v) { *(FN(vu) *)p = v; }
+
+/* dst[0, n) = src[0, n) with vector moves (the last one overlapping when n % VW != 0). */
+FC_AI void FN(copy)(T *restrict dst, const T *restrict src, int n) {
+    if (n < VW) {
+        for (int k = 0; k < n; k++) dst[k] = src[k];
+        return;
+    }
+    int k = 0;
+    for (; k + VW <= n; k += VW) FN(st)(dst + k, FN(ld)(src + k));
+    if (k < n) FN(st)(dst + n - VW, FN(ld)(src + n - VW));
+}
+
+/* dst[0, n) = 0, n a multiple of FC_DW_QB (>= VW). */
+FC_AI void FN(zero)(T *dst, ptrdiff_t n) {
+    for (ptrdiff_t k = 0; k < n; k += VW) FN(st)(dst + k, (V){0});
+}
+
+/* Copy plane x (g->H x g->W) into buf: buffer row i = input row i - ph, column j = input
+ * column j - pw stored at (j % sw) * Lb + j / sw + base.  Only elements that hold input are
+ * written: the caller zeroes the buffer once, and padding stays zero across planes. */
+FC_ATTR static void FN(pad)(const T *restrict x, T *restrict buf, const fc_dwg *g) {
+    const int H = g->H, W = g->W, sw = g->sw, Lb = g->Lb, pw = g->pw;
+    /* sw == 1: input columns land on elements [e0, e1) of the row (e0 % 16 == 0 if >= 0) */
+    const int e0 = pw + g->base, e1 = W + e0 < Lb ? W + e0 : Lb, c0 = e0 > 0 ? e0 : 0;
+    const int i0 = g->ph > 0 ? g->ph : 0, i1 = H + g->ph < g->Hb ? H + g->ph : g->Hb;
+    for (int i = i0; i < i1; i++) {
+        T *row = buf + (ptrdiff_t)i * g->RS;
+        const T *src = x + (ptrdiff_t)(i - g->ph) * W;
+        if (sw == 1) {
+            if (c0 < e1) FN(copy)(row + c0, src + (c0 - e0), e1 - c0);
+        } else {
+            for (int f = 0; f < sw; f++)
+                for (int m = 0; m < Lb; m++) {
+                    int iw = m * sw + f - pw;
+                    if (iw >= 0 && iw < W) row[f * Lb + m] = src[iw];
+                }
+        }
+    }
+}
+
+/* One output vector: sum over taps of w[r, s] * buf[row r][off[s] + lane] (b0 = row 0 + q0;
+ * rstep = dh * RS); off == NULL: off[s] = s (b0 includes base), constant displacements. */
+FC_AI V FN(gvec)(const T *b0, const T *w, V a, const int *off, ptrdiff_t rstep, const int R, const int S) {
+    for (int r = 0; r < R; r++) {
+        const T *rr = b0 + r * rstep;
+        for (int s = 0; s < S; s++) a += w[r * S + s] * FN(ld)(rr + (off ? off[s] : s));
+    }
+    return a;
+}
+
+/* Output rows p and p + 1 when sh == dh == 1: the R - 1 input rows they share are loaded
+ * once (R + 1 rows of loads for 2 * R rows of taps); b0 = row p + q0, rstep = RS. */
+FC_AI void FN(gvec2)(const T *b0, const T *w, V *a0, V *a1, const int *off, ptrdiff_t rstep,
+                     const int R, const int S) {
+    V u = *a0, v = *a1;
+    for (int r = 0; r <= R; r++) {
+        const T *rr = b0 + r * rstep;
+        for (int s = 0; s < S; s++) {
+            const V x = FN(ld)(rr + (off ? off[s] : s));
+            if (r < R) u += w[r * S + s] * x;
+            if (r > 0) v += w[(r - 1) * S + s] * x;
+        }
+    }
+    *a0 = u;
+    *a1 = v;
+}
+
+/* One output row yr (from buffer row b0): (accum ? yr : bias) + taps. */
+FC_AI void FN(grow)(const T *b0, const T *w, V vb, T *yr, int accum, int Q, const int *off, ptrdiff_t rstep,
+                    const int R, const int S) {
+    if (Q >= VW) {  /* full vectors, the last one overlapping the one before */
+        const int ql = Q - VW;
+        /* computed before the row is stored: in accumulate mode it reads the old y */
+        const V last = FN(gvec)(b0 + ql, w, accum ? FN(ld)(yr + ql) : vb, off, rstep, R, S);
+        for (int q0 = 0; q0 < ql; q0 += VW)
+            FN(st)(yr + q0, FN(gvec)(b0 + q0, w, accum ? FN(ld)(yr + q0) : vb, off, rstep, R, S));
+        FN(st)(yr + ql, last);
+    } else {  /* narrow rows: lanes through a temporary */
+        T tmp[VW];
+        for (int l = 0; l < VW; l++) tmp[l] = 0;
+        if (accum) FN(copy)(tmp, yr, Q);
+        FN(st)(tmp, FN(gvec)(b0, w, accum ? FN(ld)(tmp) : vb, off, rstep, R, S));
+        FN(copy)(yr, tmp, Q);
+    }
+}
+
+/* While output rows p, p+1 are computed: prefetch the share of the plane the next task
+ * reads (nxt, nlen elements; NULL: none) and, for writing, two output rows FC_DW_YAHEAD
+ * rows ahead (ynext; past the plane's end they are the next task's), so that their cache
+ * misses overlap the arithmetic.  Prefetches never fault. */
+#ifndef FC_DW_YAHEAD
+#define FC_DW_YAHEAD 6
+#endif
+FC_AI void FN(prefetch)(const T *nxt, ptrdiff_t nlen, int p, int P, const T *ynext, int Q) {
+    if (!nxt) return;
+    const int L = 64 / (int)sizeof(T);
+    ptrdiff_t a = (ptrdiff_t)p * nlen / P / L * L, b = (ptrdiff_t)(p + 2) * nlen / P;
+    if (b > nlen) b = nlen;
+    for (; a < b; a += L) __builtin_prefetch(nxt + a, 0, 3);
+    for (int k = 0; k < 2 * Q; k += L) __builtin_prefetch(ynext + k, 1, 3);
+}
+
+/* y (P x Q) = (accum ? y : bias) + correlation of the padded buffer with w (R x S);
+ * unit: sw == dw == 1 (tap offsets s + base, known at compile time). */
+FC_AI void FN(gather_body)(const T *restrict buf, const T *restrict w, T bias, T *restrict y,
+                           int accum, const fc_dwg *g, const T *nxt, ptrdiff_t nlen,
+                           const int R, const int S, const int unit) {
+    const int P = g->P, Q = g->Q;
+    const ptrdiff_t pstep = (ptrdiff_t)g->sh * g->RS, rstep = (ptrdiff_t)g->dh * g->RS;
+    int offa[FC_DW_MAXS];
+    for (int s = 0; s < S; s++) offa[s] = g->off[s];
+    const int *off = unit ? NULL : offa;
+    if (unit) buf += g->base;
+    const V vb = (V){0} + bias;
+    int p = 0;
+    if (g->sh == 1 && g->dh == 1 && Q >= VW) {
+        const int ql = Q - VW;
+        for (; p + 2 <= P; p += 2) {
+            const T *b0 = buf + p * pstep;
+            T *y0 = y + (ptrdiff_t)p * Q, *y1 = y0 + Q;
+            FN(prefetch)(nxt, nlen, p, P, y0 + FC_DW_YAHEAD * Q, Q);
+            V l0 = accum ? FN(ld)(y0 + ql) : vb, l1 = accum ? FN(ld)(y1 + ql) : vb;
+            FN(gvec2)(b0 + ql, w, &l0, &l1, off, rstep, R, S);
+            for (int q0 = 0; q0 < ql; q0 += VW) {
+                V a0 = accum ? FN(ld)(y0 + q0) : vb, a1 = accum ? FN(ld)(y1 + q0) : vb;
+                FN(gvec2)(b0 + q0, w, &a0, &a1, off, rstep, R, S);
+                FN(st)(y0 + q0, a0);
+                FN(st)(y1 + q0, a1);
+            }
+            FN(st)(y0 + ql, l0);
+            FN(st)(y1 + ql, l1);
+        }
+    }
+    for (; p < P; p++) {
+        FN(prefetch)(nxt, nlen, p, P, y + (ptrdiff_t)(p + FC_DW_YAHEAD) * Q, Q);
+        FN(grow)(buf + p * pstep, w, vb, y + (ptrdiff_t)p * Q, accum, Q, off, rstep, R, S);
+    }
+}
+
+FC_ATTR static void FN(gather)(const T *buf, const T *w, T bias, T *y, int accum, const fc_dwg *g,
+                               const T *nxt, ptrdiff_t nlen) {
+    const int unit = g->sw == 1 && g->dw == 1;
+    if (g->R == 3 && g->S == 3 && unit)
+        FN(gather_body)(buf, w, bias, y, accum, g, nxt, nlen, 3, 3, 1);
+    else if (g->R == 3 && g->S == 3)
+        FN(gather_body)(buf, w, bias, y, accum, g, nxt, nlen, 3, 3, 0);
+    else if (g->R == 5 && g->S == 5 && unit)
+        FN(gather_body)(buf, w, bias, y, accum, g, nxt, nlen, 5, 5, 1);
+    else if (g->R == 5 && g->S == 5)
+        FN(gather_body)(buf, w, bias, y, accum, g, nxt, nlen, 5, 5, 0);
+    else
+        FN(gather_body)(buf, w, bias, y, accum, g, nxt, nlen, g->R, g->S, 0);
+}
+
+/* Copy dy plane (P x Q) into dyb (P x Qb); columns Q.. stay zero (zeroed by the caller). */
+FC_ATTR static void FN(pad_dy)(const T *restrict dy, T *restrict dyb, const fc_dwg *g) {
+    for (int p = 0; p < g->P; p++) {
+        FN(copy)(dyb + (ptrdiff_t)p * g->Qb, dy + (ptrdiff_t)p * g->Q, g->Q);
+    }
+}
+
+/* buf (padded x layout) += transposed correlation of dyb with w (any stride). */
+FC_ATTR static void FN(scatter)(const T *restrict dyb, const T *restrict w, T *restrict buf, const fc_dwg *g) {
+    const int R = g->R, S = g->S, Qb = g->Qb;
+    for (int p = 0; p < g->P; p++) {
+        const T *src = dyb + (ptrdiff_t)p * Qb;
+        for (int r = 0; r < R; r++) {
+            T *rb = buf + (ptrdiff_t)(p * g->sh + r * g->dh) * g->RS;
+            for (int s = 0; s < S; s++) {
+                const T wv = w[r * S + s];
+                T *d = rb + g->off[s];
+                for (int q0 = 0; q0 < Qb; q0 += VW) FN(st)(d + q0, FN(ld)(d + q0) + wv * FN(ld)(src + q0));
+            }
+        }
+    }
+}
+
+FC_AI double FN(hsum)(V a) {
+    double t = 0;
+    for (int l = 0; l < VW; l++) t += a[l];
+    return t;
+}
+
+/* dw taps: out[r*S+s] += sum over p, q of dyb[p][q] * buf[p*sh + r*dh][off[s] + q]
+ * (dyb is zero past column Q).  unit: off[s] = base + s, folded into the row pointers. */
+
+/* 3x3: the nine taps in registers, one pass over the plane. */
+FC_AI void FN(wgrad33)(const T *restrict buf, const T *restrict dyb, double *out, const fc_dwg *g,
+                       const int unit) {
+    V a00 = {0}, a01 = {0}, a02 = {0}, a10 = {0}, a11 = {0}, a12 = {0}, a20 = {0}, a21 = {0}, a22 = {0};
+    const ptrdiff_t rs = (ptrdiff_t)g->dh * g->RS, ps = (ptrdiff_t)g->sh * g->RS;
+    const int o0 = unit ? 0 : g->off[0], o1 = unit ? 1 : g->off[1], o2 = unit ? 2 : g->off[2];
+    if (unit) buf += g->base;
+    for (int p = 0; p < g->P; p++) {
+        const T *d = dyb + (ptrdiff_t)p * g->Qb, *x0 = buf + p * ps, *x1 = x0 + rs, *x2 = x1 + rs;
+        for (int q0 = 0; q0 < g->Qb; q0 += VW) {
+            const V dv = FN(ld)(d + q0);
+            a00 += dv * FN(ld)(x0 + q0 + o0);
+            a01 += dv * FN(ld)(x0 + q0 + o1);
+            a02 += dv * FN(ld)(x0 + q0 + o2);
+            a10 += dv * FN(ld)(x1 + q0 + o0);
+            a11 += dv * FN(ld)(x1 + q0 + o1);
+            a12 += dv * FN(ld)(x1 + q0 + o2);
+            a20 += dv * FN(ld)(x2 + q0 + o0);
+            a21 += dv * FN(ld)(x2 + q0 + o1);
+            a22 += dv * FN(ld)(x2 + q0 + o2);
+        }
+    }
+    out[0] += FN(hsum)(a00); out[1] += FN(hsum)(a01); out[2] += FN(hsum)(a02);
+    out[3] += FN(hsum)(a10); out[4] += FN(hsum)(a11); out[5] += FN(hsum)(a12);
+    out[6] += FN(hsum)(a20); out[7] += FN(hsum)(a21); out[8] += FN(hsum)(a22);
+}
+
+/* S <= 5 (a constant): one filter row per pass, its S taps in registers. */
+FC_AI void FN(wgrad_rows)(const T *restrict buf, const T *restrict dyb, double *out, const fc_dwg *g,
+                          const int S, const int unit) {
+    const ptrdiff_t ps = (ptrdiff_t)g->sh * g->RS;
+    int o[5] = {0, 1, 2, 3, 4};
+    if (!unit)
+        for (int s = 0; s < S; s++) o[s] = g->off[s];
+    else
+        buf += g->base;
+    for (int r = 0; r < g->R; r++) {
+        V a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0};
+        for (int p = 0; p < g->P; p++) {
+            const T *d = dyb + (ptrdiff_t)p * g->Qb, *x = buf + p * ps + (ptrdiff_t)r * g->dh * g->RS;
+            for (int q0 = 0; q0 < g->Qb; q0 += VW) {
+                const V dv = FN(ld)(d + q0);
+                a0 += dv * FN(ld)(x + q0 + o[0]);
+                if (S > 1) a1 += dv * FN(ld)(x + q0 + o[1]);
+                if (S > 2) a2 += dv * FN(ld)(x + q0 + o[2]);
+                if (S > 3) a3 += dv * FN(ld)(x + q0 + o[3]);
+                if (S > 4) a4 += dv * FN(ld)(x + q0 + o[4]);
+            }
+        }
+        double *orow = out + r * S;
+        orow[0] += FN(hsum)(a0);
+        if (S > 1) orow[1] += FN(hsum)(a1);
+        if (S > 2) orow[2] += FN(hsum)(a2);
+        if (S > 3) orow[3] += FN(hsum)(a3);
+        if (S > 4) orow[4] += FN(hsum)(a4);
+    }
+}
+
+/* Any R x S: one tap at a time, two accumulators. */
+FC_ATTR static void FN(wgrad_any)(const T *restrict buf, const T *restrict dyb, double *out, const fc_dwg *g) {
+    for (int r = 0; r < g->R; r++)
+        for (int s = 0; s < g->S; s++) {
+            V a0 = (V){0}, a1 = (V){0};
+            for (int p = 0; p < g->P; p++) {
+                const T *d = dyb + (ptrdiff_t)p * g->Qb;
+                const T *xr = buf + (ptrdiff_t)(p * g->sh + r * g->dh) * g->RS + g->off[s];
+                int q0 = 0;
+                for (; q0 + 2 * VW <= g->Qb; q0 += 2 * VW) {
+                    a0 += FN(ld)(d + q0) * FN(ld)(xr + q0);
+                    a1 += FN(ld)(d + q0 + VW) * FN(ld)(xr + q0 + VW);
+                }
+                for (; q0 < g->Qb; q0 += VW) a0 += FN(ld)(d + q0) * FN(ld)(xr + q0);
+            }
+            out[r * g->S + s] += FN(hsum)(a0 + a1);
+        }
+}
+
+FC_ATTR static void FN(wgrad)(const T *buf, const T *dyb, double *out, const fc_dwg *g) {
+    const int unit = g->sw == 1 && g->dw == 1;
+    if (g->R == 3 && g->S == 3 && unit)
+        FN(wgrad33)(buf, dyb, out, g, 1);
+    else if (g->R == 3 && g->S == 3)
+        FN(wgrad33)(buf, dyb, out, g, 0);
+    else if (g->S == 5 && unit)
+        FN(wgrad_rows)(buf, dyb, out, g, 5, 1);
+    else if (g->S == 5)
+        FN(wgrad_rows)(buf, dyb, out, g, 5, 0);
+    else if (g->S == 3)
+        FN(wgrad_rows)(buf, dyb, out, g, 3, 0);
+    else
+        FN(wgrad_any)(buf, dyb, out, g);
+}
+
+/* ---- tasks: one input channel (n, c) and its Kg output channels ---------------------- */
+
+/* Task buffers (buf: g->nbuf elements, dyb: g->ndyb) are zeroed once by the caller; only
+ * bwd_in_task writes padding positions, and it zeroes buf itself.
+ * y[kk] = bias[kk] + x (*) w[kk], kk < Kg.  nx: the next task's plane (prefetched) or NULL. */
+FC_ATTR static void FN(fwd_task)(const T *x, const T *w, const T *b, T *y, int Kg, const fc_dwg *g, T *buf,
+                                 const T *nx) {
+    FN(pad)(x, buf, g);
+    for (int kk = 0; kk < Kg; kk++)
+        FN(gather)(buf, w + (ptrdiff_t)kk * g->R * g->S, b ? b[kk] : 0, y + (ptrdiff_t)kk * g->P * g->Q, 0, g,
+                   kk == Kg - 1 ? nx : NULL, (ptrdiff_t)g->H * g->W);
+}
+
+/* Stride 1: dx = sum over kk of dy[kk] (*) flipped w[kk]; g describes that forward
+ * correlation (input P x Q of dy, output H x W of dx, padding (R-1)*dh - ph). */
+FC_ATTR static void FN(bwd_in1_task)(const T *dy, const T *wf, T *dx, int Kg, const fc_dwg *g, T *buf,
+                                     const T *ndy) {
+    const ptrdiff_t hw = (ptrdiff_t)g->H * g->W;
+    for (int kk = 0; kk < Kg; kk++) {
+        FN(pad)(dy + kk * hw, buf, g);
+        FN(gather)(buf, wf + (ptrdiff_t)kk * g->R * g->S, 0, dx, kk > 0, g, kk < Kg - 1 ? dy + (kk + 1) * hw : ndy, hw);
+    }
+}
+
+/* Any stride: scatter every dy[kk] into the padded buffer, then crop it into dx (H x W). */
+FC_ATTR static void FN(bwd_in_task)(const T *dy, const T *w, T *dx, int Kg, const fc_dwg *g, T *buf, T *dyb) {
+    FN(zero)(buf, g->nbuf);
+    for (int kk = 0; kk < Kg; kk++) {
+        FN(pad_dy)(dy + (ptrdiff_t)kk * g->P * g->Q, dyb, g);
+        FN(scatter)(dyb, w + (ptrdiff_t)kk * g->R * g->S, buf, g);
+    }
+    for (int ih = 0; ih < g->H; ih++) {
+        T *dr = dx + (ptrdiff_t)ih * g->W;
+        int i = ih + g->ph;
+        if (i >= g->Hb) {
+            memset(dr, 0, sizeof(T) * g->W);
+            continue;
+        }
+        const T *row = buf + (ptrdiff_t)i * g->RS;
+        for (int f = 0; f < g->sw; f++)  /* buffer column j = m * sw + f is dx column j - pw */
+            for (int m = 0; m < g->Lb - g->base; m++) {
+                int iw = m * g->sw + f - g->pw;
+                if (iw >= 0 && iw < g->W) dr[iw] = row[f * g->Lb + m + g->base];
+            }
+    }
+}
+
+/* out[kk*R*S + t] = tap t of dw[kk] summed over this image (out is overwritten). */
+FC_ATTR static void FN(bwd_w_task)(const T *x, const T *dy, double *out, int Kg, const fc_dwg *g, T *buf, T *dyb) {
+    FN(pad)(x, buf, g);
+    for (int kk = 0; kk < Kg; kk++) {
+        double *o = out + (ptrdiff_t)kk * g->R * g->S;
+        for (int t = 0; t < g->R * g->S; t++) o[t] = 0;
+        FN(pad_dy)(dy + (ptrdiff_t)kk * g->P * g->Q, dyb, g);
+        FN(wgrad)(buf, dyb, o, g);
+    }
+}
+
+#undef FN
+#undef V
+#undef T
+#undef VW
+#undef FC_AI
