@@ -195,3 +195,120 @@ def test_pool_invalid_arguments():
     for exc, msg, call in bad:
         with pytest.raises(exc, match=msg):
             call()
+
+
+# ---------------------------------------------------------------- SIMD / blocking paths of _pool_impl.h
+def _threads(n):
+    old = fastconv.config.get_num_threads()
+    fastconv.set_num_threads(n)
+    return old
+
+
+# widths around the vector lengths (8 / 16 lanes), strides 1, 2 (own copies) and 3 (generic),
+# row blocks (H * L above the 2048-output block), dilation, ceil_mode with padding
+SIMD_MAX = [((1, 2, 9, 15), 3, 2, 1, 1, False), ((2, 1, 8, 16), 3, 2, 1, 1, True),
+            ((1, 1, 11, 17), 2, 2, 0, 1, True), ((1, 2, 7, 33), (3, 2), (1, 1), (1, 0), 1, False),
+            ((1, 1, 70, 131), 3, 1, 1, 1, False), ((1, 1, 90, 65), 3, 2, 1, 1, True),
+            ((2, 1, 13, 47), 3, 3, 1, 1, True), ((1, 2, 12, 37), (3, 3), (2, 3), (1, 1), (2, 3), True),
+            ((1, 1, 5, 64), (1, 5), (1, 4), (0, 2), (1, 1), False), ((3, 1, 6, 31), 4, 2, 2, 1, True)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", SIMD_MAX, ids=[f"s{i}" for i in range(len(SIMD_MAX))])
+def test_max_pool_simd_paths(cfg, dtype, rng):
+    xs, k, s, p, d, cm = cfg
+    x = rng.standard_normal(xs).astype(dtype)
+    x.reshape(-1)[::3] = np.round(x.reshape(-1)[::3])  # ties between taps
+    ty, ti = F.max_pool2d(torch.tensor(x), k, s, p, d, cm, return_indices=True)
+    old = _threads(2)
+    try:
+        y, idx = PL.max_pool2d_forward(x, k, s, p, d, cm)
+    finally:
+        fastconv.set_num_threads(old)
+    np.testing.assert_array_equal(y, ty.numpy())
+    np.testing.assert_array_equal(idx, ti.numpy())
+    y1, i1 = PL.max_pool2d_forward(x, k, s, p, d, cm)  # one thread: same answer
+    np.testing.assert_array_equal(y1, y)
+    np.testing.assert_array_equal(i1, idx)
+
+
+def test_max_pool_nan_inf_borders():
+    """NaN wins (the last NaN of a window is reported), +-inf, windows that only see padding and
+    -inf, at the borders of every SIMD path (stride 1, 2, 3; padding; dilation)."""
+    rng = np.random.default_rng(7)
+    for dt in (np.float32, np.float64):
+        x = rng.standard_normal((2, 2, 19, 35)).astype(dt)
+        flat = x.reshape(-1)
+        flat[rng.choice(flat.size, 40, replace=False)] = np.nan
+        flat[rng.choice(flat.size, 40, replace=False)] = -np.inf
+        flat[rng.choice(flat.size, 10, replace=False)] = np.inf
+        x[0, 1, :4, :] = -np.inf  # whole windows of -inf next to the padding
+        x[1, 0, :, :3] = np.nan   # NaN runs at the left border
+        x[1, 1] = -np.inf          # an all -inf plane
+        for k, s, p, d, cm in [(3, 2, 1, 1, False), (3, 1, 1, 1, True), (2, 2, 1, 1, True),
+                               (3, 3, 1, 2, True), ((2, 4), (1, 3), (1, 2), (2, 1), False)]:
+            y, idx = PL.max_pool2d_forward(x, k, s, p, d, cm)
+            ty, ti = F.max_pool2d(torch.tensor(x), k, s, p, d, cm, return_indices=True)
+            np.testing.assert_array_equal(y, ty.numpy())
+            np.testing.assert_array_equal(idx, ti.numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_bwd_overlapping_windows(dtype, rng):
+    """Overlapping windows route repeated argmax positions to the same dx (summed), 2 threads."""
+    x = np.round(rng.standard_normal((3, 4, 21, 18)) * 2).astype(dtype)  # many ties
+    y, idx = PL.max_pool2d_forward(x, 3, 1, 1, 1, False)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    tx = torch.tensor(x, requires_grad=True)
+    F.max_pool2d(tx, 3, 1, 1, 1, False).backward(torch.tensor(dy))
+    old = _threads(2)
+    try:
+        dx = PL.max_pool2d_backward(dy, idx, x.shape)
+    finally:
+        fastconv.set_num_threads(old)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=TOL[dtype], atol=TOL[dtype] * 10)
+
+
+SIMD_AVG = [((1, 2, 9, 15), 3, 2, 1, False), ((2, 1, 8, 16), 3, 2, 1, True), ((1, 1, 11, 17), 2, 2, 0, True),
+            ((1, 1, 70, 131), 3, 1, 1, False), ((2, 1, 13, 47), 3, 3, 1, True), ((1, 2, 12, 37), (3, 4), (2, 3), (1, 2), True),
+            ((3, 1, 6, 31), 4, 2, 2, True), ((1, 1, 33, 20), (5, 1), (3, 1), (2, 0), False)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", SIMD_AVG, ids=[f"v{i}" for i in range(len(SIMD_AVG))])
+def test_avg_pool_simd_paths(cfg, dtype, rng):
+    xs, k, s, p, cm = cfg
+    x = rng.standard_normal(xs)
+    for inc in (True, False):
+        tx = torch.tensor(x, requires_grad=True)
+        ty = F.avg_pool2d(tx, k, s, p, cm, inc)
+        dy = rng.standard_normal(tuple(ty.shape))
+        ty.backward(torch.tensor(dy))
+        for nt in (1, 2):
+            old = _threads(nt)
+            try:
+                y = PL.avg_pool2d_forward(x.astype(dtype), k, s, p, cm, inc)
+                dx = PL.avg_pool2d_backward(dy.astype(dtype), xs, k, s, p, cm, inc)
+            finally:
+                fastconv.set_num_threads(old)
+            np.testing.assert_allclose(y, ty.detach().numpy(), rtol=TOL[dtype], atol=TOL[dtype])
+            np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,out", [((2, 3, 14, 14), (7, 7)), ((1, 2, 12, 18), (4, 3)), ((2, 5, 7, 7), 1),
+                                    ((1, 3, 23, 29), (1, 1)), ((1, 1, 40, 40), 1), ((1, 2, 9, 6), (9, 6))])
+def test_adaptive_avg_pool_fast_paths(xs, out, dtype, rng):
+    """Global pooling (per-plane reduction, > 256-element planes) and bins that tile the input
+    (average-pool kernel) against PyTorch, with NaN propagation."""
+    x = rng.standard_normal(xs) + 3.0  # an offset makes float32 summation error visible
+    x[0, 0, 0, 0] = np.nan
+    tx = torch.tensor(x, requires_grad=True)
+    ty = F.adaptive_avg_pool2d(tx, out)
+    dy = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(dy))
+    y = PL.adaptive_avg_pool2d_forward(x.astype(dtype), out)
+    dx = PL.adaptive_avg_pool2d_backward(dy.astype(dtype), xs)
+    assert np.isnan(y[0, 0, 0, 0])
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=TOL[dtype], atol=TOL[dtype] * 4)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=TOL[dtype], atol=TOL[dtype])
