@@ -26,6 +26,8 @@ ResNet 3x3 layers (C = 64..512) and the tests -- its transforms only add and
 halve, so it is as accurate as the GEMM path; F(4x4, 3x3) 1e-6 to 2.5e-6.
 Both are far inside the contract's 1e-3 bound for Winograd.
 """
+import threading
+
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange, parallel, threadid
@@ -55,230 +57,6 @@ cdef inline void _gemm(int m, int n, int k, real* a, int lda, real* b, int ldb, 
         dgemm(&t, &t, &m, &n, &k, &one, a, &lda, b, &ldb, &zero, c, &ldc)
 
 
-cdef void _filters(const real* w, real* U, Py_ssize_t kc_total) noexcept nogil:
-    """U[xi][k][c] = (G g G^T)[xi] for every filter g = w[k, c] (components KC apart)."""
-    cdef Py_ssize_t kc, KC = kc_total + SKEW
-    cdef int i, j
-    cdef const real* g
-    cdef real t[12]
-    cdef real a, b, c
-    for kc in range(kc_total):
-        g = w + kc * 9
-        for j in range(3):  # t = G g  (4 x 3)
-            t[j] = g[j]
-            t[3 + j] = (g[j] + g[3 + j] + g[6 + j]) * <real>0.5
-            t[6 + j] = (g[j] - g[3 + j] + g[6 + j]) * <real>0.5
-            t[9 + j] = g[6 + j]
-        for i in range(4):  # U = t G^T  (4 x 4)
-            a = t[3 * i]
-            b = t[3 * i + 1]
-            c = t[3 * i + 2]
-            U[(4 * i + 0) * KC + kc] = a
-            U[(4 * i + 1) * KC + kc] = (a + b + c) * <real>0.5
-            U[(4 * i + 2) * KC + kc] = (a - b + c) * <real>0.5
-            U[(4 * i + 3) * KC + kc] = c
-
-
-DEF NJ = 16  # tiles per vectorised run
-
-
-cdef void _in_run2(const real* r0, Py_ssize_t W, real* v, Py_ssize_t cs, int nj) noexcept nogil:
-    """Input transform of nj side-by-side interior tiles (top-left at r0, r0 + 2, ...) into
-    v[xi * cs + j]; computed into a local buffer first so the loop vectorises (no aliasing)."""
-    cdef real buf[16 * NJ]
-    cdef const real* r1 = r0 + W
-    cdef const real* r2 = r1 + W
-    cdef const real* r3 = r2 + W
-    cdef Py_ssize_t j, b, xi
-    cdef real e0, e1, e2, e3, f0, f1, f2, f3, g0, g1, g2, g3, h0, h1, h2, h3
-    for j in range(nj):
-        b = 2 * j
-        e0 = r0[b] - r2[b]
-        e1 = r0[b + 1] - r2[b + 1]
-        e2 = r0[b + 2] - r2[b + 2]
-        e3 = r0[b + 3] - r2[b + 3]
-        f0 = r1[b] + r2[b]
-        f1 = r1[b + 1] + r2[b + 1]
-        f2 = r1[b + 2] + r2[b + 2]
-        f3 = r1[b + 3] + r2[b + 3]
-        g0 = r2[b] - r1[b]
-        g1 = r2[b + 1] - r1[b + 1]
-        g2 = r2[b + 2] - r1[b + 2]
-        g3 = r2[b + 3] - r1[b + 3]
-        h0 = r1[b] - r3[b]
-        h1 = r1[b + 1] - r3[b + 1]
-        h2 = r1[b + 2] - r3[b + 2]
-        h3 = r1[b + 3] - r3[b + 3]
-        buf[0 * NJ + j] = e0 - e2
-        buf[1 * NJ + j] = e1 + e2
-        buf[2 * NJ + j] = e2 - e1
-        buf[3 * NJ + j] = e1 - e3
-        buf[4 * NJ + j] = f0 - f2
-        buf[5 * NJ + j] = f1 + f2
-        buf[6 * NJ + j] = f2 - f1
-        buf[7 * NJ + j] = f1 - f3
-        buf[8 * NJ + j] = g0 - g2
-        buf[9 * NJ + j] = g1 + g2
-        buf[10 * NJ + j] = g2 - g1
-        buf[11 * NJ + j] = g1 - g3
-        buf[12 * NJ + j] = h0 - h2
-        buf[13 * NJ + j] = h1 + h2
-        buf[14 * NJ + j] = h2 - h1
-        buf[15 * NJ + j] = h1 - h3
-    for xi in range(16):
-        for j in range(nj):
-            v[xi * cs + j] = buf[xi * NJ + j]
-
-
-cdef void _out_run2(const real* mp, Py_ssize_t ks, real* y0, Py_ssize_t Q, int nj, real bv) noexcept nogil:
-    """Output transform of nj side-by-side whole 2x2 tiles (components mp[xi * ks + j])."""
-    cdef real o[4 * NJ]
-    cdef real* y1 = y0 + Q
-    cdef Py_ssize_t j
-    cdef real s0, s1, s2, s3, t0, t1, t2, t3
-    for j in range(nj):
-        s0 = mp[j] + mp[4 * ks + j] + mp[8 * ks + j]
-        s1 = mp[ks + j] + mp[5 * ks + j] + mp[9 * ks + j]
-        s2 = mp[2 * ks + j] + mp[6 * ks + j] + mp[10 * ks + j]
-        s3 = mp[3 * ks + j] + mp[7 * ks + j] + mp[11 * ks + j]
-        t0 = mp[4 * ks + j] - mp[8 * ks + j] - mp[12 * ks + j]
-        t1 = mp[5 * ks + j] - mp[9 * ks + j] - mp[13 * ks + j]
-        t2 = mp[6 * ks + j] - mp[10 * ks + j] - mp[14 * ks + j]
-        t3 = mp[7 * ks + j] - mp[11 * ks + j] - mp[15 * ks + j]
-        o[j] = s0 + s1 + s2
-        o[NJ + j] = s1 - s2 - s3
-        o[2 * NJ + j] = t0 + t1 + t2
-        o[3 * NJ + j] = t1 - t2 - t3
-    for j in range(nj):
-        y0[2 * j] = o[j] + bv
-        y0[2 * j + 1] = o[NJ + j] + bv
-        y1[2 * j] = o[2 * NJ + j] + bv
-        y1[2 * j + 1] = o[3 * NJ + j] + bv
-
-
-cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb) noexcept nogil:
-    """V[xi][c][i] = (B^T d B)[xi] for the 4x4 tile d of tile t0 + i, channel c."""
-    cdef int i, c, n, ti, tj, h0, w0, a, b, r, run
-    cdef int jhi = (g.W - 4 + g.pw) // 2 + 1 if g.W - 4 + g.pw >= 0 else 0  # tiles tj < jhi end inside x
-    cdef Py_ssize_t hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nb + SKEW
-    cdef const real* xp
-    cdef real* v
-    cdef real d[16]
-    cdef real e[16]
-    for c in range(g.C):
-        n = t0 // (g.th * g.tw)
-        r = t0 % (g.th * g.tw)
-        ti = r // g.tw
-        tj = r % g.tw
-        v = V + c * nb
-        i = 0
-        while i < nb:
-            xp = x + (<Py_ssize_t>n * g.C + c) * hw
-            h0 = 2 * ti - g.ph
-            w0 = 2 * tj - g.pw
-            run = min(NJ, min(jhi - tj, min(g.tw - tj, nb - i)))
-            if h0 >= 0 and h0 + 4 <= g.H and w0 >= 0 and run >= 2:  # a run of interior tiles
-                _in_run2(xp + h0 * g.W + w0, g.W, v + i, cs, run)
-                i = i + run
-                tj = tj + run
-                if tj == g.tw:
-                    tj = 0
-                    ti = ti + 1
-                    if ti == g.th:
-                        ti = 0
-                        n = n + 1
-                continue
-            if h0 >= 0 and w0 >= 0 and h0 + 4 <= g.H and w0 + 4 <= g.W:
-                xp = xp + h0 * g.W + w0
-                for a in range(4):
-                    for b in range(4):
-                        d[4 * a + b] = xp[a * g.W + b]
-            else:
-                for a in range(4):
-                    for b in range(4):
-                        if 0 <= h0 + a < g.H and 0 <= w0 + b < g.W:
-                            d[4 * a + b] = xp[(h0 + a) * g.W + w0 + b]
-                        else:
-                            d[4 * a + b] = 0
-            for b in range(4):  # e = B^T d (columns)
-                e[b] = d[b] - d[8 + b]
-                e[4 + b] = d[4 + b] + d[8 + b]
-                e[8 + b] = d[8 + b] - d[4 + b]
-                e[12 + b] = d[4 + b] - d[12 + b]
-            for a in range(4):  # V = e B (rows)
-                v[(4 * a + 0) * cs + i] = e[4 * a] - e[4 * a + 2]
-                v[(4 * a + 1) * cs + i] = e[4 * a + 1] + e[4 * a + 2]
-                v[(4 * a + 2) * cs + i] = e[4 * a + 2] - e[4 * a + 1]
-                v[(4 * a + 3) * cs + i] = e[4 * a + 1] - e[4 * a + 3]
-            i = i + 1
-            tj = tj + 1  # next tile
-            if tj == g.tw:
-                tj = 0
-                ti = ti + 1
-                if ti == g.th:
-                    ti = 0
-                    n = n + 1
-
-
-cdef void _outputs(const real* M, const real* bias, real* y, const WG* g, Py_ssize_t t0, int nb) noexcept nogil:
-    """y tile = A^T M A (+ bias), clipped at the bottom/right edges."""
-    cdef int i, k, n, ti, tj, p0, q0, a, r, xi, run
-    cdef Py_ssize_t ks = <Py_ssize_t>g.K * nb + SKEW, pq = <Py_ssize_t>g.P * g.Q
-    cdef const real* mp
-    cdef real m[16]
-    cdef real s[8]
-    cdef real o[4]
-    cdef real bv
-    cdef real* yp
-    for k in range(g.K):
-        bv = bias[k] if bias != NULL else 0
-        n = t0 // (g.th * g.tw)
-        r = t0 % (g.th * g.tw)
-        ti = r // g.tw
-        tj = r % g.tw
-        mp = M + k * nb
-        i = 0
-        while i < nb:
-            run = min(NJ, min(g.Q // 2 - tj, min(g.tw - tj, nb - i)))
-            if 2 * ti + 2 <= g.P and run >= 2:  # a run of whole 2x2 output tiles
-                _out_run2(mp + i, ks, y + (<Py_ssize_t>n * g.K + k) * pq + 2 * ti * g.Q + 2 * tj, g.Q, run, bv)
-                i = i + run
-                tj = tj + run
-                if tj == g.tw:
-                    tj = 0
-                    ti = ti + 1
-                    if ti == g.th:
-                        ti = 0
-                        n = n + 1
-                continue
-            for xi in range(16):
-                m[xi] = mp[xi * ks + i]
-            for a in range(4):  # s = A^T m  (2 x 4)
-                s[a] = m[a] + m[4 + a] + m[8 + a]
-                s[4 + a] = m[4 + a] - m[8 + a] - m[12 + a]
-            for a in range(2):  # o = s A  (2 x 2)
-                o[2 * a] = s[4 * a] + s[4 * a + 1] + s[4 * a + 2]
-                o[2 * a + 1] = s[4 * a + 1] - s[4 * a + 2] - s[4 * a + 3]
-            p0 = 2 * ti
-            q0 = 2 * tj
-            yp = y + (<Py_ssize_t>n * g.K + k) * pq + p0 * g.Q + q0
-            yp[0] = o[0] + bv
-            if q0 + 1 < g.Q:
-                yp[1] = o[1] + bv
-            if p0 + 1 < g.P:
-                yp[g.Q] = o[2] + bv
-                if q0 + 1 < g.Q:
-                    yp[g.Q + 1] = o[3] + bv
-            i = i + 1
-            tj = tj + 1
-            if tj == g.tw:
-                tj = 0
-                ti = ti + 1
-                if ti == g.th:
-                    ti = 0
-                    n = n + 1
-
-
 include "_conv_winograd4.pxi"
 
 
@@ -295,22 +73,41 @@ cdef void _run(const real* x, const real* U, const real* bias, real* y, real* wo
             nb = <int>min(<Py_ssize_t>g.nb, g.T - t0)
             V = work + tid * wstride
             M = V + <Py_ssize_t>na * (g.C * g.nb + SKEW)
-            if tile == 2:
-                _inputs(x, V, g, t0, nb)
-            else:
-                _inputs4(x, V, g, t0, nb)
-            for xi in range(na):
+            if not (_SKIP & 1):
+                _inputs(x, V, g, t0, nb, tile)
+            for xi in range(na if not (_SKIP & 2) else 0):
                 _gemm(nb, g.K, g.C, V + xi * (<Py_ssize_t>g.C * nb + SKEW), nb,
                       <real*>U + xi * (<Py_ssize_t>g.K * g.C + SKEW), g.C, M + xi * (<Py_ssize_t>g.K * nb + SKEW), nb)
-            if tile == 2:
-                _outputs(M, bias, y, g, t0, nb)
-            else:
-                _outputs4(M, bias, y, g, t0, nb)
+            if not (_SKIP & 4):
+                _outputs(M, bias, y, g, t0, nb, tile)
 
 
+cdef int _SKIP = 0
+def _set_skip(int v):
+    global _SKIP
+    _SKIP = v
 BLOCK_BYTES = 4 << 20  # V + M workspace per thread
 MIN_TILES = 64  # smallest block when splitting for balance (keeps the GEMMs efficient)
 GEMM_TILES = 128  # blocks at least this many tiles even past BLOCK_BYTES (GEMM m >= 128)
+
+
+_local = threading.local()
+SCRATCH_KEEP = 64 << 20  # workspaces up to this size are kept per Python thread between calls
+
+
+def _scratch(int slot, Py_ssize_t n, dtype):
+    """An uninitialised 1-d workspace of n elements; buffers up to SCRATCH_KEEP bytes are kept per
+    Python thread and reused (fresh large arrays cost page faults: 5 ms for res5's 38 MB of F(4x4) U)."""
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = {}
+    key = (slot, np.dtype(dtype).char)
+    a = bufs.get(key)
+    if a is None or a.shape[0] < n:
+        a = np.empty(n, dtype=dtype)
+        if n * a.itemsize <= SCRATCH_KEEP:
+            bufs[key] = a
+    return a[:n]
 
 
 def pick(op, x_shape, w_shape, padding):
@@ -348,9 +145,9 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     nb = _block_tiles(g.T, per_tile, nt)
     g.nb = nb
     nt = max(1, min(nt, -(-g.T // nb)))
-    U = np.empty(na * (g.K * g.C + SKEW), dtype=x.dtype)
+    U = _scratch(0, na * (g.K * g.C + SKEW), x.dtype)
     cdef Py_ssize_t wstride = na * ((g.C + g.K) * nb + 2 * SKEW)
-    work = np.empty(nt * wstride, dtype=x.dtype)
+    work = _scratch(1, nt * wstride, x.dtype)
     cdef void* px = cnp.PyArray_DATA(x)
     cdef void* pw = cnp.PyArray_DATA(w)
     cdef void* pu = cnp.PyArray_DATA(U)
@@ -361,16 +158,10 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     cdef bint is32 = x.dtype == np.float32
     with nogil:
         if is32:
-            if tile == 2:
-                _filters(<float*>pw, <float*>pu, KC)
-            else:
-                _filters4(<float*>pw, <float*>pu, KC)
+            _filters(<float*>pw, <float*>pu, KC, tile)
             _run(<float*>px, <float*>pu, <float*>pb, <float*>py, <float*>pk, wstride, &g, tile, nt)
         else:
-            if tile == 2:
-                _filters(<double*>pw, <double*>pu, KC)
-            else:
-                _filters4(<double*>pw, <double*>pu, KC)
+            _filters(<double*>pw, <double*>pu, KC, tile)
             _run(<double*>px, <double*>pu, <double*>pb, <double*>py, <double*>pk, wstride, &g, tile, nt)
     return y
 
@@ -378,48 +169,6 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
 # ---------------------------------------------------------------- backward-weight, F(2x2, 3x3)
 # Y = A^T (U . V) A per tile gives dU_xi[k, c] = sum over tiles dM_xi[k, t] V_xi[c, t] with
 # dM = A dY A^T (dY the 2x2 dy tile, zero past the output edge), then dw = G^T dU G.
-cdef void _dy_tiles(const real* dy, real* D, const WG* g, Py_ssize_t t0, int nb) noexcept nogil:
-    """D[xi][k][i] = (A dY A^T)[xi] for the 2x2 dy tile of tile t0 + i."""
-    cdef int i, k, n, ti, tj, r, p0, q0, a
-    cdef Py_ssize_t ks = <Py_ssize_t>g.K * nb + SKEW, pq = <Py_ssize_t>g.P * g.Q
-    cdef const real* yp
-    cdef real y00, y01, y10, y11
-    cdef real t[8]
-    for k in range(g.K):
-        n = t0 // (g.th * g.tw)
-        r = t0 % (g.th * g.tw)
-        ti = r // g.tw
-        tj = r % g.tw
-        for i in range(nb):
-            p0 = 2 * ti
-            q0 = 2 * tj
-            yp = dy + (<Py_ssize_t>n * g.K + k) * pq + p0 * g.Q + q0
-            y00 = yp[0]
-            y01 = yp[1] if q0 + 1 < g.Q else 0
-            y10 = yp[g.Q] if p0 + 1 < g.P else 0
-            y11 = yp[g.Q + 1] if p0 + 1 < g.P and q0 + 1 < g.Q else 0
-            t[0] = y00  # T = A dY (4 x 2)
-            t[1] = y01
-            t[2] = y00 + y10
-            t[3] = y01 + y11
-            t[4] = y00 - y10
-            t[5] = y01 - y11
-            t[6] = -y10
-            t[7] = -y11
-            for a in range(4):  # dM = T A^T (4 x 4)
-                D[(4 * a + 0) * ks + k * nb + i] = t[2 * a]
-                D[(4 * a + 1) * ks + k * nb + i] = t[2 * a] + t[2 * a + 1]
-                D[(4 * a + 2) * ks + k * nb + i] = t[2 * a] - t[2 * a + 1]
-                D[(4 * a + 3) * ks + k * nb + i] = -t[2 * a + 1]
-            tj = tj + 1
-            if tj == g.tw:
-                tj = 0
-                ti = ti + 1
-                if ti == g.th:
-                    ti = 0
-                    n = n + 1
-
-
 cdef inline void _gemm_tn(int m, int n, int k, real* a, int lda, real* b, int ldb, real* c, int ldc) noexcept nogil:
     """C += A^T B (column-major)."""
     cdef char ta = b'T', tb = b'N'
@@ -444,7 +193,7 @@ cdef void _run_bw(const real* x, const real* dy, real* dU, Py_ssize_t ustride, r
             nb = <int>min(<Py_ssize_t>g.nb, g.T - t0)
             V = work + tid * wstride
             D = V + <Py_ssize_t>16 * (g.C * g.nb + SKEW)
-            _inputs(x, V, g, t0, nb)
+            _inputs(x, V, g, t0, nb, 2)
             _dy_tiles(dy, D, g, t0, nb)
             for xi in range(16):
                 _gemm_tn(g.C, g.K, nb, V + xi * (<Py_ssize_t>g.C * nb + SKEW), nb,
@@ -489,8 +238,9 @@ def backward_weight(dy, x, padding, dw, int nt):
     nt = max(1, min(nt, -(-g.T // nb)))
     cdef Py_ssize_t ustride = 16 * (g.K * g.C + SKEW)
     cdef Py_ssize_t wstride = 16 * ((g.C + g.K) * nb + 2 * SKEW)
-    dU = np.zeros((nt, ustride), dtype=x.dtype)
-    work = np.empty(nt * wstride, dtype=x.dtype)
+    dU = _scratch(0, nt * ustride, x.dtype).reshape(nt, ustride)
+    dU.fill(0)
+    work = _scratch(1, nt * wstride, x.dtype)
     cdef void* px = cnp.PyArray_DATA(x)
     cdef void* pdy = cnp.PyArray_DATA(dy)
     cdef void* pu = cnp.PyArray_DATA(dU)

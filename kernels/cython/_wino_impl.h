@@ -1,0 +1,210 @@
+/* Winograd transforms for _conv_winograd.pyx, vectorised over runs of filters or side-by-side tiles.
+ *
+ * Each loop runs over a contiguous index (filters, or tiles j of a run) with restrict pointers and
+ * local buffers, so gcc vectorises it; FCW_CLONES compiles every function for AVX-512, AVX2 and
+ * baseline x86-64 and picks one at load time (portable build, no -march=native).  The clones
+ * compute the same sums in the same order (no FMA contraction is assumed by the tests' tolerances).
+ *
+ * Layouts (as in the .pyx): component xi of tile/filter i lives at base[xi * stride + i].
+ */
+#include <stddef.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FC_NO_CLONES)
+#define FCW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FCW_CLONES
+#endif
+
+#define FCW_NJ 16  /* tiles per run (the .pyx's NJ) */
+#define FCW_CH 64  /* filters per chunk */
+
+#define FCW_DEFS(T, SFX)                                                                         \
+/* U[xi * KC + kc] = (G g G^T)[xi], F(2x2, 3x3): 4x4 components of every 3x3 filter g = w[kc]. */ \
+FCW_CLONES static void fcw_filters2_##SFX(const T *restrict w, T *restrict U, ptrdiff_t n_all,  \
+                                          ptrdiff_t KC) {                                       \
+    T g[9][FCW_CH], t[12][FCW_CH];                                                              \
+    for (ptrdiff_t k0 = 0; k0 < n_all; k0 += FCW_CH) {                                           \
+        int n = n_all - k0 < FCW_CH ? (int)(n_all - k0) : FCW_CH;                                \
+        for (int i = 0; i < n; i++)                                                              \
+            for (int j = 0; j < 9; j++) g[j][i] = w[(k0 + i) * 9 + j];                           \
+        for (int j = 0; j < 3; j++)                                                              \
+            for (int i = 0; i < n; i++) {                                                        \
+                T a0 = g[j][i], a1 = g[3 + j][i], a2 = g[6 + j][i];                              \
+                t[j][i] = a0;                                                                    \
+                t[3 + j][i] = (a0 + a1 + a2) * (T)0.5;                                           \
+                t[6 + j][i] = (a0 - a1 + a2) * (T)0.5;                                           \
+                t[9 + j][i] = a2;                                                                \
+            }                                                                                    \
+        for (int r = 0; r < 4; r++) {                                                            \
+            T *restrict u = U + (ptrdiff_t)(4 * r) * KC + k0;                                    \
+            for (int i = 0; i < n; i++) {                                                        \
+                T a0 = t[3 * r][i], a1 = t[3 * r + 1][i], a2 = t[3 * r + 2][i];                  \
+                u[i] = a0;                                                                       \
+                u[KC + i] = (a0 + a1 + a2) * (T)0.5;                                             \
+                u[2 * KC + i] = (a0 - a1 + a2) * (T)0.5;                                         \
+                u[3 * KC + i] = a2;                                                              \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* F(4x4, 3x3): 6x6 components, G rows (1/4,0,0) (-1/6,-1/6,-1/6) (-1/6,1/6,-1/6)              \
+   (1/24,1/12,1/6) (1/24,-1/12,1/6) (0,0,1). */                                                  \
+FCW_CLONES static void fcw_filters4_##SFX(const T *restrict w, T *restrict U, ptrdiff_t n_all,  \
+                                          ptrdiff_t KC) {                                       \
+    T g[9][FCW_CH], t[18][FCW_CH];                                                              \
+    const T c4 = (T)0.25, c6 = (T)1 / 6, c12 = (T)1 / 12, c24 = (T)1 / 24;                      \
+    for (ptrdiff_t k0 = 0; k0 < n_all; k0 += FCW_CH) {                                           \
+        int n = n_all - k0 < FCW_CH ? (int)(n_all - k0) : FCW_CH;                                \
+        for (int i = 0; i < n; i++)                                                              \
+            for (int j = 0; j < 9; j++) g[j][i] = w[(k0 + i) * 9 + j];                           \
+        for (int j = 0; j < 3; j++)                                                              \
+            for (int i = 0; i < n; i++) {                                                        \
+                T a0 = g[j][i], a1 = g[3 + j][i], a2 = g[6 + j][i];                              \
+                t[j][i] = a0 * c4;                                                               \
+                t[3 + j][i] = -(a0 + a1 + a2) * c6;                                              \
+                t[6 + j][i] = -(a0 - a1 + a2) * c6;                                              \
+                t[9 + j][i] = a0 * c24 + a1 * c12 + a2 * c6;                                     \
+                t[12 + j][i] = a0 * c24 - a1 * c12 + a2 * c6;                                    \
+                t[15 + j][i] = a2;                                                               \
+            }                                                                                    \
+        for (int r = 0; r < 6; r++) {                                                            \
+            T *restrict u = U + (ptrdiff_t)(6 * r) * KC + k0;                                    \
+            for (int i = 0; i < n; i++) {                                                        \
+                T a0 = t[3 * r][i], a1 = t[3 * r + 1][i], a2 = t[3 * r + 2][i];                  \
+                u[i] = a0 * c4;                                                                  \
+                u[KC + i] = -(a0 + a1 + a2) * c6;                                                \
+                u[2 * KC + i] = -(a0 - a1 + a2) * c6;                                            \
+                u[3 * KC + i] = a0 * c24 + a1 * c12 + a2 * c6;                                   \
+                u[4 * KC + i] = a0 * c24 - a1 * c12 + a2 * c6;                                   \
+                u[5 * KC + i] = a2;                                                              \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* F(4x4) input transform of nj (<= FCW_NJ) side-by-side interior 6x6 tiles with origins         \
+   r0 + 4j (rows W apart): v[xi * cs + j] = (B^T d B)[xi].  Vertical pass over the 4nj+2          \
+   contiguous columns first, then the horizontal pass per tile. */                               \
+FCW_CLONES static void fcw_in4_##SFX(const T *restrict r0, ptrdiff_t W, T *restrict v,          \
+                                     ptrdiff_t cs, int nj) {                                     \
+    T E[6][4 * FCW_NJ + 4];                                                                      \
+    int ncol = 4 * nj + 2;                                                                       \
+    const T *r1 = r0 + W, *r2 = r1 + W, *r3 = r2 + W, *r4 = r3 + W, *r5 = r4 + W;                \
+    for (int q = 0; q < ncol; q++) {                                                             \
+        T d0 = r0[q], d1 = r1[q], d2 = r2[q], d3 = r3[q], d4 = r4[q], d5 = r5[q];                \
+        E[0][q] = 4 * d0 - 5 * d2 + d4;                                                          \
+        E[1][q] = -4 * (d1 + d2) + d3 + d4;                                                      \
+        E[2][q] = 4 * (d1 - d2) - d3 + d4;                                                       \
+        E[3][q] = 2 * (d3 - d1) - d2 + d4;                                                       \
+        E[4][q] = 2 * (d1 - d3) - d2 + d4;                                                       \
+        E[5][q] = 4 * d1 - 5 * d3 + d5;                                                          \
+    }                                                                                            \
+    for (int a = 0; a < 6; a++) {                                                                \
+        const T *e = E[a];                                                                       \
+        T *restrict va = v + (ptrdiff_t)(6 * a) * cs;                                            \
+        for (int j = 0; j < nj; j++) {                                                           \
+            T d0 = e[4 * j], d1 = e[4 * j + 1], d2 = e[4 * j + 2], d3 = e[4 * j + 3];            \
+            T d4 = e[4 * j + 4], d5 = e[4 * j + 5];                                              \
+            va[j] = 4 * d0 - 5 * d2 + d4;                                                        \
+            va[cs + j] = -4 * (d1 + d2) + d3 + d4;                                               \
+            va[2 * cs + j] = 4 * (d1 - d2) - d3 + d4;                                            \
+            va[3 * cs + j] = 2 * (d3 - d1) - d2 + d4;                                            \
+            va[4 * cs + j] = 2 * (d1 - d3) - d2 + d4;                                            \
+            va[5 * cs + j] = 4 * d1 - 5 * d3 + d5;                                               \
+        }                                                                                        \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* F(4x4) output transform of nj whole 4x4 tiles side by side: y rows Q apart, + bv. */          \
+FCW_CLONES static void fcw_out4_##SFX(const T *restrict mp, ptrdiff_t ks, T *restrict y0,       \
+                                      ptrdiff_t Q, int nj, T bv) {                               \
+    T S[4][6][FCW_NJ];                                                                           \
+    for (int b = 0; b < 6; b++) {                                                                \
+        const T *m = mp + (ptrdiff_t)b * ks;                                                     \
+        for (int j = 0; j < nj; j++) {                                                           \
+            T m0 = m[j], m1 = m[6 * ks + j], m2 = m[12 * ks + j], m3 = m[18 * ks + j];           \
+            T m4 = m[24 * ks + j], m5 = m[30 * ks + j];                                          \
+            S[0][b][j] = m0 + m1 + m2 + m3 + m4;                                                 \
+            S[1][b][j] = m1 - m2 + 2 * (m3 - m4);                                                \
+            S[2][b][j] = m1 + m2 + 4 * (m3 + m4);                                                \
+            S[3][b][j] = m1 - m2 + 8 * (m3 - m4) + m5;                                           \
+        }                                                                                        \
+    }                                                                                            \
+    for (int a = 0; a < 4; a++) {                                                                \
+        T *restrict yr = y0 + a * Q;                                                             \
+        for (int j = 0; j < nj; j++) {                                                           \
+            T m0 = S[a][0][j], m1 = S[a][1][j], m2 = S[a][2][j], m3 = S[a][3][j];                \
+            T m4 = S[a][4][j], m5 = S[a][5][j];                                                  \
+            yr[4 * j] = m0 + m1 + m2 + m3 + m4 + bv;                                             \
+            yr[4 * j + 1] = m1 - m2 + 2 * (m3 - m4) + bv;                                        \
+            yr[4 * j + 2] = m1 + m2 + 4 * (m3 + m4) + bv;                                        \
+            yr[4 * j + 3] = m1 - m2 + 8 * (m3 - m4) + m5 + bv;                                   \
+        }                                                                                        \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* F(2x2) input transform of nj interior 4x4 tiles with origins r0 + 2j. */                      \
+FCW_CLONES static void fcw_in2_##SFX(const T *restrict r0, ptrdiff_t W, T *restrict v,          \
+                                     ptrdiff_t cs, int nj) {                                     \
+    T E[4][2 * FCW_NJ + 4];                                                                      \
+    int ncol = 2 * nj + 2;                                                                       \
+    const T *r1 = r0 + W, *r2 = r1 + W, *r3 = r2 + W;                                            \
+    for (int q = 0; q < ncol; q++) {                                                             \
+        T d0 = r0[q], d1 = r1[q], d2 = r2[q], d3 = r3[q];                                        \
+        E[0][q] = d0 - d2;                                                                       \
+        E[1][q] = d1 + d2;                                                                       \
+        E[2][q] = d2 - d1;                                                                       \
+        E[3][q] = d1 - d3;                                                                       \
+    }                                                                                            \
+    for (int a = 0; a < 4; a++) {                                                                \
+        const T *e = E[a];                                                                       \
+        T *restrict va = v + (ptrdiff_t)(4 * a) * cs;                                            \
+        for (int j = 0; j < nj; j++) {                                                           \
+            T d0 = e[2 * j], d1 = e[2 * j + 1], d2 = e[2 * j + 2], d3 = e[2 * j + 3];            \
+            va[j] = d0 - d2;                                                                     \
+            va[cs + j] = d1 + d2;                                                                \
+            va[2 * cs + j] = d2 - d1;                                                            \
+            va[3 * cs + j] = d1 - d3;                                                            \
+        }                                                                                        \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* F(2x2) output transform of nj whole 2x2 tiles side by side. */                                \
+FCW_CLONES static void fcw_out2_##SFX(const T *restrict mp, ptrdiff_t ks, T *restrict y0,       \
+                                      ptrdiff_t Q, int nj, T bv) {                               \
+    T *restrict y1 = y0 + Q;                                                                     \
+    for (int j = 0; j < nj; j++) {                                                               \
+        T s0 = mp[j] + mp[4 * ks + j] + mp[8 * ks + j];                                          \
+        T s1 = mp[ks + j] + mp[5 * ks + j] + mp[9 * ks + j];                                     \
+        T s2 = mp[2 * ks + j] + mp[6 * ks + j] + mp[10 * ks + j];                                \
+        T s3 = mp[3 * ks + j] + mp[7 * ks + j] + mp[11 * ks + j];                                \
+        T t0 = mp[4 * ks + j] - mp[8 * ks + j] - mp[12 * ks + j];                                \
+        T t1 = mp[5 * ks + j] - mp[9 * ks + j] - mp[13 * ks + j];                                \
+        T t2 = mp[6 * ks + j] - mp[10 * ks + j] - mp[14 * ks + j];                               \
+        T t3 = mp[7 * ks + j] - mp[11 * ks + j] - mp[15 * ks + j];                               \
+        y0[2 * j] = s0 + s1 + s2 + bv;                                                           \
+        y0[2 * j + 1] = s1 - s2 - s3 + bv;                                                       \
+        y1[2 * j] = t0 + t1 + t2 + bv;                                                           \
+        y1[2 * j + 1] = t1 - t2 - t3 + bv;                                                       \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* F(2x2) backward-weight: d[xi * ks + j] = (A dY A^T)[xi] for nj whole 2x2 dy tiles at y0 + 2j. */ \
+FCW_CLONES static void fcw_dy2_##SFX(const T *restrict y0, ptrdiff_t Q, T *restrict d,          \
+                                     ptrdiff_t ks, int nj) {                                     \
+    const T *y1 = y0 + Q;                                                                        \
+    for (int j = 0; j < nj; j++) {                                                               \
+        T a = y0[2 * j], b = y0[2 * j + 1], c = y1[2 * j], e = y1[2 * j + 1];                    \
+        T t[8] = {a, b, a + c, b + e, a - c, b - e, -c, -e};                                     \
+        for (int r = 0; r < 4; r++) {                                                            \
+            d[(4 * r) * ks + j] = t[2 * r];                                                      \
+            d[(4 * r + 1) * ks + j] = t[2 * r] + t[2 * r + 1];                                   \
+            d[(4 * r + 2) * ks + j] = t[2 * r] - t[2 * r + 1];                                   \
+            d[(4 * r + 3) * ks + j] = -t[2 * r + 1];                                             \
+        }                                                                                        \
+    }                                                                                            \
+}
+
+FCW_DEFS(float, f32)
+FCW_DEFS(double, f64)
