@@ -36,8 +36,10 @@ cdef extern from "_conv_direct_impl.h" nogil:
                            const double* ndy)
     void fc_dw_bwd_in_f32(const float* dy, const float* w, float* dx, int Kg, const fc_dwg* g, float* buf, float* dyb)
     void fc_dw_bwd_in_f64(const double* dy, const double* w, double* dx, int Kg, const fc_dwg* g, double* buf, double* dyb)
-    void fc_dw_bwd_w_f32(const float* x, const float* dy, double* out, int Kg, const fc_dwg* g, float* buf, float* dyb)
-    void fc_dw_bwd_w_f64(const double* x, const double* dy, double* out, int Kg, const fc_dwg* g, double* buf, double* dyb)
+    void fc_dw_bwd_w_f32(const float* x, const float* dy, double* out, int Kg, const fc_dwg* g, float* buf, float* dyb,
+                         const float* nx, const float* ndy)
+    void fc_dw_bwd_w_f64(const double* x, const double* dy, double* out, int Kg, const fc_dwg* g, double* buf,
+                         double* dyb, const double* nx, const double* ndy)
 
 cnp.import_array()
 
@@ -307,14 +309,19 @@ cdef void _bwd_weight_dw(const real* dy, const real* x, double* part, const Geo*
     """part[n, k, :] = image n's R*S taps of dw[k]."""
     cdef Py_ssize_t t, hw = <Py_ssize_t>g.H * g.W, kpq = <Py_ssize_t>g.Kg * g.P * g.Q
     cdef Py_ssize_t krs = <Py_ssize_t>g.Kg * g.R * g.S
+    cdef Py_ssize_t nplanes = <Py_ssize_t>g.N * g.C
     cdef real* buf
+    cdef const real* nx
+    cdef const real* ndy
     with parallel(num_threads=nt):
         buf = work + threadid() * ws
-        for t in prange(<Py_ssize_t>g.N * g.C, schedule="dynamic"):
+        for t in prange(nplanes, schedule="static"):
+            nx = x + (t + 1) * hw if t + 1 < nplanes else NULL
+            ndy = dy + (t + 1) * kpq if t + 1 < nplanes else NULL
             if real is float:
-                fc_dw_bwd_w_f32(x + t * hw, dy + t * kpq, part + t * krs, g.Kg, d, buf, buf + _round16(d.nbuf))
+                fc_dw_bwd_w_f32(x + t * hw, dy + t * kpq, part + t * krs, g.Kg, d, buf, buf + _round16(d.nbuf), nx, ndy)
             else:
-                fc_dw_bwd_w_f64(x + t * hw, dy + t * kpq, part + t * krs, g.Kg, d, buf, buf + _round16(d.nbuf))
+                fc_dw_bwd_w_f64(x + t * hw, dy + t * kpq, part + t * krs, g.Kg, d, buf, buf + _round16(d.nbuf), nx, ndy)
 
 
 cdef tuple _work(const fc_dwg* d, int nt, dtype, bint with_dy):

@@ -55,15 +55,19 @@ static int fc_dw_setup(fc_dwg *g, int H, int W, int P, int Q, int R, int S, int 
 
 #define FC_ATTR
 #define FC_T float
+#define FC_TI int
 #define FC_VB 16
 #define FC_SFX f32_sse
 #include "_conv_direct_simd.h"
 #undef FC_T
+#undef FC_TI
 #undef FC_SFX
 #define FC_T double
+#define FC_TI long long
 #define FC_SFX f64_sse
 #include "_conv_direct_simd.h"
 #undef FC_T
+#undef FC_TI
 #undef FC_SFX
 #undef FC_VB
 #undef FC_ATTR
@@ -73,28 +77,36 @@ static int fc_dw_setup(fc_dwg *g, int H, int W, int P, int Q, int R, int S, int 
 #define FC_ATTR __attribute__((target("avx2,fma")))
 #define FC_VB 32
 #define FC_T float
+#define FC_TI int
 #define FC_SFX f32_avx2
 #include "_conv_direct_simd.h"
 #undef FC_T
+#undef FC_TI
 #undef FC_SFX
 #define FC_T double
+#define FC_TI long long
 #define FC_SFX f64_avx2
 #include "_conv_direct_simd.h"
 #undef FC_T
+#undef FC_TI
 #undef FC_SFX
 #undef FC_VB
 #undef FC_ATTR
 #define FC_ATTR __attribute__((target("avx512f,avx2,fma")))
 #define FC_VB 64
 #define FC_T float
+#define FC_TI int
 #define FC_SFX f32_avx512
 #include "_conv_direct_simd.h"
 #undef FC_T
+#undef FC_TI
 #undef FC_SFX
 #define FC_T double
+#define FC_TI long long
 #define FC_SFX f64_avx512
 #include "_conv_direct_simd.h"
 #undef FC_T
+#undef FC_TI
 #undef FC_SFX
 #undef FC_VB
 #undef FC_ATTR
@@ -156,8 +168,8 @@ static void fc_dw_bwd_in_##SFX(const T *dy, const T *w, T *dx, int Kg, const fc_
     FC_DW_DISPATCH(bwd_in_task, SFX, (dy, w, dx, Kg, g, buf, dyb))                             \
 }                                                                                              \
 static void fc_dw_bwd_w_##SFX(const T *x, const T *dy, double *out, int Kg, const fc_dwg *g,   \
-                              T *buf, T *dyb) {                                                \
-    FC_DW_DISPATCH(bwd_w_task, SFX, (x, dy, out, Kg, g, buf, dyb))                             \
+                              T *buf, T *dyb, const T *nx, const T *ndy) {                     \
+    FC_DW_DISPATCH(bwd_w_task, SFX, (x, dy, out, Kg, g, buf, dyb, nx, ndy))                    \
 }
 
 FC_DW_ENTRY(float, f32)

@@ -12,7 +12,9 @@ typedef FC_T FN(v) __attribute__((vector_size(FC_VB)));
 /* the same vector at element alignment: unaligned loads/stores that alias only FC_T
  * (memcpy would alias the geometry too and force reloads after every store) */
 typedef FC_T FN(vu) __attribute__((vector_size(FC_VB), aligned(sizeof(FC_T))));
+typedef FC_TI FN(vi) __attribute__((vector_size(FC_VB)));
 #define V FN(v)
+#define FC_IT FN(vi)
 #define T FC_T
 #define VW ((int)(FC_VB / sizeof(FC_T)))
 #define FC_AI static inline __attribute__((always_inline)) FC_ATTR
@@ -202,57 +204,92 @@ FC_AI double FN(hsum)(V a) {
     return t;
 }
 
-/* dw taps: out[r*S+s] += sum over p, q of dyb[p][q] * buf[p*sh + r*dh][off[s] + q]
- * (dyb is zero past column Q).  unit: off[s] = base + s, folded into the row pointers. */
+/* dw taps: out[r*S+s] += sum over p, q of dy[p][q] * buf[p*sh + r*dh][off[s] + q].
+ * dy rows: d + p * ds; full vectors at q0 < nfull, then (qt >= 0) one vector at qt whose
+ * lanes below nfull - qt (already counted) are masked off.  unit: off[s] = base + s.
+ * While row p is summed, the next task's planes (nx, ndy: nlen elements) are prefetched. */
+typedef struct {
+    const T *d, *nx, *ndy;
+    ptrdiff_t ds, nlen;
+    int nfull, qt;
+} FN(wsrc);
+
+FC_AI void FN(pf)(const T *nxt, ptrdiff_t nlen, int p, int P) {
+    if (!nxt) return;
+    const int L = 64 / (int)sizeof(T);
+    ptrdiff_t a = (ptrdiff_t)p * nlen / P / L * L, b = (ptrdiff_t)(p + 1) * nlen / P;
+    for (; a < b; a += L) __builtin_prefetch(nxt + a, 0, 3);
+}
+
+FC_AI V FN(tailmask)(V v, int keep_from) {
+    FC_IT m = {0};
+    for (int l = keep_from; l < VW; l++) m[l] = -1;
+    return (V)((FC_IT)v & m);
+}
 
 /* 3x3: the nine taps in registers, one pass over the plane. */
-FC_AI void FN(wgrad33)(const T *restrict buf, const T *restrict dyb, double *out, const fc_dwg *g,
+FC_AI void FN(wgrad33)(const T *restrict buf, const FN(wsrc) *src, double *out, const fc_dwg *g,
                        const int unit) {
     V a00 = {0}, a01 = {0}, a02 = {0}, a10 = {0}, a11 = {0}, a12 = {0}, a20 = {0}, a21 = {0}, a22 = {0};
     const ptrdiff_t rs = (ptrdiff_t)g->dh * g->RS, ps = (ptrdiff_t)g->sh * g->RS;
     const int o0 = unit ? 0 : g->off[0], o1 = unit ? 1 : g->off[1], o2 = unit ? 2 : g->off[2];
+    const int nfull = src->nfull, qt = src->qt;
     if (unit) buf += g->base;
+#define FC_W33(DV, Q0)                                                                  \
+    do {                                                                                \
+        const V dv = (DV);                                                              \
+        a00 += dv * FN(ld)(x0 + (Q0) + o0);                                             \
+        a01 += dv * FN(ld)(x0 + (Q0) + o1);                                             \
+        a02 += dv * FN(ld)(x0 + (Q0) + o2);                                             \
+        a10 += dv * FN(ld)(x1 + (Q0) + o0);                                             \
+        a11 += dv * FN(ld)(x1 + (Q0) + o1);                                             \
+        a12 += dv * FN(ld)(x1 + (Q0) + o2);                                             \
+        a20 += dv * FN(ld)(x2 + (Q0) + o0);                                             \
+        a21 += dv * FN(ld)(x2 + (Q0) + o1);                                             \
+        a22 += dv * FN(ld)(x2 + (Q0) + o2);                                             \
+    } while (0)
     for (int p = 0; p < g->P; p++) {
-        const T *d = dyb + (ptrdiff_t)p * g->Qb, *x0 = buf + p * ps, *x1 = x0 + rs, *x2 = x1 + rs;
-        for (int q0 = 0; q0 < g->Qb; q0 += VW) {
-            const V dv = FN(ld)(d + q0);
-            a00 += dv * FN(ld)(x0 + q0 + o0);
-            a01 += dv * FN(ld)(x0 + q0 + o1);
-            a02 += dv * FN(ld)(x0 + q0 + o2);
-            a10 += dv * FN(ld)(x1 + q0 + o0);
-            a11 += dv * FN(ld)(x1 + q0 + o1);
-            a12 += dv * FN(ld)(x1 + q0 + o2);
-            a20 += dv * FN(ld)(x2 + q0 + o0);
-            a21 += dv * FN(ld)(x2 + q0 + o1);
-            a22 += dv * FN(ld)(x2 + q0 + o2);
-        }
+        const T *d = src->d + p * src->ds, *x0 = buf + p * ps, *x1 = x0 + rs, *x2 = x1 + rs;
+        FN(pf)(src->nx, src->nlen, p, g->P);
+        FN(pf)(src->ndy, (ptrdiff_t)g->P * g->Q, p, g->P);
+        for (int q0 = 0; q0 < nfull; q0 += VW) FC_W33(FN(ld)(d + q0), q0);
+        if (qt >= 0) FC_W33(FN(tailmask)(FN(ld)(d + qt), nfull - qt), qt);
     }
+#undef FC_W33
     out[0] += FN(hsum)(a00); out[1] += FN(hsum)(a01); out[2] += FN(hsum)(a02);
     out[3] += FN(hsum)(a10); out[4] += FN(hsum)(a11); out[5] += FN(hsum)(a12);
     out[6] += FN(hsum)(a20); out[7] += FN(hsum)(a21); out[8] += FN(hsum)(a22);
 }
 
 /* S <= 5 (a constant): one filter row per pass, its S taps in registers. */
-FC_AI void FN(wgrad_rows)(const T *restrict buf, const T *restrict dyb, double *out, const fc_dwg *g,
+FC_AI void FN(wgrad_rows)(const T *restrict buf, const FN(wsrc) *src, double *out, const fc_dwg *g,
                           const int S, const int unit) {
     const ptrdiff_t ps = (ptrdiff_t)g->sh * g->RS;
+    const int nfull = src->nfull, qt = src->qt;
     int o[5] = {0, 1, 2, 3, 4};
     if (!unit)
         for (int s = 0; s < S; s++) o[s] = g->off[s];
     else
         buf += g->base;
+#define FC_WROW(DV, Q0)                                                                 \
+    do {                                                                                \
+        const V dv = (DV);                                                              \
+        a0 += dv * FN(ld)(x + (Q0) + o[0]);                                             \
+        if (S > 1) a1 += dv * FN(ld)(x + (Q0) + o[1]);                                  \
+        if (S > 2) a2 += dv * FN(ld)(x + (Q0) + o[2]);                                  \
+        if (S > 3) a3 += dv * FN(ld)(x + (Q0) + o[3]);                                  \
+        if (S > 4) a4 += dv * FN(ld)(x + (Q0) + o[4]);                                  \
+    } while (0)
     for (int r = 0; r < g->R; r++) {
         V a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0};
         for (int p = 0; p < g->P; p++) {
-            const T *d = dyb + (ptrdiff_t)p * g->Qb, *x = buf + p * ps + (ptrdiff_t)r * g->dh * g->RS;
-            for (int q0 = 0; q0 < g->Qb; q0 += VW) {
-                const V dv = FN(ld)(d + q0);
-                a0 += dv * FN(ld)(x + q0 + o[0]);
-                if (S > 1) a1 += dv * FN(ld)(x + q0 + o[1]);
-                if (S > 2) a2 += dv * FN(ld)(x + q0 + o[2]);
-                if (S > 3) a3 += dv * FN(ld)(x + q0 + o[3]);
-                if (S > 4) a4 += dv * FN(ld)(x + q0 + o[4]);
+            const T *d = src->d + p * src->ds, *x = buf + p * ps + (ptrdiff_t)r * g->dh * g->RS;
+            if (r == 0) {
+                FN(pf)(src->nx, src->nlen, p, g->P);
+                FN(pf)(src->ndy, (ptrdiff_t)g->P * g->Q, p, g->P);
             }
+            for (int q0 = 0; q0 < nfull; q0 += VW) FC_WROW(FN(ld)(d + q0), q0);
+            if (qt >= 0) FC_WROW(FN(tailmask)(FN(ld)(d + qt), nfull - qt), qt);
         }
         double *orow = out + r * S;
         orow[0] += FN(hsum)(a0);
@@ -261,41 +298,38 @@ FC_AI void FN(wgrad_rows)(const T *restrict buf, const T *restrict dyb, double *
         if (S > 3) orow[3] += FN(hsum)(a3);
         if (S > 4) orow[4] += FN(hsum)(a4);
     }
+#undef FC_WROW
 }
 
-/* Any R x S: one tap at a time, two accumulators. */
-FC_ATTR static void FN(wgrad_any)(const T *restrict buf, const T *restrict dyb, double *out, const fc_dwg *g) {
+/* Any R x S: one tap at a time. */
+FC_ATTR static void FN(wgrad_any)(const T *restrict buf, const FN(wsrc) *src, double *out, const fc_dwg *g) {
     for (int r = 0; r < g->R; r++)
         for (int s = 0; s < g->S; s++) {
-            V a0 = (V){0}, a1 = (V){0};
+            V a0 = (V){0};
             for (int p = 0; p < g->P; p++) {
-                const T *d = dyb + (ptrdiff_t)p * g->Qb;
+                const T *d = src->d + p * src->ds;
                 const T *xr = buf + (ptrdiff_t)(p * g->sh + r * g->dh) * g->RS + g->off[s];
-                int q0 = 0;
-                for (; q0 + 2 * VW <= g->Qb; q0 += 2 * VW) {
-                    a0 += FN(ld)(d + q0) * FN(ld)(xr + q0);
-                    a1 += FN(ld)(d + q0 + VW) * FN(ld)(xr + q0 + VW);
-                }
-                for (; q0 < g->Qb; q0 += VW) a0 += FN(ld)(d + q0) * FN(ld)(xr + q0);
+                for (int q0 = 0; q0 < src->nfull; q0 += VW) a0 += FN(ld)(d + q0) * FN(ld)(xr + q0);
+                if (src->qt >= 0) a0 += FN(tailmask)(FN(ld)(d + src->qt), src->nfull - src->qt) * FN(ld)(xr + src->qt);
             }
-            out[r * g->S + s] += FN(hsum)(a0 + a1);
+            out[r * g->S + s] += FN(hsum)(a0);
         }
 }
 
-FC_ATTR static void FN(wgrad)(const T *buf, const T *dyb, double *out, const fc_dwg *g) {
+FC_ATTR static void FN(wgrad)(const T *buf, const FN(wsrc) *src, double *out, const fc_dwg *g) {
     const int unit = g->sw == 1 && g->dw == 1;
     if (g->R == 3 && g->S == 3 && unit)
-        FN(wgrad33)(buf, dyb, out, g, 1);
+        FN(wgrad33)(buf, src, out, g, 1);
     else if (g->R == 3 && g->S == 3)
-        FN(wgrad33)(buf, dyb, out, g, 0);
+        FN(wgrad33)(buf, src, out, g, 0);
     else if (g->S == 5 && unit)
-        FN(wgrad_rows)(buf, dyb, out, g, 5, 1);
+        FN(wgrad_rows)(buf, src, out, g, 5, 1);
     else if (g->S == 5)
-        FN(wgrad_rows)(buf, dyb, out, g, 5, 0);
+        FN(wgrad_rows)(buf, src, out, g, 5, 0);
     else if (g->S == 3)
-        FN(wgrad_rows)(buf, dyb, out, g, 3, 0);
+        FN(wgrad_rows)(buf, src, out, g, 3, 0);
     else
-        FN(wgrad_any)(buf, dyb, out, g);
+        FN(wgrad_any)(buf, src, out, g);
 }
 
 /* ---- tasks: one input channel (n, c) and its Kg output channels ---------------------- */
@@ -346,18 +380,40 @@ FC_ATTR static void FN(bwd_in_task)(const T *dy, const T *w, T *dx, int Kg, cons
 }
 
 /* out[kk*R*S + t] = tap t of dw[kk] summed over this image (out is overwritten). */
-FC_ATTR static void FN(bwd_w_task)(const T *x, const T *dy, double *out, int Kg, const fc_dwg *g, T *buf, T *dyb) {
+/* Rows of at least one vector are read from dy in place (last vector overlapping, masked);
+ * narrower ones through dyb (zero past column Q).  nx, ndy: the next task's x plane and
+ * first dy plane (prefetched), or NULL. */
+FC_ATTR static void FN(bwd_w_task)(const T *x, const T *dy, double *out, int Kg, const fc_dwg *g, T *buf, T *dyb,
+                                   const T *nx, const T *ndy) {
+    const ptrdiff_t pq = (ptrdiff_t)g->P * g->Q;
+    FN(wsrc) src;
+    src.nx = nx;
+    src.nlen = (ptrdiff_t)g->H * g->W;
     FN(pad)(x, buf, g);
     for (int kk = 0; kk < Kg; kk++) {
         double *o = out + (ptrdiff_t)kk * g->R * g->S;
         for (int t = 0; t < g->R * g->S; t++) o[t] = 0;
-        FN(pad_dy)(dy + (ptrdiff_t)kk * g->P * g->Q, dyb, g);
-        FN(wgrad)(buf, dyb, o, g);
+        src.ndy = kk + 1 < Kg ? dy + (kk + 1) * pq : ndy;
+        if (g->Q >= VW) {
+            src.d = dy + kk * pq;
+            src.ds = g->Q;
+            src.nfull = g->Q / VW * VW;
+            src.qt = g->Q % VW ? g->Q - VW : -1;
+        } else {
+            FN(pad_dy)(dy + kk * pq, dyb, g);
+            src.d = dyb;
+            src.ds = g->Qb;
+            src.nfull = g->Qb;
+            src.qt = -1;
+        }
+        FN(wgrad)(buf, &src, o, g);
+        src.nx = NULL;
     }
 }
 
 #undef FN
 #undef V
+#undef FC_IT
 #undef T
 #undef VW
 #undef FC_AI
