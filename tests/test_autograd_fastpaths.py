@@ -84,3 +84,31 @@ def test_leaf_gradient_is_not_an_alias_of_a_saved_array():
     y.backward()
     x.grad += 1
     np.testing.assert_array_equal(c, [0, 1, 2])
+
+
+def test_linear_small_gemm_runs_on_one_blas_thread_and_restores():
+    from fastconv.functional._base import _NumpyBlas, blas_threads
+
+    lib = _NumpyBlas.get()
+    if lib is None:
+        pytest.skip("threadpoolctl cannot see NumPy's BLAS")  # capability gate: nothing to control
+    before = lib.get_num_threads()
+    seen = []
+    with blas_threads(1):
+        seen.append(lib.get_num_threads())
+    assert seen == [1] and lib.get_num_threads() == before
+    with blas_threads(None):
+        assert lib.get_num_threads() == before
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((64, 120)).astype(np.float32)
+    w = rng.standard_normal((84, 120)).astype(np.float32)
+    b = rng.standard_normal(84).astype(np.float32)
+    fx, fw, fb = (fc.Tensor(a, requires_grad=True) for a in (x, w, b))
+    y = F.linear(fx, fw, fb)
+    y.backward(np.ones((64, 84), np.float32))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    torch.nn.functional.linear(tx, tw, tb).backward(torch.ones(64, 84))
+    np.testing.assert_allclose(y.numpy(), torch.nn.functional.linear(tx, tw, tb).detach().numpy(), rtol=1e-5, atol=1e-4)
+    for a, t in ((fx, tx), (fw, tw), (fb, tb)):
+        np.testing.assert_allclose(a.grad, t.grad.numpy(), rtol=1e-5, atol=1e-4)
+    assert lib.get_num_threads() == before

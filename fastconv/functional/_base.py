@@ -2,6 +2,8 @@
 from ..dispatch import kernel
 from ..tensor import Tensor
 
+SMALL_GEMM = 1 << 22  # multiply-adds below which a GEMM runs on one BLAS thread (~0.1 ms on one core)
+
 
 class KernelFunction:
     """Mixin: ``self.k(op)`` resolves a kernel on this call's device and backend."""
@@ -27,3 +29,49 @@ def tensor_arg(name, x, op):
             return Tensor(x)
         raise TypeError(f"{op}: argument '{name}' must be a fastconv.Tensor or an array, got {type(x).__name__}")
     return x
+
+
+class _NumpyBlas:
+    """NumPy's OpenBLAS as a threadpoolctl controller (None when unavailable), found once."""
+
+    lib = False
+
+    @classmethod
+    def get(cls):
+        if cls.lib is False:
+            cls.lib = None
+            try:
+                from threadpoolctl import ThreadpoolController
+
+                for lib in ThreadpoolController().lib_controllers:
+                    if lib.user_api == "blas" and "numpy" in lib.filepath:
+                        cls.lib = lib
+            except Exception:  # threadpoolctl missing or an unknown BLAS: leave threading to the BLAS
+                pass
+        return cls.lib
+
+
+class blas_threads:
+    """Run NumPy's BLAS calls in the block on ``n`` threads (restored after); ``n`` None: untouched.
+
+    Small GEMMs (a LeNet layer: 64x120 @ 120x84) gain nothing from a second OpenBLAS thread
+    and pay for waking it -- or, on a loaded machine, spin for milliseconds waiting for it
+    (measured: 8 ms instead of 0.02 ms for that product) -- so callers pass 1 below
+    ``SMALL_GEMM`` and fastconv's thread count otherwise.
+    """
+
+    def __init__(self, n):
+        self.n, self.prev = n, None
+
+    def __enter__(self):
+        lib = _NumpyBlas.get() if self.n is not None else None
+        if lib is not None:
+            prev = lib.get_num_threads()
+            if prev != self.n:
+                lib.set_num_threads(self.n)
+                self.prev = prev
+        return self
+
+    def __exit__(self, *exc):
+        if self.prev is not None:
+            _NumpyBlas.lib.set_num_threads(self.prev)

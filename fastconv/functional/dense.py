@@ -1,6 +1,8 @@
 """Dense (fully connected) op."""
+from .. import config
+from .._xp import is_cupy_array
 from ..tensor import Function
-from ._base import KernelFunction, prepare, tensor_arg
+from ._base import SMALL_GEMM, KernelFunction, blas_threads, prepare, tensor_arg
 
 __all__ = ["linear"]
 
@@ -10,12 +12,22 @@ class Linear(KernelFunction, Function):
         prepare(self, x, backend)
         self.has_bias = b is not None
         self.save_for_backward(x, w)
-        return self.k("linear_forward")(x, w, b)
+        with self._blas(x, w):
+            return self.k("linear_forward")(x, w, b)
 
     def backward(self, dy):
         x, w = self.saved
-        dx, dw, db = self.k("linear_backward")(dy, x, w, self.has_bias)
+        with self._blas(x, w):
+            dx, dw, db = self.k("linear_backward")(dy, x, w, self.has_bias)
         return dx, dw, db
+
+    @staticmethod
+    def _blas(x, w):
+        """One BLAS thread for small products, fastconv's thread count otherwise (CPU arrays)."""
+        if is_cupy_array(x) or not hasattr(w, "shape") or len(getattr(w, "shape", ())) != 2:
+            return blas_threads(None)
+        macs = (x.size // max(1, w.shape[1])) * w.shape[0] * w.shape[1]
+        return blas_threads(1 if macs < SMALL_GEMM else config.get_num_threads())
 
 
 def linear(input, weight, bias=None, backend=None):
