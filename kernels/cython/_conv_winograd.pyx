@@ -86,9 +86,13 @@ cdef int _SKIP = 0
 def _set_skip(int v):
     global _SKIP
     _SKIP = v
-BLOCK_BYTES = 4 << 20  # V + M workspace per thread
-MIN_TILES = 64  # smallest block when splitting for balance (keeps the GEMMs efficient)
-GEMM_TILES = 128  # blocks at least this many tiles even past BLOCK_BYTES (GEMM m >= 128)
+# Block sizes, from 1-thread sweeps of 16..256 tiles per block (F(4x4) forward): res2 best at 32,
+# res3 16-32, res4 128-256, CIFAR shapes 16-128; big blocks (the old 4 MiB) spilled L2 and cost
+# res2/res3 25-40 %.
+BLOCK_BYTES = 640 << 10  # V + M workspace per thread, forward
+BW_BLOCK_BYTES = 4 << 20  # the same, backward-weight
+MIN_TILES = 16
+CK_PER_TILE = 512
 
 
 _local = threading.local()
@@ -110,19 +114,38 @@ def _scratch(int slot, Py_ssize_t n, dtype):
     return a[:n]
 
 
+F4_MIN_PIXELS = 2048  # F(4x4) once the conv has at least this many output pixels (N * P * Q)
+
+
 def pick(op, x_shape, w_shape, padding):
     """Algorithm for a 3x3 / stride-1 conv that ``conv``'s 'auto' found Winograd-eligible:
-    'winograd' (F(2x2)), 'winograd4' (F(4x4); not for conv2d_backward_weight) or 'gemm'."""
-    return "winograd"
+    'winograd' (F(2x2)), 'winograd4' (F(4x4); never for conv2d_backward_weight) or 'gemm'.
+
+    Rule from 1-thread CPU-time ratios against PyTorch (interleaved pairs, median):
+    F(4x4) wins forward and backward-input wherever the tile work dominates (res2 1.8-2.8x,
+    res3 2.0x, CIFAR ResNet-20 layers 0.9-1.1x against F(2x2)'s 0.6-1.1x); on few output pixels
+    (res4 8x14x14, res5 8x7x7) the filter transform (36 components per filter, a U of 36*K*C
+    elements) dominates, and F(2x2) ties or wins.  GEMM lost every 3x3 / stride-1 shape with
+    C, K >= 16 (0.5-0.97x against F(2x2)'s 0.6-2.0x), backward-weight included."""
+    N, C, H, W = x_shape
+    if op == "conv2d_backward_weight":
+        return "winograd"
+    if op == "conv2d_backward_input":  # the Winograd conv runs on dy and produces the H x W planes
+        pixels = N * H * W
+    else:
+        pixels = N * max(0, H + 2 * padding[0] - 2) * max(0, W + 2 * padding[1] - 2)
+    return "winograd4" if pixels >= F4_MIN_PIXELS else "winograd"
 
 
-def _block_tiles(T, per_tile, nt):
-    """Tiles per block: BLOCK_BYTES of workspace but at least GEMM_TILES; with several
-    threads, about 4 blocks per thread (balance on a busy machine) unless that drops
-    below MIN_TILES."""
-    nb = max(BLOCK_BYTES // per_tile, GEMM_TILES)
+def _block_tiles(T, per_tile, CK, nt, budget):
+    """Tiles per block: about `budget` bytes of V + M workspace (cache-sized blocks), but at least
+    MIN_TILES and CK / CK_PER_TILE (OpenBLAS packs the K x C filter matrix on every call, so big
+    filter matrices want wide blocks); with several threads about 4 blocks per thread (balance
+    on a busy machine) unless that drops below that minimum."""
+    eff = max(MIN_TILES, CK // CK_PER_TILE)
+    nb = max(eff, budget // per_tile)
     if nt > 1:
-        nb = min(nb, max(-(-T // (4 * nt)), min(MIN_TILES, -(-T // nt))))
+        nb = min(nb, max(-(-T // (4 * nt)), min(eff, -(-T // nt))))
     return max(1, min(nb, T))
 
 
@@ -142,7 +165,7 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     g.T = <Py_ssize_t>g.N * g.th * g.tw
     per_tile = na * (g.C + g.K) * x.itemsize
     # blocks: within BLOCK_BYTES, and about 4 per thread (balance on a busy machine) unless tiny
-    nb = _block_tiles(g.T, per_tile, nt)
+    nb = _block_tiles(g.T, per_tile, g.K * g.C, nt, BLOCK_BYTES)
     g.nb = nb
     nt = max(1, min(nt, -(-g.T // nb)))
     U = _scratch(0, na * (g.K * g.C + SKEW), x.dtype)
@@ -233,7 +256,7 @@ def backward_weight(dy, x, padding, dw, int nt):
     g.T = <Py_ssize_t>g.N * g.th * g.tw
     per_tile = 16 * (g.C + g.K) * x.itemsize
     # blocks: within BLOCK_BYTES, and about 4 per thread (balance on a busy machine) unless tiny
-    nb = _block_tiles(g.T, per_tile, nt)
+    nb = _block_tiles(g.T, per_tile, g.K * g.C, nt, BW_BLOCK_BYTES)
     g.nb = nb
     nt = max(1, min(nt, -(-g.T // nb)))
     cdef Py_ssize_t ustride = 16 * (g.K * g.C + SKEW)
