@@ -280,21 +280,59 @@ FC_ZFWD(double, f64)
 /* ------------------------------------------------------------------ max pool backward */
 /* dx planes zeroed and scattered by the same thread (the plane is still in cache);
  * returns the number of indices outside [0, hw) (skipped). */
+/* Large dx: each plane is scattered into a cache-resident buffer and then written with
+ * non-temporal stores, so dx costs one write stream instead of a read-for-ownership, a memset
+ * and a write-back. */
+#ifndef FC_STREAM_BYTES
+#define FC_STREAM_BYTES ((ptrdiff_t)8 << 20)
+#endif
+#if defined(__x86_64__) && defined(__SSE2__)
+#include <emmintrin.h>
+#define FC_STREAM 1
+static void fc_stream_f32(float *dst, const float *src, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
+    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
+static void fc_stream_f64(double *dst, const double *src, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
+    for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
+#define FC_SFENCE() _mm_sfence()
+#else
+#define FC_STREAM 0
+static void fc_stream_f32(float *dst, const float *src, ptrdiff_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
+static void fc_stream_f64(double *dst, const double *src, ptrdiff_t n) { memcpy(dst, src, sizeof(double) * (size_t)n); }
+#define FC_SFENCE()
+#endif
+
 #define FC_MAX_BWD(T, SFX)                                                                         \
 static ptrdiff_t fc_max_bwd_##SFX(const T *restrict dy, const int64_t *restrict idx, T *restrict dx, \
                                   ptrdiff_t planes, ptrdiff_t pq, ptrdiff_t hw, int nt) {          \
     ptrdiff_t bad = 0;                                                                             \
-    _Pragma("omp parallel for num_threads(nt) schedule(static) reduction(+:bad)")                 \
-    for (ptrdiff_t pl = 0; pl < planes; pl++) {                                                    \
-        T *restrict d = dx + pl * hw;                                                              \
-        const T *restrict g = dy + pl * pq;                                                        \
-        const int64_t *restrict ix = idx + pl * pq;                                                \
-        memset(d, 0, sizeof(T) * (size_t)hw);                                                      \
-        for (ptrdiff_t i = 0; i < pq; i++) {                                                       \
-            int64_t j = ix[i];                                                                     \
-            if ((uint64_t)j < (uint64_t)hw) d[j] += g[i];                                          \
-            else bad++;                                                                            \
+    const int stream = FC_STREAM && planes * hw * (ptrdiff_t)sizeof(T) >= FC_STREAM_BYTES;         \
+    _Pragma("omp parallel num_threads(nt) reduction(+:bad)")                                      \
+    {                                                                                              \
+        T *buf = stream ? (T *)malloc(sizeof(T) * (size_t)hw) : NULL;                              \
+        ptrdiff_t p0, p1;                                                                          \
+        fc_split(planes, omp_get_thread_num(), omp_get_num_threads(), &p0, &p1);                   \
+        for (ptrdiff_t pl = p0; pl < p1; pl++) {                                                   \
+            T *restrict d = buf ? buf : dx + pl * hw;                                              \
+            const T *restrict g = dy + pl * pq;                                                    \
+            const int64_t *restrict ix = idx + pl * pq;                                            \
+            memset(d, 0, sizeof(T) * (size_t)hw);                                                  \
+            for (ptrdiff_t i = 0; i < pq; i++) {                                                   \
+                int64_t j = ix[i];                                                                 \
+                if ((uint64_t)j < (uint64_t)hw) d[j] += g[i];                                      \
+                else bad++;                                                                        \
+            }                                                                                      \
+            if (buf) fc_stream_##SFX(dx + pl * hw, buf, hw);                                       \
         }                                                                                          \
+        if (buf) FC_SFENCE();                                                                      \
+        free(buf);                                                                                 \
     }                                                                                              \
     return bad;                                                                                    \
 }
