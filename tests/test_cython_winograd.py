@@ -1,0 +1,148 @@
+"""Cython Winograd convolution (F(2x2, 3x3) 'winograd', F(4x4, 3x3) 'winograd4') against PyTorch.
+
+Each variant, forced through ``conv``'s entry points, against float64 PyTorch (the truth) and
+float32 PyTorch: forward, backward-input (F(2x2) and F(4x4)) and backward-weight (F(2x2)), on odd
+plane sizes, padding 0 / 1 / 2, N = 1, channel counts that are not multiples of anything, float32
+and float64.  Blocks of tiles are forced small and odd (crossing tile rows and images) and run
+on two threads, so the block/edge/strip code paths are all exercised.
+
+Tolerances (relative Frobenius error against float64 truth; the contract allows 1e-3 for
+Winograd): F(2x2) float32 3e-6, F(4x4) float32 3e-5 (its transform constants 1/6, 1/24 and
+factors up to 8 lose ~1-2 more digits), float64 1e-12 / 1e-11.  Measured on these shapes:
+F(2x2) <= 6e-7, F(4x4) <= 5e-6 in float32.
+"""
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import fastconv
+from fastconv.testing import rel_error
+
+CV = pytest.importorskip("fastconv.kernels.cython.conv", reason="Cython conv extension not built")
+WG = pytest.importorskip("fastconv.kernels.cython._conv_winograd", reason="Cython Winograd extension not built")
+
+F = torch.nn.functional
+TOL = {("winograd", np.float32): 3e-6, ("winograd4", np.float32): 3e-5,
+       ("winograd", np.float64): 1e-12, ("winograd4", np.float64): 1e-11}
+ALGOS = ["winograd", "winograd4"]
+
+# (N, C, H, W, K, padding)
+SHAPES = [
+    (1, 3, 5, 7, 2, 1),      # N = 1, tiny odd planes: every tile an edge tile
+    (2, 5, 9, 6, 3, 0),      # no padding, odd output 7 x 4
+    (2, 4, 11, 13, 5, 2),    # padding 2 (backward-input then runs with padding 0)
+    (1, 17, 8, 8, 19, 1),    # C, K not multiples of any vector or block width
+    (3, 2, 3, 3, 4, 1),      # 3x3 planes (one F(4x4) tile covers the output)
+    (2, 3, 6, 41, 2, (1, 2)),  # wide rows: runs of interior tiles longer than a vector run (16)
+    (2, 16, 12, 10, 24, 1),  # enough work for conv to use both threads
+]
+
+
+def _data(N, C, H, W, K, pad, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((K, C, 3, 3))
+    b = rng.standard_normal(K)
+    P = H + 2 * (pad if isinstance(pad, int) else pad[0]) - 2
+    Q = W + 2 * (pad if isinstance(pad, int) else pad[1]) - 2
+    dy = rng.standard_normal((N, K, P, Q))
+    return x, w, b, dy
+
+
+def _torch(x, w, b, dy, pad, dtype):
+    t = lambda v: torch.tensor(v, dtype=dtype, requires_grad=True)  # noqa: E731
+    tx, tw, tb = t(x), t(w), t(b)
+    ty = F.conv2d(tx, tw, tb, 1, pad)
+    ty.backward(torch.tensor(dy, dtype=dtype))
+    return [v.detach().numpy() for v in (ty, tx.grad, tw.grad)]
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 3 tiles (so blocks start mid-row and cross images) on two threads."""
+    monkeypatch.setattr(WG, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(WG, "BW_BLOCK_BYTES", 1)
+    monkeypatch.setattr(WG, "MIN_TILES", 3)
+    prev = fastconv.get_num_threads()
+    fastconv.set_num_threads(2)
+    yield
+    fastconv.set_num_threads(prev)
+
+
+@pytest.mark.parametrize("blocks", ["default", "small"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"s{i}" for i in range(len(SHAPES))])
+@pytest.mark.parametrize("algo", ALGOS)
+def test_matches_torch(algo, shape, dtype, blocks, request):
+    if blocks == "small":
+        request.getfixturevalue("small_blocks")
+    N, C, H, W, K, pad = shape
+    x, w, b, dy = _data(*shape, seed=zlib.crc32(repr(shape).encode()))
+    truth = _torch(x, w, b, dy, pad, torch.float64)
+    t32 = _torch(*(v.astype(np.float32) for v in (x, w, b, dy)), pad, torch.float32)
+    xd, wd, bd, dyd = (v.astype(dtype) for v in (x, w, b, dy))
+    tol = TOL[(algo, dtype)]
+    y = CV.conv2d_forward(xd, wd, bd, 1, pad, 1, 1, algo=algo)
+    dx = CV.conv2d_backward_input(dyd, wd, x.shape, 1, pad, 1, 1, algo=algo)
+    outs = [("forward", y, 0), ("backward_input", dx, 1)]
+    if algo == "winograd":
+        dw = CV.conv2d_backward_weight(dyd, xd, w.shape, 1, pad, 1, 1, algo=algo)
+        outs.append(("backward_weight", dw, 2))
+    for name, out, i in outs:
+        assert out.dtype == dtype and out.shape == truth[i].shape, name
+        err = rel_error(out, truth[i])
+        assert err <= tol, (name, err)
+        if dtype == np.float32:  # and as close to float32 PyTorch as PyTorch is to the truth, within tol
+            assert rel_error(out, t32[i]) <= tol + rel_error(t32[i], truth[i]), name
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_bias_none_and_block_sweep(algo, monkeypatch):
+    """No bias; every block size from 1 to more than the tile count gives the same result."""
+    x, w, b, dy = _data(2, 6, 10, 9, 7, 1, seed=3)
+    x, w = x.astype(np.float32), w.astype(np.float32)
+    ref = F.conv2d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64), None, 1, 1).numpy()
+    monkeypatch.setattr(WG, "BLOCK_BYTES", 1)
+    for mt in (1, 2, 5, 7, 16, 100):
+        monkeypatch.setattr(WG, "MIN_TILES", mt)
+        y = CV.conv2d_forward(x, w, None, 1, 1, 1, 1, algo=algo)
+        assert rel_error(y, ref) <= TOL[(algo, np.float32)], mt
+        for nt in (1, 2, 3):  # the module entry point directly, several OpenMP threads
+            y2 = WG.forward(x, w, None, (1, 1), np.empty_like(y), nt, 4 if algo == "winograd4" else 2)
+            assert rel_error(y2, ref) <= TOL[(algo, np.float32)], (mt, nt)
+
+
+def test_empty_batch_and_nan():
+    w = np.ones((4, 3, 3, 3), np.float32)
+    for algo in ALGOS:
+        y = CV.conv2d_forward(np.ones((0, 3, 6, 6), np.float32), w, None, 1, 1, 1, 1, algo=algo)
+        assert y.shape == (0, 4, 6, 6)
+        x = np.ones((1, 3, 9, 9), np.float32)
+        x[0, 1, 4, 5] = np.nan
+        y = CV.conv2d_forward(x, w, None, 1, 1, 1, 1, algo=algo)
+        direct = CV.conv2d_forward(x, w, None, 1, 1, 1, 1, algo="gemm")
+        assert np.isnan(y[np.isnan(direct)]).all(), algo  # NaN reaches (at least) every output it touches
+    dw = CV.conv2d_backward_weight(np.ones((0, 4, 6, 6), np.float32), np.ones((0, 3, 6, 6), np.float32),
+                                   w.shape, 1, 1, 1, 1, algo="winograd")
+    assert dw.shape == w.shape and not dw.any()
+
+
+def test_pick_rule():
+    assert WG.pick("conv2d_backward_weight", (8, 64, 56, 56), (64, 64, 3, 3), (1, 1)) == "winograd"
+    for op in ("conv2d_forward", "conv2d_backward_input"):
+        assert WG.pick(op, (8, 64, 56, 56), (64, 64, 3, 3), (1, 1)) == "winograd4"  # res2
+        assert WG.pick(op, (64, 16, 32, 32), (16, 16, 3, 3), (1, 1)) == "winograd4"  # ResNet-20
+        assert WG.pick(op, (8, 512, 7, 7), (512, 512, 3, 3), (1, 1)) == "winograd"  # res5
+    # conv's 'auto' goes through pick and so agrees with the forced variant
+    x, w, b, dy = (v.astype(np.float32) for v in _data(1, 16, 48, 48, 16, 1, seed=5))
+    assert WG.pick("conv2d_forward", x.shape, w.shape, (1, 1)) == "winograd4"
+    np.testing.assert_array_equal(CV.conv2d_forward(x, w, b, 1, 1, 1, 1),
+                                  CV.conv2d_forward(x, w, b, 1, 1, 1, 1, algo="winograd4"))
+
+
+def test_forward_rejects_bad_tile():
+    x = np.ones((1, 2, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="tile"):
+        WG.forward(x, np.ones((2, 2, 3, 3), np.float32), None, (1, 1), np.empty_like(x), 1, 3)
