@@ -175,6 +175,112 @@ FC_ATTR static void FN(gather)(const T *buf, const T *w, T bias, T *y, int accum
         FN(gather_body)(buf, w, bias, y, accum, g, nxt, nlen, g->R, g->S, 0);
 }
 
+/* ---- unpadded rows: stride 1, dilation 1, S in {3, 5}, pw = 0 or (S - 1) / 2 ----------
+ * The input plane is read in place: rows outside it point at a zero row, and the border
+ * columns of the first / last vector of a row come from lane shifts that bring in zeros. */
+
+/* lanes moved up by k (zeros enter at lane 0) / down by k (zeros enter at the top) */
+FC_AI V FN(shr)(V v, const int k) {
+    FC_IT m;
+    for (int l = 0; l < VW; l++) m[l] = l < k ? VW : l - k;
+    return __builtin_shuffle(v, (V){0}, m);
+}
+FC_AI V FN(shl)(V v, const int k) {
+    FC_IT m;
+    for (int l = 0; l < VW; l++) m[l] = l + k < VW ? l + k : VW;
+    return __builtin_shuffle(v, (V){0}, m);
+}
+
+/* Input columns q0 - PW + s .. + VW - 1 of row (zeros outside [0, W)): kind 0 is the first
+ * vector of a row (q0 = 0), 2 the last (q0 = W - VW), 1 any vector inside. */
+FC_AI V FN(xload)(const T *row, int q0, int W, const int s, const int PW, const int kind) {
+    if (kind == 0 && s < PW) return FN(shr)(FN(ld)(row), PW - s);
+    if (kind == 2 && s > PW) return FN(shl)(FN(ld)(row + W - VW), s - PW);
+    return FN(ld)(row + q0 - PW + s);
+}
+
+/* Output rows p, p + 1 (two = 1) or p at column q0: rows[0 .. R] are input rows p - ph + i. */
+FC_AI void FN(dvec)(const T *const *rows, const T *w, V *a0, V *a1, int q0, int W, const int two,
+                    const int R, const int S, const int PW, const int kind) {
+    V u = *a0, v = *a1;
+    for (int r = 0; r < R + two; r++)
+        for (int s = 0; s < S; s++) {
+            const V x = FN(xload)(rows[r], q0, W, s, PW, kind);
+            if (r < R) u += w[r * S + s] * x;
+            if (two && r > 0) v += w[(r - 1) * S + s] * x;
+        }
+    *a0 = u;
+    *a1 = v;
+}
+
+/* One (two = 0) or two output rows y0, y1 = y0 + Q. */
+FC_AI void FN(drows)(const T *const *rows, const T *w, V vb, T *y0, int accum, int Q, int W, const int two,
+                     const int R, const int S, const int PW) {
+    T *y1 = y0 + Q;
+    const int ql = Q - VW;
+    /* the last vector first: in accumulate mode it must read y before the row is stored */
+    V l0 = accum ? FN(ld)(y0 + ql) : vb, l1 = two ? (accum ? FN(ld)(y1 + ql) : vb) : vb;
+    FN(dvec)(rows, w, &l0, &l1, ql, W, two, R, S, PW, PW ? 2 : 1);
+    V f0 = accum ? FN(ld)(y0) : vb, f1 = two ? (accum ? FN(ld)(y1) : vb) : vb;
+    FN(dvec)(rows, w, &f0, &f1, 0, W, two, R, S, PW, PW ? 0 : 1);
+    FN(st)(y0, f0);
+    if (two) FN(st)(y1, f1);
+    for (int q0 = VW; q0 < ql; q0 += VW) {
+        V a0 = accum ? FN(ld)(y0 + q0) : vb, a1 = two ? (accum ? FN(ld)(y1 + q0) : vb) : vb;
+        FN(dvec)(rows, w, &a0, &a1, q0, W, two, R, S, PW, 1);
+        FN(st)(y0 + q0, a0);
+        if (two) FN(st)(y1 + q0, a1);
+    }
+    FN(st)(y0 + ql, l0);
+    if (two) FN(st)(y1 + ql, l1);
+}
+
+FC_AI void FN(dgather_body)(const T *restrict x, const T *restrict zrow, const T *restrict w, T bias,
+                            T *restrict y, int accum, const fc_dwg *g, const T *nxt, ptrdiff_t nlen,
+                            const int R, const int S, const int PW) {
+    const int P = g->P, Q = g->Q, H = g->H, W = g->W, ph = g->ph;
+    const V vb = (V){0} + bias;
+    const T *rows[6];
+    int p = 0;
+    for (; p + 2 <= P; p += 2) {
+        for (int i = 0; i <= R; i++) {
+            int ih = p - ph + i;
+            rows[i] = ih >= 0 && ih < H ? x + (ptrdiff_t)ih * W : zrow;
+        }
+        FN(prefetch)(nxt, nlen, p, P, y + (ptrdiff_t)(p + FC_DW_YAHEAD) * Q, Q);
+        FN(drows)(rows, w, vb, y + (ptrdiff_t)p * Q, accum, Q, W, 1, R, S, PW);
+    }
+    if (p < P) {
+        for (int i = 0; i < R; i++) {
+            int ih = p - ph + i;
+            rows[i] = ih >= 0 && ih < H ? x + (ptrdiff_t)ih * W : zrow;
+        }
+        FN(drows)(rows, w, vb, y + (ptrdiff_t)p * Q, accum, Q, W, 0, R, S, PW);
+    }
+}
+
+/* Whether g takes the unpadded path (the caller's zeroed buffer holds >= W zeros). */
+static inline int FN(direct_ok)(const fc_dwg *g) {
+    return g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && (g->S == 3 || g->S == 5) &&
+           (g->pw == 0 || 2 * g->pw == g->S - 1) && g->W >= VW + g->S && g->R <= 5;
+}
+
+FC_ATTR static void FN(dgather)(const T *x, const T *zrow, const T *w, T bias, T *y, int accum, const fc_dwg *g,
+                                const T *nxt, ptrdiff_t nlen) {
+    if (g->R == 3 && g->S == 3 && g->pw == 1)
+        FN(dgather_body)(x, zrow, w, bias, y, accum, g, nxt, nlen, 3, 3, 1);
+    else if (g->R == 3 && g->S == 3)
+        FN(dgather_body)(x, zrow, w, bias, y, accum, g, nxt, nlen, 3, 3, 0);
+    else if (g->R == 5 && g->S == 5 && g->pw == 2)
+        FN(dgather_body)(x, zrow, w, bias, y, accum, g, nxt, nlen, 5, 5, 2);
+    else if (g->R == 5 && g->S == 5)
+        FN(dgather_body)(x, zrow, w, bias, y, accum, g, nxt, nlen, 5, 5, 0);
+    else if (g->S == 3)
+        FN(dgather_body)(x, zrow, w, bias, y, accum, g, nxt, nlen, g->R, 3, g->pw);
+    else
+        FN(dgather_body)(x, zrow, w, bias, y, accum, g, nxt, nlen, g->R, 5, g->pw);
+}
+
 /* Copy dy plane (P x Q) into dyb (P x Qb); columns Q.. stay zero (zeroed by the caller). */
 FC_ATTR static void FN(pad_dy)(const T *restrict dy, T *restrict dyb, const fc_dwg *g) {
     for (int p = 0; p < g->P; p++) {
@@ -339,10 +445,16 @@ FC_ATTR static void FN(wgrad)(const T *buf, const FN(wsrc) *src, double *out, co
  * y[kk] = bias[kk] + x (*) w[kk], kk < Kg.  nx: the next task's plane (prefetched) or NULL. */
 FC_ATTR static void FN(fwd_task)(const T *x, const T *w, const T *b, T *y, int Kg, const fc_dwg *g, T *buf,
                                  const T *nx) {
-    FN(pad)(x, buf, g);
-    for (int kk = 0; kk < Kg; kk++)
-        FN(gather)(buf, w + (ptrdiff_t)kk * g->R * g->S, b ? b[kk] : 0, y + (ptrdiff_t)kk * g->P * g->Q, 0, g,
-                   kk == Kg - 1 ? nx : NULL, (ptrdiff_t)g->H * g->W);
+    const int direct = FN(direct_ok)(g);
+    if (!direct) FN(pad)(x, buf, g);
+    for (int kk = 0; kk < Kg; kk++) {
+        const T *wk = w + (ptrdiff_t)kk * g->R * g->S, *nk = kk == Kg - 1 ? nx : NULL;
+        T *yk = y + (ptrdiff_t)kk * g->P * g->Q;
+        if (direct)
+            FN(dgather)(x, buf, wk, b ? b[kk] : 0, yk, 0, g, nk, (ptrdiff_t)g->H * g->W);
+        else
+            FN(gather)(buf, wk, b ? b[kk] : 0, yk, 0, g, nk, (ptrdiff_t)g->H * g->W);
+    }
 }
 
 /* Stride 1: dx = sum over kk of dy[kk] (*) flipped w[kk]; g describes that forward
@@ -350,9 +462,15 @@ FC_ATTR static void FN(fwd_task)(const T *x, const T *w, const T *b, T *y, int K
 FC_ATTR static void FN(bwd_in1_task)(const T *dy, const T *wf, T *dx, int Kg, const fc_dwg *g, T *buf,
                                      const T *ndy) {
     const ptrdiff_t hw = (ptrdiff_t)g->H * g->W;
+    const int direct = FN(direct_ok)(g);
     for (int kk = 0; kk < Kg; kk++) {
-        FN(pad)(dy + kk * hw, buf, g);
-        FN(gather)(buf, wf + (ptrdiff_t)kk * g->R * g->S, 0, dx, kk > 0, g, kk < Kg - 1 ? dy + (kk + 1) * hw : ndy, hw);
+        const T *nk = kk < Kg - 1 ? dy + (kk + 1) * hw : ndy, *wk = wf + (ptrdiff_t)kk * g->R * g->S;
+        if (direct) {
+            FN(dgather)(dy + kk * hw, buf, wk, 0, dx, kk > 0, g, nk, hw);
+        } else {
+            FN(pad)(dy + kk * hw, buf, g);
+            FN(gather)(buf, wk, 0, dx, kk > 0, g, nk, hw);
+        }
     }
 }
 
