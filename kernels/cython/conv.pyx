@@ -250,6 +250,9 @@ cdef inline void* _ptr(a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
+include "_conv_gemm.pxi"
+
+
 cdef Geo _geo(tuple xs, tuple ws, stride, padding, dilation, int groups, tuple out):
     cdef Geo g
     g.N, g.C, g.H, g.W = xs
@@ -395,6 +398,8 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto"):
     if algo.startswith("winograd"):
         with _BlasSerial():
             return _wino.forward(x, w, b, padding, y, nt, 4 if algo == "winograd4" else 2)
+    if algo == "gemm" and _pk_eligible(x.dtype, groups):
+        return _pk_path(0, x, w, b, y, g, nt)
     if algo != "direct":
         return _gemm_path(0, x, w, b, y, g, nt, algo == "1x1")
     return _direct.forward(x, w, b, y, g, nt)
@@ -421,6 +426,8 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups, *, 
         wt = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         with _BlasSerial():
             return _wino.forward(dy, wt, None, (2 - padding[0], 2 - padding[1]), dx, nt, 4 if algo == "winograd4" else 2)
+    if algo == "gemm" and _pk_eligible(dy.dtype, groups):
+        return _pk_path(1, dy, w, None, dx, g, nt)
     if algo != "direct":
         return _gemm_path(1, dy, w, None, dx, g, nt, pointwise)
     return _direct.backward_input(dy, w, dx, g, nt)
@@ -445,6 +452,8 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups, *,
     if algo == "winograd":
         with _BlasSerial():
             return _wino.backward_weight(dy, x, padding, dw, nt)
+    if algo == "gemm" and _pk_eligible(dy.dtype, groups, w_shape):
+        return _pk_path(2, dy, x, None, dw, g, nt)
     if algo != "direct":
         return _gemm_path(2, dy, x, None, dw, g, nt, algo == "1x1")
     return _direct.backward_weight(dy, x, dw, g, nt)

@@ -1,0 +1,239 @@
+/* Packed float32 GEMM for the Cython conv's GEMM paths (AVX-512, runtime-dispatched).
+ *
+ * C[M x N] (+)= A[M x kd] . B[kd x N], with both operands pre-packed by the caller
+ * (BLIS style): A in panels of FC_MR rows, each panel [kd][FC_MR]; B in panels of
+ * FC_NR columns, each panel [kd][FC_NR]; padding rows/columns are zero.  C is a
+ * scratch matrix padded to whole tiles (ld >= npan * FC_NR, rows >= mpan * FC_MR).
+ * The conv code packs im2col rows straight into B (so the copy lands in L2 and is
+ * not made twice, once by im2col and again by BLAS's own packing).
+ *
+ * The 8 x 48 micro-kernel keeps 24 zmm accumulators; per k step 3 vector loads of B
+ * and 8 broadcasts of A feed 24 FMAs.  It is compiled with target("avx512f") (no
+ * -march=native needed) and used only when the CPU has AVX-512F (fc_cg_available);
+ * elsewhere conv.pyx keeps the OpenBLAS path.  Rounding: plain FMA accumulation in
+ * k order, like any GEMM: relative error ~1e-7 against float64. */
+#include <stddef.h>
+#include <string.h>
+
+#define FC_MR 8
+#define FC_NR 48
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FC_NO_AVX512_GEMM)
+#include <immintrin.h>
+#define FC_CG_TARGET __attribute__((target("avx512f")))
+
+static int fc_cg_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+}
+
+#define FC_ROW(i)                                                   \
+    { __m512 av = _mm512_set1_ps(a[i]);                             \
+      c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                   \
+      c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                   \
+      c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2); }
+#define FC_ZERO(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = c##i##0, c##i##2 = c##i##0;
+#define FC_STORE(i)                                                                  \
+    { float *cr = c + (ptrdiff_t)(i) * ldc;                                          \
+      if (acc) {                                                                     \
+          c##i##0 = _mm512_add_ps(c##i##0, _mm512_loadu_ps(cr));                     \
+          c##i##1 = _mm512_add_ps(c##i##1, _mm512_loadu_ps(cr + 16));                \
+          c##i##2 = _mm512_add_ps(c##i##2, _mm512_loadu_ps(cr + 32));                \
+      }                                                                              \
+      _mm512_storeu_ps(cr, c##i##0); _mm512_storeu_ps(cr + 16, c##i##1);            \
+      _mm512_storeu_ps(cr + 32, c##i##2); }
+
+/* one FC_MR x FC_NR tile: c = (acc ? c : 0) + a . b over kd steps */
+FC_CG_TARGET static void fc_cg_kernel(int kd, const float *restrict a, const float *restrict b,
+                                      float *restrict c, ptrdiff_t ldc, int acc) {
+    FC_ZERO(0) FC_ZERO(1) FC_ZERO(2) FC_ZERO(3) FC_ZERO(4) FC_ZERO(5) FC_ZERO(6) FC_ZERO(7)
+    for (int k = 0; k < kd; k++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
+        FC_ROW(0) FC_ROW(1) FC_ROW(2) FC_ROW(3) FC_ROW(4) FC_ROW(5) FC_ROW(6) FC_ROW(7)
+        a += FC_MR;
+        b += FC_NR;
+    }
+    FC_STORE(0) FC_STORE(1) FC_STORE(2) FC_STORE(3) FC_STORE(4) FC_STORE(5) FC_STORE(6) FC_STORE(7)
+}
+
+/* C (+)= A . B over mpan x npan tiles, in passes of kc steps of depth (the A slice,
+ * mpan x 8 x kc, and each B slice, kc x 48, stay in L2/L1); A panel outer, B inner. */
+FC_CG_TARGET static void fc_cg_gemm(int mpan, int npan, int kd, int kc, const float *ap, const float *bp,
+                                    float *c, ptrdiff_t ldc, int acc) {
+    if (kc <= 0) kc = kd;
+    for (int k0 = 0; k0 < kd; k0 += kc) {
+        int kn = kd - k0 < kc ? kd - k0 : kc;
+        for (int i = 0; i < mpan; i++)
+            for (int j = 0; j < npan; j++)
+                fc_cg_kernel(kn, ap + ((ptrdiff_t)i * kd + k0) * FC_MR, bp + ((ptrdiff_t)j * kd + k0) * FC_NR,
+                             c + (ptrdiff_t)i * FC_MR * ldc + (ptrdiff_t)j * FC_NR, ldc, acc || k0 > 0);
+    }
+}
+#else
+static int fc_cg_available(void) { return 0; }
+static void fc_cg_gemm(int mpan, int npan, int kd, int kc, const float *ap, const float *bp,
+                       float *c, ptrdiff_t ldc, int acc) {
+    (void)mpan; (void)npan; (void)kd; (void)kc; (void)ap; (void)bp; (void)c; (void)ldc; (void)acc;
+}
+#endif
+
+/* ---- packing (plain C, any ISA) ---- */
+
+/* A panels from rows: ap[p][koff + k][i] = src[(p*FC_MR + i) * ld + k], k < len, rows >= m zero.
+ * kdt: the panels' full depth.  (forward: src = w; backward-weight: src = dy of one image) */
+static void fc_cg_pack_a_rows(const float *src, ptrdiff_t ld, int m, int koff, int len, int kdt, float *ap) {
+    int mpan = (m + FC_MR - 1) / FC_MR;
+    for (int p = 0; p < mpan; p++) {
+        float *dst = ap + ((ptrdiff_t)p * kdt + koff) * FC_MR;
+        for (int i = 0; i < FC_MR; i++) {
+            int r = p * FC_MR + i;
+            if (r < m) {
+                const float *s = src + (ptrdiff_t)r * ld;
+                for (int k = 0; k < len; k++) dst[(ptrdiff_t)k * FC_MR + i] = s[k];
+            } else {
+                for (int k = 0; k < len; k++) dst[(ptrdiff_t)k * FC_MR + i] = 0.0f;
+            }
+        }
+    }
+}
+
+/* A panels from columns (transposed A): ap[p][k][i] = src[k * ld + p*FC_MR + i], columns >= m zero.
+ * (backward-input: src = w (Kg x crs), A = w^T) */
+static void fc_cg_pack_a_cols(const float *src, ptrdiff_t ld, int m, int kd, float *ap) {
+    int mpan = (m + FC_MR - 1) / FC_MR;
+    for (int p = 0; p < mpan; p++) {
+        int w = m - p * FC_MR < FC_MR ? m - p * FC_MR : FC_MR;
+        for (int k = 0; k < kd; k++) {
+            float *dst = ap + ((ptrdiff_t)p * kd + k) * FC_MR;
+            const float *s = src + (ptrdiff_t)k * ld + p * FC_MR;
+            for (int i = 0; i < w; i++) dst[i] = s[i];
+            for (int i = w; i < FC_MR; i++) dst[i] = 0.0f;
+        }
+    }
+}
+
+/* B row k, columns [col0, col0 + len): bp[(col0+j)/FC_NR][k][(col0+j)%FC_NR] = src[j]. */
+static void fc_cg_pack_b_seg(const float *src, int col0, int len, int k, int kd, float *bp) {
+    int j = 0;
+    while (j < len) {
+        int col = col0 + j, pan = col / FC_NR, off = col % FC_NR;
+        int n = FC_NR - off < len - j ? FC_NR - off : len - j;
+        memcpy(bp + ((ptrdiff_t)pan * kd + k) * FC_NR + off, src + j, (size_t)n * sizeof(float));
+        j += n;
+    }
+}
+
+/* zero B's padding columns [ncols, npan*FC_NR) in every row of the last panel */
+static void fc_cg_zero_b_pad(int ncols, int kd, float *bp) {
+    int off = ncols % FC_NR;
+    if (off == 0) return;
+    float *dst = bp + (ptrdiff_t)(ncols / FC_NR) * kd * FC_NR;
+    for (int k = 0; k < kd; k++) memset(dst + (ptrdiff_t)k * FC_NR + off, 0, (size_t)(FC_NR - off) * sizeof(float));
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FC_NO_CLONES)
+#define FC_CG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FC_CG_CLONES
+#endif
+
+/* columns [q0, q1) of one output row into d[0 .. q1-q0): srow[q*sw + iw0] where
+ * qa <= q < qb (inside the image), 0 elsewhere; srow NULL: the row is padding. */
+static inline void fc_cg_seg(float *restrict d, const float *restrict srow, int q0, int q1, int qa, int qb,
+                             int sw, int iw0) {
+    int lo = qa < q0 ? q0 : (qa > q1 ? q1 : qa), hi = qb > q1 ? q1 : (qb < lo ? lo : qb);
+    if (srow == NULL) { lo = hi = q1; }
+    ptrdiff_t nz = lo - q0, nc = hi - lo, ne = q1 - hi;
+    for (ptrdiff_t i = 0; i < nz; i++) d[i] = 0.0f;
+    d += nz;
+    if (sw == 1) {
+        const float *s = srow + iw0 + lo;
+        for (ptrdiff_t i = 0; i < nc; i++) d[i] = s[i];
+    } else {
+        const float *s = srow + iw0 + (ptrdiff_t)lo * sw;
+        for (ptrdiff_t i = 0; i < nc; i++) d[i] = s[i * sw];
+    }
+    d += nc;
+    for (ptrdiff_t i = 0; i < ne; i++) d[i] = 0.0f;
+}
+
+/* One im2col row (input channel plane xc, H x W; tap offsets ih0 = r*dh - ph, iw0 = s*dw - pw;
+ * output width Q, strides sh, sw) for the pixels [a, b) of one image, written to columns
+ * col0.. of dst: packed B panels (column j at dst + (j/FC_NR)*pstride + j%FC_NR, pstride =
+ * kd*FC_NR, dst already offset to row k) or, with pstride 0, a plain row (dst + j). */
+FC_CG_CLONES static void fc_cg_im2col(const float *xc, int H, int W, int Q, int sh, int sw, int ih0, int iw0,
+                                      int a, int b, float *dst, int col0, ptrdiff_t pstride) {
+    /* output columns q with 0 <= q*sw + iw0 < W */
+    int qa = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+    int qb = W - 1 - iw0 < 0 ? 0 : (W - 1 - iw0) / sw + 1;
+    if (qb > Q) qb = Q;
+    if (qa > qb) qa = qb;
+    int p = a / Q, qs = a - p * Q, col = col0;
+    while (a < b) {
+        int qe = Q < qs + (b - a) ? Q : qs + (b - a);
+        int ih = p * sh + ih0;
+        const float *srow = (ih >= 0 && ih < H) ? xc + (ptrdiff_t)ih * W : NULL;
+        if (pstride == 0) {
+            fc_cg_seg(dst + col, srow, qs, qe, qa, qb, sw, iw0);
+            col += qe - qs;
+        } else {
+            int q = qs;
+            while (q < qe) {  /* split where the panel changes */
+                int off = col % FC_NR, n = FC_NR - off < qe - q ? FC_NR - off : qe - q;
+                fc_cg_seg(dst + (ptrdiff_t)(col / FC_NR) * pstride + off, srow, q, q + n, qa, qb, sw, iw0);
+                q += n;
+                col += n;
+            }
+        }
+        a += qe - qs;
+        qs = 0;
+        p++;
+    }
+}
+
+#if defined(FC_CG_TARGET)
+/* 16 x 16 transpose: r[i] row i in, r[j] column j out */
+FC_CG_TARGET static inline void fc_cg_tr16(__m512 *r) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int m = 0; m < 4; m++) {
+        __m512 u0 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x88), u1 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xdd);
+        __m512 u2 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x88), u3 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xdd);
+        t[m] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        t[m + 8] = _mm512_shuffle_f32x4(u0, u2, 0xdd);
+        t[m + 4] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        t[m + 12] = _mm512_shuffle_f32x4(u1, u3, 0xdd);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+/* transposed B panel: FC_NR source rows (row j at src + j*lds, ncols long; rows past the
+ * real ones must be zero) become the panel's columns: bp[k][j] = src_j[k], depth ncols. */
+FC_CG_TARGET static void fc_cg_pack_bt_panel(const float *src, ptrdiff_t lds, int ncols, float *bp) {
+    int k0 = 0;
+    for (; k0 + 16 <= ncols; k0 += 16)
+        for (int g = 0; g < FC_NR / 16; g++) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (ptrdiff_t)(g * 16 + i) * lds + k0);
+            fc_cg_tr16(r);
+            for (int i = 0; i < 16; i++) _mm512_storeu_ps(bp + (ptrdiff_t)(k0 + i) * FC_NR + g * 16, r[i]);
+        }
+    for (int k = k0; k < ncols; k++)
+        for (int j = 0; j < FC_NR; j++) bp[(ptrdiff_t)k * FC_NR + j] = src[(ptrdiff_t)j * lds + k];
+}
+#else
+static void fc_cg_pack_bt_panel(const float *src, ptrdiff_t lds, int ncols, float *bp) {
+    (void)src; (void)lds; (void)ncols; (void)bp;
+}
+#endif

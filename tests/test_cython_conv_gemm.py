@@ -1,0 +1,123 @@
+"""The packed-GEMM conv path (kernels/cython/_conv_gemm.{pxi,h}: AVX-512 8x48 micro-kernel,
+im2col straight into packed panels, column space spanning images) against PyTorch in
+float64, and against the OpenBLAS path it replaces.  Shapes are chosen for the edges:
+K not a multiple of 8, C*R*S not a multiple of 48 (and several 48-panels), chunks that
+start mid-row and span images, strides / padding / dilation, depth blocking (PK_KC),
+tiny workspaces (many chunks) and 1-3 threads."""
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import fastconv
+from fastconv.testing import rel_error
+
+CV = pytest.importorskip("fastconv.kernels.cython.conv", reason="Cython conv extension not built")
+F = torch.nn.functional
+needs_packed = pytest.mark.skipif(not getattr(CV, "_PK_OK", False), reason="CPU without AVX-512F: packed path off")
+
+# (x shape, K, (R, S), stride, padding, dilation)
+CASES = [
+    ((3, 6, 14, 14), 16, (5, 5), 1, 0, 1),       # lenet c3: 100 columns per image, images share chunks
+    ((2, 5, 13, 11), 13, (3, 3), 1, 1, 1),       # K = 13 (two A panels, 3 padding rows)
+    ((2, 3, 23, 21), 10, (7, 7), 2, 3, 1),       # stem-like: stride 2, crs 147 (4 B panels)
+    ((1, 20, 9, 9), 24, (3, 3), 2, 1, 1),        # strided, crs 180
+    ((2, 8, 11, 12), 7, (5, 5), 1, 2, 1),        # alexnet-like 5x5 pad 2, crs 200
+    ((2, 4, 10, 9), 5, (3, 2), (1, 2), (2, 0), (2, 1)),  # asymmetric stride / pad / dilation
+    ((1, 1, 5, 5), 1, (5, 5), 1, 0, 1),          # one output pixel, K = 1, C = 1
+    ((4, 2, 6, 7), 3, (1, 1), 2, 1, 1),          # 1x1 with stride and padding (not the '1x1' algo)
+    ((2, 3, 4, 4), 6, (3, 3), 1, 4, 1),          # padding larger than the image
+]
+
+
+def _data(case, seed):
+    xs, K, (R, S), st, pad, dil = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal((K, xs[1], R, S))
+    b = rng.standard_normal(K)
+    y = F.conv2d(torch.tensor(x), torch.tensor(w), None, st, pad, dil)
+    dy = rng.standard_normal(tuple(y.shape))
+    tx, tw, tb = (torch.tensor(v, requires_grad=True) for v in (x, w, b))
+    ty = F.conv2d(tx, tw, tb, st, pad, dil)
+    ty.backward(torch.tensor(dy))
+    truth = (ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy())
+    return [v.astype(np.float32) for v in (x, w, b, dy)], truth
+
+
+def _run(case, x, w, b, dy, monkeypatch=None):
+    xs, K, ks, st, pad, dil = case
+    if monkeypatch is not None:  # backward-weight's panel-fill rule off: every case takes the packed path
+        monkeypatch.setattr(CV, "_pk_eligible", lambda dt, g, ws=None, f=CV._pk_eligible: f(dt, g))
+    return (CV.conv2d_forward(x, w, b, st, pad, dil, 1, algo="gemm"),
+            CV.conv2d_backward_input(dy, w, xs, st, pad, dil, 1, algo="gemm"),
+            CV.conv2d_backward_weight(dy, x, w.shape, st, pad, dil, 1, algo="gemm"))
+
+
+@pytest.fixture
+def knobs(monkeypatch):
+    old = fastconv.config.get_num_threads()
+    yield monkeypatch
+    fastconv.set_num_threads(old)
+
+
+@needs_packed
+@pytest.mark.parametrize("case", CASES, ids=[f"c{i}" for i in range(len(CASES))])
+@pytest.mark.parametrize("mode", ["default", "tiny_chunks_3threads", "kc_blocks_2threads"])
+def test_packed_matches_torch(case, mode, knobs):
+    if mode == "tiny_chunks_3threads":   # 48-column chunks: chunks start mid-row and mid-image
+        knobs.setattr(CV, "PK_BYTES", 1)
+        fastconv.set_num_threads(3)
+    elif mode == "kc_blocks_2threads":   # depth passes of 16 (C accumulates across passes)
+        knobs.setattr(CV, "PK_KC", 16)
+        fastconv.set_num_threads(2)
+    (x, w, b, dy), truth = _data(case, zlib.crc32(repr(case).encode()))
+    assert CV._pk_eligible(x.dtype, 1)
+    for got, ref, name in zip(_run(case, x, w, b, dy, knobs), truth, ("forward", "backward_input", "backward_weight")):
+        assert got.dtype == np.float32 and got.shape == ref.shape
+        assert rel_error(got, ref) <= 2e-6, (name, rel_error(got, ref))
+
+
+@needs_packed
+def test_packed_agrees_with_openblas_path(knobs):
+    case = ((3, 7, 12, 10), 9, (3, 5), (2, 1), (1, 2), 1)
+    (x, w, b, dy), truth = _data(case, 3)
+    packed = _run(case, x, w, b, dy, knobs)
+    knobs.setattr(CV, "use_packed", False)
+    assert not CV._pk_eligible(x.dtype, 1)
+    blas = _run(case, x, w, b, dy)
+    for p, q, t in zip(packed, blas, truth):
+        assert rel_error(p, q) <= 2e-6 and rel_error(q, t) <= 2e-6
+
+
+def test_packed_path_scope():
+    """float64 and grouped convs keep the BLAS path; auto picks 'gemm' (hence packed) for 5x5."""
+    assert not CV._pk_eligible(np.dtype(np.float64), 1)
+    assert not CV._pk_eligible(np.dtype(np.float32), 2)
+    assert CV._pk_eligible(np.dtype(np.float32), 1, (192, 64, 5, 5)) == CV._PK_OK   # 1600 of 1632
+    assert not CV._pk_eligible(np.dtype(np.float32), 1, (64, 3, 7, 7))              # 147 of 192
+    (x, w, b, dy), _ = _data(CASES[0], 0)
+    x, w, b = (v.astype(np.float64) for v in (x, w, b))
+    y = CV.conv2d_forward(x, w, b, 1, 0, 1, 1)
+    ref = F.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b)).numpy()
+    assert y.dtype == np.float64 and rel_error(y, ref) <= 1e-12
+
+
+@needs_packed
+def test_packed_nan_and_empty():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((11, 4, 3, 3)).astype(np.float32)
+    x[2, 1, 4, 4] = np.nan
+    y = CV.conv2d_forward(x, w, None, 1, 1, 1, 1, algo="gemm")
+    assert np.isnan(y[2, :, 4, 4]).all() and np.isfinite(y[:2]).all() and np.isfinite(y[2, :, 0, 0]).all()
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dw = CV.conv2d_backward_weight(dy, x, w.shape, 1, 1, 1, 1, algo="gemm")
+    assert np.isnan(dw[:, 1]).all() and np.isfinite(dw[:, 0]).all()
+    dy[0, 3, 2, 2] = np.nan
+    dx = CV.conv2d_backward_input(dy, w, x.shape, 1, 1, 1, 1, algo="gemm")
+    assert np.isnan(dx[0, :, 2, 2]).all() and np.isfinite(dx[1:]).all()
+    e = np.zeros((0, 4, 9, 9), np.float32)
+    assert CV.conv2d_forward(e, w, None, 1, 1, 1, 1, algo="gemm").shape == (0, 11, 9, 9)
+    assert not CV.conv2d_backward_weight(np.zeros((0, 11, 9, 9), np.float32), e, w.shape, 1, 1, 1, 1).any()
