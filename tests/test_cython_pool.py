@@ -198,6 +198,18 @@ def test_pool_invalid_arguments():
 
 
 # ---------------------------------------------------------------- SIMD / blocking paths of _pool_impl.h
+# every instruction-set build of the loops this CPU runs (2 AVX-512, 1 AVX2, 0 baseline x86-64)
+LEVELS = sorted({0, min(1, PL._simd_level()), PL._simd_level()})
+
+
+@pytest.fixture(params=LEVELS, ids=[f"isa{v}" for v in LEVELS])
+def isa(request):
+    PL._simd_level(request.param)
+    assert PL._simd_level() == request.param
+    yield request.param
+    PL._simd_level(-1)
+
+
 def _threads(n):
     old = fastconv.config.get_num_threads()
     fastconv.set_num_threads(n)
@@ -215,7 +227,7 @@ SIMD_MAX = [((1, 2, 9, 15), 3, 2, 1, 1, False), ((2, 1, 8, 16), 3, 2, 1, 1, True
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cfg", SIMD_MAX, ids=[f"s{i}" for i in range(len(SIMD_MAX))])
-def test_max_pool_simd_paths(cfg, dtype, rng):
+def test_max_pool_simd_paths(cfg, dtype, rng, isa):
     xs, k, s, p, d, cm = cfg
     x = rng.standard_normal(xs).astype(dtype)
     x.reshape(-1)[::3] = np.round(x.reshape(-1)[::3])  # ties between taps
@@ -232,7 +244,7 @@ def test_max_pool_simd_paths(cfg, dtype, rng):
     np.testing.assert_array_equal(i1, idx)
 
 
-def test_max_pool_nan_inf_borders():
+def test_max_pool_nan_inf_borders(isa):
     """NaN wins (the last NaN of a window is reported), +-inf, windows that only see padding and
     -inf, at the borders of every SIMD path (stride 1, 2, 3; padding; dilation)."""
     rng = np.random.default_rng(7)
@@ -276,7 +288,7 @@ SIMD_AVG = [((1, 2, 9, 15), 3, 2, 1, False), ((2, 1, 8, 16), 3, 2, 1, True), ((1
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cfg", SIMD_AVG, ids=[f"v{i}" for i in range(len(SIMD_AVG))])
-def test_avg_pool_simd_paths(cfg, dtype, rng):
+def test_avg_pool_simd_paths(cfg, dtype, rng, isa):
     xs, k, s, p, cm = cfg
     x = rng.standard_normal(xs)
     for inc in (True, False):
@@ -298,7 +310,7 @@ def test_avg_pool_simd_paths(cfg, dtype, rng):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("xs,out", [((2, 3, 14, 14), (7, 7)), ((1, 2, 12, 18), (4, 3)), ((2, 5, 7, 7), 1),
                                     ((1, 3, 23, 29), (1, 1)), ((1, 1, 40, 40), 1), ((1, 2, 9, 6), (9, 6))])
-def test_adaptive_avg_pool_fast_paths(xs, out, dtype, rng):
+def test_adaptive_avg_pool_fast_paths(xs, out, dtype, rng, isa):
     """Global pooling (per-plane reduction, > 256-element planes) and bins that tile the input
     (average-pool kernel) against PyTorch, with NaN propagation."""
     x = rng.standard_normal(xs) + 3.0  # an offset makes float32 summation error visible

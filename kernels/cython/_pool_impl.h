@@ -1,13 +1,16 @@
-/* 2-D pooling loops for pool.pyx (OpenMP over output rows or planes, SIMD over output columns).
+/* 2-D pooling loops for pool.pyx (OpenMP over planes / row blocks, SIMD over outputs).
  *
- * Every window loop is written "tap outer, output column inner": for one output row, for each
- * window tap (i, j) one branch-free pass over the output columns q whose tap (i, j) lies inside
- * the input ([qlo[j], qhi[j]) precomputed), updating a row of running maxima / sums that stays in
- * L1.  The taps are visited in PyTorch's window order (i outer, j inner), so the max-pool select
+ * Forward (max and average): per block of output rows the input is copied into column/row
+ * "phase planes" with the padding stored as a neutral value, after which every window tap is one
+ * flat, branch-free, unit-stride vector pass over the block (see "forward: phase planes").  Taps
+ * are visited in PyTorch's window order (i outer, j inner), so the max-pool select
  * (v > m || isnan(v)) gives exactly PyTorch's value and index (first maximum; a NaN wins and the
- * last NaN of the window is reported).  Column strides 1 and 2 get their own compiled copies so
- * the inner loop is a plain (or even/odd) vector loop; each hot function is compiled for AVX-512,
- * AVX2 and baseline x86-64 (target_clones, picked at load time), as _act_impl.h does.
+ * last NaN of the window is reported) and average sums add in PyTorch's order.
+ * Backward: max-pool scatters per plane (zeroed by the same thread); average-pool gathers per
+ * input row; global average pool is one reduction / fill per plane.
+ * Each hot function is compiled for AVX-512, AVX2 and baseline x86-64 and picked per call
+ * (fc_pool_isa).  All hot loops index with ptrdiff_t: Python builds with -fwrapv, under which
+ * an int index (q * SW + off) is not affine and gcc falls back to element-wise gathers.
  */
 #include <math.h>
 #include <omp.h>
@@ -17,9 +20,13 @@
 #include <string.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FC_NO_CLONES)
-#define FC_POOL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FC_ISA 1
+#define FC_T_V4 __attribute__((target("arch=x86-64-v4,prefer-vector-width=256"))) /* 512-bit measured 7-20 % slower here */
+#define FC_T_V3 __attribute__((target("arch=x86-64-v3")))
 #else
-#define FC_POOL_CLONES
+#define FC_ISA 0
+#define FC_T_V4
+#define FC_T_V3
 #endif
 #define FC_INLINE static inline __attribute__((always_inline))
 /* Between the tap passes: stops gcc's unroll-and-jam (-O3) from fusing two taps into one loop,
@@ -29,6 +36,42 @@
 #else
 #define FC_NOJAM()
 #endif
+
+/* Instruction-set level of the hot loops: 2 = AVX-512 (x86-64-v4), 1 = AVX2/FMA (x86-64-v3),
+ * 0 = baseline x86-64.  Each hot function is compiled once per level (an always_inline body
+ * wrapped in target-attributed functions) and picked per call, so tests can run every level
+ * this CPU supports (fc_pool_set_isa). */
+static int fc_pool_isa_force = -1;
+static int fc_pool_isa_hw(void) {
+    static int hw = -1;
+    if (hw < 0) {
+#if FC_ISA
+        __builtin_cpu_init();
+        hw = __builtin_cpu_supports("x86-64-v4") ? 2 : __builtin_cpu_supports("x86-64-v3") ? 1 : 0;
+#else
+        hw = 0;
+#endif
+    }
+    return hw;
+}
+static int fc_pool_isa(void) {
+    const int hw = fc_pool_isa_hw();
+    return fc_pool_isa_force >= 0 && fc_pool_isa_force < hw ? fc_pool_isa_force : hw;
+}
+/* level < 0: the best this CPU runs; returns the level now in use */
+static int fc_pool_set_isa(int level) { fc_pool_isa_force = level; return fc_pool_isa(); }
+
+#define FC_ISA_FN(NAME, PARAMS, ARGS)                                                              \
+FC_T_V4 static void NAME##_v4 PARAMS { NAME##_impl ARGS; }                                         \
+FC_T_V3 static void NAME##_v3 PARAMS { NAME##_impl ARGS; }                                         \
+static void NAME##_v0 PARAMS { NAME##_impl ARGS; }                                                 \
+static void NAME PARAMS {                                                                          \
+    switch (fc_pool_isa()) {                                                                       \
+    case 2: NAME##_v4 ARGS; break;                                                                 \
+    case 1: NAME##_v3 ARGS; break;                                                                 \
+    default: NAME##_v0 ARGS;                                                                       \
+    }                                                                                              \
+}
 
 typedef struct {
     ptrdiff_t planes;
@@ -243,13 +286,16 @@ FC_INLINE void fc_zfwd_units_##SFX(const T *restrict x, T *restrict y, int64_t *
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-FC_POOL_CLONES static void fc_zfwd_run_##SFX(const T *x, T *y, int64_t *idx, const T *cdiv, T *Z, \
-                                             T *m, int32_t *am, const fc_pool_geom *g,             \
-                                             const fc_zgeom *z, ptrdiff_t u0, ptrdiff_t u1, int mode) { \
-    if (g->sw == 1) fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode, 1);    \
-    else if (g->sw == 2) fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode, 2); \
-    else fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode, g->sw);           \
+FC_INLINE void fc_zfwd_run_##SFX##_impl(const T *x, T *y, int64_t *idx, const T *cdiv, T *Z, T *m, \
+                                        int32_t *am, const fc_pool_geom *g, const fc_zgeom *z,    \
+                                        ptrdiff_t u0, ptrdiff_t u1, int mode) {                    \
+    if (g->sw == 1) fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode, 1);         \
+    else if (g->sw == 2) fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode, 2);    \
+    else fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode, g->sw);                \
 }                                                                                                  \
+FC_ISA_FN(fc_zfwd_run_##SFX, (const T *x, T *y, int64_t *idx, const T *cdiv, T *Z, T *m, int32_t *am, \
+                              const fc_pool_geom *g, const fc_zgeom *z, ptrdiff_t u0, ptrdiff_t u1, int mode), \
+          (x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode))                                         \
 static int fc_zfwd_##SFX(const T *x, T *y, int64_t *idx, const T *cdiv, const fc_pool_geom *g,    \
                          int mode, int nt) {                                                       \
     fc_zgeom z;                                                                                    \
@@ -383,9 +429,9 @@ FC_INLINE void fc_avgb_plane_##SFX(const T *restrict gp, T *restrict d, T *restr
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-FC_POOL_CLONES static void fc_avgb_planes_##SFX(const T *restrict dy, T *restrict dx, T *gs, T *acc, \
-                                                const fc_pool_geom *g, const fc_cols *c, const T *cdiv, \
-                                                ptrdiff_t p0, ptrdiff_t p1) {                      \
+FC_INLINE void fc_avgb_planes_##SFX##_impl(const T *restrict dy, T *restrict dx, T *gs, T *acc,   \
+                                           const fc_pool_geom *g, const fc_cols *c, const T *cdiv, \
+                                           ptrdiff_t p0, ptrdiff_t p1) {                           \
     const ptrdiff_t hw = (ptrdiff_t)g->H * g->W, pq = (ptrdiff_t)g->P * g->Q;                      \
     for (ptrdiff_t pl = p0; pl < p1; pl++) {                                                       \
         if (g->sw == 1) fc_avgb_plane_##SFX(dy + pl * pq, dx + pl * hw, gs, acc, g, c, cdiv, 1);   \
@@ -393,6 +439,9 @@ FC_POOL_CLONES static void fc_avgb_planes_##SFX(const T *restrict dy, T *restric
         else fc_avgb_plane_##SFX(dy + pl * pq, dx + pl * hw, gs, acc, g, c, cdiv, g->sw);          \
     }                                                                                              \
 }                                                                                                  \
+FC_ISA_FN(fc_avgb_planes_##SFX, (const T *dy, T *dx, T *gs, T *acc, const fc_pool_geom *g,         \
+                                 const fc_cols *c, const T *cdiv, ptrdiff_t p0, ptrdiff_t p1),     \
+          (dy, dx, gs, acc, g, c, cdiv, p0, p1))                                                   \
 static T *fc_avg_cdiv_##SFX(const fc_pool_geom *g) {                                               \
     T *cdiv = (T *)malloc(sizeof(T) * (size_t)g->Q);                                               \
     if (cdiv)                                                                                      \
@@ -434,8 +483,8 @@ FC_AVG(double, f64)
 /* One reduction per plane (float64 accumulation), and its backward: a fill. */
 #define FC_GAP_BLOCK 256
 #define FC_GAP(T, SFX)                                                                             \
-FC_POOL_CLONES static void fc_gap_fwd_rng_##SFX(const T *restrict x, T *restrict y, ptrdiff_t n,  \
-                                                ptrdiff_t p0, ptrdiff_t p1) {                      \
+FC_INLINE void fc_gap_fwd_rng_##SFX##_impl(const T *restrict x, T *restrict y, ptrdiff_t n,       \
+                                           ptrdiff_t p0, ptrdiff_t p1) {                           \
     const double inv = 1.0 / (double)n;                                                            \
     for (ptrdiff_t pl = p0; pl < p1; pl++) {                                                       \
         const T *restrict xp = x + pl * n;                                                         \
@@ -449,14 +498,18 @@ FC_POOL_CLONES static void fc_gap_fwd_rng_##SFX(const T *restrict x, T *restrict
         y[pl] = (T)(s * inv);                                                                      \
     }                                                                                              \
 }                                                                                                  \
-FC_POOL_CLONES static void fc_gap_bwd_rng_##SFX(const T *restrict dy, T *restrict dx, ptrdiff_t n, \
-                                                ptrdiff_t p0, ptrdiff_t p1) {                      \
+FC_ISA_FN(fc_gap_fwd_rng_##SFX, (const T *x, T *y, ptrdiff_t n, ptrdiff_t p0, ptrdiff_t p1),       \
+          (x, y, n, p0, p1))                                                                       \
+FC_INLINE void fc_gap_bwd_rng_##SFX##_impl(const T *restrict dy, T *restrict dx, ptrdiff_t n,      \
+                                           ptrdiff_t p0, ptrdiff_t p1) {                           \
     for (ptrdiff_t pl = p0; pl < p1; pl++) {                                                       \
         const T v = (T)((double)dy[pl] / (double)n);                                               \
         T *restrict d = dx + pl * n;                                                               \
         for (ptrdiff_t i = 0; i < n; i++) d[i] = v;                                                \
     }                                                                                              \
 }                                                                                                  \
+FC_ISA_FN(fc_gap_bwd_rng_##SFX, (const T *dy, T *dx, ptrdiff_t n, ptrdiff_t p0, ptrdiff_t p1),     \
+          (dy, dx, n, p0, p1))                                                                     \
 static void fc_gap_##SFX(const T *src, T *dst, ptrdiff_t planes, ptrdiff_t n, int bwd, int nt) {   \
     _Pragma("omp parallel num_threads(nt)")                                                       \
     {                                                                                              \

@@ -1,13 +1,16 @@
 # cython: language_level=3
-"""2-D pooling on the CPU: direct loops, OpenMP over the N*C planes.
+"""2-D pooling on the CPU: SIMD loops in ``_pool_impl.h`` (OpenMP over planes / row blocks).
 
 Results follow PyTorch exactly: max-pool ``argmax`` is the flat index h*W + w
 into the input plane, the first maximum in window order wins and a NaN wins
 over numbers (PyTorch's ``val > max || isnan(val)`` rule, so the last NaN of a
 window is reported); average pooling uses PyTorch's divisor (windows clipped
 to the padded input, ``count_include_pad``, ``ceil_mode``); adaptive pooling
-uses the bins [floor(i*H/oh), ceil((i+1)*H/oh)).
-Sums are accumulated in float64.
+uses the bins [floor(i*H/oh), ceil((i+1)*H/oh)) (bins that tile the input run the
+average-pool kernel; a 1x1 output is one reduction per plane).
+Average-pool sums are accumulated in the input type in window order, like PyTorch's
+CPU kernel; global pooling sums blocks of 256 and adds the blocks in float64; the
+general adaptive path accumulates in float64.
 """
 import numpy as np
 cimport numpy as cnp
@@ -43,8 +46,18 @@ cdef extern from "_pool_impl.h" nogil:
     int fc_avg_f64(const double*, double*, const Win*, int, int)
     void fc_gap_f32(const float*, float*, Py_ssize_t, Py_ssize_t, int, int)
     void fc_gap_f64(const double*, double*, Py_ssize_t, Py_ssize_t, int, int)
+    int fc_pool_set_isa(int)
+    int fc_pool_isa()
 
 cdef Py_ssize_t GRAIN = 1 << 15  # window taps per thread below which one thread is used
+
+
+def _simd_level(level=None):
+    """The instruction-set level the pool loops run at: 2 AVX-512, 1 AVX2, 0 baseline x86-64.
+    ``level`` (tests) caps it at that level; -1 restores the best this CPU runs."""
+    if level is None:
+        return fc_pool_isa()
+    return fc_pool_set_isa(int(level))
 
 
 cdef inline void* _ptr(a):
