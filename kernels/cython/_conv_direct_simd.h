@@ -261,8 +261,10 @@ FC_AI void FN(dgather_body)(const T *restrict x, const T *restrict zrow, const T
 
 /* Whether g takes the unpadded path (the caller's zeroed buffer holds >= W zeros). */
 static inline int FN(direct_ok)(const fc_dwg *g) {
+    /* (Q - 1) % VW < pw - 1 would put the last inner vector's taps past the row end */
     return g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && (g->S == 3 || g->S == 5) &&
-           (g->pw == 0 || 2 * g->pw == g->S - 1) && g->W >= VW + g->S && g->R <= 5;
+           (g->pw == 0 || 2 * g->pw == g->S - 1) && g->W >= VW + g->S && g->R <= 5 &&
+           (g->pw < 2 || (g->Q - 1) % VW >= g->pw - 1);
 }
 
 FC_ATTR static void FN(dgather)(const T *x, const T *zrow, const T *w, T bias, T *y, int accum, const fc_dwg *g,
@@ -422,6 +424,63 @@ FC_ATTR static void FN(wgrad_any)(const T *restrict buf, const FN(wsrc) *src, do
         }
 }
 
+/* Unpadded input (direct_ok): filter rows [r0, r0 + NR) (NR * S <= 9) in registers, the
+ * x rows read in place (zero row outside, lane shifts at the borders); dy as in wsrc. */
+FC_AI void FN(dwgrad_rows)(const T *restrict x, const T *restrict zrow, const FN(wsrc) *src, double *out,
+                           const fc_dwg *g, int r0, const int NR, const int S, const int PW) {
+    V acc[9];
+    for (int t = 0; t < 9; t++) acc[t] = (V){0};
+    const int Q = g->Q, W = g->W, nfull = src->nfull, qt = src->qt;
+    /* with 'same' columns the last full vector is the right border when Q % VW == 0 */
+    const int rfull = PW && qt < 0, nmid = rfull ? nfull - VW : nfull;
+#define FC_DW(DV, Q0, KIND)                                                              \
+    do {                                                                                 \
+        const V dv = (DV);                                                               \
+        for (int r = 0; r < NR; r++)                                                     \
+            for (int s = 0; s < S; s++)                                                  \
+                acc[r * S + s] += dv * FN(xload)(rows[r], (Q0), W, s, PW, (KIND));       \
+    } while (0)
+    for (int p = 0; p < g->P; p++) {
+        const T *rows[3];
+        for (int r = 0; r < NR; r++) {
+            int ih = p - g->ph + r0 + r;
+            rows[r] = ih >= 0 && ih < g->H ? x + (ptrdiff_t)ih * W : zrow;
+        }
+        const T *d = src->d + p * src->ds;
+        if (r0 == 0) {
+            FN(pf)(src->nx, src->nlen, p, g->P);
+            FN(pf)(src->ndy, (ptrdiff_t)g->P * Q, p, g->P);
+        }
+        FC_DW(FN(ld)(d), 0, PW ? 0 : 1);
+        for (int q0 = VW; q0 < nmid; q0 += VW) FC_DW(FN(ld)(d + q0), q0, 1);
+        if (rfull) FC_DW(FN(ld)(d + Q - VW), Q - VW, 2);
+        if (qt >= 0) FC_DW(FN(tailmask)(FN(ld)(d + qt), nfull - qt), qt, PW ? 2 : 1);
+    }
+#undef FC_DW
+    for (int t = 0; t < NR * S; t++) out[r0 * S + t] += FN(hsum)(acc[t]);
+}
+
+FC_ATTR static void FN(dwgrad)(const T *x, const T *zrow, const FN(wsrc) *src, double *out, const fc_dwg *g) {
+    if (g->R == 3 && g->S == 3 && g->pw == 1)
+        FN(dwgrad_rows)(x, zrow, src, out, g, 0, 3, 3, 1);
+    else if (g->R == 3 && g->S == 3)
+        FN(dwgrad_rows)(x, zrow, src, out, g, 0, 3, 3, 0);
+    else if (g->S == 3)
+        for (int r = 0; r < g->R; r++) {
+            if (g->pw == 1)
+                FN(dwgrad_rows)(x, zrow, src, out, g, r, 1, 3, 1);
+            else
+                FN(dwgrad_rows)(x, zrow, src, out, g, r, 1, 3, 0);
+        }
+    else
+        for (int r = 0; r < g->R; r++) {
+            if (g->pw == 2)
+                FN(dwgrad_rows)(x, zrow, src, out, g, r, 1, 5, 2);
+            else
+                FN(dwgrad_rows)(x, zrow, src, out, g, r, 1, 5, 0);
+        }
+}
+
 FC_ATTR static void FN(wgrad)(const T *buf, const FN(wsrc) *src, double *out, const fc_dwg *g) {
     const int unit = g->sw == 1 && g->dw == 1;
     if (g->R == 3 && g->S == 3 && unit)
@@ -507,7 +566,8 @@ FC_ATTR static void FN(bwd_w_task)(const T *x, const T *dy, double *out, int Kg,
     FN(wsrc) src;
     src.nx = nx;
     src.nlen = (ptrdiff_t)g->H * g->W;
-    FN(pad)(x, buf, g);
+    const int direct = FN(direct_ok)(g);
+    if (!direct) FN(pad)(x, buf, g);
     for (int kk = 0; kk < Kg; kk++) {
         double *o = out + (ptrdiff_t)kk * g->R * g->S;
         for (int t = 0; t < g->R * g->S; t++) o[t] = 0;
@@ -524,7 +584,10 @@ FC_ATTR static void FN(bwd_w_task)(const T *x, const T *dy, double *out, int Kg,
             src.nfull = g->Qb;
             src.qt = -1;
         }
-        FN(wgrad)(buf, &src, o, g);
+        if (direct)
+            FN(dwgrad)(x, buf, &src, o, g);
+        else
+            FN(wgrad)(buf, &src, o, g);
         src.nx = NULL;
     }
 }
