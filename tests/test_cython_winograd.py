@@ -65,19 +65,28 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(WG, "BLOCK_BYTES", 1)
     monkeypatch.setattr(WG, "BW_BLOCK_BYTES", 1)
     monkeypatch.setattr(WG, "MIN_TILES", 3)
+    monkeypatch.setattr(WG, "OWN_TILES", (3, 3))
     prev = fastconv.get_num_threads()
     fastconv.set_num_threads(2)
     yield
     fastconv.set_num_threads(prev)
 
 
-@pytest.mark.parametrize("blocks", ["default", "small"])
+@pytest.fixture
+def blas(monkeypatch):
+    """Component products through OpenBLAS instead of fcw_bgemm."""
+    monkeypatch.setattr(WG, "OWN_GEMM_MAX_KC", 0)
+
+
+@pytest.mark.parametrize("blocks", ["default", "small", "blas"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"s{i}" for i in range(len(SHAPES))])
 @pytest.mark.parametrize("algo", ALGOS)
 def test_matches_torch(algo, shape, dtype, blocks, request):
-    if blocks == "small":
+    if blocks != "default":
         request.getfixturevalue("small_blocks")
+    if blocks == "blas":
+        request.getfixturevalue("blas")
     N, C, H, W, K, pad = shape
     x, w, b, dy = _data(*shape, seed=zlib.crc32(repr(shape).encode()))
     truth = _torch(x, w, b, dy, pad, torch.float64)
@@ -98,20 +107,27 @@ def test_matches_torch(algo, shape, dtype, blocks, request):
             assert rel_error(out, t32[i]) <= tol + rel_error(t32[i], truth[i]), name
 
 
+@pytest.mark.parametrize("gemm", ["own", "blas"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("algo", ALGOS)
-def test_bias_none_and_block_sweep(algo, monkeypatch):
-    """No bias; every block size from 1 to more than the tile count gives the same result."""
-    x, w, b, dy = _data(2, 6, 10, 9, 7, 1, seed=3)
-    x, w = x.astype(np.float32), w.astype(np.float32)
+def test_block_sweep(algo, dtype, gemm, monkeypatch):
+    """No bias; blocks of 1 tile to more than all tiles (fcw_bgemm's 2-vector column blocks and
+    column/row tails: K = 7 is 4 rows + 3), 1 to 3 threads, all give the right result."""
+    x, w, b, dy = _data(2, 6, 20, 19, 7, 1, seed=3)
+    x, w = x.astype(dtype), w.astype(dtype)
     ref = F.conv2d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64), None, 1, 1).numpy()
+    tol = TOL[(algo, dtype)]
     monkeypatch.setattr(WG, "BLOCK_BYTES", 1)
-    for mt in (1, 2, 5, 7, 16, 100):
+    if gemm == "blas":
+        monkeypatch.setattr(WG, "OWN_GEMM_MAX_KC", 0)
+    for mt in (1, 5, 16, 32, 40, 100, 1000):
         monkeypatch.setattr(WG, "MIN_TILES", mt)
+        monkeypatch.setattr(WG, "OWN_TILES", (mt, mt))
         y = CV.conv2d_forward(x, w, None, 1, 1, 1, 1, algo=algo)
-        assert rel_error(y, ref) <= TOL[(algo, np.float32)], mt
-        for nt in (1, 2, 3):  # the module entry point directly, several OpenMP threads
+        assert rel_error(y, ref) <= tol, mt
+        for nt in (2, 3):  # the module entry point directly, several OpenMP threads
             y2 = WG.forward(x, w, None, (1, 1), np.empty_like(y), nt, 4 if algo == "winograd4" else 2)
-            assert rel_error(y2, ref) <= TOL[(algo, np.float32)], (mt, nt)
+            assert rel_error(y2, ref) <= tol, (mt, nt)
 
 
 def test_empty_batch_and_nan():
@@ -134,7 +150,8 @@ def test_pick_rule():
     for op in ("conv2d_forward", "conv2d_backward_input"):
         assert WG.pick(op, (8, 64, 56, 56), (64, 64, 3, 3), (1, 1)) == "winograd4"  # res2
         assert WG.pick(op, (64, 16, 32, 32), (16, 16, 3, 3), (1, 1)) == "winograd4"  # ResNet-20
-        assert WG.pick(op, (8, 512, 7, 7), (512, 512, 3, 3), (1, 1)) == "winograd"  # res5
+        assert WG.pick(op, (8, 512, 7, 7), (512, 512, 3, 3), (1, 1)) == "winograd4"  # res5
+        assert WG.pick(op, (8, 64, 2, 2), (64, 64, 3, 3), (1, 1)) == "winograd"  # 2x2 planes: 4x4 tiles waste 3/4
     # conv's 'auto' goes through pick and so agrees with the forced variant
     x, w, b, dy = (v.astype(np.float32) for v in _data(1, 16, 48, 48, 16, 1, seed=5))
     assert WG.pick("conv2d_forward", x.shape, w.shape, (1, 1)) == "winograd4"

@@ -45,6 +45,7 @@ cdef Py_ssize_t SKEW = 40
 
 ctypedef struct WG:
     int N, C, H, W, K, P, Q, ph, pw, th, tw, nb
+    int own  # component products through fcw_bgemm instead of OpenBLAS
     Py_ssize_t T
 
 
@@ -75,7 +76,10 @@ cdef void _run(const real* x, const real* U, const real* bias, real* y, real* wo
             M = V + <Py_ssize_t>na * (g.C * g.nb + SKEW)
             if not (_SKIP & 1):
                 _inputs(x, V, g, t0, nb, tile)
-            for xi in range(na if not (_SKIP & 2) else 0):
+            if g.own and not (_SKIP & 2):
+                _bgemm(na, g.K, g.C, nb, U, <Py_ssize_t>g.K * g.C + SKEW, V, <Py_ssize_t>g.C * nb + SKEW,
+                       M, <Py_ssize_t>g.K * nb + SKEW)
+            for xi in range(na if not (_SKIP & 2) and not g.own else 0):
                 _gemm(nb, g.K, g.C, V + xi * (<Py_ssize_t>g.C * nb + SKEW), nb,
                       <real*>U + xi * (<Py_ssize_t>g.K * g.C + SKEW), g.C, M + xi * (<Py_ssize_t>g.K * nb + SKEW), nb)
             if not (_SKIP & 4):
@@ -92,6 +96,8 @@ def _set_skip(int v):
 BLOCK_BYTES = 640 << 10  # V + M workspace per thread, forward
 BW_BLOCK_BYTES = 4 << 20  # the same, backward-weight
 MIN_TILES = 16
+OWN_GEMM_MAX_KC = 1 << 30  # K * C up to this: component products by fcw_bgemm, not OpenBLAS
+OWN_TILES = (32, 64)  # fcw_bgemm blocks: 32 to 64 tiles (a multiple of its 2 vectors)
 CK_PER_TILE = 512
 
 
@@ -114,38 +120,44 @@ def _scratch(int slot, Py_ssize_t n, dtype):
     return a[:n]
 
 
-F4_MIN_PIXELS = 2048  # F(4x4) once the conv has at least this many output pixels (N * P * Q)
-
-
 def pick(op, x_shape, w_shape, padding):
     """Algorithm for a 3x3 / stride-1 conv that ``conv``'s 'auto' found Winograd-eligible:
     'winograd' (F(2x2)), 'winograd4' (F(4x4); never for conv2d_backward_weight) or 'gemm'.
 
-    Rule from 1-thread CPU-time ratios against PyTorch (interleaved pairs, median):
-    F(4x4) wins forward and backward-input wherever the tile work dominates (res2 1.8-2.8x,
-    res3 2.0x, CIFAR ResNet-20 layers 0.9-1.1x against F(2x2)'s 0.6-1.1x); on few output pixels
-    (res4 8x14x14, res5 8x7x7) the filter transform (36 components per filter, a U of 36*K*C
-    elements) dominates, and F(2x2) ties or wins.  GEMM lost every 3x3 / stride-1 shape with
-    C, K >= 16 (0.5-0.97x against F(2x2)'s 0.6-2.0x), backward-weight included."""
+    Rule from 1-thread CPU-time ratios against PyTorch (interleaved pairs, median): F(4x4)
+    forward and backward-input wherever it needs no more component products than F(2x2)
+    (36 per 4x4 tile against 16 per 2x2 tile, edge tiles counted whole): it won or tied every
+    measured layer (res2-res5, CIFAR ResNet-20) once its transforms were vectorised; F(2x2) on
+    planes so small that 4x4 tiles are mostly waste (P, Q <= 2).  GEMM lost every 3x3 / stride-1
+    shape with C, K >= 16 (0.5-0.97x against F(2x2)'s 0.6-2.0x), backward-weight included."""
     N, C, H, W = x_shape
     if op == "conv2d_backward_weight":
         return "winograd"
     if op == "conv2d_backward_input":  # the Winograd conv runs on dy and produces the H x W planes
-        pixels = N * H * W
+        P, Q = H, W
     else:
-        pixels = N * max(0, H + 2 * padding[0] - 2) * max(0, W + 2 * padding[1] - 2)
-    return "winograd4" if pixels >= F4_MIN_PIXELS else "winograd"
+        P, Q = H + 2 * padding[0] - 2, W + 2 * padding[1] - 2
+    t4 = 36 * (-(-P // 4)) * (-(-Q // 4))
+    t2 = 16 * (-(-P // 2)) * (-(-Q // 2))
+    return "winograd4" if t4 <= t2 else "winograd"
 
 
-def _block_tiles(T, per_tile, CK, nt, budget):
+def _block_tiles(T, per_tile, CK, nt, budget, vec=0):
     """Tiles per block: about `budget` bytes of V + M workspace (cache-sized blocks), but at least
-    MIN_TILES and CK / CK_PER_TILE (OpenBLAS packs the K x C filter matrix on every call, so big
-    filter matrices want wide blocks); with several threads about 4 blocks per thread (balance
-    on a busy machine) unless that drops below that minimum."""
-    eff = max(MIN_TILES, CK // CK_PER_TILE)
-    nb = max(eff, budget // per_tile)
+    MIN_TILES and, for OpenBLAS (vec == 0), CK / CK_PER_TILE (OpenBLAS packs the K x C filter
+    matrix on every call, so big filter matrices want wide blocks); for fcw_bgemm a multiple of
+    its register block `vec` between OWN_TILES. With several threads about 4 blocks per thread
+    (balance on a busy machine) unless that drops below the minimum."""
+    if vec:
+        eff = max(MIN_TILES, OWN_TILES[0])
+        nb = max(eff, min(OWN_TILES[1], budget // per_tile // vec * vec))
+    else:
+        eff = max(MIN_TILES, CK // CK_PER_TILE)
+        nb = max(eff, budget // per_tile)
     if nt > 1:
         nb = min(nb, max(-(-T // (4 * nt)), min(eff, -(-T // nt))))
+        if vec and nb > vec:
+            nb = nb // vec * vec
     return max(1, min(nb, T))
 
 
@@ -165,7 +177,8 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     g.T = <Py_ssize_t>g.N * g.th * g.tw
     per_tile = na * (g.C + g.K) * x.itemsize
     # blocks: within BLOCK_BYTES, and about 4 per thread (balance on a busy machine) unless tiny
-    nb = _block_tiles(g.T, per_tile, g.K * g.C, nt, BLOCK_BYTES)
+    g.own = g.K * g.C <= OWN_GEMM_MAX_KC
+    nb = _block_tiles(g.T, per_tile, g.K * g.C, nt, BLOCK_BYTES, (128 // x.itemsize) if g.own else 0)
     g.nb = nb
     nt = max(1, min(nt, -(-g.T // nb)))
     U = _scratch(0, na * (g.K * g.C + SKEW), x.dtype)

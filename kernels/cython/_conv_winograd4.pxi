@@ -16,6 +16,10 @@ cdef extern from "_wino_impl.h" nogil:
     void fcw_out2_f64(const double* mp, Py_ssize_t ks, double* y0, Py_ssize_t Q, int nj, double bv)
     void fcw_out4_f32(const float* mp, Py_ssize_t ks, float* y0, Py_ssize_t Q, int nj, float bv)
     void fcw_out4_f64(const double* mp, Py_ssize_t ks, double* y0, Py_ssize_t Q, int nj, double bv)
+    void fcw_bgemm_f32(int na, int K, int C, int nb, const float* U, Py_ssize_t us, const float* V, Py_ssize_t vs,
+                       float* M, Py_ssize_t ms)
+    void fcw_bgemm_f64(int na, int K, int C, int nb, const double* U, Py_ssize_t us, const double* V, Py_ssize_t vs,
+                       double* M, Py_ssize_t ms)
     void fcw_dy2_f32(const float* y0, Py_ssize_t Q, float* d, Py_ssize_t ks, int nj)
     void fcw_dy2_f64(const double* y0, Py_ssize_t Q, double* d, Py_ssize_t ks, int nj)
 
@@ -36,6 +40,14 @@ cdef inline void _filters(const real* w, real* U, Py_ssize_t kc_total, int tile)
             fcw_filters2_f64(w, U, kc_total, kc_total + SKEW)
         else:
             fcw_filters4_f64(w, U, kc_total, kc_total + SKEW)
+
+
+cdef inline void _bgemm(int na, int K, int C, int nb, const real* U, Py_ssize_t us, const real* V, Py_ssize_t vs,
+                        real* M, Py_ssize_t ms) noexcept nogil:
+    if real is float:
+        fcw_bgemm_f32(na, K, C, nb, U, us, V, vs, M, ms)
+    else:
+        fcw_bgemm_f64(na, K, C, nb, U, us, V, vs, M, ms)
 
 
 cdef inline void _in_run(const real* r0, Py_ssize_t W, real* v, Py_ssize_t cs, int nj, int tile) noexcept nogil:

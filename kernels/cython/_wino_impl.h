@@ -206,5 +206,58 @@ FCW_CLONES static void fcw_dy2_##SFX(const T *restrict y0, ptrdiff_t Q, T *restr
     }                                                                                            \
 }
 
+/* The component products for small channel counts, where OpenBLAS's per-call packing and
+ * dispatch cost more than the arithmetic: for xi < na, M_xi (K x nb) = U_xi (K x C) . V_xi (C x nb),
+ * all row-major with nb contiguous (M_xi at M + xi * ms, rows nb apart, likewise V; U_xi at
+ * U + xi * us, rows C apart).  Register block: 4 rows of M x 2 vectors of 64 bytes (8
+ * accumulators; one vector = 16 floats or 8 doubles), c innermost; tails in plain loops. */
+#define FCW_GEMM(T, SFX, VT, VW)                                                                 \
+typedef T VT __attribute__((vector_size(64), aligned(sizeof(T)), __may_alias__));               \
+FCW_CLONES static void fcw_bgemm_##SFX(int na, int K, int C, int nb, const T *restrict U,       \
+                                       ptrdiff_t us, const T *restrict V, ptrdiff_t vs,         \
+                                       T *restrict M, ptrdiff_t ms) {                           \
+    int nbv = nb - nb % (2 * VW);                                                                \
+    int K4 = K - K % 4;                                                                          \
+    for (int xi = 0; xi < na; xi++) {                                                            \
+        const T *u = U + xi * us, *v = V + xi * vs;                                              \
+        T *m = M + xi * ms;                                                                      \
+        for (int k = 0; k < K4; k += 4) {                                                        \
+            const T *u0 = u + (ptrdiff_t)k * C, *u1 = u0 + C, *u2 = u1 + C, *u3 = u2 + C;        \
+            for (int i = 0; i < nbv; i += 2 * VW) {                                              \
+                VT a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0};                                   \
+                VT a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};                                   \
+                const T *vp = v + i;                                                             \
+                for (int c = 0; c < C; c++, vp += nb) {                                          \
+                    VT v0 = *(const VT *)vp, v1 = *(const VT *)(vp + VW);                        \
+                    VT b;                                                                        \
+                    b = (VT){0} + u0[c]; a00 += b * v0; a01 += b * v1;                           \
+                    b = (VT){0} + u1[c]; a10 += b * v0; a11 += b * v1;                           \
+                    b = (VT){0} + u2[c]; a20 += b * v0; a21 += b * v1;                           \
+                    b = (VT){0} + u3[c]; a30 += b * v0; a31 += b * v1;                           \
+                }                                                                                \
+                T *mp = m + (ptrdiff_t)k * nb + i;                                               \
+                *(VT *)mp = a00; *(VT *)(mp + VW) = a01; mp += nb;                               \
+                *(VT *)mp = a10; *(VT *)(mp + VW) = a11; mp += nb;                               \
+                *(VT *)mp = a20; *(VT *)(mp + VW) = a21; mp += nb;                               \
+                *(VT *)mp = a30; *(VT *)(mp + VW) = a31;                                         \
+            }                                                                                    \
+        }                                                                                        \
+        for (int k = 0; k < K; k++) {  /* tails: columns past nbv, rows past K4 */               \
+            int i0 = k < K4 ? nbv : 0;                                                           \
+            if (i0 >= nb) continue;                                                              \
+            T *mr = m + (ptrdiff_t)k * nb;                                                       \
+            const T *ur = u + (ptrdiff_t)k * C;                                                  \
+            for (int i = i0; i < nb; i++) mr[i] = 0;                                             \
+            for (int c = 0; c < C; c++) {                                                        \
+                T uc = ur[c];                                                                    \
+                const T *vr = v + (ptrdiff_t)c * nb;                                             \
+                for (int i = i0; i < nb; i++) mr[i] += uc * vr[i];                               \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+}
+
 FCW_DEFS(float, f32)
 FCW_DEFS(double, f64)
+FCW_GEMM(float, f32, fcw_v16f, 16)
+FCW_GEMM(double, f64, fcw_v8d, 8)
