@@ -143,9 +143,26 @@ static inline int fc_dw_level(void) {
     return fc_dw_level_;
 }
 
+/* The vector width for output rows of Q elements of es bytes: the least lane work
+ * (ceil(Q / VW) * VW, rows narrower than a vector counted at two vectors; SSE2, without
+ * FMA, at double), the wider vector on ties.  Among the levels up to fc_dw_level(). */
+static inline int fc_dw_pick(int Q, int es) {
+    int best = 0;
+    long bestc = -1;
+    for (int l = fc_dw_level(); l >= 0; l--) {
+        long vw = (16L << l) / es, c = Q >= vw ? (Q + vw - 1) / vw * vw : 2 * vw;
+        if (l == 0) c *= 2;
+        if (bestc < 0 || c < bestc) {
+            best = l;
+            bestc = c;
+        }
+    }
+    return best;
+}
+
 #if FC_DW_X86
 #define FC_DW_DISPATCH(NAME, SFX, ARGS)                                   \
-    switch (fc_dw_level()) {                                              \
+    switch (fc_dw_pick(g->Q, FC_DW_ES_##SFX)) {                                              \
     case 2: FC_CAT3(fc_dw_, NAME, FC_CAT3(SFX, _, avx512)) ARGS; break;   \
     case 1: FC_CAT3(fc_dw_, NAME, FC_CAT3(SFX, _, avx2)) ARGS; break;     \
     default: FC_CAT3(fc_dw_, NAME, FC_CAT3(SFX, _, sse)) ARGS;            \
@@ -153,6 +170,9 @@ static inline int fc_dw_level(void) {
 #else
 #define FC_DW_DISPATCH(NAME, SFX, ARGS) FC_CAT3(fc_dw_, NAME, FC_CAT3(SFX, _, sse)) ARGS;
 #endif
+
+#define FC_DW_ES_f32 4
+#define FC_DW_ES_f64 8
 
 #define FC_DW_ENTRY(T, SFX)                                                                    \
 static void fc_dw_fwd_##SFX(const T *x, const T *w, const T *b, T *y, int Kg, const fc_dwg *g, \
