@@ -120,7 +120,7 @@ def test_block_sweep(algo, dtype, gemm, monkeypatch):
     monkeypatch.setattr(WG, "BLOCK_BYTES", 1)
     if gemm == "blas":
         monkeypatch.setattr(WG, "OWN_GEMM_MAX_KC", 0)
-    for mt in (1, 5, 16, 32, 40, 100, 1000):
+    for mt in (1, 5, 16, 32, 40, 48, 100, 1000):
         monkeypatch.setattr(WG, "MIN_TILES", mt)
         monkeypatch.setattr(WG, "OWN_TILES", (mt, mt))
         y = CV.conv2d_forward(x, w, None, 1, 1, 1, 1, algo=algo)

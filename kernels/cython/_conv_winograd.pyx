@@ -97,7 +97,7 @@ BLOCK_BYTES = 640 << 10  # V + M workspace per thread, forward
 BW_BLOCK_BYTES = 4 << 20  # the same, backward-weight
 MIN_TILES = 16
 OWN_GEMM_MAX_KC = 1 << 30  # K * C up to this: component products by fcw_bgemm, not OpenBLAS
-OWN_TILES = (32, 64)  # fcw_bgemm blocks: 32 to 64 tiles (a multiple of its 2 vectors)
+OWN_TILES = (32, 64)  # fcw_bgemm blocks: 32 to 64 tiles (a multiple of its vectors)
 CK_PER_TILE = 512
 
 
@@ -146,7 +146,7 @@ def _block_tiles(T, per_tile, CK, nt, budget, vec=0):
     """Tiles per block: about `budget` bytes of V + M workspace (cache-sized blocks), but at least
     MIN_TILES and, for OpenBLAS (vec == 0), CK / CK_PER_TILE (OpenBLAS packs the K x C filter
     matrix on every call, so big filter matrices want wide blocks); for fcw_bgemm a multiple of
-    its register block `vec` between OWN_TILES. With several threads about 4 blocks per thread
+    its vector width `vec` between OWN_TILES. With several threads about 4 blocks per thread
     (balance on a busy machine) unless that drops below the minimum."""
     if vec:
         eff = max(MIN_TILES, OWN_TILES[0])
@@ -178,7 +178,7 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     per_tile = na * (g.C + g.K) * x.itemsize
     # blocks: within BLOCK_BYTES, and about 4 per thread (balance on a busy machine) unless tiny
     g.own = g.K * g.C <= OWN_GEMM_MAX_KC
-    nb = _block_tiles(g.T, per_tile, g.K * g.C, nt, BLOCK_BYTES, (128 // x.itemsize) if g.own else 0)
+    nb = _block_tiles(g.T, per_tile, g.K * g.C, nt, BLOCK_BYTES, (64 // x.itemsize) if g.own else 0)
     g.nb = nb
     nt = max(1, min(nt, -(-g.T // nb)))
     U = _scratch(0, na * (g.K * g.C + SKEW), x.dtype)

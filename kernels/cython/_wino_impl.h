@@ -210,13 +210,14 @@ FCW_CLONES static void fcw_dy2_##SFX(const T *restrict y0, ptrdiff_t Q, T *restr
  * dispatch cost more than the arithmetic: for xi < na, M_xi (K x nb) = U_xi (K x C) . V_xi (C x nb),
  * all row-major with nb contiguous (M_xi at M + xi * ms, rows nb apart, likewise V; U_xi at
  * U + xi * us, rows C apart).  Register block: 4 rows of M x 2 vectors of 64 bytes (8
- * accumulators; one vector = 16 floats or 8 doubles), c innermost; tails in plain loops. */
+ * accumulators; one vector = 16 floats or 8 doubles), c innermost; then 4 rows x 1 vector;
+ * tails in plain loops. */
 #define FCW_GEMM(T, SFX, VT, VW)                                                                 \
 typedef T VT __attribute__((vector_size(64), aligned(sizeof(T)), __may_alias__));               \
 FCW_CLONES static void fcw_bgemm_##SFX(int na, int K, int C, int nb, const T *restrict U,       \
                                        ptrdiff_t us, const T *restrict V, ptrdiff_t vs,         \
                                        T *restrict M, ptrdiff_t ms) {                           \
-    int nbv = nb - nb % (2 * VW);                                                                \
+    int nbv = nb - nb % (2 * VW), nbv1 = nb - nb % VW;                                           \
     int K4 = K - K % 4;                                                                          \
     for (int xi = 0; xi < na; xi++) {                                                            \
         const T *u = U + xi * us, *v = V + xi * vs;                                              \
@@ -241,9 +242,23 @@ FCW_CLONES static void fcw_bgemm_##SFX(int na, int K, int C, int nb, const T *re
                 *(VT *)mp = a20; *(VT *)(mp + VW) = a21; mp += nb;                               \
                 *(VT *)mp = a30; *(VT *)(mp + VW) = a31;                                         \
             }                                                                                    \
+            if (nbv1 > nbv) {  /* one more vector of columns */                                  \
+                VT a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                       \
+                const T *vp = v + nbv;                                                           \
+                for (int c = 0; c < C; c++, vp += nb) {                                          \
+                    VT v0 = *(const VT *)vp;                                                     \
+                    a0 += ((VT){0} + u0[c]) * v0;                                                \
+                    a1 += ((VT){0} + u1[c]) * v0;                                                \
+                    a2 += ((VT){0} + u2[c]) * v0;                                                \
+                    a3 += ((VT){0} + u3[c]) * v0;                                                \
+                }                                                                                \
+                T *mp = m + (ptrdiff_t)k * nb + nbv;                                             \
+                *(VT *)mp = a0; *(VT *)(mp + nb) = a1;                                           \
+                *(VT *)(mp + 2 * nb) = a2; *(VT *)(mp + 3 * nb) = a3;                            \
+            }                                                                                    \
         }                                                                                        \
         for (int k = 0; k < K; k++) {  /* tails: columns past nbv, rows past K4 */               \
-            int i0 = k < K4 ? nbv : 0;                                                           \
+            int i0 = k < K4 ? nbv1 : 0;                                                          \
             if (i0 >= nb) continue;                                                              \
             T *mr = m + (ptrdiff_t)k * nb;                                                       \
             const T *ur = u + (ptrdiff_t)k * C;                                                  \
