@@ -1,0 +1,69 @@
+/* Softmax cross-entropy rows (restrict pointers, OpenMP over rows, simd inside).
+ * x, lp, d are (N, K) row-major; t holds int64 class indices (ignore: skipped). */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* libmvec's SIMD expf/exp/logf (see _act_impl.h: math.h declares them only under
+ * -ffinite-math-only, which we don't use because NaN must propagate). */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) && !defined(FC_NO_MVEC)
+#define FC_LVEC __attribute__((__simd__("notinbranch")))
+FC_LVEC float expf(float);
+FC_LVEC double exp(double);
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FC_NO_CLONES)
+#define FC_LCLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FC_LCLONES
+#endif
+
+/* Forward: per row m = max, lp = (x - m) - log(sum exp(x - m)) (the shifted row is stored
+ * first, so -ffast-math cannot fold it into x - (m + log s), which loses digits for huge
+ * logits; a NaN anywhere in
+ * the row makes the sum, hence the whole row, NaN, as in the reference); loss[i] =
+ * -lp[i, t[i]] in double, 0 for ignored rows. */
+#define FC_CE_FWD(T, SFX, EXPF, LOGF)                                                          \
+FC_LCLONES static void fc_ce_fwd_##SFX(const T *restrict x, const int64_t *restrict t, T *restrict lp, \
+        double *restrict loss, ptrdiff_t N, ptrdiff_t K, int64_t ignore, int nt) {            \
+    _Pragma("omp parallel for num_threads(nt) schedule(static)")                               \
+    for (ptrdiff_t i = 0; i < N; i++) {                                                        \
+        const T *restrict p = x + i * K;                                                       \
+        T *restrict q = lp + i * K;                                                            \
+        T m = p[0], s = 0;                                                                     \
+        for (ptrdiff_t k = 1; k < K; k++) m = p[k] > m ? p[k] : m;                             \
+        _Pragma("omp simd")                                                                    \
+        for (ptrdiff_t k = 0; k < K; k++) q[k] = p[k] - m;                                     \
+        _Pragma("omp simd reduction(+:s)")                                                     \
+        for (ptrdiff_t k = 0; k < K; k++) s += EXPF(q[k]);                                     \
+        T ls = LOGF(s);                                                                        \
+        _Pragma("omp simd")                                                                    \
+        for (ptrdiff_t k = 0; k < K; k++) q[k] -= ls;                                          \
+        loss[i] = t[i] == ignore ? 0.0 : -(double)q[t[i]];                                     \
+    }                                                                                          \
+}
+
+/* Backward: d[i] = g_i * (exp(lp[i]) - onehot(t[i])), zero rows where t == ignore;
+ * g_i = g[i] (per_row) or g[0]. */
+#define FC_CE_BWD(T, SFX, EXPF)                                                                \
+FC_LCLONES static void fc_ce_bwd_##SFX(const T *restrict lp, const int64_t *restrict t, const T *restrict g, \
+        int per_row, T *restrict d, ptrdiff_t N, ptrdiff_t K, int64_t ignore, int nt) {       \
+    _Pragma("omp parallel for num_threads(nt) schedule(static)")                               \
+    for (ptrdiff_t i = 0; i < N; i++) {                                                        \
+        const T *restrict p = lp + i * K;                                                      \
+        T *restrict q = d + i * K;                                                             \
+        if (t[i] == ignore) {                                                                  \
+            for (ptrdiff_t k = 0; k < K; k++) q[k] = 0;                                        \
+            continue;                                                                          \
+        }                                                                                      \
+        T gi = per_row ? g[i] : g[0];                                                          \
+        _Pragma("omp simd")                                                                    \
+        for (ptrdiff_t k = 0; k < K; k++) q[k] = gi * EXPF(p[k]);                              \
+        q[t[i]] -= gi;                                                                         \
+    }                                                                                          \
+}
+
+FC_CE_FWD(float, f32, expf, logf)
+FC_CE_FWD(double, f64, exp, log)
+FC_CE_BWD(float, f32, expf)
+FC_CE_BWD(double, f64, exp)
