@@ -1,4 +1,5 @@
 # cython: language_level=3
+# distutils: depends = kernels/cython/_pool_impl.h kernels/cython/_pool_avg_impl.h
 """2-D pooling on the CPU: SIMD loops in ``_pool_impl.h`` (OpenMP over planes / row blocks).
 
 Results follow PyTorch exactly: max-pool ``argmax`` is the flat index h*W + w
