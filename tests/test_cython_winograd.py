@@ -1,7 +1,8 @@
 """Cython Winograd convolution (F(2x2, 3x3) 'winograd', F(4x4, 3x3) 'winograd4') against PyTorch.
 
 Each variant, forced through ``conv``'s entry points, against float64 PyTorch (the truth) and
-float32 PyTorch: forward, backward-input (F(2x2) and F(4x4)) and backward-weight (F(2x2)), on odd
+float32 PyTorch: forward, backward-input and backward-weight (F(4x4) through the module, since conv
+offers only the automatic choice there), on odd
 plane sizes, padding 0 / 1 / 2, N = 1, channel counts that are not multiples of anything, float32
 and float64.  Blocks of tiles are forced small and odd (crossing tile rows and images) and run
 on two threads, so the block/edge/strip code paths are all exercised.
@@ -98,7 +99,10 @@ def test_matches_torch(algo, shape, dtype, blocks, request):
     outs = [("forward", y, 0), ("backward_input", dx, 1)]
     if algo == "winograd":
         dw = CV.conv2d_backward_weight(dyd, xd, w.shape, 1, pad, 1, 1, algo=algo)
-        outs.append(("backward_weight", dw, 2))
+    else:  # conv offers no 'winograd4' backward-weight: the module's entry point, forced to F(4x4)
+        pad2 = (pad, pad) if isinstance(pad, int) else pad
+        dw = WG.backward_weight(dyd, xd, pad2, np.empty(w.shape, dtype), fastconv.get_num_threads(), 4)
+    outs.append(("backward_weight", dw, 2))
     for name, out, i in outs:
         assert out.dtype == dtype and out.shape == truth[i].shape, name
         err = rel_error(out, truth[i])
@@ -147,6 +151,14 @@ def test_empty_batch_and_nan():
 
 def test_pick_rule():
     assert WG.pick("conv2d_backward_weight", (8, 64, 56, 56), (64, 64, 3, 3), (1, 1)) == "winograd"
+    # backward-weight's own choice (tile=0): F(4x4) for big K * C, F(2x2) for small; same result
+    for C, tile in ((64, 4), (16, 2)):
+        x, w, b, dy = (v.astype(np.float32) for v in _data(1, C, 12, 12, 64, 1, seed=C))
+        auto = WG.backward_weight(dy, x, (1, 1), np.empty(w.shape, np.float32), 1)
+        forced = WG.backward_weight(dy, x, (1, 1), np.empty(w.shape, np.float32), 1, tile)
+        np.testing.assert_array_equal(auto, forced)
+    with pytest.raises(ValueError, match="tile"):
+        WG.backward_weight(dy, x, (1, 1), np.empty(w.shape, np.float32), 1, 3)
     for op in ("conv2d_forward", "conv2d_backward_input"):
         assert WG.pick(op, (8, 64, 56, 56), (64, 64, 3, 3), (1, 1)) == "winograd4"  # res2
         assert WG.pick(op, (64, 16, 32, 32), (16, 16, 3, 3), (1, 1)) == "winograd4"  # ResNet-20

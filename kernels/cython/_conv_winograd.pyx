@@ -94,9 +94,10 @@ def _set_skip(int v):
 # res3 16-32, res4 128-256, CIFAR shapes 16-128; big blocks (the old 4 MiB) spilled L2 and cost
 # res2/res3 25-40 %.
 BLOCK_BYTES = 640 << 10  # V + M workspace per thread, forward
-BW_BLOCK_BYTES = 4 << 20  # the same, backward-weight
+BW_BLOCK_BYTES = 1 << 20  # the same, backward-weight (512 KiB-1 MiB best on CIFAR shapes, 4 MiB cost 30 %)
 MIN_TILES = 16
 OWN_GEMM_MAX_KC = 1 << 30  # K * C up to this: component products by fcw_bgemm, not OpenBLAS
+BW_F4_MIN_KC = 64 * 64  # backward-weight through F(4x4) from this K * C on
 OWN_TILES = (32, 64)  # fcw_bgemm blocks: 32 to 64 tiles (a multiple of its vectors)
 CK_PER_TILE = 512
 
@@ -202,9 +203,9 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     return y
 
 
-# ---------------------------------------------------------------- backward-weight, F(2x2, 3x3)
+# ---------------------------------------------------------------- backward-weight
 # Y = A^T (U . V) A per tile gives dU_xi[k, c] = sum over tiles dM_xi[k, t] V_xi[c, t] with
-# dM = A dY A^T (dY the 2x2 dy tile, zero past the output edge), then dw = G^T dU G.
+# dM = A dY A^T (dY the dy tile, zero past the output edge), then dw = G^T dU G.
 cdef inline void _gemm_tn(int m, int n, int k, real* a, int lda, real* b, int ldb, real* c, int ldc) noexcept nogil:
     """C += A^T B (column-major)."""
     cdef char ta = b'T', tb = b'N'
@@ -216,10 +217,10 @@ cdef inline void _gemm_tn(int m, int n, int k, real* a, int lda, real* b, int ld
 
 
 cdef void _run_bw(const real* x, const real* dy, real* dU, Py_ssize_t ustride, real* work, Py_ssize_t wstride,
-                  const WG* g, int nt) noexcept nogil:
+                  const WG* g, int nt, int tile) noexcept nogil:
     """dU (nt private copies, ustride apart) += sum over tile blocks of D_xi V_xi^T."""
     cdef Py_ssize_t blk, nblk = (g.T + g.nb - 1) // g.nb, t0
-    cdef int nb, xi, tid = 0
+    cdef int nb, xi, tid = 0, na = (tile + 2) * (tile + 2)
     cdef real* V
     cdef real* D
     with parallel(num_threads=nt):
@@ -228,52 +229,43 @@ cdef void _run_bw(const real* x, const real* dy, real* dU, Py_ssize_t ustride, r
             t0 = blk * g.nb
             nb = <int>min(<Py_ssize_t>g.nb, g.T - t0)
             V = work + tid * wstride
-            D = V + <Py_ssize_t>16 * (g.C * g.nb + SKEW)
-            _inputs(x, V, g, t0, nb, 2)
-            _dy_tiles(dy, D, g, t0, nb)
-            for xi in range(16):
+            D = V + <Py_ssize_t>na * (g.C * g.nb + SKEW)
+            _inputs(x, V, g, t0, nb, tile)
+            _dy_tiles(dy, D, g, t0, nb, tile)
+            for xi in range(na):
                 _gemm_tn(g.C, g.K, nb, V + xi * (<Py_ssize_t>g.C * nb + SKEW), nb,
                          D + xi * (<Py_ssize_t>g.K * nb + SKEW), nb,
                          dU + tid * ustride + xi * (<Py_ssize_t>g.K * g.C + SKEW), g.C)
 
 
-cdef void _filter_grads(const real* dU, real* dw, Py_ssize_t kc_total) noexcept nogil:
-    """dw[k, c] = G^T dU[:, k, c] G (4x4 -> 3x3)."""
-    cdef Py_ssize_t kc, KC = kc_total + SKEW
-    cdef int a, b
-    cdef real u[16]
-    cdef real r[12]
-    for kc in range(kc_total):
-        for a in range(16):
-            u[a] = dU[a * KC + kc]
-        for b in range(4):  # R = G^T dU (3 x 4)
-            r[b] = u[b] + <real>0.5 * (u[4 + b] + u[8 + b])
-            r[4 + b] = <real>0.5 * (u[4 + b] - u[8 + b])
-            r[8 + b] = <real>0.5 * (u[4 + b] + u[8 + b]) + u[12 + b]
-        for a in range(3):  # dw = R G (3 x 3)
-            dw[kc * 9 + 3 * a] = r[4 * a] + <real>0.5 * (r[4 * a + 1] + r[4 * a + 2])
-            dw[kc * 9 + 3 * a + 1] = <real>0.5 * (r[4 * a + 1] - r[4 * a + 2])
-            dw[kc * 9 + 3 * a + 2] = <real>0.5 * (r[4 * a + 1] + r[4 * a + 2]) + r[4 * a + 3]
-
-
-def backward_weight(dy, x, padding, dw, int nt):
+def backward_weight(dy, x, padding, dw, int nt, int tile=0):
     """dw[:] = the weight gradient of a 3x3 / stride 1 / dilation 1 / groups 1 conv through
-    F(2x2, 3x3) (arguments validated by the caller)."""
+    F(tile x tile, 3x3), tile 2 or 4, or 0: F(4x4) where K * C >= BW_F4_MIN_KC and ``pick``
+    takes F(4x4) for the forward conv of this shape, else F(2x2) (arguments validated by the
+    caller).  1-thread ratios against PyTorch, F(2x2) / F(4x4): res2 1.50 / 2.15, res3 1.31 /
+    1.70, res4 1.58 / 1.58, res5 1.69 / 1.63, ResNet-20 64-channel 1.08 / 1.17, but 32 channels
+    0.90 / 0.82 and 16 channels 0.72 / 0.68 (there the transforms dominate)."""
+    if tile == 0:
+        tile = 4 if (dw.shape[0] * dw.shape[1] >= BW_F4_MIN_KC
+                     and pick("conv2d_forward", x.shape, dw.shape, padding) == "winograd4") else 2
+    if tile not in (2, 4):
+        raise ValueError(f"winograd: tile must be 2 or 4, got {tile}")
+    cdef int na = (tile + 2) * (tile + 2)
     cdef WG g
     g.N, g.C, g.H, g.W = x.shape
     g.K = dy.shape[1]
     g.P, g.Q = dy.shape[2], dy.shape[3]
     g.ph, g.pw = padding
-    g.th = (g.P + 1) // 2
-    g.tw = (g.Q + 1) // 2
+    g.th = (g.P + tile - 1) // tile
+    g.tw = (g.Q + tile - 1) // tile
     g.T = <Py_ssize_t>g.N * g.th * g.tw
-    per_tile = 16 * (g.C + g.K) * x.itemsize
-    # blocks: within BLOCK_BYTES, and about 4 per thread (balance on a busy machine) unless tiny
+    g.own = 0
+    per_tile = na * (g.C + g.K) * x.itemsize
     nb = _block_tiles(g.T, per_tile, g.K * g.C, nt, BW_BLOCK_BYTES)
     g.nb = nb
     nt = max(1, min(nt, -(-g.T // nb)))
-    cdef Py_ssize_t ustride = 16 * (g.K * g.C + SKEW)
-    cdef Py_ssize_t wstride = 16 * ((g.C + g.K) * nb + 2 * SKEW)
+    cdef Py_ssize_t ustride = na * (g.K * g.C + SKEW)
+    cdef Py_ssize_t wstride = na * ((g.C + g.K) * nb + 2 * SKEW)
     dU = _scratch(0, nt * ustride, x.dtype).reshape(nt, ustride)
     dU.fill(0)
     work = _scratch(1, nt * wstride, x.dtype)
@@ -284,16 +276,16 @@ def backward_weight(dy, x, padding, dw, int nt):
     cdef bint is32 = x.dtype == np.float32
     with nogil:
         if is32:
-            _run_bw(<float*>px, <float*>pdy, <float*>pu, ustride, <float*>pk, wstride, &g, nt)
+            _run_bw(<float*>px, <float*>pdy, <float*>pu, ustride, <float*>pk, wstride, &g, nt, tile)
         else:
-            _run_bw(<double*>px, <double*>pdy, <double*>pu, ustride, <double*>pk, wstride, &g, nt)
+            _run_bw(<double*>px, <double*>pdy, <double*>pu, ustride, <double*>pk, wstride, &g, nt, tile)
     dUs = dU.sum(axis=0) if nt > 1 else dU[0]
     cdef void* pus = cnp.PyArray_DATA(dUs)
     cdef void* pdw = cnp.PyArray_DATA(dw)
     cdef Py_ssize_t KC = <Py_ssize_t>g.K * g.C
     with nogil:
         if is32:
-            _filter_grads(<float*>pus, <float*>pdw, KC)
+            fcw_fgrad_f32(<float*>pus, <float*>pdw, KC, KC + SKEW, tile + 2)
         else:
-            _filter_grads(<double*>pus, <double*>pdw, KC)
+            fcw_fgrad_f64(<double*>pus, <double*>pdw, KC, KC + SKEW, tile + 2)
     return dw

@@ -22,6 +22,10 @@ cdef extern from "_wino_impl.h" nogil:
                        double* M, Py_ssize_t ms)
     void fcw_dy2_f32(const float* y0, Py_ssize_t Q, float* d, Py_ssize_t ks, int nj)
     void fcw_dy2_f64(const double* y0, Py_ssize_t Q, double* d, Py_ssize_t ks, int nj)
+    void fcw_dy4_f32(const float* y0, Py_ssize_t Q, float* d, Py_ssize_t ks, int nj)
+    void fcw_dy4_f64(const double* y0, Py_ssize_t Q, double* d, Py_ssize_t ks, int nj)
+    void fcw_fgrad_f32(const float* dU, float* dw, Py_ssize_t n, Py_ssize_t KC, int na)
+    void fcw_fgrad_f64(const double* dU, double* dw, Py_ssize_t n, Py_ssize_t KC, int na)
 
 
 DEF NJ = 16  # tiles per vectorised run (FCW_NJ in _wino_impl.h)
@@ -153,12 +157,12 @@ cdef void _outputs(const real* M, const real* bias, real* y, const WG* g, Py_ssi
             _next(g, run, &n, &ti, &tj)
 
 
-cdef void _dy_tiles(const real* dy, real* D, const WG* g, Py_ssize_t t0, int nb) noexcept nogil:
-    """D[xi][k][i] = (A dY A^T)[xi] for the 2x2 dy tile of tile t0 + i (zero past the output edge)."""
+cdef void _dy_tiles(const real* dy, real* D, const WG* g, Py_ssize_t t0, int nb, int tile) noexcept nogil:
+    """D[xi][k][i] = (A dY A^T)[xi] for the tile x tile dy tile of tile t0 + i (zero past the edge)."""
     cdef int i, k, n, ti, tj, p0, q0, a, q, run, ra, rq
     cdef Py_ssize_t ks = <Py_ssize_t>g.K * nb + SKEW, pq = <Py_ssize_t>g.P * g.Q
     cdef const real* yp
-    cdef real buf[2 * SS]
+    cdef real buf[4 * SS]
     for k in range(g.K):
         n = t0 // (g.th * g.tw)
         ti = (t0 % (g.th * g.tw)) // g.tw
@@ -166,24 +170,30 @@ cdef void _dy_tiles(const real* dy, real* D, const WG* g, Py_ssize_t t0, int nb)
         i = 0
         while i < nb:
             run = min(NJ, min(g.tw - tj, nb - i))
-            p0 = 2 * ti
-            q0 = 2 * tj
+            p0 = tile * ti
+            q0 = tile * tj
             yp = dy + (<Py_ssize_t>n * g.K + k) * pq + p0 * g.Q + q0
-            if p0 + 2 <= g.P and q0 + 2 * run <= g.Q:
-                _dy_run(yp, g.Q, D + k * nb + i, ks, run)
+            if p0 + tile <= g.P and q0 + tile * run <= g.Q:
+                _dy_run(yp, g.Q, D + k * nb + i, ks, run, tile)
             else:
-                ra = min(2, g.P - p0)
-                rq = min(2 * run, g.Q - q0)
-                for a in range(2):
-                    for q in range(2 * run):
+                ra = min(tile, g.P - p0)
+                rq = min(tile * run, g.Q - q0)
+                for a in range(tile):
+                    for q in range(tile * run):
                         buf[a * SS + q] = yp[a * g.Q + q] if a < ra and q < rq else 0
-                _dy_run(buf, SS, D + k * nb + i, ks, run)
+                _dy_run(buf, SS, D + k * nb + i, ks, run, tile)
             i = i + run
             _next(g, run, &n, &ti, &tj)
 
 
-cdef inline void _dy_run(const real* y0, Py_ssize_t Q, real* d, Py_ssize_t ks, int nj) noexcept nogil:
+cdef inline void _dy_run(const real* y0, Py_ssize_t Q, real* d, Py_ssize_t ks, int nj, int tile) noexcept nogil:
     if real is float:
-        fcw_dy2_f32(y0, Q, d, ks, nj)
+        if tile == 2:
+            fcw_dy2_f32(y0, Q, d, ks, nj)
+        else:
+            fcw_dy4_f32(y0, Q, d, ks, nj)
     else:
-        fcw_dy2_f64(y0, Q, d, ks, nj)
+        if tile == 2:
+            fcw_dy2_f64(y0, Q, d, ks, nj)
+        else:
+            fcw_dy4_f64(y0, Q, d, ks, nj)

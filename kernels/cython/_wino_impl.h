@@ -190,6 +190,82 @@ FCW_CLONES static void fcw_out2_##SFX(const T *restrict mp, ptrdiff_t ks, T *res
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
+/* F(4x4) backward-weight: d[xi * ks + j] = (A dY A^T)[xi] for nj whole 4x4 dy tiles at y0 + 4j;     \
+   A rows (1,0,0,0) (1,1,1,1) (1,-1,1,-1) (1,2,4,8) (1,-2,4,-8) (0,0,0,1). */                     \
+FCW_CLONES static void fcw_dy4_##SFX(const T *restrict y0, ptrdiff_t Q, T *restrict d,          \
+                                     ptrdiff_t ks, int nj) {                                     \
+    T S[6][4][FCW_NJ];                                                                           \
+    for (int c = 0; c < 4; c++)                                                                  \
+        for (int j = 0; j < nj; j++) {  /* S = A dY (6 x 4), column c */                         \
+            T a = y0[4 * j + c], b = y0[Q + 4 * j + c], e = y0[2 * Q + 4 * j + c];               \
+            T f = y0[3 * Q + 4 * j + c];                                                         \
+            S[0][c][j] = a;                                                                      \
+            S[1][c][j] = a + b + e + f;                                                          \
+            S[2][c][j] = a - b + e - f;                                                          \
+            S[3][c][j] = a + 2 * b + 4 * e + 8 * f;                                              \
+            S[4][c][j] = a - 2 * b + 4 * e - 8 * f;                                              \
+            S[5][c][j] = f;                                                                      \
+        }                                                                                        \
+    for (int r = 0; r < 6; r++) {  /* dM = S A^T (6 x 6), row r */                               \
+        T *restrict dr = d + (ptrdiff_t)(6 * r) * ks;                                            \
+        for (int j = 0; j < nj; j++) {                                                           \
+            T a = S[r][0][j], b = S[r][1][j], e = S[r][2][j], f = S[r][3][j];                    \
+            dr[j] = a;                                                                           \
+            dr[ks + j] = a + b + e + f;                                                          \
+            dr[2 * ks + j] = a - b + e - f;                                                      \
+            dr[3 * ks + j] = a + 2 * b + 4 * e + 8 * f;                                          \
+            dr[4 * ks + j] = a - 2 * b + 4 * e - 8 * f;                                          \
+            dr[5 * ks + j] = f;                                                                  \
+        }                                                                                        \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* Filter gradients dw[kc] = G^T dU[:, kc] G (n x n components KC apart -> 3x3), n = 4 or 6. */  \
+FCW_CLONES static void fcw_fgrad_##SFX(const T *restrict dU, T *restrict dw, ptrdiff_t n_all,   \
+                                       ptrdiff_t KC, int n) {                                   \
+    T r[18][FCW_CH], o[9][FCW_CH];                                                              \
+    const T h = (T)0.5, c4 = (T)0.25, c6 = (T)1 / 6, c12 = (T)1 / 12, c24 = (T)1 / 24;          \
+    for (ptrdiff_t k0 = 0; k0 < n_all; k0 += FCW_CH) {                                           \
+        int m = n_all - k0 < FCW_CH ? (int)(n_all - k0) : FCW_CH;                                \
+        const T *u = dU + k0;                                                                    \
+        for (int b = 0; b < n; b++)  /* R = G^T dU (3 x n), column b */                          \
+            for (int i = 0; i < m; i++) {                                                        \
+                if (n == 4) {                                                                    \
+                    T u0 = u[b * KC + i], u1 = u[(4 + b) * KC + i], u2 = u[(8 + b) * KC + i];    \
+                    T u3 = u[(12 + b) * KC + i];                                                 \
+                    r[b][i] = u0 + h * (u1 + u2);                                                \
+                    r[n + b][i] = h * (u1 - u2);                                                 \
+                    r[2 * n + b][i] = h * (u1 + u2) + u3;                                        \
+                } else {                                                                         \
+                    T u0 = u[b * KC + i], u1 = u[(6 + b) * KC + i], u2 = u[(12 + b) * KC + i];   \
+                    T u3 = u[(18 + b) * KC + i], u4 = u[(24 + b) * KC + i];                      \
+                    T u5 = u[(30 + b) * KC + i];                                                 \
+                    r[b][i] = u0 * c4 - (u1 + u2) * c6 + (u3 + u4) * c24;                        \
+                    r[n + b][i] = (u2 - u1) * c6 + (u3 - u4) * c12;                              \
+                    r[2 * n + b][i] = (u3 + u4 - u1 - u2) * c6 + u5;                             \
+                }                                                                                \
+            }                                                                                    \
+        for (int a = 0; a < 3; a++)  /* dw = R G (3 x 3), row a */                               \
+            for (int i = 0; i < m; i++) {                                                        \
+                const int o0 = a * n;                                                            \
+                if (n == 4) {                                                                    \
+                    T u0 = r[o0][i], u1 = r[o0 + 1][i], u2 = r[o0 + 2][i], u3 = r[o0 + 3][i];    \
+                    o[3 * a][i] = u0 + h * (u1 + u2);                                            \
+                    o[3 * a + 1][i] = h * (u1 - u2);                                             \
+                    o[3 * a + 2][i] = h * (u1 + u2) + u3;                                        \
+                } else {                                                                         \
+                    T u0 = r[o0][i], u1 = r[o0 + 1][i], u2 = r[o0 + 2][i], u3 = r[o0 + 3][i];    \
+                    T u4 = r[o0 + 4][i], u5 = r[o0 + 5][i];                                      \
+                    o[3 * a][i] = u0 * c4 - (u1 + u2) * c6 + (u3 + u4) * c24;                    \
+                    o[3 * a + 1][i] = (u2 - u1) * c6 + (u3 - u4) * c12;                          \
+                    o[3 * a + 2][i] = (u3 + u4 - u1 - u2) * c6 + u5;                             \
+                }                                                                                \
+            }                                                                                    \
+        for (int i = 0; i < m; i++)                                                              \
+            for (int j = 0; j < 9; j++) dw[(k0 + i) * 9 + j] = o[j][i];                          \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
 /* F(2x2) backward-weight: d[xi * ks + j] = (A dY A^T)[xi] for nj whole 2x2 dy tiles at y0 + 2j. */ \
 FCW_CLONES static void fcw_dy2_##SFX(const T *restrict y0, ptrdiff_t Q, T *restrict d,          \
                                      ptrdiff_t ks, int nj) {                                     \
