@@ -230,9 +230,11 @@ cdef void _run_bw(const real* x, const real* dy, real* dU, Py_ssize_t ustride, r
             nb = <int>min(<Py_ssize_t>g.nb, g.T - t0)
             V = work + tid * wstride
             D = V + <Py_ssize_t>na * (g.C * g.nb + SKEW)
-            _inputs(x, V, g, t0, nb, tile)
-            _dy_tiles(dy, D, g, t0, nb, tile)
-            for xi in range(na):
+            if not (_SKIP & 1):
+                _inputs(x, V, g, t0, nb, tile)
+            if not (_SKIP & 4):
+                _dy_tiles(dy, D, g, t0, nb, tile)
+            for xi in range(na if not (_SKIP & 2) else 0):
                 _gemm_tn(g.C, g.K, nb, V + xi * (<Py_ssize_t>g.C * nb + SKEW), nb,
                          D + xi * (<Py_ssize_t>g.K * nb + SKEW), nb,
                          dU + tid * ustride + xi * (<Py_ssize_t>g.K * g.C + SKEW), g.C)

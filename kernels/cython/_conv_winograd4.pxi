@@ -28,6 +28,8 @@ cdef extern from "_wino_impl.h" nogil:
     void fcw_fgrad_f64(const double* dU, double* dw, Py_ssize_t n, Py_ssize_t KC, int na)
 
 
+from libc.string cimport memcpy, memset
+
 DEF NJ = 16  # tiles per vectorised run (FCW_NJ in _wino_impl.h)
 DEF SS = 4 * NJ + 4  # row stride of the strip buffers
 
@@ -92,7 +94,7 @@ cdef inline void _next(const WG* g, int run, int* n, int* ti, int* tj) noexcept 
 
 cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb, int tile) noexcept nogil:
     """V[xi][c][i] = (B^T d B)[xi] for the (tile+2)^2 input tile d of tile t0 + i, channel c."""
-    cdef int i, c, n, ti, tj, h0, w0, a, q, ih, iw, run, ncol, e = tile + 2
+    cdef int i, c, n, ti, tj, h0, w0, a, ih, run, ncol, qa, qb, e = tile + 2
     cdef Py_ssize_t hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nb + SKEW
     cdef const real* xp
     cdef real* row
@@ -110,17 +112,18 @@ cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb, in
             ncol = tile * run + 2
             if h0 >= 0 and h0 + e <= g.H and w0 >= 0 and w0 + ncol <= g.W:
                 _in_run(xp + h0 * g.W + w0, g.W, V + c * nb + i, cs, run, tile)
-            else:
+            else:  # zero-padded copy of the rows: zeros left of qa and from qb on
+                qa = min(ncol, max(0, -w0))
+                qb = max(qa, min(ncol, g.W - w0))
                 for a in range(e):
                     ih = h0 + a
                     row = strip + a * SS
                     if ih < 0 or ih >= g.H:
-                        for q in range(ncol):
-                            row[q] = 0
+                        memset(row, 0, ncol * sizeof(real))
                     else:
-                        for q in range(ncol):
-                            iw = w0 + q
-                            row[q] = xp[ih * g.W + iw] if 0 <= iw < g.W else 0
+                        memset(row, 0, qa * sizeof(real))
+                        memcpy(row + qa, xp + ih * g.W + w0 + qa, (qb - qa) * sizeof(real))
+                        memset(row + qb, 0, (ncol - qb) * sizeof(real))
                 _in_run(strip, SS, V + c * nb + i, cs, run, tile)
             i = i + run
             _next(g, run, &n, &ti, &tj)

@@ -352,3 +352,4 @@ FCW_DEFS(float, f32)
 FCW_DEFS(double, f64)
 FCW_GEMM(float, f32, fcw_v16f, 16)
 FCW_GEMM(double, f64, fcw_v8d, 8)
+
