@@ -309,10 +309,12 @@ def test_avg_pool_simd_paths(cfg, dtype, rng, isa):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("xs,out", [((2, 3, 14, 14), (7, 7)), ((1, 2, 12, 18), (4, 3)), ((2, 5, 7, 7), 1),
-                                    ((1, 3, 23, 29), (1, 1)), ((1, 1, 40, 40), 1), ((1, 2, 9, 6), (9, 6))])
+                                    ((1, 3, 23, 29), (1, 1)), ((1, 1, 40, 40), 1), ((1, 2, 9, 6), (9, 6)),
+                                    ((2, 3, 13, 29), (5, 7)), ((1, 2, 5, 40), (3, 17)), ((1, 1, 3, 4), (5, 9))])
 def test_adaptive_avg_pool_fast_paths(xs, out, dtype, rng, isa):
-    """Global pooling (per-plane reduction, > 256-element planes) and bins that tile the input
-    (average-pool kernel) against PyTorch, with NaN propagation."""
+    """Global pooling (per-plane reduction, > 256-element planes), bins that tile the input
+    (average-pool kernel) and general overlapping / upsampling bins (separable passes) against
+    PyTorch, with NaN propagation."""
     x = rng.standard_normal(xs) + 3.0  # an offset makes float32 summation error visible
     x[0, 0, 0, 0] = np.nan
     tx = torch.tensor(x, requires_grad=True)

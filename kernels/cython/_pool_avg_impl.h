@@ -150,3 +150,68 @@ static void fc_gap_##SFX(const T *src, T *dst, ptrdiff_t planes, ptrdiff_t n, in
 }
 FC_GAP(float, f32)
 FC_GAP(double, f64)
+
+/* ------------------------------------------------------------------ general adaptive average pool */
+/* Bins [floor(i*n/o), ceil((i+1)*n/o)) are separable: forward sums each output row's input rows
+ * (float64, vector adds over the whole row) and then each column bin of that row sum; backward
+ * spreads dy / area over the column bins of a row buffer, then adds that buffer into every input
+ * row of the bin. */
+#define FC_BIN0(i, n, o) ((int)(((ptrdiff_t)(i) * (n)) / (o)))
+#define FC_BIN1(i, n, o) ((int)((((ptrdiff_t)(i) + 1) * (n) + (o) - 1) / (o)))
+#define FC_ADAPT(T, SFX)                                                                           \
+FC_INLINE void fc_adapt_rng_##SFX##_impl(const T *restrict src, T *restrict dst, double *restrict rs, \
+                                         const fc_pool_geom *g, int bwd, ptrdiff_t p0, ptrdiff_t p1) { \
+    const int H = g->H, W = g->W, P = g->P, Q = g->Q;                                              \
+    for (ptrdiff_t pl = p0; pl < p1; pl++) {                                                       \
+        const T *restrict s = src + pl * (bwd ? (ptrdiff_t)P * Q : (ptrdiff_t)H * W);              \
+        T *restrict d = dst + pl * (bwd ? (ptrdiff_t)H * W : (ptrdiff_t)P * Q);                    \
+        if (bwd) memset(d, 0, sizeof(T) * (size_t)H * W);                                          \
+        for (int p = 0; p < P; p++) {                                                              \
+            const int h0 = FC_BIN0(p, H, P), h1 = FC_BIN1(p, H, P);                                \
+            if (!bwd) {                                                                            \
+                for (ptrdiff_t w = 0; w < W; w++) rs[w] = 0;                                       \
+                for (int ih = h0; ih < h1; ih++) {                                                 \
+                    const T *restrict xr = s + (ptrdiff_t)ih * W;                                  \
+                    FC_NOJAM();                                                                    \
+                    for (ptrdiff_t w = 0; w < W; w++) rs[w] += (double)xr[w];                      \
+                }                                                                                  \
+                for (int q = 0; q < Q; q++) {                                                      \
+                    const int w0 = FC_BIN0(q, W, Q), w1 = FC_BIN1(q, W, Q);                        \
+                    double a = 0;                                                                  \
+                    for (int w = w0; w < w1; w++) a += rs[w];                                      \
+                    d[p * Q + q] = (T)(a / ((double)(h1 - h0) * (w1 - w0)));                       \
+                }                                                                                  \
+            } else {                                                                               \
+                for (ptrdiff_t w = 0; w < W; w++) rs[w] = 0;                                       \
+                for (int q = 0; q < Q; q++) {                                                      \
+                    const int w0 = FC_BIN0(q, W, Q), w1 = FC_BIN1(q, W, Q);                        \
+                    const double v = (double)s[p * Q + q] / ((double)(h1 - h0) * (w1 - w0));       \
+                    for (int w = w0; w < w1; w++) rs[w] += v;                                      \
+                }                                                                                  \
+                for (int ih = h0; ih < h1; ih++) {                                                 \
+                    T *restrict dr = d + (ptrdiff_t)ih * W;                                        \
+                    FC_NOJAM();                                                                    \
+                    for (ptrdiff_t w = 0; w < W; w++) dr[w] = (T)((double)dr[w] + rs[w]);          \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+FC_ISA_FN(fc_adapt_rng_##SFX, (const T *src, T *dst, double *rs, const fc_pool_geom *g, int bwd,   \
+                               ptrdiff_t p0, ptrdiff_t p1), (src, dst, rs, g, bwd, p0, p1))        \
+/* bwd = 0: dst (planes, P, Q) = adaptive mean of src (planes, H, W); 1: dst = dx for dy = src */  \
+static int fc_adapt_##SFX(const T *src, T *dst, const fc_pool_geom *g, int bwd, int nt) {         \
+    int err = 0;                                                                                   \
+    _Pragma("omp parallel num_threads(nt) reduction(|:err)")                                      \
+    {                                                                                              \
+        ptrdiff_t p0, p1;                                                                          \
+        double *rs = (double *)malloc(sizeof(double) * (size_t)g->W);                              \
+        fc_split(g->planes, omp_get_thread_num(), omp_get_num_threads(), &p0, &p1);                \
+        if (!rs) err = 1;                                                                          \
+        else fc_adapt_rng_##SFX(src, dst, rs, g, bwd, p0, p1);                                     \
+        free(rs);                                                                                  \
+    }                                                                                              \
+    return err ? -1 : 0;                                                                           \
+}
+FC_ADAPT(float, f32)
+FC_ADAPT(double, f64)

@@ -11,12 +11,10 @@ uses the bins [floor(i*H/oh), ceil((i+1)*H/oh)) (bins that tile the input run th
 average-pool kernel; a 1x1 output is one reduction per plane).
 Average-pool sums are accumulated in the input type in window order, like PyTorch's
 CPU kernel; global pooling sums blocks of 256 and adds the blocks in float64; the
-general adaptive path accumulates in float64.
+general adaptive path (separable row / column bin sums) accumulates in float64.
 """
 import numpy as np
 cimport numpy as cnp
-from cython.parallel cimport prange
-from libc.math cimport isnan, INFINITY
 
 from .. import _checks as CK
 from ..reference import pool as RP
@@ -31,10 +29,6 @@ __all__ = [
     "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
 ]
 
-ctypedef fused real:
-    float
-    double
-
 cdef extern from "_pool_impl.h" nogil:
     ctypedef struct Win "fc_pool_geom":
         Py_ssize_t planes
@@ -47,6 +41,8 @@ cdef extern from "_pool_impl.h" nogil:
     int fc_avg_f64(const double*, double*, const Win*, int, int)
     void fc_gap_f32(const float*, float*, Py_ssize_t, Py_ssize_t, int, int)
     void fc_gap_f64(const double*, double*, Py_ssize_t, Py_ssize_t, int, int)
+    int fc_adapt_f32(const float*, float*, const Win*, int, int)
+    int fc_adapt_f64(const double*, double*, const Win*, int, int)
     int fc_pool_set_isa(int)
     int fc_pool_isa()
 
@@ -188,53 +184,6 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode, co
 
 
 # ---------------------------------------------------------------- adaptive average pool
-cdef void _adapt_fwd_plane(const real* x, real* y, const Win* g, Py_ssize_t pl) noexcept nogil:
-    cdef const real* xp = x + pl * g.H * g.W
-    cdef real* yp = y + pl * g.P * g.Q
-    cdef int p, q, ih, iw, h0, h1, w0, w1
-    cdef double s
-    for p in range(g.P):
-        h0 = (p * g.H) // g.P
-        h1 = ((p + 1) * g.H + g.P - 1) // g.P
-        for q in range(g.Q):
-            w0 = (q * g.W) // g.Q
-            w1 = ((q + 1) * g.W + g.Q - 1) // g.Q
-            s = 0
-            for ih in range(h0, h1):
-                for iw in range(w0, w1):
-                    s = s + xp[ih * g.W + iw]
-            yp[p * g.Q + q] = <real>(s / ((h1 - h0) * (w1 - w0)))
-
-
-cdef void _adapt_bwd_plane(const real* dy, real* dx, const Win* g, Py_ssize_t pl) noexcept nogil:
-    cdef real* xp = dx + pl * g.H * g.W
-    cdef const real* yp = dy + pl * g.P * g.Q
-    cdef int p, q, ih, iw, h0, h1, w0, w1
-    cdef real v
-    for p in range(g.P):
-        h0 = (p * g.H) // g.P
-        h1 = ((p + 1) * g.H + g.P - 1) // g.P
-        for q in range(g.Q):
-            w0 = (q * g.W) // g.Q
-            w1 = ((q + 1) * g.W + g.Q - 1) // g.Q
-            v = <real>(yp[p * g.Q + q] / <double>((h1 - h0) * (w1 - w0)))
-            for ih in range(h0, h1):
-                for iw in range(w0, w1):
-                    xp[ih * g.W + iw] += v
-
-
-cdef void _adapt_fwd(const real* x, real* y, const Win* g, int nt) noexcept nogil:
-    cdef Py_ssize_t pl
-    for pl in prange(g.planes, num_threads=nt, schedule="static"):
-        _adapt_fwd_plane(x, y, g, pl)
-
-
-cdef void _adapt_bwd(const real* dy, real* dx, const Win* g, int nt) noexcept nogil:
-    cdef Py_ssize_t pl
-    for pl in prange(g.planes, num_threads=nt, schedule="static"):
-        _adapt_bwd_plane(dy, dx, g, pl)
-
-
 cdef _gap_run(src, dst, Py_ssize_t planes, Py_ssize_t n, bint bwd):
     """Global average pool: one float64-accumulated reduction (or fill) per plane."""
     cdef int nt = num_threads(planes * n, GRAIN)
@@ -246,6 +195,23 @@ cdef _gap_run(src, dst, Py_ssize_t planes, Py_ssize_t n, bint bwd):
             fc_gap_f32(<float*>ps, <float*>pd, planes, n, bwd, nt)
         else:
             fc_gap_f64(<double*>ps, <double*>pd, planes, n, bwd, nt)
+    return dst
+
+
+cdef _adapt_run(op, src, dst, Win g, bint bwd):
+    """General adaptive bins (separable row / column passes in C)."""
+    cdef int nt = num_threads(<Py_ssize_t>g.planes * g.H * g.W, GRAIN)
+    cdef void* ps = _ptr(src)
+    cdef void* pd = _ptr(dst)
+    cdef bint is32 = src.dtype == np.float32
+    cdef int err
+    with nogil:
+        if is32:
+            err = fc_adapt_f32(<float*>ps, <float*>pd, &g, bwd, nt)
+        else:
+            err = fc_adapt_f64(<double*>ps, <double*>pd, &g, bwd, nt)
+    if err:
+        raise MemoryError(f"{op}: out of memory for row buffers")
     return dst
 
 
@@ -270,17 +236,7 @@ def adaptive_avg_pool2d_forward(x, output_size):
     k = _uniform_bins(x.shape, out_hw)
     if k is not None:
         return _avg_run("adaptive_avg_pool2d_forward", x, y, _win(x.shape, out_hw, k, k, (0, 0), (1, 1), 1), False)
-    cdef Win g = _win(x.shape, out_hw, (1, 1), (1, 1), (0, 0), (1, 1), 0)
-    cdef int nt = num_threads(x.size, GRAIN)
-    cdef void* px = _ptr(x)
-    cdef void* py = _ptr(y)
-    cdef bint is32 = x.dtype == np.float32
-    with nogil:
-        if is32:
-            _adapt_fwd(<float*>px, <float*>py, &g, nt)
-        else:
-            _adapt_fwd(<double*>px, <double*>py, &g, nt)
-    return y
+    return _adapt_run("adaptive_avg_pool2d_forward", x, y, _win(x.shape, out_hw, (1, 1), (1, 1), (0, 0), (1, 1), 0), False)
 
 
 def adaptive_avg_pool2d_backward(dy, x_shape):
@@ -295,15 +251,5 @@ def adaptive_avg_pool2d_backward(dy, x_shape):
     if k is not None:
         return _avg_run("adaptive_avg_pool2d_backward", dy, np.empty(x_shape, dtype=dy.dtype),
                         _win(x_shape, out_hw, k, k, (0, 0), (1, 1), 1), True)
-    dx = np.zeros(x_shape, dtype=dy.dtype)
-    cdef Win g = _win(x_shape, out_hw, (1, 1), (1, 1), (0, 0), (1, 1), 0)
-    cdef int nt = num_threads(dx.size, GRAIN)
-    cdef void* pdy = _ptr(dy)
-    cdef void* pdx = _ptr(dx)
-    cdef bint is32 = dy.dtype == np.float32
-    with nogil:
-        if is32:
-            _adapt_bwd(<float*>pdy, <float*>pdx, &g, nt)
-        else:
-            _adapt_bwd(<double*>pdy, <double*>pdx, &g, nt)
-    return dx
+    return _adapt_run("adaptive_avg_pool2d_backward", dy, np.empty(x_shape, dtype=dy.dtype),
+                      _win(x_shape, out_hw, (1, 1), (1, 1), (0, 0), (1, 1), 0), True)
