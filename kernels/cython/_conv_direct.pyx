@@ -19,6 +19,9 @@ from cython.parallel cimport prange, parallel, threadid
 
 include "_conv_common.pxi"
 
+cdef extern from "_conv_direct_simd.h":  # empty here; named so that edits to it trigger a rebuild
+    pass
+
 cdef extern from "_conv_direct_impl.h" nogil:
     ctypedef struct fc_dwg:
         Py_ssize_t nbuf, ndyb

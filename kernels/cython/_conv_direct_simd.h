@@ -6,7 +6,11 @@
  * copied into a zero-padded, column-phase-split buffer (see fc_dwg), so that each filter
  * tap of each output row is one contiguous unaligned load and the whole filter of an
  * output vector is accumulated in a register before one store.
+ *
+ * Without FC_T defined it is empty: _conv_direct.pyx names it (cdef extern) only so that
+ * the build tracks it as a dependency.
  */
+#ifdef FC_T
 #define FN(name) FC_CAT3(fc_dw_, name, FC_SFX)
 typedef FC_T FN(v) __attribute__((vector_size(FC_VB)));
 /* the same vector at element alignment: unaligned loads/stores that alias only FC_T
@@ -52,11 +56,32 @@ FC_ATTR static void FN(pad)(const T *restrict x, T *restrict buf, const fc_dwg *
         if (sw == 1) {
             if (c0 < e1) FN(copy)(row + c0, src + (c0 - e0), e1 - c0);
         } else {
-            for (int f = 0; f < sw; f++)
-                for (int m = 0; m < Lb; m++) {
-                    int iw = m * sw + f - pw;
-                    if (iw >= 0 && iw < W) row[f * Lb + m] = src[iw];
+            int m = 0;
+            if (sw == 2) {  /* both phases of pairs (2m - pw, 2m + 1 - pw) inside the row */
+                FC_IT ev, od;
+                for (int l = 0; l < VW; l++) {
+                    ev[l] = 2 * l;
+                    od[l] = 2 * l + 1;
                 }
+                m = (pw + 1) / 2;
+                for (; m < Lb - VW && 2 * (m + VW) - pw <= W; m += VW) {
+                    const V a = FN(ld)(src + 2 * m - pw), b = FN(ld)(src + 2 * m - pw + VW);
+                    FN(st)(row + m, __builtin_shuffle(a, b, ev));
+                    FN(st)(row + Lb + m, __builtin_shuffle(a, b, od));
+                }
+                for (int k = 0; k < (pw + 1) / 2; k++)  /* the pairs before */
+                    for (int f = 0; f < 2; f++) {
+                        int iw = 2 * k + f - pw;
+                        if (iw >= 0 && iw < W) row[f * Lb + k] = src[iw];
+                    }
+            }
+            for (int f = 0; f < sw; f++) {  /* the rest: k up to the last inside the row */
+                int kend = (W - 1 + pw - f) / sw + 1;
+                for (int k = m; k < (kend < Lb ? kend : Lb); k++) {
+                    int iw = k * sw + f - pw;
+                    if (iw >= 0 && iw < W) row[f * Lb + k] = src[iw];
+                }
+            }
         }
     }
 }
@@ -598,3 +623,4 @@ FC_ATTR static void FN(bwd_w_task)(const T *x, const T *dy, double *out, int Kg,
 #undef T
 #undef VW
 #undef FC_AI
+#endif /* FC_T */
