@@ -96,6 +96,7 @@ FC_INLINE int fc_avg_extent(int o, int s, int pad, int k, int n, int inc, int *a
 }
 
 /* ------------------------------------------------------------------ forward: phase planes */
+/* fc_max_fwd / fc_avg (forward) return 0, -1 (out of memory) or -2 (window span * W >= 2^31). */
 /* The forward kernels first copy a block of R output rows' worth of one input plane into
  * "phase planes": Z_ab[u][v] = x[u*sh + a, v*sw + b] (a < sh, b < sw), each row L = Q + halo long,
  * with the padding (and the halo) stored as a neutral value (-inf for max, 0 for sums).  Output
@@ -274,6 +275,9 @@ static int fc_zfwd_##SFX(const T *x, T *y, int64_t *idx, const T *cdiv, const fc
                          int mode, int nt) {                                                       \
     fc_zgeom z;                                                                                    \
     int err = 0;                                                                                   \
+    /* tap offsets oi * W + oj are int32 */                                                        \
+    if (((ptrdiff_t)(g->kh - 1) * g->dh + g->ph + 1) * g->W + (ptrdiff_t)(g->kw - 1) * g->dw       \
+        >= ((ptrdiff_t)1 << 31)) return -2;                                                        \
     if (fc_zgeom_make(&z, g)) { fc_zgeom_free(&z); return -1; }                                    \
     const size_t nz = (size_t)g->sh * g->sw * z.zplane, nm = (size_t)z.R * z.L;                   \
     _Pragma("omp parallel num_threads(nt) reduction(|:err)")                                      \

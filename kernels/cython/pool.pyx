@@ -57,6 +57,13 @@ def _simd_level(level=None):
     return fc_pool_set_isa(int(level))
 
 
+cdef _raise(op, int err):
+    if err == -2:
+        raise ValueError(f"{op}: window span times input width is too large (2^31 or more elements)")
+    if err:
+        raise MemoryError(f"{op}: out of memory for the row buffers")
+
+
 cdef inline void* _ptr(a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
@@ -98,8 +105,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
             err = fc_max_fwd_f32(<float*>px, <float*>py, pi, &g, nt)
         else:
             err = fc_max_fwd_f64(<double*>px, <double*>py, pi, &g, nt)
-    if err:
-        raise MemoryError(f"{op}: out of memory for row buffers")
+    _raise(op, err)
     return y, idx
 
 
@@ -147,8 +153,7 @@ cdef _avg_run(op, src, dst, Win g, bint bwd):
             err = fc_avg_f32(<float*>ps, <float*>pd, &g, bwd, nt)
         else:
             err = fc_avg_f64(<double*>ps, <double*>pd, &g, bwd, nt)
-    if err:
-        raise MemoryError(f"{op}: out of memory for row buffers")
+    _raise(op, err)
     return dst
 
 
@@ -210,8 +215,7 @@ cdef _adapt_run(op, src, dst, Win g, bint bwd):
             err = fc_adapt_f32(<float*>ps, <float*>pd, &g, bwd, nt)
         else:
             err = fc_adapt_f64(<double*>ps, <double*>pd, &g, bwd, nt)
-    if err:
-        raise MemoryError(f"{op}: out of memory for row buffers")
+    _raise(op, err)
     return dst
 
 
