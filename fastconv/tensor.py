@@ -44,6 +44,8 @@ def enable_grad():
 
 
 def _as_array(data, dtype=None, device=None):
+    if type(data) is np.ndarray and dtype is None and device is None:  # the common case, nothing to convert
+        return data
     if isinstance(data, Tensor):
         data = data.data
     if is_cupy_array(data):

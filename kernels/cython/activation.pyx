@@ -60,8 +60,17 @@ cdef Py_ssize_t GRAIN = 32768  # elements per thread below which threading costs
 
 # ---- shared drivers --------------------------------------------------------------------------
 
+cdef inline bint _plain(a):
+    """A C-contiguous float32/float64 NumPy array: every check below would pass as is."""
+    return type(a) is np.ndarray and (a.dtype is _F32 or a.dtype is _F64) and a.flags.c_contiguous
+
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 cdef object _unary(str op, x, un_f f32, un_d f64, double a):
-    x = C.array(op, "x", x, device="cpu")
+    if not _plain(x):  # the full checks (and contiguous copy) only off the common path
+        x = C.array(op, "x", x, device="cpu")
     cdef cnp.ndarray y = np.empty_like(x)
     cdef cnp.ndarray xx = x
     cdef Py_ssize_t n = x.size
@@ -76,9 +85,10 @@ cdef object _unary(str op, x, un_f f32, un_d f64, double a):
 
 
 cdef object _binary(str op, dy, u, str u_name, bin_f f32, bin_d f64, double a):
-    C.array(op, "dy", dy, device="cpu")
-    C.array(op, u_name, u, device="cpu")
-    dy, u = _grad_pair(op, dy, u, u_name)
+    if not (_plain(dy) and _plain(u) and dy.dtype is u.dtype and dy.shape == u.shape):
+        C.array(op, "dy", dy, device="cpu")
+        C.array(op, u_name, u, device="cpu")
+        dy, u = _grad_pair(op, dy, u, u_name)
     cdef cnp.ndarray g = dy
     cdef cnp.ndarray v = u
     cdef cnp.ndarray dx = np.empty_like(g)
