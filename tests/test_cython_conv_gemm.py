@@ -64,7 +64,8 @@ def knobs(monkeypatch):
 
 @needs_packed
 @pytest.mark.parametrize("case", CASES, ids=[f"c{i}" for i in range(len(CASES))])
-@pytest.mark.parametrize("mode", ["default", "tiny_chunks_3threads", "kc_blocks_2threads"])
+@pytest.mark.parametrize("mode", ["default", "tiny_chunks_3threads", "kc_blocks_2threads", "shift_always_2threads",
+                                  "shift_never"])
 def test_packed_matches_torch(case, mode, knobs):
     if mode == "tiny_chunks_3threads":   # 48-column chunks: chunks start mid-row and mid-image
         knobs.setattr(CV, "PK_BYTES", 1)
@@ -72,6 +73,12 @@ def test_packed_matches_torch(case, mode, knobs):
     elif mode == "kc_blocks_2threads":   # depth passes of 16 (C accumulates across passes)
         knobs.setattr(CV, "PK_KC", 16)
         fastconv.set_num_threads(2)
+    elif mode == "shift_always_2threads":  # stride-1 forward over the padded width (no im2col)
+        knobs.setattr(CV, "PK_SHIFT", "always")
+        knobs.setattr(CV, "PK_BYTES", 30000)
+        fastconv.set_num_threads(2)
+    else:
+        knobs.setattr(CV, "PK_SHIFT", "never")
     (x, w, b, dy), truth = _data(case, zlib.crc32(repr(case).encode()))
     assert CV._pk_eligible(x.dtype, 1)
     for got, ref, name in zip(_run(case, x, w, b, dy, knobs), truth, ("forward", "backward_input", "backward_weight")):

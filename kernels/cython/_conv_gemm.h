@@ -237,3 +237,45 @@ static void fc_cg_pack_bt_panel(const float *src, ptrdiff_t lds, int ncols, floa
     (void)src; (void)lds; (void)ncols; (void)bp;
 }
 #endif
+
+/* ---- stride-1 forward over the padded width (no im2col) ---- */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FC_CG_NOMEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define FC_CG_NOMEMCPY
+#endif
+
+/* One packed B panel (depth crs = C*R*S) from one image: row (c, r, s) is the 48 floats at
+ * xn + c*plane + r*dh*Wp + s*dw + j0 (padded planes of width Wp; reads may run up to
+ * 47 + (S-1)*dw floats past the image's last valid column: the caller pads the buffer). */
+FC_CG_CLONES FC_CG_NOMEMCPY static void fc_cg_pack_shift(const float *xn, ptrdiff_t plane, int Wp, int C, int R,
+                                                         int S, int dh, int dw, ptrdiff_t j0, float *bp) {
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) {
+            const float *src = xn + c * plane + (ptrdiff_t)r * dh * Wp + j0;
+            for (int s = 0; s < S; s++, bp += FC_NR) {
+                const float *sp = src + (ptrdiff_t)s * dw;
+                for (int i = 0; i < FC_NR; i++) bp[i] = sp[i];
+            }
+        }
+}
+
+/* y rows of one image from GEMM columns over the padded width: cs[k][j - a] for j in [a, b),
+ * keeping q = j % Wp < Q, to y[k][p*Q + q] (+ bias[k]); y: K planes pq floats apart. */
+FC_CG_CLONES FC_CG_NOMEMCPY static void fc_cg_unshift(const float *cs, ptrdiff_t ldc, int K, const float *bias,
+                                                      ptrdiff_t a, ptrdiff_t b, int Wp, int Q, float *y, ptrdiff_t pq) {
+    for (int k = 0; k < K; k++) {
+        const float *cr = cs + k * ldc;
+        float *yr = y + k * pq;
+        float bv = bias ? bias[k] : 0.0f;
+        ptrdiff_t j = a;
+        while (j < b) {
+            ptrdiff_t p = j / Wp, q = j - p * Wp, je = p * Wp + Wp < b ? p * Wp + Wp : b;
+            ptrdiff_t n = (Q - q < je - j ? Q - q : je - j);
+            const float *sp = cr + (j - a);
+            float *d = yr + p * Q + q;
+            for (ptrdiff_t i = 0; i < n; i++) d[i] = sp[i] + bv;
+            j = je;
+        }
+    }
+}

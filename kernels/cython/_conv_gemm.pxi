@@ -19,6 +19,10 @@ cdef extern from "_conv_gemm.h" nogil:
     void fc_cg_pack_a_cols(const float* src, Py_ssize_t ld, int m, int kd, float* ap)
     void fc_cg_pack_b_seg(const float* src, int col0, int length, int k, int kd, float* bp)
     void fc_cg_zero_b_pad(int ncols, int kd, float* bp)
+    void fc_cg_pack_shift(const float* xn, Py_ssize_t plane, int Wp, int C, int R, int S, int dh, int dw,
+                          Py_ssize_t j0, float* bp)
+    void fc_cg_unshift(const float* cs, Py_ssize_t ldc, int K, const float* bias, Py_ssize_t a, Py_ssize_t b,
+                       int Wp, int Q, float* y, Py_ssize_t pq)
     void fc_cg_pack_bt_panel(const float* src, Py_ssize_t lds, int ncols, float* bp)
     void fc_cg_im2col(const float* xc, int H, int W, int Q, int sh, int sw, int ih0, int iw0,
                       int a, int b, float* dst, int col0, Py_ssize_t pstride)
@@ -99,6 +103,36 @@ cdef void _pk_fwd_chunk(const float* x, const float* ap, const float* bias, floa
         c0 += b - a
 
 
+cdef void _pk_fwd_shift_chunk(const float* xp, const float* ap, const float* bias, float* y, float* ws,
+                              const Geo* g, int Hp, int Wp, Py_ssize_t c0, Py_ssize_t c1, int kc) noexcept nogil:
+    """Stride-1 forward without im2col.  Columns run over the padded input's width (j = p*Wp
+    + q, q < Wp; the Wp - Q extra ones are computed and dropped), each image's P*Wp of them
+    rounded up to whole 48-column panels (``ipan`` = that count * 48), so B row (c, r, s) of
+    a panel is 48 consecutive floats of the padded plane c shifted by r*dh*Wp + s*dw."""
+    cdef int crs = g.Cg * g.R * g.S, ncols = <int>(c1 - c0), i
+    cdef int npan = (ncols + FC_NR - 1) // FC_NR, mpan = (g.K + FC_MR - 1) // FC_MR
+    cdef Py_ssize_t ldc = <Py_ssize_t>npan * FC_NR, pw = <Py_ssize_t>g.P * Wp, pq = <Py_ssize_t>g.P * g.Q
+    cdef Py_ssize_t ipan = (pw + FC_NR - 1) // FC_NR * FC_NR
+    cdef Py_ssize_t plane = <Py_ssize_t>Hp * Wp, n, a, b, off, col
+    cdef float* bp = ws
+    cdef float* cs = bp + ldc * crs
+    for i in range(npan):
+        col = c0 + <Py_ssize_t>i * FC_NR
+        n = col // ipan
+        fc_cg_pack_shift(xp + n * g.C * plane, plane, Wp, g.C, g.R, g.S, g.dh, g.dw, col - n * ipan,
+                         bp + <Py_ssize_t>i * crs * FC_NR)
+    fc_cg_gemm(mpan, npan, crs, kc, ap, bp, cs, ldc, 0)
+    off = 0
+    while c0 < c1:  # keep columns j < P*Wp with q < Q, image by image (+ bias)
+        n = c0 // ipan
+        a = c0 - n * ipan
+        b = min(ipan, a + c1 - c0)
+        if a < pw:
+            fc_cg_unshift(cs + off, ldc, g.K, bias, a, min(b, pw), Wp, g.Q, y + n * g.K * pq, pq)
+        off += b - a
+        c0 += b - a
+
+
 cdef void _pk_bwi_chunk(const float* dy, const float* ap, float* dx, float* ws,
                         const Geo* g, Py_ssize_t c0, Py_ssize_t c1, int kc) noexcept nogil:
     cdef int crs = g.Cg * g.R * g.S, rs = g.R * g.S, ncols = <int>(c1 - c0), t, k
@@ -162,13 +196,15 @@ cdef void _pk_bww_chunk(const float* dy, const float* x, float* dws, float* ws,
 
 cdef void _pk_run(int which, const float* a, const float* b, const float* bias, float* out,
                   float* work, Py_ssize_t wstride, const Geo* g, Py_ssize_t chunk, int imgs,
-                  int kc, int nt) noexcept nogil:
+                  int kc, int nt, int Hp, int Wp) noexcept nogil:
     """Forward / backward-weight: items are chunks of the column space; backward-input:
     items are groups of ``imgs`` images (col2im of different items never overlap),
     cut into chunks inside.  which 2: ``out`` holds nt private padded dW copies."""
     cdef Py_ssize_t total = <Py_ssize_t>g.N * g.P * g.Q, pq = <Py_ssize_t>g.P * g.Q, c0, c1, e
     cdef Py_ssize_t dwsize = <Py_ssize_t>((g.K + FC_MR - 1) // FC_MR * FC_MR) * ((g.Cg * g.R * g.S + FC_NR - 1) // FC_NR * FC_NR)
     cdef int it, tid = 0, nitems
+    if which == 3:  # columns over the padded width, whole panels per image
+        total = <Py_ssize_t>g.N * ((<Py_ssize_t>g.P * Wp + FC_NR - 1) // FC_NR * FC_NR)
     if which == 1:
         nitems = (g.N + imgs - 1) // imgs
     else:
@@ -178,6 +214,8 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
         for it in prange(nitems, schedule="dynamic"):
             if which == 0:
                 _pk_fwd_chunk(a, b, bias, out, work + tid * wstride, g, it * chunk, min(total, (it + 1) * chunk), kc)
+            elif which == 3:
+                _pk_fwd_shift_chunk(a, b, bias, out, work + tid * wstride, g, Hp, Wp, it * chunk, min(total, (it + 1) * chunk), kc)
             elif which == 2:
                 _pk_bww_chunk(a, b, out + tid * dwsize, work + tid * wstride, g, it * chunk, min(total, (it + 1) * chunk), kc)
             else:
@@ -192,6 +230,7 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
 PK_BYTES = 1 << 20  # packed B block per thread (with kc blocking the hot part stays in L2)
 PK_KC = 384         # depth of one GEMM pass (A panel slice 8 x kc, B slice kc x 48 stay in L1/L2)
 _PK_OK = bool(fc_cg_available())
+PK_SHIFT = "auto"    # stride-1 forward without im2col: "auto" (rows shorter than 16), "always", "never"
 use_packed = True   # tests flip this to exercise the OpenBLAS path on AVX-512 machines
 
 
@@ -214,12 +253,20 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     crsp = (crs + NR - 1) // NR * NR
     Kp = (g.K + MR - 1) // MR * MR
     total = int(g.N) * g.P * g.Q
-    rowf = crs if which == 0 else (g.K + crsp if which == 1 else crsp + Kp)
+    cdef int Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw
+    if which == 0 and g.sh == 1 and g.sw == 1 and (
+            PK_SHIFT == "always" or (PK_SHIFT == "auto" and (g.Q < 16 or Wp <= 1.07 * g.Q))):
+        which = 3  # short rows: im2col's per-row cost beats the (Wp - Q) / Q extra columns
+        total = int(g.N) * ((g.P * Wp + NR - 1) // NR * NR)
+        xp = np.zeros(g.N * g.C * Hp * Wp + (g.S - 1) * g.dw + 2 * NR, np.float32)  # tail: last panel's reads
+        xp[:g.N * g.C * Hp * Wp].reshape(g.N, g.C, Hp, Wp)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = a
+        a = xp
+    rowf = crs if which in (0, 3) else (g.K + crsp if which == 1 else crsp + Kp)
     chunk = max(NR, (PK_BYTES // (4 * rowf)) // NR * NR)
     if which != 1:  # at least ~3 chunks per thread (load balance)
         chunk = max(NR, min(chunk, (total + 3 * nt * NR - 1) // (3 * nt * NR) * NR))
     imgs = max(1, g.N // (3 * nt)) if which == 1 else 1
-    if which == 0:
+    if which in (0, 3):
         ap = np.empty(Kp * crs, np.float32)
         stride = chunk * crs + Kp * chunk
     elif which == 1:
@@ -237,7 +284,7 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     cdef float* po
     cdef int K = g.K, kc = PK_KC, nt_ = nt, im = imgs
     cdef Py_ssize_t ch = chunk, ws = stride
-    if which == 0:
+    if which in (0, 3):
         fc_cg_pack_a_rows(pb, crs, K, 0, crs, crs, pap)
         pb = pap
     elif which == 1:
@@ -246,7 +293,7 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     target = np.zeros((nt, Kp, crsp), np.float32) if which == 2 else out
     po = <float*>_ptr(target)
     with nogil:
-        _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_)
+        _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hp, Wp)
     if which == 2:
         out[...] = target.sum(axis=0)[:g.K, :crs].reshape(out.shape)
     return out
