@@ -98,6 +98,7 @@ BW_BLOCK_BYTES = 1 << 20  # the same, backward-weight (512 KiB-1 MiB best on CIF
 MIN_TILES = 16
 OWN_GEMM_MAX_KC = 1 << 30  # K * C up to this: component products by fcw_bgemm, not OpenBLAS
 BW_F4_MIN_KC = 64 * 64  # backward-weight through F(4x4) from this K * C on
+BW_F4_MIN_PIXELS = 2048  # ... and this many output pixels N * P * Q
 OWN_TILES = (32, 64)  # fcw_bgemm blocks: 32 to 64 tiles (a multiple of its vectors)
 CK_PER_TILE = 512
 
@@ -181,6 +182,7 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     g.own = g.K * g.C <= OWN_GEMM_MAX_KC
     nb = _block_tiles(g.T, per_tile, g.K * g.C, nt, BLOCK_BYTES, (64 // x.itemsize) if g.own else 0)
     g.nb = nb
+    cdef int nt_all = nt  # the filter transform splits over filters, not tile blocks
     nt = max(1, min(nt, -(-g.T // nb)))
     U = _scratch(0, na * (g.K * g.C + SKEW), x.dtype)
     cdef Py_ssize_t wstride = na * ((g.C + g.K) * nb + 2 * SKEW)
@@ -195,10 +197,10 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     cdef bint is32 = x.dtype == np.float32
     with nogil:
         if is32:
-            _filters(<float*>pw, <float*>pu, KC, tile)
+            _filters(<float*>pw, <float*>pu, KC, tile, nt_all)
             _run(<float*>px, <float*>pu, <float*>pb, <float*>py, <float*>pk, wstride, &g, tile, nt)
         else:
-            _filters(<double*>pw, <double*>pu, KC, tile)
+            _filters(<double*>pw, <double*>pu, KC, tile, nt_all)
             _run(<double*>px, <double*>pu, <double*>pb, <double*>py, <double*>pk, wstride, &g, tile, nt)
     return y
 
@@ -242,13 +244,16 @@ cdef void _run_bw(const real* x, const real* dy, real* dU, Py_ssize_t ustride, r
 
 def backward_weight(dy, x, padding, dw, int nt, int tile=0):
     """dw[:] = the weight gradient of a 3x3 / stride 1 / dilation 1 / groups 1 conv through
-    F(tile x tile, 3x3), tile 2 or 4, or 0: F(4x4) where K * C >= BW_F4_MIN_KC and ``pick``
-    takes F(4x4) for the forward conv of this shape, else F(2x2) (arguments validated by the
-    caller).  1-thread ratios against PyTorch, F(2x2) / F(4x4): res2 1.50 / 2.15, res3 1.31 /
-    1.70, res4 1.58 / 1.58, res5 1.69 / 1.63, ResNet-20 64-channel 1.08 / 1.17, but 32 channels
-    0.90 / 0.82 and 16 channels 0.72 / 0.68 (there the transforms dominate)."""
+    F(tile x tile, 3x3), tile 2 or 4, or 0: F(4x4) where K * C >= BW_F4_MIN_KC, the conv has
+    at least BW_F4_MIN_PIXELS output pixels and ``pick`` takes F(4x4) for its forward, else
+    F(2x2) (arguments validated by the caller).  1-thread ratios against PyTorch, F(2x2) /
+    F(4x4): res2 1.50 / 2.15, res3 1.31 / 1.70, ResNet-20 64-channel 1.08 / 1.17; ties on res4
+    (1.58 / 1.58) and res5 (1.69 / 1.63), where F(4x4)'s per-thread dU copies (36 K C each) cost
+    more on two threads; 32 channels 0.90 / 0.82 and 16 channels 0.72 / 0.68 (the transforms
+    dominate there)."""
     if tile == 0:
         tile = 4 if (dw.shape[0] * dw.shape[1] >= BW_F4_MIN_KC
+                     and dy.shape[0] * dy.shape[2] * dy.shape[3] >= BW_F4_MIN_PIXELS
                      and pick("conv2d_forward", x.shape, dw.shape, padding) == "winograd4") else 2
     if tile not in (2, 4):
         raise ValueError(f"winograd: tile must be 2 or 4, got {tile}")
@@ -265,6 +270,7 @@ def backward_weight(dy, x, padding, dw, int nt, int tile=0):
     per_tile = na * (g.C + g.K) * x.itemsize
     nb = _block_tiles(g.T, per_tile, g.K * g.C, nt, BW_BLOCK_BYTES)
     g.nb = nb
+    cdef int nt_all = nt  # the filter-gradient transform splits over filters, not tile blocks
     nt = max(1, min(nt, -(-g.T // nb)))
     cdef Py_ssize_t ustride = na * (g.K * g.C + SKEW)
     cdef Py_ssize_t wstride = na * ((g.C + g.K) * nb + 2 * SKEW)
@@ -281,13 +287,12 @@ def backward_weight(dy, x, padding, dw, int nt, int tile=0):
             _run_bw(<float*>px, <float*>pdy, <float*>pu, ustride, <float*>pk, wstride, &g, nt, tile)
         else:
             _run_bw(<double*>px, <double*>pdy, <double*>pu, ustride, <double*>pk, wstride, &g, nt, tile)
-    dUs = dU.sum(axis=0) if nt > 1 else dU[0]
-    cdef void* pus = cnp.PyArray_DATA(dUs)
     cdef void* pdw = cnp.PyArray_DATA(dw)
     cdef Py_ssize_t KC = <Py_ssize_t>g.K * g.C
+    cdef int ncopy = nt
     with nogil:
         if is32:
-            fcw_fgrad_f32(<float*>pus, <float*>pdw, KC, KC + SKEW, tile + 2)
+            _filter_grads(<float*>pu, ustride, ncopy, <float*>pdw, KC, tile, nt_all)
         else:
-            fcw_fgrad_f64(<double*>pus, <double*>pdw, KC, KC + SKEW, tile + 2)
+            _filter_grads(<double*>pu, ustride, ncopy, <double*>pdw, KC, tile, nt_all)
     return dw

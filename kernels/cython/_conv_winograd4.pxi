@@ -34,18 +34,46 @@ DEF NJ = 16  # tiles per vectorised run (FCW_NJ in _wino_impl.h)
 DEF SS = 4 * NJ + 4  # row stride of the strip buffers
 
 
-cdef inline void _filters(const real* w, real* U, Py_ssize_t kc_total, int tile) noexcept nogil:
-    """U[xi][k][c] = (G g G^T)[xi] for every filter g = w[k, c] (components kc_total + SKEW apart)."""
-    if real is float:
-        if tile == 2:
-            fcw_filters2_f32(w, U, kc_total, kc_total + SKEW)
+DEF FCH = 2048  # filters per parallel chunk of the filter transforms
+
+
+cdef void _filters(const real* w, real* U, Py_ssize_t kc_total, int tile, int nt) noexcept nogil:
+    """U[xi][k][c] = (G g G^T)[xi] for every filter g = w[k, c] (components kc_total + SKEW apart),
+    chunks of filters over nt threads (serial, this was 5 ms of res5's forward on two threads)."""
+    cdef Py_ssize_t ch, k0, n, KC = kc_total + SKEW
+    for ch in prange((kc_total + FCH - 1) // FCH, num_threads=nt, schedule="static"):
+        k0 = ch * FCH
+        n = min(<Py_ssize_t>FCH, kc_total - k0)
+        if real is float:
+            if tile == 2:
+                fcw_filters2_f32(w + k0 * 9, U + k0, n, KC)
+            else:
+                fcw_filters4_f32(w + k0 * 9, U + k0, n, KC)
         else:
-            fcw_filters4_f32(w, U, kc_total, kc_total + SKEW)
-    else:
-        if tile == 2:
-            fcw_filters2_f64(w, U, kc_total, kc_total + SKEW)
+            if tile == 2:
+                fcw_filters2_f64(w + k0 * 9, U + k0, n, KC)
+            else:
+                fcw_filters4_f64(w + k0 * 9, U + k0, n, KC)
+
+
+cdef void _filter_grads(real* dU, Py_ssize_t ustride, int ncopy, real* dw, Py_ssize_t kc_total, int tile,
+                        int nt) noexcept nogil:
+    """dw[k, c] = G^T dU[:, k, c] G after summing the ncopy per-thread copies of dU (ustride
+    apart) into the first, chunks of filters over nt threads."""
+    cdef Py_ssize_t ch, k0, n, i, off, KC = kc_total + SKEW
+    cdef int t, xi, na = (tile + 2) * (tile + 2)
+    for ch in prange((kc_total + FCH - 1) // FCH, num_threads=nt, schedule="static"):
+        k0 = ch * FCH
+        n = min(<Py_ssize_t>FCH, kc_total - k0)
+        for t in range(1, ncopy):
+            for xi in range(na):
+                off = xi * KC + k0
+                for i in range(n):
+                    dU[off + i] += dU[t * ustride + off + i]
+        if real is float:
+            fcw_fgrad_f32(dU + k0, dw + k0 * 9, n, KC, tile + 2)
         else:
-            fcw_filters4_f64(w, U, kc_total, kc_total + SKEW)
+            fcw_fgrad_f64(dU + k0, dw + k0 * 9, n, KC, tile + 2)
 
 
 cdef inline void _bgemm(int na, int K, int C, int nb, const real* U, Py_ssize_t us, const real* V, Py_ssize_t vs,
