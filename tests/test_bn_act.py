@@ -220,3 +220,30 @@ def test_module_forward_act_matches_torch():
     fm.eval()
     ty = torch.relu(tm(torch.tensor(x))).detach().numpy()
     np.testing.assert_allclose(fm.forward_act(fc.Tensor(x)).numpy(), ty, rtol=1e-5, atol=1e-5)
+
+
+def test_sequential_fuses_plain_bn_relu_pairs_only(monkeypatch):
+    calls = []
+    real = F.batch_norm_act
+    monkeypatch.setattr(F, "batch_norm_act", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)
+
+    class MyReLU(nn.ReLU):  # a subclass may change forward: never fused
+        pass
+
+    tm = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                             torch.nn.Conv2d(4, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU())
+    fm = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 3, 3), nn.BatchNorm2d(3),
+                       MyReLU())
+    fm.load_state_dict({k: v.detach().numpy().copy() for k, v in tm.state_dict().items()})
+    fx, tx = fc.Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    fy, ty = fm(fx), tm(tx)
+    assert len(calls) == 1
+    dy = rng.standard_normal(fy.shape).astype(np.float32)
+    fy.backward(dy)
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(fy.numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fx.grad, tx.grad.numpy(), rtol=1e-4, atol=1e-5)
+    for (k, v), (tk, tv) in zip(fm.state_dict().items(), tm.state_dict().items()):
+        np.testing.assert_allclose(np.asarray(v), tv.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)

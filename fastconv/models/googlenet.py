@@ -6,6 +6,7 @@ from .. import functional as F
 from .. import nn
 from ..nn import init
 from ..ops import cat
+from .resnet import bn_act
 from .weights import register
 
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
@@ -20,7 +21,7 @@ class BasicConv2d(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
 
     def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
+        return bn_act(self.bn, self.conv(x))  # relu(bn(.)) as one fused kernel pair
 
 
 class Inception(nn.Module):

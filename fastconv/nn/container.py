@@ -1,7 +1,9 @@
 """Containers: Sequential, ModuleList, ModuleDict (children named like torch's)."""
 import collections
 
+from .activation import ReLU
 from .module import Module
+from .norm import _BatchNorm
 
 
 class Sequential(Module):
@@ -33,9 +35,22 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        for m in self._modules.values():
+        mods = list(self._modules.values())
+        i, n = 0, len(mods)
+        while i < n:
+            m = mods[i]
+            if i + 1 < n and _bn_then_relu(m, mods[i + 1]):  # one fused kernel pair, same result
+                x = m.forward_act(x)
+                i += 2
+                continue
             x = m(x)
+            i += 1
         return x
+
+
+def _bn_then_relu(a, b):
+    """True for a plain batch-norm layer followed by a plain ReLU (no subclass overriding forward)."""
+    return type(b) is ReLU and isinstance(a, _BatchNorm) and type(a).forward is _BatchNorm.forward
 
 
 class ModuleList(Module):
