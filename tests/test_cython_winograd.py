@@ -134,6 +134,26 @@ def test_block_sweep(algo, dtype, gemm, monkeypatch):
             assert rel_error(y2, ref) <= tol, (mt, nt)
 
 
+@pytest.mark.parametrize("gemm", ["own", "blas"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algo", ALGOS)
+def test_wide_mode(algo, dtype, gemm, monkeypatch):
+    """Few tiles on several threads: one block, phases split over channels / components /
+    output channels (forced here on small shapes; odd C, K and planes, bias)."""
+    monkeypatch.setattr(WG, "WIDE_MIN_KC", 0)
+    monkeypatch.setattr(WG, "WIDE_TILES", 1 << 20)
+    if gemm == "blas":
+        monkeypatch.setattr(WG, "OWN_GEMM_MAX_KC", 0)
+    for shape in ((2, 5, 9, 7, 6, 1), (1, 3, 5, 5, 2, 0), (3, 17, 8, 11, 9, 2)):
+        x, w, b, dy = _data(*shape, seed=sum(shape))
+        pad = shape[-1]
+        ref = F.conv2d(*(torch.tensor(v) for v in (x, w, b)), 1, pad).numpy()
+        x, w, b = x.astype(dtype), w.astype(dtype), b.astype(dtype)
+        for nt in (2, 3):
+            y = WG.forward(x, w, b, (pad, pad), np.empty(ref.shape, dtype), nt, 4 if algo == "winograd4" else 2)
+            assert rel_error(y, ref) <= TOL[(algo, dtype)], (shape, nt)
+
+
 def test_empty_batch_and_nan():
     w = np.ones((4, 3, 3, 3), np.float32)
     for algo in ALGOS:

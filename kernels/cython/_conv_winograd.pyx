@@ -74,22 +74,35 @@ cdef void _run(const real* x, const real* U, const real* bias, real* y, real* wo
             nb = <int>min(<Py_ssize_t>g.nb, g.T - t0)
             V = work + tid * wstride
             M = V + <Py_ssize_t>na * (g.C * g.nb + SKEW)
-            if not (_SKIP & 1):
-                _inputs(x, V, g, t0, nb, tile)
-            if g.own and not (_SKIP & 2):
-                _bgemm(na, g.K, g.C, nb, U, <Py_ssize_t>g.K * g.C + SKEW, V, <Py_ssize_t>g.C * nb + SKEW,
-                       M, <Py_ssize_t>g.K * nb + SKEW)
-            for xi in range(na if not (_SKIP & 2) and not g.own else 0):
-                _gemm(nb, g.K, g.C, V + xi * (<Py_ssize_t>g.C * nb + SKEW), nb,
-                      <real*>U + xi * (<Py_ssize_t>g.K * g.C + SKEW), g.C, M + xi * (<Py_ssize_t>g.K * nb + SKEW), nb)
-            if not (_SKIP & 4):
-                _outputs(M, bias, y, g, t0, nb, tile)
+            _inputs(x, V, g, t0, nb, tile, 0, g.C)
+            for xi in range(na):
+                _products(g, U, V, M, nb, xi)
+            _outputs(M, bias, y, g, t0, nb, tile, 0, g.K)
 
 
-cdef int _SKIP = 0
-def _set_skip(int v):
-    global _SKIP
-    _SKIP = v
+cdef inline void _products(const WG* g, const real* U, const real* V, real* M, int nb, int xi) noexcept nogil:
+    """M_xi (K x nb) = U_xi (K x C) V_xi (C x nb) through fcw_bgemm or OpenBLAS."""
+    cdef const real* u = U + xi * (<Py_ssize_t>g.K * g.C + SKEW)
+    cdef const real* v = V + xi * (<Py_ssize_t>g.C * nb + SKEW)
+    cdef real* m = M + xi * (<Py_ssize_t>g.K * nb + SKEW)
+    if g.own:
+        _bgemm(1, g.K, g.C, nb, u, 0, v, 0, m, 0)
+    else:
+        _gemm(nb, g.K, g.C, <real*>v, nb, <real*>u, g.C, m, nb)
+
+
+cdef void _run_wide(const real* x, const real* U, const real* bias, real* y, real* V, real* M,
+                    const WG* g, int tile, int nt) noexcept nogil:
+    """All T tiles as one block, each phase split over the threads: input transform by channel,
+    products by component, output transform by output channel (few tiles, big filter matrices:
+    blocks per thread made every thread stream all of U, 38 MB for res5's F(4x4))."""
+    cdef int c, k, xi, nb = <int>g.T, na = (tile + 2) * (tile + 2)
+    for c in prange(g.C, num_threads=nt, schedule="static"):
+        _inputs(x, V, g, 0, nb, tile, c, c + 1)
+    for xi in prange(na, num_threads=nt, schedule="dynamic"):
+        _products(g, U, V, M, nb, xi)
+    for k in prange(g.K, num_threads=nt, schedule="static"):
+        _outputs(M, bias, y, g, 0, nb, tile, k, k + 1)
 # Block sizes, from 1-thread sweeps of 16..256 tiles per block (F(4x4) forward): res2 best at 32,
 # res3 16-32, res4 128-256, CIFAR shapes 16-128; big blocks (the old 4 MiB) spilled L2 and cost
 # res2/res3 25-40 %.
@@ -99,6 +112,8 @@ MIN_TILES = 16
 OWN_GEMM_MAX_KC = 1 << 30  # K * C up to this: component products by fcw_bgemm, not OpenBLAS
 BW_F4_MIN_KC = 64 * 64  # backward-weight through F(4x4) from this K * C on
 BW_F4_MIN_PIXELS = 2048  # ... and this many output pixels N * P * Q
+WIDE_TILES = 64  # with several threads and at most this many tiles per thread ...
+WIDE_MIN_KC = 128 * 128  # ... and K * C at least this: one block, phases split over the threads
 OWN_TILES = (32, 64)  # fcw_bgemm blocks: 32 to 64 tiles (a multiple of its vectors)
 CK_PER_TILE = 512
 
@@ -181,12 +196,18 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     # blocks: within BLOCK_BYTES, and about 4 per thread (balance on a busy machine) unless tiny
     g.own = g.K * g.C <= OWN_GEMM_MAX_KC
     nb = _block_tiles(g.T, per_tile, g.K * g.C, nt, BLOCK_BYTES, (64 // x.itemsize) if g.own else 0)
-    g.nb = nb
     cdef int nt_all = nt  # the filter transform splits over filters, not tile blocks
-    nt = max(1, min(nt, -(-g.T // nb)))
+    cdef bint wide = nt > 1 and g.T <= nt * WIDE_TILES and g.K * g.C >= WIDE_MIN_KC
+    if wide:
+        nb = g.T
+        nt_run = 1
+    else:
+        nt_run = nt = max(1, min(nt, -(-g.T // nb)))
+    g.nb = nb
     U = _scratch(0, na * (g.K * g.C + SKEW), x.dtype)
     cdef Py_ssize_t wstride = na * ((g.C + g.K) * nb + 2 * SKEW)
-    work = _scratch(1, nt * wstride, x.dtype)
+    work = _scratch(1, nt_run * wstride, x.dtype)
+    cdef Py_ssize_t mofs = <Py_ssize_t>na * (g.C * nb + SKEW)  # M after V in a block's workspace
     cdef void* px = cnp.PyArray_DATA(x)
     cdef void* pw = cnp.PyArray_DATA(w)
     cdef void* pu = cnp.PyArray_DATA(U)
@@ -198,10 +219,16 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     with nogil:
         if is32:
             _filters(<float*>pw, <float*>pu, KC, tile, nt_all)
-            _run(<float*>px, <float*>pu, <float*>pb, <float*>py, <float*>pk, wstride, &g, tile, nt)
+            if wide:
+                _run_wide(<float*>px, <float*>pu, <float*>pb, <float*>py, <float*>pk, <float*>pk + mofs, &g, tile, nt)
+            else:
+                _run(<float*>px, <float*>pu, <float*>pb, <float*>py, <float*>pk, wstride, &g, tile, nt)
         else:
             _filters(<double*>pw, <double*>pu, KC, tile, nt_all)
-            _run(<double*>px, <double*>pu, <double*>pb, <double*>py, <double*>pk, wstride, &g, tile, nt)
+            if wide:
+                _run_wide(<double*>px, <double*>pu, <double*>pb, <double*>py, <double*>pk, <double*>pk + mofs, &g, tile, nt)
+            else:
+                _run(<double*>px, <double*>pu, <double*>pb, <double*>py, <double*>pk, wstride, &g, tile, nt)
     return y
 
 
@@ -232,11 +259,9 @@ cdef void _run_bw(const real* x, const real* dy, real* dU, Py_ssize_t ustride, r
             nb = <int>min(<Py_ssize_t>g.nb, g.T - t0)
             V = work + tid * wstride
             D = V + <Py_ssize_t>na * (g.C * g.nb + SKEW)
-            if not (_SKIP & 1):
-                _inputs(x, V, g, t0, nb, tile)
-            if not (_SKIP & 4):
-                _dy_tiles(dy, D, g, t0, nb, tile)
-            for xi in range(na if not (_SKIP & 2) else 0):
+            _inputs(x, V, g, t0, nb, tile, 0, g.C)
+            _dy_tiles(dy, D, g, t0, nb, tile)
+            for xi in range(na):
                 _gemm_tn(g.C, g.K, nb, V + xi * (<Py_ssize_t>g.C * nb + SKEW), nb,
                          D + xi * (<Py_ssize_t>g.K * nb + SKEW), nb,
                          dU + tid * ustride + xi * (<Py_ssize_t>g.K * g.C + SKEW), g.C)

@@ -120,14 +120,14 @@ cdef inline void _next(const WG* g, int run, int* n, int* ti, int* tj) noexcept 
             n[0] += 1
 
 
-cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb, int tile) noexcept nogil:
-    """V[xi][c][i] = (B^T d B)[xi] for the (tile+2)^2 input tile d of tile t0 + i, channel c."""
+cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb, int tile, int c0, int c1) noexcept nogil:
+    """V[xi][c][i] = (B^T d B)[xi] for the (tile+2)^2 input tile d of tile t0 + i, channel c0 <= c < c1."""
     cdef int i, c, n, ti, tj, h0, w0, a, ih, run, ncol, qa, qb, e = tile + 2
     cdef Py_ssize_t hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nb + SKEW
     cdef const real* xp
     cdef real* row
     cdef real strip[6 * SS]
-    for c in range(g.C):
+    for c in range(c0, c1):
         n = t0 // (g.th * g.tw)
         ti = (t0 % (g.th * g.tw)) // g.tw
         tj = t0 % g.tw
@@ -157,14 +157,15 @@ cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb, in
             _next(g, run, &n, &ti, &tj)
 
 
-cdef void _outputs(const real* M, const real* bias, real* y, const WG* g, Py_ssize_t t0, int nb, int tile) noexcept nogil:
-    """y tile = A^T M A (+ bias), clipped at the bottom/right edges."""
+cdef void _outputs(const real* M, const real* bias, real* y, const WG* g, Py_ssize_t t0, int nb, int tile,
+                   int k0, int k1) noexcept nogil:
+    """y tile = A^T M A (+ bias) for output channels k0 <= k < k1, clipped at the bottom/right edges."""
     cdef int i, k, n, ti, tj, p0, q0, a, q, run, ra, rq
     cdef Py_ssize_t ks = <Py_ssize_t>g.K * nb + SKEW, pq = <Py_ssize_t>g.P * g.Q
     cdef real bv
     cdef real* yp
     cdef real buf[4 * SS]
-    for k in range(g.K):
+    for k in range(k0, k1):
         bv = bias[k] if bias != NULL else 0
         n = t0 // (g.th * g.tw)
         ti = (t0 % (g.th * g.tw)) // g.tw
