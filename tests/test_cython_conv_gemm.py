@@ -28,6 +28,7 @@ CASES = [
     ((1, 1, 5, 5), 1, (5, 5), 1, 0, 1),          # one output pixel, K = 1, C = 1
     ((4, 2, 6, 7), 3, (1, 1), 2, 1, 1),          # 1x1 with stride and padding (not the '1x1' algo)
     ((2, 3, 4, 4), 6, (3, 3), 1, 4, 1),          # padding larger than the image
+    ((2, 3, 9, 10), 4, (3, 2), 1, (1, 2), (2, 3)),  # stride 1 + dilation (shifted-input paths)
 ]
 
 

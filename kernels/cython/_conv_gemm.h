@@ -279,3 +279,25 @@ FC_CG_CLONES FC_CG_NOMEMCPY static void fc_cg_unshift(const float *cs, ptrdiff_t
         }
     }
 }
+
+/* backward-input over the padded width: B panel rows k = 48 floats of dY row k (ld apart) */
+FC_CG_CLONES FC_CG_NOMEMCPY static void fc_cg_pack_rows48(const float *src, ptrdiff_t ld, int K, float *bp) {
+    for (int k = 0; k < K; k++, bp += FC_NR) {
+        const float *s = src + k * ld;
+        for (int i = 0; i < FC_NR; i++) bp[i] = s[i];
+    }
+}
+
+/* col2im over the padded width: dx plane c (cstride floats apart) at r*dh*Wp + s*dw + j0
+ * += 48 columns of dcol row (c, r, s) (cs rows ldc apart). */
+FC_CG_CLONES static void fc_cg_col2im_shift(const float *cs, ptrdiff_t ldc, int C, int R, int S, int dh, int dw,
+                                            int Wp, ptrdiff_t cstride, ptrdiff_t j0, float *dxn) {
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) {
+            float *dst = dxn + c * cstride + (ptrdiff_t)r * dh * Wp + j0;
+            for (int s = 0; s < S; s++, cs += ldc) {
+                float *d = dst + (ptrdiff_t)s * dw;
+                for (int i = 0; i < FC_NR; i++) d[i] += cs[i];
+            }
+        }
+}

@@ -23,6 +23,9 @@ cdef extern from "_conv_gemm.h" nogil:
                           Py_ssize_t j0, float* bp)
     void fc_cg_unshift(const float* cs, Py_ssize_t ldc, int K, const float* bias, Py_ssize_t a, Py_ssize_t b,
                        int Wp, int Q, float* y, Py_ssize_t pq)
+    void fc_cg_pack_rows48(const float* src, Py_ssize_t ld, int K, float* bp)
+    void fc_cg_col2im_shift(const float* cs, Py_ssize_t ldc, int C, int R, int S, int dh, int dw, int Wp,
+                            Py_ssize_t cstride, Py_ssize_t j0, float* dxn)
     void fc_cg_pack_bt_panel(const float* src, Py_ssize_t lds, int ncols, float* bp)
     void fc_cg_im2col(const float* xc, int H, int W, int Q, int sh, int sw, int ih0, int iw0,
                       int a, int b, float* dst, int col0, Py_ssize_t pstride)
@@ -165,6 +168,29 @@ cdef void _pk_bwi_chunk(const float* dy, const float* ap, float* dx, float* ws,
         c0 += b - a
 
 
+cdef void _pk_bwi_shift_chunk(const float* dyp, const float* ap, float* dxp, float* ws, const Geo* g,
+                              int Wp, Py_ssize_t ipan, Py_ssize_t cstride, Py_ssize_t c0, Py_ssize_t c1,
+                              int kc) noexcept nogil:
+    """Stride-1 backward-input over the padded width (the forward shift path in reverse): dY
+    laid out (N, K, ipan) with zeros past each row's Q columns, dcol = W^T dY, and col2im adds
+    48-float runs into padded dx planes (``cstride`` apart, margins take the overshoot)."""
+    cdef int crs = g.Cg * g.R * g.S, ncols = <int>(c1 - c0), i
+    cdef int npan = (ncols + FC_NR - 1) // FC_NR, mpan = (crs + FC_MR - 1) // FC_MR
+    cdef Py_ssize_t ldc = <Py_ssize_t>npan * FC_NR, n, col
+    cdef float* bp = ws
+    cdef float* cs = bp + ldc * g.K
+    for i in range(npan):
+        col = c0 + <Py_ssize_t>i * FC_NR
+        n = col // ipan
+        fc_cg_pack_rows48(dyp + n * g.K * ipan + (col - n * ipan), ipan, g.K, bp + <Py_ssize_t>i * g.K * FC_NR)
+    fc_cg_gemm(mpan, npan, g.K, kc, ap, bp, cs, ldc, 0)
+    for i in range(npan):
+        col = c0 + <Py_ssize_t>i * FC_NR
+        n = col // ipan
+        fc_cg_col2im_shift(cs + <Py_ssize_t>i * FC_NR, ldc, g.C, g.R, g.S, g.dh, g.dw, Wp, cstride,
+                           col - n * ipan, dxp + n * g.C * cstride)
+
+
 cdef void _pk_bww_chunk(const float* dy, const float* x, float* dws, float* ws,
                         const Geo* g, Py_ssize_t c0, Py_ssize_t c1, int kc) noexcept nogil:
     cdef int crs = g.Cg * g.R * g.S, ncols = <int>(c1 - c0), t, nr, k
@@ -203,9 +229,12 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
     cdef Py_ssize_t total = <Py_ssize_t>g.N * g.P * g.Q, pq = <Py_ssize_t>g.P * g.Q, c0, c1, e
     cdef Py_ssize_t dwsize = <Py_ssize_t>((g.K + FC_MR - 1) // FC_MR * FC_MR) * ((g.Cg * g.R * g.S + FC_NR - 1) // FC_NR * FC_NR)
     cdef int it, tid = 0, nitems
-    if which == 3:  # columns over the padded width, whole panels per image
-        total = <Py_ssize_t>g.N * ((<Py_ssize_t>g.P * Wp + FC_NR - 1) // FC_NR * FC_NR)
-    if which == 1:
+    cdef Py_ssize_t ipan = (<Py_ssize_t>g.P * Wp + FC_NR - 1) // FC_NR * FC_NR
+    cdef Py_ssize_t cstride = <Py_ssize_t>(g.H + 2 * g.ph) * Wp + FC_NR + (g.S - 1) * g.dw
+    if which == 3 or which == 4:  # columns over the padded width, whole panels per image
+        total = <Py_ssize_t>g.N * ipan
+        pq = ipan
+    if which == 1 or which == 4:
         nitems = (g.N + imgs - 1) // imgs
     else:
         nitems = <int>((total + chunk - 1) // chunk)
@@ -223,7 +252,10 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
                 e = min(total, c0 + <Py_ssize_t>imgs * pq)
                 while c0 < e:
                     c1 = min(e, c0 + chunk)
-                    _pk_bwi_chunk(a, b, out, work + tid * wstride, g, c0, c1, kc)
+                    if which == 4:
+                        _pk_bwi_shift_chunk(a, b, out, work + tid * wstride, g, Wp, ipan, cstride, c0, c1, kc)
+                    else:
+                        _pk_bwi_chunk(a, b, out, work + tid * wstride, g, c0, c1, kc)
                     c0 = c1
 
 
@@ -261,15 +293,25 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
         xp = np.zeros(g.N * g.C * Hp * Wp + (g.S - 1) * g.dw + 2 * NR, np.float32)  # tail: last panel's reads
         xp[:g.N * g.C * Hp * Wp].reshape(g.N, g.C, Hp, Wp)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = a
         a = xp
-    rowf = crs if which in (0, 3) else (g.K + crsp if which == 1 else crsp + Kp)
+    dxp = None
+    ipan = (g.P * Wp + NR - 1) // NR * NR
+    if which == 1 and g.sh == 1 and g.sw == 1 and (
+            PK_SHIFT == "always" or (PK_SHIFT == "auto" and (g.Q < 16 or Wp <= 1.07 * g.Q))):
+        which = 4  # the same for backward-input: col2im becomes 48-float adds
+        dyp = np.zeros((g.N, g.K, ipan), np.float32)
+        dyp[:, :, :g.P * Wp].reshape(g.N, g.K, g.P, Wp)[..., :g.Q] = a
+        a = dyp
+        cst = Hp * Wp + NR + (g.S - 1) * g.dw
+        dxp = np.zeros(g.N * g.C * cst, np.float32)
+    rowf = crs if which in (0, 3) else (g.K + crsp if which in (1, 4) else crsp + Kp)
     chunk = max(NR, (PK_BYTES // (4 * rowf)) // NR * NR)
-    if which != 1:  # at least ~3 chunks per thread (load balance)
+    if which not in (1, 4):  # at least ~3 chunks per thread (load balance)
         chunk = max(NR, min(chunk, (total + 3 * nt * NR - 1) // (3 * nt * NR) * NR))
-    imgs = max(1, g.N // (3 * nt)) if which == 1 else 1
+    imgs = max(1, g.N // (3 * nt)) if which in (1, 4) else 1
     if which in (0, 3):
         ap = np.empty(Kp * crs, np.float32)
         stride = chunk * crs + Kp * chunk
-    elif which == 1:
+    elif which in (1, 4):
         ap = np.empty((crs + MR - 1) // MR * MR * g.K, np.float32)
         stride = chunk * g.K + crsp * chunk
     else:
@@ -287,13 +329,16 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     if which in (0, 3):
         fc_cg_pack_a_rows(pb, crs, K, 0, crs, crs, pap)
         pb = pap
-    elif which == 1:
+    elif which in (1, 4):
         fc_cg_pack_a_cols(pb, crs, crs, K, pap)
         pb = pap
-    target = np.zeros((nt, Kp, crsp), np.float32) if which == 2 else out
+    target = np.zeros((nt, Kp, crsp), np.float32) if which == 2 else (dxp if which == 4 else out)
     po = <float*>_ptr(target)
     with nogil:
         _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hp, Wp)
     if which == 2:
         out[...] = target.sum(axis=0)[:g.K, :crs].reshape(out.shape)
+    elif which == 4:
+        out[...] = dxp.reshape(g.N, g.C, -1)[:, :, :Hp * Wp].reshape(g.N, g.C, Hp, Wp)[
+            :, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]
     return out
