@@ -1,30 +1,38 @@
 # cython: language_level=3
 """Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution (3x3, stride 1, dilation 1, groups 1).
 
-Called by the ``conv`` module's entry points (``algo='winograd'`` or
-``'winograd4'``, or ``'auto'``) after they validated the arguments; not public
-entry points.  Backward-input runs ``forward`` on dy with the flipped,
-transposed filters; ``backward_weight`` (F(2x2, 3x3) only) transforms dy tiles
-(A dY A^T) and input tiles, does 16 GEMMs reducing over tiles, then G^T dU G.
+Called by the ``conv`` module's entry points (``algo='winograd'`` / ``'winograd4'``, or 'auto'
+through ``pick``) after they validated the arguments; not public entry points.  Backward-input
+runs ``forward`` on dy with the flipped, transposed filters; ``backward_weight`` transforms dy
+tiles (A dY A^T) and input tiles, does one GEMM per component reducing over tiles, then G^T dU G.
 
-Each 4x4 input tile d (stride 2) becomes V = B^T d B, each filter g becomes
-U = G g G^T, and for each of the 16 Winograd components xi a GEMM
-M_xi (K x tiles) = U_xi (K x C) V_xi (C x tiles) replaces the 3x3 products;
-the 2x2 output tile is A^T M A.  That is 16 multiplications per 4 outputs
-instead of 36 (2.25x fewer).  Tiles are processed in blocks (OpenMP over
-blocks, one single-threaded GEMM per component and block).
+Each (m+2)x(m+2) input tile d (stride m, m = 2 or 4) becomes V = B^T d B, each filter g becomes
+U = G g G^T, and for each of the (m+2)^2 components xi M_xi (K x tiles) = U_xi (K x C) V_xi
+(C x tiles) replaces the 3x3 products; the m x m output tile is A^T M A.  F(2x2): 16 products
+per 4 outputs (2.25x fewer than direct); F(4x4): 36 per 16 (4x fewer).
 
-F(4x4, 3x3) (``tile=4``, conv algo ``'winograd4'``) uses 6x6 tiles: 36
-multiplications per 16 outputs (4x fewer than direct); its transforms cost
-more, it only ties F(2x2, 3x3) on 56x56 planes and loses on small ones (mostly
-edge tiles), so ``'auto'`` picks F(2x2, 3x3).  Runs of interior tiles are
-transformed through local buffers so those loops vectorise.
+Structure (forward): the filter transform runs once per call, split over the threads; tiles are
+processed in cache-sized blocks (OpenMP over blocks): input transform of a block, the component
+products, output transform, so V and M stay near L2.  Few tiles on several threads with big
+filter matrices (res4/res5) use one block with each phase split over channels / components /
+output channels instead, so U is streamed once.  The transforms are C (_wino_impl.h), vectorised
+over runs of up to 16 side-by-side tiles and compiled for AVX-512, AVX2 and baseline x86-64
+(picked at load time); tiles crossing the padding or the edge go through a zero-padded copy of
+their rows, so every tile takes the vectorised path.  The component products go through
+fcw_bgemm (register-blocked, 4 rows x 2 vectors; U rows broadcast, V rows streamed), 1.0-1.6x
+faster than 36 OpenBLAS calls per block, which pack U anew on every call (OpenBLAS stays for
+backward-weight, where a dot-product kernel lost).  Why F(4x4) used to lose to F(2x2): its
+scalar SSE2 transforms (two passes through local buffers), slow scalar edge tiles on small
+planes, a serial, non-vectorised filter transform (20 ms for res5's 512x512 filters, 5 ms of
+that page faults on a fresh 38 MB U; workspaces are now reused per Python thread), 4 MiB blocks
+that spilled L2, and OpenBLAS's per-call packing on its 36 small GEMMs per block.
 
-Measured error (float32, ||y - ref|| / ||ref|| against float64 PyTorch, random
-normal data, forward, backward-input and backward-weight): F(2x2, 3x3) 2e-7 to 5e-7 on the
-ResNet 3x3 layers (C = 64..512) and the tests -- its transforms only add and
-halve, so it is as accurate as the GEMM path; F(4x4, 3x3) 1e-6 to 2.5e-6.
-Both are far inside the contract's 1e-3 bound for Winograd.
+Measured error (float32, ||out - ref|| / ||ref|| against float64 PyTorch on float32-exact
+random normal data, ResNet res2-res5 and CIFAR ResNet-20 layers, forward / backward-input /
+backward-weight): F(2x2) 1.6e-7 to 6.8e-7 (its transforms only add and halve: as accurate as
+the GEMM path); F(4x4) 1.1e-6 to 3.5e-6 forward and backward-input, 0.8e-6 to 1.8e-6
+backward-weight (constants 1/6, 1/24 and factors up to 8).  Both are far inside the contract's
+1e-3 bound for Winograd; float64 runs the same code (errors ~1e-15).
 """
 import threading
 
@@ -39,8 +47,8 @@ ctypedef fused real:
     float
     double
 
-# The 16 component matrices sit SKEW elements off a multiple of the block size,
-# so the 16 streams of a transform do not all land in the same cache sets.
+# The 16 / 36 component matrices sit SKEW elements off a multiple of the block size,
+# so the streams of a transform do not all land in the same cache sets.
 cdef Py_ssize_t SKEW = 40
 
 ctypedef struct WG:
@@ -103,6 +111,8 @@ cdef void _run_wide(const real* x, const real* U, const real* bias, real* y, rea
         _products(g, U, V, M, nb, xi)
     for k in prange(g.K, num_threads=nt, schedule="static"):
         _outputs(M, bias, y, g, 0, nb, tile, k, k + 1)
+
+
 # Block sizes, from 1-thread sweeps of 16..256 tiles per block (F(4x4) forward): res2 best at 32,
 # res3 16-32, res4 128-256, CIFAR shapes 16-128; big blocks (the old 4 MiB) spilled L2 and cost
 # res2/res3 25-40 %.
@@ -115,7 +125,7 @@ BW_F4_MIN_PIXELS = 2048  # ... and this many output pixels N * P * Q
 WIDE_TILES = 64  # with several threads and at most this many tiles per thread ...
 WIDE_MIN_KC = 128 * 128  # ... and K * C at least this: one block, phases split over the threads
 OWN_TILES = (32, 64)  # fcw_bgemm blocks: 32 to 64 tiles (a multiple of its vectors)
-CK_PER_TILE = 512
+CK_PER_TILE = 512  # OpenBLAS path: at least K * C / this tiles per block
 
 
 _local = threading.local()
@@ -193,7 +203,6 @@ def forward(x, w, b, padding, y, int nt, int tile=2):
     g.tw = (g.Q + tile - 1) // tile
     g.T = <Py_ssize_t>g.N * g.th * g.tw
     per_tile = na * (g.C + g.K) * x.itemsize
-    # blocks: within BLOCK_BYTES, and about 4 per thread (balance on a busy machine) unless tiny
     g.own = g.K * g.C <= OWN_GEMM_MAX_KC
     nb = _block_tiles(g.T, per_tile, g.K * g.C, nt, BLOCK_BYTES, (64 // x.itemsize) if g.own else 0)
     cdef int nt_all = nt  # the filter transform splits over filters, not tile blocks
