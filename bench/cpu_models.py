@@ -16,7 +16,8 @@ blocks' fused batch-norm/add/ReLU (the models' default); torch's SGD with ``fuse
 (falling back to its default where a build lacks it).  ``--cpu-time`` times with
 ``time.thread_time`` (use with ``--threads 1``: robust to other load on a shared machine);
 ``--profile`` adds a per-op breakdown of one more round (fastconv kernels timed through
-dispatch, torch's ops through torch.profiler).
+dispatch with the same clock; torch's ops as torch.profiler self-time shares of its timed
+median step, since the profiler's wall-clock totals carry its own overhead).
 """
 import argparse
 import collections
@@ -65,16 +66,18 @@ def _torch_profile(step, reps):
     return {e.key: e.self_cpu_time_total / 1e6 / reps for e in prof.key_averages() if e.self_cpu_time_total > 0}
 
 
-def _print_profile(fc_ops, fc_total, t_ops):
+def _print_profile(fc_ops, fc_total, t_ops, t_step):
     print(f"  fastconv per step {fc_total * 1e3:.1f} ms; kernels:")
     for op, s in sorted(fc_ops.items(), key=lambda kv: -kv[1])[:12]:
         print(f"    {op:34s} {s * 1e3:8.2f} ms  {100 * s / fc_total:5.1f}%")
     other = fc_total - sum(fc_ops.values())
     print(f"    {'(python, autograd, array ops)':34s} {other * 1e3:8.2f} ms  {100 * other / fc_total:5.1f}%")
+    # the profiler's self times are wall-clock and carry its overhead: report each op's share,
+    # scaled to the timed (median) step so the two breakdowns compare
     t_total = sum(t_ops.values())
-    print(f"  torch per step {t_total * 1e3:.1f} ms (profiler self time); ops:")
+    print(f"  torch per step {t_step * 1e3:.1f} ms (timed median; ops: profiler self-time shares of it):")
     for op, s in sorted(t_ops.items(), key=lambda kv: -kv[1])[:12]:
-        print(f"    {op:34s} {s * 1e3:8.2f} ms  {100 * s / t_total:5.1f}%")
+        print(f"    {op[:34]:34s} {s / t_total * t_step * 1e3:8.2f} ms  {100 * s / t_total:5.1f}%")
 
 
 def main():
@@ -161,7 +164,7 @@ def main():
         if args.profile:
             reps = max(1, min(args.reps, 5))
             fc_ops, fc_total = _fc_profile(f_step, reps, clock)
-            _print_profile(fc_ops, fc_total, _torch_profile(t_step, reps))
+            _print_profile(fc_ops, fc_total, _torch_profile(t_step, reps), tmed / 1e3)
 
 
 if __name__ == "__main__":
