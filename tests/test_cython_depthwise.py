@@ -39,11 +39,13 @@ CASES = [
     ((2, 1, 6, 5), 1, (1, 1), 1, 0, 1),          # 1x1, C = 1
     ((1, 4, 1, 1), 1, (3, 3), 1, 1, 1),          # 1x1 image
     ((1, 2, 5, 64), 1, (3, 1), 3, (1, 0), 1),    # stride 3, 3x1
+    ((1, 2, 9, 10), 2, (1, 3), 2, (0, 1), 1),    # stride > filter height: input rows no output reads
     # unpadded-input path (stride 1, 'same' or no column padding, rows >= a vector + S)
     ((1, 2, 13, 29), 1, (3, 3), 1, (2, 1), 1),   # odd row count, row padding != column padding
     ((1, 2, 11, 24), 2, (3, 3), 1, 1, 1),        # multiplier: backward-input accumulates
     ((2, 3, 9, 40), 2, (5, 5), 1, (0, 2), 1),    # 5x5 'same' columns, multiplier
     ((1, 2, 7, 45), 1, (5, 5), 1, 0, 1),         # 5x5 no padding
+    ((1, 2, 6, 33), 1, (5, 5), 1, 2, 1),         # 5x5 'same', width = 1 + a multiple of every vector
 ]
 
 

@@ -13,7 +13,8 @@
 
 typedef struct {
     int H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw;
-    int Hb, Lb, RS, Qb;       /* buffer: Hb rows of RS = sw * Lb elements; dy rows of Qb */
+    int Hb, Lb, RS, Qb;       /* buffer: Hb rows of RS = sw * Lb elements; Q rounded up to 16 */
+    int DS;                   /* dy buffer rows: 16 zeros, Qb elements (zero past Q), 32 zeros */
     int base;                 /* element of padded column 0 (stride 1: input column 0 aligned) */
     ptrdiff_t nbuf, ndyb;     /* elements of the padded-input buffer and the dy buffer */
     int off[FC_DW_MAXS];      /* tap s reads buffer row element off[s] + q */
@@ -27,18 +28,20 @@ typedef struct {
 static int fc_dw_setup(fc_dwg *g, int H, int W, int P, int Q, int R, int S, int sh, int sw,
                        int ph, int pw, int dh, int dw) {
     if (S > FC_DW_MAXS || S < 1 || R < 1 || P < 1 || Q < 1 || sw < 1 || sh < 1) return 0;
+    if (((S - 1) * dw) / sw > FC_DW_QB) return 0; /* the dy buffer's left zeros cover tap shifts */
     g->H = H; g->W = W; g->P = P; g->Q = Q; g->R = R; g->S = S;
     g->sh = sh; g->sw = sw; g->ph = ph; g->pw = pw; g->dh = dh; g->dw = dw;
     g->Hb = (P - 1) * sh + (R - 1) * dh + 1;
     int wb = (Q - 1) * sw + (S - 1) * dw + 1;
     g->Qb = (Q + FC_DW_QB - 1) / FC_DW_QB * FC_DW_QB;
-    int l1 = (wb + sw - 1) / sw, l2 = g->Qb + ((S - 1) * dw) / sw + 1;
+    int l1 = (wb + sw - 1) / sw, l2 = g->Qb + ((S - 1) * dw) / sw + FC_DW_QB;
     g->base = sw == 1 ? ((-pw) % FC_DW_QB + FC_DW_QB) % FC_DW_QB : 0;
     int lb = g->base + (l1 > l2 ? l1 : l2);
     g->Lb = (lb + FC_DW_QB - 1) / FC_DW_QB * FC_DW_QB;
     g->RS = sw * g->Lb;
     g->nbuf = (ptrdiff_t)g->Hb * g->RS;
-    g->ndyb = (ptrdiff_t)P * g->Qb;
+    g->DS = g->Qb + 3 * FC_DW_QB; /* scatter reads up to Qb + 2 * 16 - 1 past a row start */
+    g->ndyb = (ptrdiff_t)P * g->DS;
     for (int s = 0; s < S; s++) g->off[s] = ((s * dw) % sw) * g->Lb + (s * dw) / sw + g->base;
     return 1;
 }

@@ -308,26 +308,60 @@ FC_ATTR static void FN(dgather)(const T *x, const T *zrow, const T *w, T bias, T
         FN(dgather_body)(x, zrow, w, bias, y, accum, g, nxt, nlen, g->R, 5, g->pw);
 }
 
-/* Copy dy plane (P x Q) into dyb (P x Qb); columns Q.. stay zero (zeroed by the caller). */
+/* Copy dy plane (P x Q) into the dy buffer: row p at dyb + p * DS + 16; the zeros around
+ * it (16 before, up to Qb + 16 after) are the caller's and never written. */
 FC_ATTR static void FN(pad_dy)(const T *restrict dy, T *restrict dyb, const fc_dwg *g) {
-    for (int p = 0; p < g->P; p++) {
-        FN(copy)(dyb + (ptrdiff_t)p * g->Qb, dy + (ptrdiff_t)p * g->Q, g->Q);
+    for (int p = 0; p < g->P; p++)
+        FN(copy)(dyb + (ptrdiff_t)p * g->DS + FC_DW_QB, dy + (ptrdiff_t)p * g->Q, g->Q);
+}
+
+/* Ring row i += transposed correlation of one dy row (src, with 16 zeros before it and
+ * zeros past Q) with w, any stride: buffer row p*sh + r*dh (ring slot i % nring), phase f,
+ * element m gets the sum over the taps s of phase f ((s*dw) % sw == f) of
+ * w[r, s] * dy[p][m - (s*dw)/sw], one read-modify-write per vector. */
+FC_ATTR static void FN(scatter_row)(const T *restrict src, const T *restrict w, T *restrict ring, int nring,
+                                    int p, const fc_dwg *g) {
+    const int R = g->R, S = g->S, sw = g->sw, dw = g->dw;
+    const int M = (g->Qb + ((S - 1) * dw) / sw + VW - 1) / VW * VW;  /* <= Lb - base */
+    for (int r = 0; r < R; r++) {
+        T *rb = ring + (ptrdiff_t)((p * g->sh + r * g->dh) % nring) * g->RS + g->base;
+        const T *wr = w + r * S;
+        for (int f = 0; f < sw; f++) {
+            int ts[FC_DW_MAXS], cs[FC_DW_MAXS], n = 0;
+            for (int s = 0; s < S; s++)
+                if ((s * dw) % sw == f) {
+                    ts[n] = s;
+                    cs[n++] = (s * dw) / sw;
+                }
+            if (!n) continue;
+            T *d = rb + f * g->Lb;
+            for (int q0 = 0; q0 < M; q0 += VW) {
+                V a = FN(ld)(d + q0);
+                for (int t = 0; t < n; t++) a += wr[ts[t]] * FN(ld)(src + q0 - cs[t]);
+                FN(st)(d + q0, a);
+            }
+        }
     }
 }
 
-/* buf (padded x layout) += transposed correlation of dyb with w (any stride). */
-FC_ATTR static void FN(scatter)(const T *restrict dyb, const T *restrict w, T *restrict buf, const fc_dwg *g) {
-    const int R = g->R, S = g->S, Qb = g->Qb;
-    for (int p = 0; p < g->P; p++) {
-        const T *src = dyb + (ptrdiff_t)p * Qb;
-        for (int r = 0; r < R; r++) {
-            T *rb = buf + (ptrdiff_t)(p * g->sh + r * g->dh) * g->RS;
-            for (int s = 0; s < S; s++) {
-                const T wv = w[r * S + s];
-                T *d = rb + g->off[s];
-                for (int q0 = 0; q0 < Qb; q0 += VW) FN(st)(d + q0, FN(ld)(d + q0) + wv * FN(ld)(src + q0));
-            }
+/* dx row ih from buffer row ih + ph (row: its start + base). */
+FC_AI void FN(crop_row)(const T *row, T *dr, const fc_dwg *g, FC_IT lo, FC_IT hi) {
+    const int sw = g->sw, Lb = g->Lb, W = g->W, pw = g->pw;
+    int iw = 0;
+    if (sw == 1) {
+        FN(copy)(dr, row + pw, W);
+        return;
+    }
+    if (sw == 2) /* dx column iw is buffer column j = iw + pw: phase j % 2, element j / 2 */
+        for (; iw + 2 * VW <= W && (iw + pw) / 2 + 1 + VW <= Lb - g->base; iw += 2 * VW) {
+            const int j = iw + pw, f = j % 2, m = j / 2;
+            const V a = FN(ld)(row + f * Lb + m), b = FN(ld)(row + (1 - f) * Lb + m + f);
+            FN(st)(dr + iw, __builtin_shuffle(a, b, lo));
+            FN(st)(dr + iw + VW, __builtin_shuffle(a, b, hi));
         }
+    for (; iw < W; iw++) {
+        int j = iw + pw, m = j / sw;
+        dr[iw] = m < Lb - g->base ? row[(j % sw) * Lb + m] : 0;
     }
 }
 
@@ -558,28 +592,35 @@ FC_ATTR static void FN(bwd_in1_task)(const T *dy, const T *wf, T *dx, int Kg, co
     }
 }
 
-/* Any stride: scatter every dy[kk] into the padded buffer, then crop it into dx (H x W). */
+/* Any stride: dy rows scattered into a ring of padded rows (in cache), each finished
+ * row cropped into dx at once.  buf: >= nring * RS elements, dyb: one dy row (DS). */
 FC_ATTR static void FN(bwd_in_task)(const T *dy, const T *w, T *dx, int Kg, const fc_dwg *g, T *buf, T *dyb) {
-    FN(zero)(buf, g->nbuf);
-    for (int kk = 0; kk < Kg; kk++) {
-        FN(pad_dy)(dy + (ptrdiff_t)kk * g->P * g->Q, dyb, g);
-        FN(scatter)(dyb, w + (ptrdiff_t)kk * g->R * g->S, buf, g);
+    const int nring = (g->R - 1) * g->dh + 1 + g->sh, H = g->H, ph = g->ph;
+    const ptrdiff_t pq = (ptrdiff_t)g->P * g->Q;
+    FC_IT lo, hi; /* interleave two phase vectors: (a0, b0, a1, b1, ...) */
+    for (int l = 0; l < VW; l++) {
+        lo[l] = l / 2 + (l % 2 ? VW : 0);
+        hi[l] = (l + VW) / 2 + (l % 2 ? VW : 0);
     }
-    for (int ih = 0; ih < g->H; ih++) {
-        T *dr = dx + (ptrdiff_t)ih * g->W;
-        int i = ih + g->ph;
-        if (i >= g->Hb) {
-            memset(dr, 0, sizeof(T) * g->W);
-            continue;
+    int top = 0, done = 0; /* rows [0, top) zeroed / touched, [0, done) cropped */
+    for (int p = 0; p <= g->P; p++) {
+        const int fin = p < g->P ? p * g->sh : top; /* rows below fin receive nothing more */
+        for (; top < fin; top++) FN(zero)(buf + (ptrdiff_t)(top % nring) * g->RS, g->RS); /* skipped rows */
+        for (; done < fin; done++)
+            if (done - ph >= 0 && done - ph < H)
+                FN(crop_row)(buf + (ptrdiff_t)(done % nring) * g->RS + g->base, dx + (ptrdiff_t)(done - ph) * g->W, g,
+                             lo, hi);
+        if (p == g->P) break;
+        for (; top <= p * g->sh + (g->R - 1) * g->dh; top++) FN(zero)(buf + (ptrdiff_t)(top % nring) * g->RS, g->RS);
+        for (int kk = 0; kk < Kg; kk++) {
+            FN(copy)(dyb + FC_DW_QB, dy + kk * pq + (ptrdiff_t)p * g->Q, g->Q);
+            FN(scatter_row)(dyb + FC_DW_QB, w + (ptrdiff_t)kk * g->R * g->S, buf, nring, p, g);
         }
-        const T *row = buf + (ptrdiff_t)i * g->RS;
-        for (int f = 0; f < g->sw; f++)  /* buffer column j = m * sw + f is dx column j - pw */
-            for (int m = 0; m < g->Lb - g->base; m++) {
-                int iw = m * g->sw + f - g->pw;
-                if (iw >= 0 && iw < g->W) dr[iw] = row[f * g->Lb + m + g->base];
-            }
     }
+    for (int ih = done - ph > 0 ? done - ph : 0; ih < H; ih++) /* rows no output reaches */
+        for (int iw = 0; iw < g->W; iw++) dx[(ptrdiff_t)ih * g->W + iw] = 0;
 }
+
 
 /* out[kk*R*S + t] = tap t of dw[kk] summed over this image (out is overwritten). */
 /* Rows of at least one vector are read from dy in place (last vector overlapping, masked);
@@ -604,8 +645,8 @@ FC_ATTR static void FN(bwd_w_task)(const T *x, const T *dy, double *out, int Kg,
             src.qt = g->Q % VW ? g->Q - VW : -1;
         } else {
             FN(pad_dy)(dy + kk * pq, dyb, g);
-            src.d = dyb;
-            src.ds = g->Qb;
+            src.d = dyb + FC_DW_QB;
+            src.ds = g->DS;
             src.nfull = g->Qb;
             src.qt = -1;
         }
