@@ -116,6 +116,10 @@ def same_shape(op, name_a, a, name_b, b):
 
 
 def integer(op, name, v, minimum=None):
+    if type(v) is int:  # the common case, without the slow ABC isinstance below
+        if minimum is not None and v < minimum:
+            raise ValueError(f"{op}: argument '{name}' must be >= {minimum}, got {v}")
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{op}: argument '{name}' must be an int, got {v!r}")
     v = int(v)
@@ -125,7 +129,7 @@ def integer(op, name, v, minimum=None):
 
 
 def number(op, name, v, minimum=None, maximum=None, min_inclusive=True, max_inclusive=True):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+    if type(v) is not float and type(v) is not int and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
         raise TypeError(f"{op}: argument '{name}' must be a number, got {v!r}")
     v = float(v)
     if v != v:
@@ -139,7 +143,7 @@ def number(op, name, v, minimum=None, maximum=None, min_inclusive=True, max_incl
 
 def tuple_n(op, name, v, n=2, minimum=None):
     """An int or a sequence of ``n`` ints -> tuple of ``n`` ints (each >= minimum)."""
-    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+    if type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool)):
         v = (int(v),) * n
     try:
         v = tuple(v)
