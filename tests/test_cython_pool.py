@@ -222,7 +222,9 @@ SIMD_MAX = [((1, 2, 9, 15), 3, 2, 1, 1, False), ((2, 1, 8, 16), 3, 2, 1, 1, True
             ((1, 1, 11, 17), 2, 2, 0, 1, True), ((1, 2, 7, 33), (3, 2), (1, 1), (1, 0), 1, False),
             ((1, 1, 70, 131), 3, 1, 1, 1, False), ((1, 1, 90, 65), 3, 2, 1, 1, True),
             ((2, 1, 13, 47), 3, 3, 1, 1, True), ((1, 2, 12, 37), (3, 3), (2, 3), (1, 1), (2, 3), True),
-            ((1, 1, 5, 64), (1, 5), (1, 4), (0, 2), (1, 1), False), ((3, 1, 6, 31), 4, 2, 2, 1, True)]
+            ((1, 1, 5, 64), (1, 5), (1, 4), (0, 2), (1, 1), False), ((3, 1, 6, 31), 4, 2, 2, 1, True),
+            # 2x2 stride 2 without padding: the direct one-pass path (odd sizes leave a row / column out)
+            ((2, 3, 28, 28), 2, 2, 0, 1, False), ((1, 1, 9, 37), 2, 2, 0, 1, False), ((1, 2, 8, 40), 2, None, 0, 1, True)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -257,7 +259,7 @@ def test_max_pool_nan_inf_borders(isa):
         x[0, 1, :4, :] = -np.inf  # whole windows of -inf next to the padding
         x[1, 0, :, :3] = np.nan   # NaN runs at the left border
         x[1, 1] = -np.inf          # an all -inf plane
-        for k, s, p, d, cm in [(3, 2, 1, 1, False), (3, 1, 1, 1, True), (2, 2, 1, 1, True),
+        for k, s, p, d, cm in [(3, 2, 1, 1, False), (3, 1, 1, 1, True), (2, 2, 1, 1, True), (2, 2, 0, 1, False),
                                (3, 3, 1, 2, True), ((2, 4), (1, 3), (1, 2), (2, 1), False)]:
             y, idx = PL.max_pool2d_forward(x, k, s, p, d, cm)
             ty, ti = F.max_pool2d(torch.tensor(x), k, s, p, d, cm, return_indices=True)
@@ -283,7 +285,8 @@ def test_max_pool_bwd_overlapping_windows(dtype, rng):
 
 SIMD_AVG = [((1, 2, 9, 15), 3, 2, 1, False), ((2, 1, 8, 16), 3, 2, 1, True), ((1, 1, 11, 17), 2, 2, 0, True),
             ((1, 1, 70, 131), 3, 1, 1, False), ((2, 1, 13, 47), 3, 3, 1, True), ((1, 2, 12, 37), (3, 4), (2, 3), (1, 2), True),
-            ((3, 1, 6, 31), 4, 2, 2, True), ((1, 1, 33, 20), (5, 1), (3, 1), (2, 0), False)]
+            ((3, 1, 6, 31), 4, 2, 2, True), ((1, 1, 33, 20), (5, 1), (3, 1), (2, 0), False),
+            ((2, 3, 28, 28), 2, 2, 0, False), ((1, 1, 9, 37), 2, 2, 0, False)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -271,10 +271,53 @@ FC_INLINE void fc_zfwd_run_##SFX##_impl(const T *x, T *y, int64_t *idx, const T 
 FC_ISA_FN(fc_zfwd_run_##SFX, (const T *x, T *y, int64_t *idx, const T *cdiv, T *Z, T *m, int32_t *am, \
                               const fc_pool_geom *g, const fc_zgeom *z, ptrdiff_t u0, ptrdiff_t u1, int mode), \
           (x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode))                                         \
+/* 2x2 windows, stride 2, no padding / dilation, every window inside the input (LeNet, VGG,      \
+ * U-Net): one pass straight from the input rows (even/odd column pairs), no phase planes. */     \
+FC_INLINE void fc_k2_rows_##SFX##_impl(const T *restrict x, T *restrict y, int64_t *restrict idx, \
+                                       const fc_pool_geom *g, int mode, ptrdiff_t r0, ptrdiff_t r1) { \
+    const ptrdiff_t W = g->W, Q = g->Q;                                                            \
+    const int32_t w = g->W, w1 = g->W + 1;                                                         \
+    for (ptrdiff_t r = r0; r < r1; r++) {                                                          \
+        const ptrdiff_t pl = r / g->P, p = r % g->P;                                               \
+        const T *restrict a0 = x + (pl * g->H + 2 * p) * W, *restrict a1 = a0 + W;                \
+        T *restrict yr = y + r * Q;                                                                \
+        if (mode) {                                                                                \
+            for (ptrdiff_t q = 0; q < Q; q++)                                                      \
+                yr[q] = (((a0[2 * q] + a0[2 * q + 1]) + a1[2 * q]) + a1[2 * q + 1]) / (T)4;        \
+            continue;                                                                              \
+        }                                                                                          \
+        int64_t *restrict ir = idx + r * Q;                                                        \
+        const int64_t base = 2 * p * W;                                                            \
+        for (ptrdiff_t q = 0; q < Q; q++) {                                                        \
+            T m = a0[2 * q], v = a0[2 * q + 1];                                                    \
+            int32_t k = 0;                                                                         \
+            int up = (v > m) | (v != v);                                                           \
+            m = up ? v : m; k = up ? 1 : k;                                                        \
+            v = a1[2 * q]; up = (v > m) | (v != v);                                                \
+            m = up ? v : m; k = up ? w : k;                                                        \
+            v = a1[2 * q + 1]; up = (v > m) | (v != v);                                            \
+            m = up ? v : m; k = up ? w1 : k;                                                       \
+            yr[q] = m;                                                                             \
+            ir[q] = base + 2 * q + k;                                                              \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+FC_ISA_FN(fc_k2_rows_##SFX, (const T *x, T *y, int64_t *idx, const fc_pool_geom *g, int mode,     \
+                             ptrdiff_t r0, ptrdiff_t r1), (x, y, idx, g, mode, r0, r1))            \
 static int fc_zfwd_##SFX(const T *x, T *y, int64_t *idx, const T *cdiv, const fc_pool_geom *g,    \
                          int mode, int nt) {                                                       \
     fc_zgeom z;                                                                                    \
     int err = 0;                                                                                   \
+    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && !g->ph && !g->pw && g->dh == 1     \
+        && g->dw == 1 && 2 * g->P <= g->H && 2 * g->Q <= g->W) {                                   \
+        _Pragma("omp parallel num_threads(nt)")                                                   \
+        {                                                                                          \
+            ptrdiff_t r0, r1;                                                                      \
+            fc_split(g->planes * g->P, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);     \
+            fc_k2_rows_##SFX(x, y, idx, g, mode, r0, r1);                                          \
+        }                                                                                          \
+        return 0;                                                                                  \
+    }                                                                                              \
     /* tap offsets oi * W + oj are int32 */                                                        \
     if (((ptrdiff_t)(g->kh - 1) * g->dh + g->ph + 1) * g->W + (ptrdiff_t)(g->kw - 1) * g->dw       \
         >= ((ptrdiff_t)1 << 31)) return -2;                                                        \
