@@ -301,3 +301,50 @@ FC_CG_CLONES static void fc_cg_col2im_shift(const float *cs, ptrdiff_t ldc, int 
             }
         }
 }
+
+/* ---- im2col from a zero-padded input through a per-chunk table of row segments ---- */
+typedef struct { ptrdiff_t src; ptrdiff_t dst; ptrdiff_t len; } fc_cg_segment;
+
+/* Segments of the global columns [c0, c1) (over N images of P x Q outputs): source offset in the
+ * padded input (image n at n*imgstride, row p*sh of width Wp, column q*sw), destination (packed
+ * column layout when pstride > 0: panel j/48 at pstride apart, else plain j), length.  Returns
+ * the count (at most c1 - c0 + 2 * (c1 - c0) / 48 + 2). */
+static int fc_cg_segments(ptrdiff_t c0, ptrdiff_t c1, int P, int Q, int Wp, ptrdiff_t imgstride, int sh, int sw,
+                          ptrdiff_t pstride, fc_cg_segment *out) {
+    ptrdiff_t pq = (ptrdiff_t)P * Q, col = 0;
+    int ns = 0;
+    while (c0 < c1) {
+        ptrdiff_t n = c0 / pq, a = c0 - n * pq, p = a / Q, q = a - p * Q;
+        ptrdiff_t len = Q - q < c1 - c0 ? Q - q : c1 - c0;
+        ptrdiff_t src = n * imgstride + p * sh * (ptrdiff_t)Wp + q * sw;
+        while (len > 0) {
+            ptrdiff_t l = len, dst = col;
+            if (pstride) {
+                ptrdiff_t off = col % FC_NR;
+                if (FC_NR - off < l) l = FC_NR - off;
+                dst = (col / FC_NR) * pstride + off;
+            }
+            out[ns].src = src; out[ns].dst = dst; out[ns].len = l; ns++;
+            src += l * sw; col += l; c0 += l; len -= l;
+        }
+    }
+    return ns;
+}
+
+/* one im2col row: dst[seg.dst + i] = base[seg.src + i*sw] (base: padded plane c + r*dh*Wp + s*dw) */
+FC_CG_CLONES FC_CG_NOMEMCPY static void fc_cg_im2col_tab(const float *base, const fc_cg_segment *sg, int ns, int sw,
+                                                         float *dst) {
+    if (sw == 1) {
+        for (int i = 0; i < ns; i++) {
+            const float *s = base + sg[i].src;
+            float *d = dst + sg[i].dst;
+            for (ptrdiff_t k = 0; k < sg[i].len; k++) d[k] = s[k];
+        }
+    } else {
+        for (int i = 0; i < ns; i++) {
+            const float *s = base + sg[i].src;
+            float *d = dst + sg[i].dst;
+            for (ptrdiff_t k = 0; k < sg[i].len; k++) d[k] = s[k * sw];
+        }
+    }
+}

@@ -11,6 +11,11 @@
 # copy lands in L2 once (OpenBLAS would re-pack a separate im2col matrix).
 
 cdef extern from "_conv_gemm.h" nogil:
+    ctypedef struct fc_cg_segment:
+        Py_ssize_t src, dst, len
+    int fc_cg_segments(Py_ssize_t c0, Py_ssize_t c1, int P, int Q, int Wp, Py_ssize_t imgstride, int sh, int sw,
+                       Py_ssize_t pstride, fc_cg_segment* out)
+    void fc_cg_im2col_tab(const float* base, const fc_cg_segment* sg, int ns, int sw, float* dst)
     int FC_MR, FC_NR
     int fc_cg_available()
     void fc_cg_gemm(int mpan, int npan, int kd, int kc, const float* ap, const float* bp, float* c,
@@ -75,18 +80,26 @@ cdef void _pk_im2col(const float* x, const Geo* g, int t, Py_ssize_t c0, Py_ssiz
 
 
 cdef void _pk_fwd_chunk(const float* x, const float* ap, const float* bias, float* y, float* ws,
-                        const Geo* g, Py_ssize_t c0, Py_ssize_t c1, int kc) noexcept nogil:
-    cdef int crs = g.Cg * g.R * g.S, ncols = <int>(c1 - c0), t, k
+                        fc_cg_segment* sg, const Geo* g, int Hp, int Wp, Py_ssize_t c0, Py_ssize_t c1,
+                        int kc) noexcept nogil:
+    """x: the zero-padded input (Hp x Wp planes); im2col rows go straight into packed panels."""
+    cdef int crs = g.Cg * g.R * g.S, ncols = <int>(c1 - c0), t, k, c, r, s, ns
     cdef int npan = (ncols + FC_NR - 1) // FC_NR, mpan = (g.K + FC_MR - 1) // FC_MR
     cdef Py_ssize_t ldc = <Py_ssize_t>npan * FC_NR, pq = <Py_ssize_t>g.P * g.Q, n, a, b, off, i
+    cdef Py_ssize_t plane = <Py_ssize_t>Hp * Wp
     cdef float* bp = ws
     cdef float* cs = bp + ldc * crs
     cdef float* yr
     cdef float* cr
     cdef float bv
     fc_cg_zero_b_pad(ncols, crs, bp)
-    for t in range(crs):
-        _pk_im2col(x, g, t, c0, c1, bp + t * FC_NR, <Py_ssize_t>crs * FC_NR)
+    ns = fc_cg_segments(c0, c1, g.P, g.Q, Wp, g.C * plane, g.sh, g.sw, <Py_ssize_t>crs * FC_NR, sg)
+    t = 0
+    for c in range(g.C):
+        for r in range(g.R):
+            for s in range(g.S):
+                fc_cg_im2col_tab(x + c * plane + <Py_ssize_t>r * g.dh * Wp + s * g.dw, sg, ns, g.sw, bp + t * FC_NR)
+                t += 1
     fc_cg_gemm(mpan, npan, crs, kc, ap, bp, cs, ldc, 0)
     off = 0
     while c0 < c1:  # copy out image by image (+ bias)
@@ -191,9 +204,11 @@ cdef void _pk_bwi_shift_chunk(const float* dyp, const float* ap, float* dxp, flo
                            col - n * ipan, dxp + n * g.C * cstride)
 
 
-cdef void _pk_bww_chunk(const float* dy, const float* x, float* dws, float* ws,
-                        const Geo* g, Py_ssize_t c0, Py_ssize_t c1, int kc) noexcept nogil:
-    cdef int crs = g.Cg * g.R * g.S, ncols = <int>(c1 - c0), t, nr, k
+cdef void _pk_bww_chunk(const float* dy, const float* x, float* dws, float* ws, fc_cg_segment* sg,
+                        const Geo* g, int Hp, int Wp, Py_ssize_t c0, Py_ssize_t c1, int kc) noexcept nogil:
+    """x: the zero-padded input; im2col rows (via a segment table) are transposed into B panels."""
+    cdef int crs = g.Cg * g.R * g.S, ncols = <int>(c1 - c0), t, nr, k, ns, rs = g.R * g.S, tk
+    cdef Py_ssize_t plane = <Py_ssize_t>Hp * Wp
     cdef int npan = (crs + FC_NR - 1) // FC_NR, mpan = (g.K + FC_MR - 1) // FC_MR
     cdef Py_ssize_t ldc = <Py_ssize_t>npan * FC_NR, pq = <Py_ssize_t>g.P * g.Q, n, a, b, off, cc
     cdef float* ap = ws
@@ -208,11 +223,14 @@ cdef void _pk_bww_chunk(const float* dy, const float* x, float* dws, float* ws,
         fc_cg_pack_a_rows(dy + n * g.K * pq + a, pq, g.K, <int>off, <int>(b - a), ncols, ap)
         off += b - a
         cc += b - a
+    ns = fc_cg_segments(c0, c1, g.P, g.Q, Wp, g.C * plane, g.sh, g.sw, 0, sg)
     t = 0
     while t < crs:  # FC_NR im2col rows at a time, transposed into one B panel
         nr = min(FC_NR, crs - t)
         for k in range(nr):
-            _pk_im2col(x, g, t + k, c0, c1, tmp + <Py_ssize_t>k * ncols, 0)
+            tk = t + k
+            fc_cg_im2col_tab(x + (tk // rs) * plane + <Py_ssize_t>((tk % rs) // g.S) * g.dh * Wp + (tk % g.S) * g.dw,
+                             sg, ns, g.sw, tmp + <Py_ssize_t>k * ncols)
         if nr < FC_NR:
             memset(tmp + <Py_ssize_t>nr * ncols, 0, <Py_ssize_t>(FC_NR - nr) * ncols * sizeof(float))
         fc_cg_pack_bt_panel(tmp, ncols, ncols, bp + <Py_ssize_t>(t // FC_NR) * ncols * FC_NR)
@@ -222,7 +240,7 @@ cdef void _pk_bww_chunk(const float* dy, const float* x, float* dws, float* ws,
 
 cdef void _pk_run(int which, const float* a, const float* b, const float* bias, float* out,
                   float* work, Py_ssize_t wstride, const Geo* g, Py_ssize_t chunk, int imgs,
-                  int kc, int nt, int Hp, int Wp) noexcept nogil:
+                  int kc, int nt, int Hp, int Wp, fc_cg_segment* segs) noexcept nogil:
     """Forward / backward-weight: items are chunks of the column space; backward-input:
     items are groups of ``imgs`` images (col2im of different items never overlap),
     cut into chunks inside.  which 2: ``out`` holds nt private padded dW copies."""
@@ -242,11 +260,13 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
         tid = threadid()
         for it in prange(nitems, schedule="dynamic"):
             if which == 0:
-                _pk_fwd_chunk(a, b, bias, out, work + tid * wstride, g, it * chunk, min(total, (it + 1) * chunk), kc)
+                _pk_fwd_chunk(a, b, bias, out, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp,
+                              it * chunk, min(total, (it + 1) * chunk), kc)
             elif which == 3:
                 _pk_fwd_shift_chunk(a, b, bias, out, work + tid * wstride, g, Hp, Wp, it * chunk, min(total, (it + 1) * chunk), kc)
             elif which == 2:
-                _pk_bww_chunk(a, b, out + tid * dwsize, work + tid * wstride, g, it * chunk, min(total, (it + 1) * chunk), kc)
+                _pk_bww_chunk(a, b, out + tid * dwsize, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp,
+                              it * chunk, min(total, (it + 1) * chunk), kc)
             else:
                 c0 = <Py_ssize_t>it * imgs * pq
                 e = min(total, c0 + <Py_ssize_t>imgs * pq)
@@ -303,6 +323,14 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
         a = dyp
         cst = Hp * Wp + NR + (g.S - 1) * g.dw
         dxp = np.zeros(g.N * g.C * cst, np.float32)
+    if which in (0, 2) and (g.ph or g.pw):  # im2col reads a zero-padded copy (no bounds logic)
+        src = a if which == 0 else b
+        xq = np.zeros((g.N, g.C, Hp, Wp), np.float32)
+        xq[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = src
+        if which == 0:
+            a = xq
+        else:
+            b = xq
     rowf = crs if which in (0, 3) else (g.K + crsp if which in (1, 4) else crsp + Kp)
     chunk = max(NR, (PK_BYTES // (4 * rowf)) // NR * NR)
     if which not in (1, 4):  # at least ~3 chunks per thread (load balance)
@@ -318,12 +346,14 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
         ap = None
         stride = Kp * chunk + crsp * chunk + NR * chunk
     work = np.empty(nt * stride + 16, np.float32)
+    segs = np.empty((nt * (chunk + 4), 3), np.intp)  # fc_cg_segment tables
     cdef float* pw = <float*>_ptr(work)
     cdef float* pa = <float*>_ptr(a)
     cdef float* pb = <float*>_ptr(b)
     cdef float* pbias = NULL if bias is None else <float*>_ptr(bias)
     cdef float* pap = NULL if ap is None else <float*>_ptr(ap)
     cdef float* po
+    cdef fc_cg_segment* psg = <fc_cg_segment*>_ptr(segs)
     cdef int K = g.K, kc = PK_KC, nt_ = nt, im = imgs
     cdef Py_ssize_t ch = chunk, ws = stride
     if which in (0, 3):
@@ -335,7 +365,7 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     target = np.zeros((nt, Kp, crsp), np.float32) if which == 2 else (dxp if which == 4 else out)
     po = <float*>_ptr(target)
     with nogil:
-        _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hp, Wp)
+        _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hp, Wp, psg)
     if which == 2:
         out[...] = target.sum(axis=0)[:g.K, :crs].reshape(out.shape)
     elif which == 4:
