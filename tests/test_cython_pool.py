@@ -329,3 +329,21 @@ def test_adaptive_avg_pool_fast_paths(xs, out, dtype, rng, isa):
     assert np.isnan(y[0, 0, 0, 0])
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=TOL[dtype], atol=TOL[dtype] * 4)
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def test_gradcheck_cython_pools():
+    """End to end through the autograd Functions on the Cython backend (float64 central differences),
+    covering the phase-plane, 2x2 direct, row-gather backward, global and general adaptive paths."""
+    from fastconv import functional as FF
+    from fastconv.tensor import Tensor
+    from fastconv.testing import gradcheck
+
+    rng = np.random.default_rng(13)
+    x = Tensor(rng.permutation(2 * 2 * 6 * 7).reshape(2, 2, 6, 7) * 0.1, requires_grad=True)  # distinct values
+    assert gradcheck(lambda t: FF.max_pool2d(t, 3, 2, 1, ceil_mode=True, backend="cython"), [x])
+    assert gradcheck(lambda t: FF.max_pool2d(t, 2, 2, 0, backend="cython"), [x])
+    assert gradcheck(lambda t: FF.max_pool2d(t, 2, 1, 0, dilation=2, backend="cython"), [x])
+    assert gradcheck(lambda t: FF.avg_pool2d(t, 3, 2, 1, ceil_mode=True, count_include_pad=False, backend="cython"), [x])
+    assert gradcheck(lambda t: FF.avg_pool2d(t, 2, 2, 0, backend="cython"), [x])
+    assert gradcheck(lambda t: FF.adaptive_avg_pool2d(t, (4, 3), backend="cython"), [x])
+    assert gradcheck(lambda t: FF.adaptive_avg_pool2d(t, 1, backend="cython"), [x])
