@@ -267,17 +267,26 @@ FCW_CLONES static void fcw_fgrad_##SFX(const T *restrict dU, T *restrict dw, ptr
 }                                                                                                \
                                                                                                  \
 /* F(2x2) backward-weight: d[xi * ks + j] = (A dY A^T)[xi] for nj whole 2x2 dy tiles at y0 + 2j. */ \
-FCW_CLONES static void fcw_dy2_##SFX(const T *restrict y0, ptrdiff_t Q, T *restrict d,          \
+FCW_CLONES static void fcw_dy2_##SFX(const T *restrict y0, ptrdiff_t Q, T *restrict d,           \
                                      ptrdiff_t ks, int nj) {                                     \
+    T S[4][2][FCW_NJ];                                                                           \
     const T *y1 = y0 + Q;                                                                        \
-    for (int j = 0; j < nj; j++) {                                                               \
-        T a = y0[2 * j], b = y0[2 * j + 1], c = y1[2 * j], e = y1[2 * j + 1];                    \
-        T t[8] = {a, b, a + c, b + e, a - c, b - e, -c, -e};                                     \
-        for (int r = 0; r < 4; r++) {                                                            \
-            d[(4 * r) * ks + j] = t[2 * r];                                                      \
-            d[(4 * r + 1) * ks + j] = t[2 * r] + t[2 * r + 1];                                   \
-            d[(4 * r + 2) * ks + j] = t[2 * r] - t[2 * r + 1];                                   \
-            d[(4 * r + 3) * ks + j] = -t[2 * r + 1];                                             \
+    for (int c = 0; c < 2; c++)                                                                  \
+        for (int j = 0; j < nj; j++) {  /* S = A dY (4 x 2), column c */                         \
+            T a = y0[2 * j + c], b = y1[2 * j + c];                                              \
+            S[0][c][j] = a;                                                                      \
+            S[1][c][j] = a + b;                                                                  \
+            S[2][c][j] = a - b;                                                                  \
+            S[3][c][j] = -b;                                                                     \
+        }                                                                                        \
+    for (int r = 0; r < 4; r++) {  /* dM = S A^T (4 x 4), row r */                               \
+        T *restrict dr = d + (ptrdiff_t)(4 * r) * ks;                                            \
+        for (int j = 0; j < nj; j++) {                                                           \
+            T a = S[r][0][j], b = S[r][1][j];                                                    \
+            dr[j] = a;                                                                           \
+            dr[ks + j] = a + b;                                                                  \
+            dr[2 * ks + j] = a - b;                                                              \
+            dr[3 * ks + j] = -b;                                                                 \
         }                                                                                        \
     }                                                                                            \
 }
