@@ -171,8 +171,8 @@ def test_empty_batch_and_nan():
 
 def test_pick_rule():
     assert WG.pick("conv2d_backward_weight", (8, 64, 56, 56), (64, 64, 3, 3), (1, 1)) == "winograd"
-    # backward-weight's own choice (tile=0): F(4x4) for big K * C and many pixels, else F(2x2)
-    for N, C, tile in ((16, 64, 4), (16, 16, 2), (1, 64, 2)):
+    # backward-weight's own choice (tile=0): F(4x4) with many output pixels, else F(2x2)
+    for N, C, tile in ((16, 64, 4), (16, 16, 4), (1, 64, 2)):
         x, w, b, dy = (v.astype(np.float32) for v in _data(N, C, 12, 12, 64, 1, seed=C))
         auto = WG.backward_weight(dy, x, (1, 1), np.empty(w.shape, np.float32), 1)
         forced = WG.backward_weight(dy, x, (1, 1), np.empty(w.shape, np.float32), 1, tile)

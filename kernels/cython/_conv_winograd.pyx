@@ -120,8 +120,7 @@ BLOCK_BYTES = 640 << 10  # V + M workspace per thread, forward
 BW_BLOCK_BYTES = 1 << 20  # the same, backward-weight (512 KiB-1 MiB best on CIFAR shapes, 4 MiB cost 30 %)
 MIN_TILES = 16
 OWN_GEMM_MAX_KC = 1 << 30  # K * C up to this: component products by fcw_bgemm, not OpenBLAS
-BW_F4_MIN_KC = 64 * 64  # backward-weight through F(4x4) from this K * C on
-BW_F4_MIN_PIXELS = 2048  # ... and this many output pixels N * P * Q
+BW_F4_MIN_PIXELS = 2048  # backward-weight through F(4x4) from this many output pixels N * P * Q
 WIDE_TILES = 64  # with several threads and at most this many tiles per thread ...
 WIDE_MIN_KC = 128 * 128  # ... and K * C at least this: one block, phases split over the threads
 OWN_TILES = (32, 64)  # fcw_bgemm blocks: 32 to 64 tiles (a multiple of its vectors)
@@ -278,16 +277,14 @@ cdef void _run_bw(const real* x, const real* dy, real* dU, Py_ssize_t ustride, r
 
 def backward_weight(dy, x, padding, dw, int nt, int tile=0):
     """dw[:] = the weight gradient of a 3x3 / stride 1 / dilation 1 / groups 1 conv through
-    F(tile x tile, 3x3), tile 2 or 4, or 0: F(4x4) where K * C >= BW_F4_MIN_KC, the conv has
-    at least BW_F4_MIN_PIXELS output pixels and ``pick`` takes F(4x4) for its forward, else
-    F(2x2) (arguments validated by the caller).  1-thread ratios against PyTorch, F(2x2) /
-    F(4x4): res2 1.50 / 2.15, res3 1.31 / 1.70, ResNet-20 64-channel 1.08 / 1.17; ties on res4
-    (1.58 / 1.58) and res5 (1.69 / 1.63), where F(4x4)'s per-thread dU copies (36 K C each) cost
-    more on two threads; 32 channels 0.90 / 0.82 and 16 channels 0.72 / 0.68 (the transforms
-    dominate there)."""
+    F(tile x tile, 3x3), tile 2 or 4, or 0: F(4x4) where the conv has at least
+    BW_F4_MIN_PIXELS output pixels and ``pick`` takes F(4x4) for its forward, else F(2x2)
+    (arguments validated by the caller).  1-thread ratios against PyTorch, F(2x2) / F(4x4):
+    res2 1.52 / 2.33, res3 1.37 / 1.75, CIFAR ResNet-20 16 / 32 / 64 channels 1.66 / 1.99,
+    1.68 / 1.83, 1.00 / 1.15; ties or losses on few pixels: res4 1.60 / 1.62, res5 1.92 / 1.77
+    (there F(4x4)'s 36 K C dU per thread also costs more on two threads)."""
     if tile == 0:
-        tile = 4 if (dw.shape[0] * dw.shape[1] >= BW_F4_MIN_KC
-                     and dy.shape[0] * dy.shape[2] * dy.shape[3] >= BW_F4_MIN_PIXELS
+        tile = 4 if (dy.shape[0] * dy.shape[2] * dy.shape[3] >= BW_F4_MIN_PIXELS
                      and pick("conv2d_forward", x.shape, dw.shape, padding) == "winograd4") else 2
     if tile not in (2, 4):
         raise ValueError(f"winograd: tile must be 2 or 4, got {tile}")
