@@ -157,6 +157,20 @@ static int fc_zgeom_make(fc_zgeom *z, const fc_pool_geom *g) {
 }
 static void fc_zgeom_free(fc_zgeom *z) { free(z->zoff); free(z->toff); free(z->w0); free(z->used); }
 
+/* Prefetch the input rows of block unit un (read by the next fc_zbuild) while the current block
+ * computes: the tap passes touch no memory, so the hardware prefetcher would otherwise idle. */
+static inline void fc_prefetch_unit(const void *x, size_t item, const fc_pool_geom *g,
+                                    const fc_zgeom *z, ptrdiff_t un) {
+    const ptrdiff_t pl = un / z->nblk;
+    const int p0 = (int)(un % z->nblk) * z->R;
+    ptrdiff_t h0 = (ptrdiff_t)(p0 - z->rt) * g->sh, h1 = (ptrdiff_t)(p0 + z->Pz - z->rt) * g->sh;
+    if (h0 < 0) h0 = 0;
+    if (h1 > g->H) h1 = g->H;
+    const char *a = (const char *)x + (size_t)(pl * g->H + h0) * g->W * item;
+    const char *e = (const char *)x + (size_t)(pl * g->H + h1) * g->W * item;
+    for (; a < e; a += 64) __builtin_prefetch(a, 0, 3);
+}
+
 /* Tap column offset off: input column q*SW + off is src[q] of the returned pointer, where prow
  * holds a row split in SW column phases of Wp each (only dereferenced in range). */
 #define fc_tap(prow, off, SW, Wp)                                                                  \
@@ -235,6 +249,7 @@ FC_INLINE void fc_zfwd_units_##SFX(const T *restrict x, T *restrict y, int64_t *
         const int rb = g->P - p0 < z->R ? g->P - p0 : z->R;                                        \
         const ptrdiff_t n = (ptrdiff_t)rb * L;                                                     \
         fc_zbuild_##SFX(x + pl * g->H * W, Z, g, z, p0, rb, mode ? (T)0 : (T)-INFINITY, SW);       \
+        if (un + 1 < u1) fc_prefetch_unit(x, sizeof(T), g, z, un + 1);                              \
         if (mode) fc_zsum_##SFX(Z, m, z->zoff, g->kh * g->kw, n);                                  \
         else fc_zmax_##SFX(Z, m, am, z->zoff, z->toff, g->kh * g->kw, n);                          \
         for (int r = 0; r < rb; r++) {                                                             \
