@@ -79,27 +79,38 @@ cdef void _pk_im2col(const float* x, const Geo* g, int t, Py_ssize_t c0, Py_ssiz
         c0 += b - a
 
 
+cdef void _pk_fill_tab(const float* xp, const Geo* g, int Hp, int Wp, Py_ssize_t c0, Py_ssize_t c1,
+                       fc_cg_segment* sg, float* dst, Py_ssize_t pstride) noexcept nogil:
+    """All C*R*S im2col rows of columns [c0, c1) from the zero-padded input (Hp x Wp planes),
+    through one segment table: into packed panels (pstride > 0) or plain rows (c1 - c0 apart)."""
+    cdef Py_ssize_t plane = <Py_ssize_t>Hp * Wp, step = FC_NR if pstride else c1 - c0
+    cdef int ns = fc_cg_segments(c0, c1, g.P, g.Q, Wp, g.C * plane, g.sh, g.sw, pstride, sg), c, r, s
+    for c in range(g.C):
+        for r in range(g.R):
+            for s in range(g.S):
+                fc_cg_im2col_tab(xp + c * plane + <Py_ssize_t>r * g.dh * Wp + s * g.dw, sg, ns, g.sw, dst)
+                dst += step
+
+
 cdef void _pk_fwd_chunk(const float* x, const float* ap, const float* bias, float* y, float* ws,
                         fc_cg_segment* sg, const Geo* g, int Hp, int Wp, Py_ssize_t c0, Py_ssize_t c1,
                         int kc) noexcept nogil:
-    """x: the zero-padded input (Hp x Wp planes); im2col rows go straight into packed panels."""
-    cdef int crs = g.Cg * g.R * g.S, ncols = <int>(c1 - c0), t, k, c, r, s, ns
+    """x: the zero-padded input (Hp x Wp planes), or with Hp = 0 x itself (im2col checks the
+    bounds row by row); im2col rows go straight into packed panels."""
+    cdef int crs = g.Cg * g.R * g.S, ncols = <int>(c1 - c0), t, k
     cdef int npan = (ncols + FC_NR - 1) // FC_NR, mpan = (g.K + FC_MR - 1) // FC_MR
     cdef Py_ssize_t ldc = <Py_ssize_t>npan * FC_NR, pq = <Py_ssize_t>g.P * g.Q, n, a, b, off, i
-    cdef Py_ssize_t plane = <Py_ssize_t>Hp * Wp
     cdef float* bp = ws
     cdef float* cs = bp + ldc * crs
     cdef float* yr
     cdef float* cr
     cdef float bv
     fc_cg_zero_b_pad(ncols, crs, bp)
-    ns = fc_cg_segments(c0, c1, g.P, g.Q, Wp, g.C * plane, g.sh, g.sw, <Py_ssize_t>crs * FC_NR, sg)
-    t = 0
-    for c in range(g.C):
-        for r in range(g.R):
-            for s in range(g.S):
-                fc_cg_im2col_tab(x + c * plane + <Py_ssize_t>r * g.dh * Wp + s * g.dw, sg, ns, g.sw, bp + t * FC_NR)
-                t += 1
+    if Hp == 0:
+        for t in range(crs):
+            _pk_im2col(x, g, t, c0, c1, bp + t * FC_NR, <Py_ssize_t>crs * FC_NR)
+    else:
+        _pk_fill_tab(x, g, Hp, Wp, c0, c1, sg, bp, <Py_ssize_t>crs * FC_NR)
     fc_cg_gemm(mpan, npan, crs, kc, ap, bp, cs, ldc, 0)
     off = 0
     while c0 < c1:  # copy out image by image (+ bias)
@@ -282,6 +293,7 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
 PK_BYTES = 1 << 20  # packed B block per thread (with kc blocking the hot part stays in L2)
 PK_KC = 384         # depth of one GEMM pass (A panel slice 8 x kc, B slice kc x 48 stay in L1/L2)
 _PK_OK = bool(fc_cg_available())
+PK_PADCOPY = "auto"  # forward im2col from a zero-padded copy: "auto" (R*S*P*Q >= 4*Hp*Wp), "always", "never"
 PK_SHIFT = "auto"    # stride-1 forward without im2col: "auto" (rows shorter than 16), "always", "never"
 use_packed = True   # tests flip this to exercise the OpenBLAS path on AVX-512 machines
 
@@ -323,7 +335,10 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
         a = dyp
         cst = Hp * Wp + NR + (g.S - 1) * g.dw
         dxp = np.zeros(g.N * g.C * cst, np.float32)
-    if which in (0, 2) and (g.ph or g.pw):  # im2col reads a zero-padded copy (no bounds logic)
+    cdef int Hq = Hp
+    if which == 0 and (PK_PADCOPY == "never" or (PK_PADCOPY == "auto" and g.R * g.S * g.P * g.Q < 4 * Hp * Wp)):
+        Hq = 0  # forward: im2col checks bounds on x itself (a padded copy costs more than it saves)
+    elif which in (0, 2) and (g.ph or g.pw):  # im2col reads a zero-padded copy (no bounds logic)
         src = a if which == 0 else b
         xq = np.zeros((g.N, g.C, Hp, Wp), np.float32)
         xq[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = src
@@ -365,7 +380,7 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     target = np.zeros((nt, Kp, crsp), np.float32) if which == 2 else (dxp if which == 4 else out)
     po = <float*>_ptr(target)
     with nogil:
-        _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hp, Wp, psg)
+        _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hq if which == 0 else Hp, Wp, psg)
     if which == 2:
         out[...] = target.sum(axis=0)[:g.K, :crs].reshape(out.shape)
     elif which == 4:
