@@ -96,12 +96,16 @@ def test_matches_torch(algo, shape, dtype, blocks, request):
     tol = TOL[(algo, dtype)]
     y = CV.conv2d_forward(xd, wd, bd, 1, pad, 1, 1, algo=algo)
     dx = CV.conv2d_backward_input(dyd, wd, x.shape, 1, pad, 1, 1, algo=algo)
-    outs = [("forward", y, 0), ("backward_input", dx, 1)]
+    pad2 = (pad, pad) if isinstance(pad, int) else pad
+    tile = 4 if algo == "winograd4" else 2
+    nt = fastconv.get_num_threads()
+    # the module's backward_input reads the flipped, transposed filters straight from w
+    dx2 = WG.backward_input(dyd, wd, pad2, np.empty(x.shape, dtype), nt, tile)
+    outs = [("forward", y, 0), ("backward_input", dx, 1), ("module backward_input", dx2, 1)]
     if algo == "winograd":
         dw = CV.conv2d_backward_weight(dyd, xd, w.shape, 1, pad, 1, 1, algo=algo)
     else:  # conv offers no 'winograd4' backward-weight: the module's entry point, forced to F(4x4)
-        pad2 = (pad, pad) if isinstance(pad, int) else pad
-        dw = WG.backward_weight(dyd, xd, pad2, np.empty(w.shape, dtype), fastconv.get_num_threads(), 4)
+        dw = WG.backward_weight(dyd, xd, pad2, np.empty(w.shape, dtype), nt, 4)
     outs.append(("backward_weight", dw, 2))
     for name, out, i in outs:
         assert out.dtype == dtype and out.shape == truth[i].shape, name
@@ -149,9 +153,15 @@ def test_wide_mode(algo, dtype, gemm, monkeypatch):
         pad = shape[-1]
         ref = F.conv2d(*(torch.tensor(v) for v in (x, w, b)), 1, pad).numpy()
         x, w, b = x.astype(dtype), w.astype(dtype), b.astype(dtype)
+        tx, tw = torch.tensor(x.astype(np.float64), requires_grad=True), torch.tensor(w.astype(np.float64))
+        F.conv2d(tx, tw, None, 1, pad).backward(torch.tensor(dy))
+        dy = dy.astype(dtype)
+        tile = 4 if algo == "winograd4" else 2
         for nt in (2, 3):
-            y = WG.forward(x, w, b, (pad, pad), np.empty(ref.shape, dtype), nt, 4 if algo == "winograd4" else 2)
+            y = WG.forward(x, w, b, (pad, pad), np.empty(ref.shape, dtype), nt, tile)
             assert rel_error(y, ref) <= TOL[(algo, dtype)], (shape, nt)
+            dx = WG.backward_input(dy, w, (pad, pad), np.empty(x.shape, dtype), nt, tile)
+            assert rel_error(dx, tx.grad.numpy()) <= TOL[(algo, dtype)], (shape, nt)
 
 
 def test_empty_batch_and_nan():
@@ -195,3 +205,15 @@ def test_forward_rejects_bad_tile():
     x = np.ones((1, 2, 4, 4), np.float32)
     with pytest.raises(ValueError, match="tile"):
         WG.forward(x, np.ones((2, 2, 3, 3), np.float32), None, (1, 1), np.empty_like(x), 1, 3)
+    with pytest.raises(ValueError, match="tile"):
+        WG.backward_input(x, np.ones((2, 2, 3, 3), np.float32), (1, 1), np.empty_like(x), 1, 5)
+
+
+def test_backward_input_auto_tile():
+    """tile=0 takes pick's choice (F(4x4) on 12x12 planes) and matches conv's backward-input."""
+    x, w, b, dy = (v.astype(np.float32) for v in _data(2, 5, 12, 12, 7, 1, seed=11))
+    dx = WG.backward_input(dy, w, (1, 1), np.empty(x.shape, np.float32), 1)
+    forced = WG.backward_input(dy, w, (1, 1), np.empty(x.shape, np.float32), 1, 4)
+    np.testing.assert_array_equal(dx, forced)
+    np.testing.assert_allclose(dx, CV.conv2d_backward_input(dy, w, x.shape, 1, 1, 1, 1, algo="winograd4"),
+                               rtol=1e-5, atol=1e-5)

@@ -19,14 +19,23 @@
 #define FCW_CH 64  /* filters per chunk */
 
 #define FCW_DEFS(T, SFX)                                                                         \
-/* U[xi * KC + kc] = (G g G^T)[xi], F(2x2, 3x3): 4x4 components of every 3x3 filter g = w[kc]. */ \
-FCW_CLONES static void fcw_filters2_##SFX(const T *restrict w, T *restrict U, ptrdiff_t n_all,  \
-                                          ptrdiff_t KC) {                                       \
+/* U[xi * KC + kc] = (G g G^T)[xi], F(2x2, 3x3): 4x4 components of filters kc = s0 .. s0+n_all-1  \
+   (U points at filter s0's); g = w[kc], or with fk != 0 the filters of the transposed conv     \
+   (backward-input): g = w[kc % fk, kc / fk] reversed in both taps (w of fk x fc filters). */  \
+FCW_CLONES static void fcw_filters2_##SFX(const T *restrict w, T *restrict U, ptrdiff_t s0,     \
+                                          ptrdiff_t n_all, ptrdiff_t KC, ptrdiff_t fk,          \
+                                          ptrdiff_t fc) {                                       \
     T g[9][FCW_CH], t[12][FCW_CH];                                                              \
     for (ptrdiff_t k0 = 0; k0 < n_all; k0 += FCW_CH) {                                           \
         int n = n_all - k0 < FCW_CH ? (int)(n_all - k0) : FCW_CH;                                \
-        for (int i = 0; i < n; i++)                                                              \
-            for (int j = 0; j < 9; j++) g[j][i] = w[(k0 + i) * 9 + j];                           \
+        for (int i = 0; i < n; i++) {                                                            \
+            if (fk) {  /* filter s0 + k0 + i of the flipped, transposed set: (q % fk, q / fk) */  \
+                ptrdiff_t q = s0 + k0 + i, src = ((q % fk) * fc + q / fk) * 9;                   \
+                for (int j = 0; j < 9; j++) g[j][i] = w[src + 8 - j];                            \
+            } else {                                                                             \
+                for (int j = 0; j < 9; j++) g[j][i] = w[(s0 + k0 + i) * 9 + j];                  \
+            }                                                                                    \
+        }                                                                                        \
         for (int j = 0; j < 3; j++)                                                              \
             for (int i = 0; i < n; i++) {                                                        \
                 T a0 = g[j][i], a1 = g[3 + j][i], a2 = g[6 + j][i];                              \
@@ -50,14 +59,21 @@ FCW_CLONES static void fcw_filters2_##SFX(const T *restrict w, T *restrict U, pt
                                                                                                  \
 /* F(4x4, 3x3): 6x6 components, G rows (1/4,0,0) (-1/6,-1/6,-1/6) (-1/6,1/6,-1/6)              \
    (1/24,1/12,1/6) (1/24,-1/12,1/6) (0,0,1). */                                                  \
-FCW_CLONES static void fcw_filters4_##SFX(const T *restrict w, T *restrict U, ptrdiff_t n_all,  \
-                                          ptrdiff_t KC) {                                       \
+FCW_CLONES static void fcw_filters4_##SFX(const T *restrict w, T *restrict U, ptrdiff_t s0,     \
+                                          ptrdiff_t n_all, ptrdiff_t KC, ptrdiff_t fk,          \
+                                          ptrdiff_t fc) {                                       \
     T g[9][FCW_CH], t[18][FCW_CH];                                                              \
     const T c4 = (T)0.25, c6 = (T)1 / 6, c12 = (T)1 / 12, c24 = (T)1 / 24;                      \
     for (ptrdiff_t k0 = 0; k0 < n_all; k0 += FCW_CH) {                                           \
         int n = n_all - k0 < FCW_CH ? (int)(n_all - k0) : FCW_CH;                                \
-        for (int i = 0; i < n; i++)                                                              \
-            for (int j = 0; j < 9; j++) g[j][i] = w[(k0 + i) * 9 + j];                           \
+        for (int i = 0; i < n; i++) {                                                            \
+            if (fk) {  /* filter s0 + k0 + i of the flipped, transposed set: (q % fk, q / fk) */  \
+                ptrdiff_t q = s0 + k0 + i, src = ((q % fk) * fc + q / fk) * 9;                   \
+                for (int j = 0; j < 9; j++) g[j][i] = w[src + 8 - j];                            \
+            } else {                                                                             \
+                for (int j = 0; j < 9; j++) g[j][i] = w[(s0 + k0 + i) * 9 + j];                  \
+            }                                                                                    \
+        }                                                                                        \
         for (int j = 0; j < 3; j++)                                                              \
             for (int i = 0; i < n; i++) {                                                        \
                 T a0 = g[j][i], a1 = g[3 + j][i], a2 = g[6 + j][i];                              \
