@@ -347,3 +347,26 @@ def test_gradcheck_cython_pools():
     assert gradcheck(lambda t: FF.avg_pool2d(t, 2, 2, 0, backend="cython"), [x])
     assert gradcheck(lambda t: FF.adaptive_avg_pool2d(t, (4, 3), backend="cython"), [x])
     assert gradcheck(lambda t: FF.adaptive_avg_pool2d(t, 1, backend="cython"), [x])
+
+
+def test_large_outputs_streaming_stores(rng):
+    """Outputs of 8 MB or more are written with non-temporal stores (forward y / argmax, max-pool
+    dx): same answers as PyTorch, one thread and two."""
+    x = rng.standard_normal((1, 16, 384, 384)).astype(np.float32)  # 9.4 MB in; y + argmax 7 MB
+    x[0, 3, 100, 100] = np.nan
+    tx = torch.tensor(x, requires_grad=True)
+    ty, ti = F.max_pool2d(tx, 3, 1, 1, return_indices=True)  # 28 MB of y + argmax
+    dy = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+    ty.backward(torch.tensor(dy))
+    for nt in (1, 2):
+        old = _threads(nt)
+        try:
+            y, idx = PL.max_pool2d_forward(x, 3, 1, 1, 1, False)
+            dx = PL.max_pool2d_backward(dy, idx, x.shape)  # 9.4 MB dx
+            a = PL.avg_pool2d_forward(x, 3, 1, 1, False, True)  # 9.4 MB y
+        finally:
+            fastconv.set_num_threads(old)
+        np.testing.assert_array_equal(y, ty.detach().numpy())
+        np.testing.assert_array_equal(idx, ti.numpy())
+        np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(a, F.avg_pool2d(torch.tensor(x), 3, 1, 1).numpy(), rtol=1e-5, atol=1e-6)

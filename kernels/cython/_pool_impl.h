@@ -95,6 +95,42 @@ FC_INLINE int fc_avg_extent(int o, int s, int pad, int k, int n, int inc, int *a
     return inc ? ae - a : *a1 - *a0;
 }
 
+/* Non-temporal copies for large outputs (max-pool dx, forward y / idx over FC_STREAM_BYTES):
+ * results are built in a cache-resident buffer and written with streaming stores, so the output
+ * costs one write stream instead of a read-for-ownership plus a write-back. */
+#ifndef FC_STREAM_BYTES
+#define FC_STREAM_BYTES ((ptrdiff_t)8 << 20)
+#endif
+#if defined(__x86_64__) && defined(__SSE2__)
+#include <emmintrin.h>
+#define FC_STREAM 1
+static void fc_stream_f32(float *dst, const float *src, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
+    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
+static void fc_stream_f64(double *dst, const double *src, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
+    for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
+static void fc_stream_i64(int64_t *dst, const int64_t *src, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
+    for (; i + 2 <= n; i += 2) _mm_stream_si128((__m128i *)(dst + i), _mm_loadu_si128((const __m128i *)(src + i)));
+    for (; i < n; i++) dst[i] = src[i];
+}
+#define FC_SFENCE() _mm_sfence()
+#else
+#define FC_STREAM 0
+static void fc_stream_f32(float *dst, const float *src, ptrdiff_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
+static void fc_stream_f64(double *dst, const double *src, ptrdiff_t n) { memcpy(dst, src, sizeof(double) * (size_t)n); }
+static void fc_stream_i64(int64_t *dst, const int64_t *src, ptrdiff_t n) { memcpy(dst, src, sizeof(int64_t) * (size_t)n); }
+#define FC_SFENCE()
+#endif
+
 /* ------------------------------------------------------------------ forward: phase planes */
 /* fc_max_fwd / fc_avg (forward) return 0, -1 (out of memory) or -2 (window span * W >= 2^31). */
 /* The forward kernels first copy a block of R output rows' worth of one input plane into
@@ -239,9 +275,9 @@ FC_INLINE void fc_zsum_##SFX(const T *restrict Z, T *restrict m, const ptrdiff_t
 /* units [u0, u1) of (plane, row block); mode 0: max (y, idx), 1: average (y; cdiv per column) */ \
 FC_INLINE void fc_zfwd_units_##SFX(const T *restrict x, T *restrict y, int64_t *restrict idx,     \
                                    const T *restrict cdiv, T *restrict Z, T *restrict m,          \
-                                   int32_t *restrict am, const fc_pool_geom *g,                   \
-                                   const fc_zgeom *z, ptrdiff_t u0, ptrdiff_t u1, int mode,       \
-                                   const int SW) {                                                 \
+                                   int32_t *restrict am, T *restrict yb, int64_t *restrict ib,    \
+                                   const fc_pool_geom *g, const fc_zgeom *z, ptrdiff_t u0,        \
+                                   ptrdiff_t u1, int mode, const int SW) {                         \
     const int L = z->L, Q = g->Q, W = g->W;                                                        \
     for (ptrdiff_t un = u0; un < u1; un++) {                                                       \
         const ptrdiff_t pl = un / z->nblk;                                                         \
@@ -255,7 +291,7 @@ FC_INLINE void fc_zfwd_units_##SFX(const T *restrict x, T *restrict y, int64_t *
         for (int r = 0; r < rb; r++) {                                                             \
             const int p = p0 + r;                                                                  \
             const T *restrict mr = m + (ptrdiff_t)r * L;                                           \
-            T *restrict yr = y + (pl * g->P + p) * (ptrdiff_t)Q;                                   \
+            T *restrict yr = (yb ? yb + (ptrdiff_t)r * Q : y + (pl * g->P + p) * (ptrdiff_t)Q);    \
             if (mode) {                                                                            \
                 int h0, h1;                                                                        \
                 const T rd = (T)fc_avg_extent(p, g->sh, g->ph, g->kh, g->H, g->include_pad, &h0, &h1); \
@@ -263,7 +299,7 @@ FC_INLINE void fc_zfwd_units_##SFX(const T *restrict x, T *restrict y, int64_t *
                 continue;                                                                          \
             }                                                                                      \
             const int32_t *restrict ar = am + (ptrdiff_t)r * L;                                    \
-            int64_t *restrict ir = idx + (pl * g->P + p) * (ptrdiff_t)Q;                           \
+            int64_t *restrict ir = (yb ? ib + (ptrdiff_t)r * Q : idx + (pl * g->P + p) * (ptrdiff_t)Q); \
             int h0 = p * g->sh - g->ph;                                                            \
             while (h0 < 0) h0 += g->dh;                                                            \
             const int64_t pb = (int64_t)p * g->sh * W, fb = (int64_t)h0 * W;                       \
@@ -274,18 +310,25 @@ FC_INLINE void fc_zfwd_units_##SFX(const T *restrict x, T *restrict y, int64_t *
                 ir[q] = v == (T)-INFINITY ? fb + w0[q] : pb + q * SW + ar[q];                      \
             }                                                                                      \
         }                                                                                          \
+        if (yb) {                                                                                  \
+            const ptrdiff_t o = (pl * g->P + p0) * (ptrdiff_t)Q;                                   \
+            fc_stream_##SFX(y + o, yb, (ptrdiff_t)rb * Q);                                         \
+            if (!mode) fc_stream_i64(idx + o, ib, (ptrdiff_t)rb * Q);                              \
+        }                                                                                          \
     }                                                                                              \
+    if (yb) FC_SFENCE();                                                                           \
 }                                                                                                  \
 FC_INLINE void fc_zfwd_run_##SFX##_impl(const T *x, T *y, int64_t *idx, const T *cdiv, T *Z, T *m, \
-                                        int32_t *am, const fc_pool_geom *g, const fc_zgeom *z,    \
-                                        ptrdiff_t u0, ptrdiff_t u1, int mode) {                    \
-    if (g->sw == 1) fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode, 1);         \
-    else if (g->sw == 2) fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode, 2);    \
-    else fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode, g->sw);                \
+                                        int32_t *am, T *yb, int64_t *ib, const fc_pool_geom *g,   \
+                                        const fc_zgeom *z, ptrdiff_t u0, ptrdiff_t u1, int mode) { \
+    if (g->sw == 1) fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, yb, ib, g, z, u0, u1, mode, 1); \
+    else if (g->sw == 2) fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, yb, ib, g, z, u0, u1, mode, 2); \
+    else fc_zfwd_units_##SFX(x, y, idx, cdiv, Z, m, am, yb, ib, g, z, u0, u1, mode, g->sw);        \
 }                                                                                                  \
 FC_ISA_FN(fc_zfwd_run_##SFX, (const T *x, T *y, int64_t *idx, const T *cdiv, T *Z, T *m, int32_t *am, \
-                              const fc_pool_geom *g, const fc_zgeom *z, ptrdiff_t u0, ptrdiff_t u1, int mode), \
-          (x, y, idx, cdiv, Z, m, am, g, z, u0, u1, mode))                                         \
+                              T *yb, int64_t *ib, const fc_pool_geom *g, const fc_zgeom *z,        \
+                              ptrdiff_t u0, ptrdiff_t u1, int mode),                               \
+          (x, y, idx, cdiv, Z, m, am, yb, ib, g, z, u0, u1, mode))                                 \
 /* 2x2 windows, stride 2, no padding / dilation, every window inside the input (LeNet, VGG,      \
  * U-Net): one pass straight from the input rows (even/odd column pairs), no phase planes. */     \
 FC_INLINE void fc_k2_rows_##SFX##_impl(const T *restrict x, T *restrict y, int64_t *restrict idx, \
@@ -338,16 +381,22 @@ static int fc_zfwd_##SFX(const T *x, T *y, int64_t *idx, const T *cdiv, const fc
         >= ((ptrdiff_t)1 << 31)) return -2;                                                        \
     if (fc_zgeom_make(&z, g)) { fc_zgeom_free(&z); return -1; }                                    \
     const size_t nz = (size_t)g->sh * g->sw * z.zplane, nm = (size_t)z.R * z.L;                   \
+    const size_t nyb = (size_t)z.R * g->Q;                                                         \
+    const int stream = FC_STREAM && g->planes * g->P * g->Q * (ptrdiff_t)(sizeof(T) + (mode ? 0 : 8)) \
+                       >= FC_STREAM_BYTES;                                                         \
     _Pragma("omp parallel num_threads(nt) reduction(|:err)")                                      \
     {                                                                                              \
         ptrdiff_t u0, u1;                                                                          \
         fc_split(g->planes * z.nblk, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);       \
-        T *Z = (T *)malloc(sizeof(T) * (nz + nm));                                                 \
+        T *Z = (T *)malloc(sizeof(T) * (nz + nm + (stream ? nyb : 0)));                            \
         int32_t *am = (int32_t *)malloc(sizeof(int32_t) * nm);                                     \
-        if (!Z || !am) err = 1;                                                                    \
-        else fc_zfwd_run_##SFX(x, y, idx, cdiv, Z, Z + nz, am, g, &z, u0, u1, mode);  \
+        int64_t *ib = stream && !mode ? (int64_t *)malloc(sizeof(int64_t) * nyb) : NULL;           \
+        if (!Z || !am || (stream && !mode && !ib)) err = 1;                                        \
+        else fc_zfwd_run_##SFX(x, y, idx, cdiv, Z, Z + nz, am, stream ? Z + nz + nm : NULL, ib, g, \
+                               &z, u0, u1, mode);                                                  \
         free(Z);                                                                                   \
         free(am);                                                                                  \
+        free(ib);                                                                                  \
     }                                                                                              \
     fc_zgeom_free(&z);                                                                             \
     return err ? -1 : 0;                                                                           \
@@ -362,35 +411,6 @@ FC_ZFWD(double, f64)
 /* ------------------------------------------------------------------ max pool backward */
 /* dx planes zeroed and scattered by the same thread (the plane is still in cache);
  * returns the number of indices outside [0, hw) (skipped). */
-/* Large dx: each plane is scattered into a cache-resident buffer and then written with
- * non-temporal stores, so dx costs one write stream instead of a read-for-ownership, a memset
- * and a write-back. */
-#ifndef FC_STREAM_BYTES
-#define FC_STREAM_BYTES ((ptrdiff_t)8 << 20)
-#endif
-#if defined(__x86_64__) && defined(__SSE2__)
-#include <emmintrin.h>
-#define FC_STREAM 1
-static void fc_stream_f32(float *dst, const float *src, ptrdiff_t n) {
-    ptrdiff_t i = 0;
-    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
-    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
-    for (; i < n; i++) dst[i] = src[i];
-}
-static void fc_stream_f64(double *dst, const double *src, ptrdiff_t n) {
-    ptrdiff_t i = 0;
-    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
-    for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
-    for (; i < n; i++) dst[i] = src[i];
-}
-#define FC_SFENCE() _mm_sfence()
-#else
-#define FC_STREAM 0
-static void fc_stream_f32(float *dst, const float *src, ptrdiff_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
-static void fc_stream_f64(double *dst, const double *src, ptrdiff_t n) { memcpy(dst, src, sizeof(double) * (size_t)n); }
-#define FC_SFENCE()
-#endif
-
 #define FC_MAX_BWD(T, SFX)                                                                         \
 static ptrdiff_t fc_max_bwd_##SFX(const T *restrict dy, const int64_t *restrict idx, T *restrict dx, \
                                   ptrdiff_t planes, ptrdiff_t pq, ptrdiff_t hw, int nt) {          \
