@@ -49,8 +49,8 @@ def _data(case, seed):
 
 def _run(case, x, w, b, dy, monkeypatch=None):
     xs, K, ks, st, pad, dil = case
-    if monkeypatch is not None:  # backward-weight's panel-fill rule off: every case takes the packed path
-        monkeypatch.setattr(CV, "_pk_eligible", lambda dt, g, ws=None, f=CV._pk_eligible: f(dt, g))
+    if monkeypatch is not None:  # the shape rules off: every case takes the packed path
+        monkeypatch.setattr(CV, "_pk_eligible", lambda dt, g, ws=None, which=-1, f=CV._pk_eligible: f(dt, g))
     return (CV.conv2d_forward(x, w, b, st, pad, dil, 1, algo="gemm"),
             CV.conv2d_backward_input(dy, w, xs, st, pad, dil, 1, algo="gemm"),
             CV.conv2d_backward_weight(dy, x, w.shape, st, pad, dil, 1, algo="gemm"))
@@ -104,8 +104,12 @@ def test_packed_path_scope():
     """float64 and grouped convs keep the BLAS path; auto picks 'gemm' (hence packed) for 5x5."""
     assert not CV._pk_eligible(np.dtype(np.float64), 1)
     assert not CV._pk_eligible(np.dtype(np.float32), 2)
-    assert CV._pk_eligible(np.dtype(np.float32), 1, (192, 64, 5, 5)) == CV._PK_OK   # 1600 of 1632
-    assert not CV._pk_eligible(np.dtype(np.float32), 1, (64, 3, 7, 7))              # 147 of 192
+    f32 = np.dtype(np.float32)
+    assert all(CV._pk_eligible(f32, 1, (192, 64, 5, 5), d) == CV._PK_OK for d in (0, 1, 2))  # alexnet
+    assert CV._pk_eligible(f32, 1, (64, 3, 7, 7), 0) == CV._PK_OK      # stem forward
+    assert not CV._pk_eligible(f32, 1, (64, 3, 7, 7), 2)               # stem dW: 147 of 192 columns
+    assert not CV._pk_eligible(f32, 1, (6, 1, 5, 5), 0)                # lenet_c1: depth 25
+    assert not CV._pk_eligible(f32, 1, (6, 1, 5, 5), 1)                # lenet_c1 dx: depth 6
     (x, w, b, dy), _ = _data(CASES[0], 0)
     x, w, b = (v.astype(np.float64) for v in (x, w, b))
     y = CV.conv2d_forward(x, w, b, 1, 0, 1, 1)

@@ -398,7 +398,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto"):
     if algo.startswith("winograd"):
         with _BlasSerial():
             return _wino.forward(x, w, b, padding, y, nt, 4 if algo == "winograd4" else 2)
-    if algo == "gemm" and _pk_eligible(x.dtype, groups):
+    if algo == "gemm" and _pk_eligible(x.dtype, groups, w.shape, 0):
         return _pk_path(0, x, w, b, y, g, nt)
     if algo != "direct":
         return _gemm_path(0, x, w, b, y, g, nt, algo == "1x1")
@@ -426,7 +426,7 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups, *, 
         wt = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         with _BlasSerial():
             return _wino.forward(dy, wt, None, (2 - padding[0], 2 - padding[1]), dx, nt, 4 if algo == "winograd4" else 2)
-    if algo == "gemm" and _pk_eligible(dy.dtype, groups):
+    if algo == "gemm" and _pk_eligible(dy.dtype, groups, w.shape, 1):
         return _pk_path(1, dy, w, None, dx, g, nt)
     if algo != "direct":
         return _gemm_path(1, dy, w, None, dx, g, nt, pointwise)
@@ -452,7 +452,7 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups, *,
     if algo == "winograd":
         with _BlasSerial():
             return _wino.backward_weight(dy, x, padding, dw, nt)
-    if algo == "gemm" and _pk_eligible(dy.dtype, groups, w_shape):
+    if algo == "gemm" and _pk_eligible(dy.dtype, groups, w_shape, 2):
         return _pk_path(2, dy, x, None, dw, g, nt)
     if algo != "direct":
         return _gemm_path(2, dy, x, None, dw, g, nt, algo == "1x1")
