@@ -257,6 +257,11 @@ cdef bint _dw_setup(const Geo* g, fc_dwg* d):
     return fc_dw_setup(d, g.H, g.W, g.P, g.Q, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw) != 0
 
 
+cdef inline Py_ssize_t _chunk(Py_ssize_t nplanes, int nt) noexcept nogil:
+    """Planes per scheduling chunk: about 8 chunks per thread."""
+    return max(1, nplanes // (8 * nt))
+
+
 cdef inline Py_ssize_t _round16(Py_ssize_t n) noexcept nogil:
     return (n + 15) // 16 * 16
 
@@ -271,8 +276,9 @@ cdef void _fwd_dw(const real* x, const real* w, const real* b, real* y, const Ge
     cdef const real* nx
     with parallel(num_threads=nt):
         buf = work + threadid() * ws
-        # static: each thread walks consecutive planes, and prefetches the next one
-        for t in prange(nplanes, schedule="static"):
+        # chunks of consecutive planes: a thread prefetches its next plane, and a thread
+        # slowed down by other work on the machine does not hold the others up
+        for t in prange(nplanes, schedule="dynamic", chunksize=_chunk(nplanes, nt)):
             c = t % g.C
             nx = x + (t + 1) * hw if t + 1 < nplanes else NULL
             if real is float:
@@ -292,7 +298,7 @@ cdef void _bwd_input_dw(const real* dy, const real* w, real* dx, const Geo* g, c
     cdef const real* ndy
     with parallel(num_threads=nt):
         buf = work + threadid() * ws
-        for t in prange(nplanes, schedule="static"):
+        for t in prange(nplanes, schedule="dynamic", chunksize=_chunk(nplanes, nt)):
             c = t % g.C
             ndy = dy + (t + 1) * kpq if t + 1 < nplanes else NULL
             if real is float:
@@ -318,7 +324,7 @@ cdef void _bwd_weight_dw(const real* dy, const real* x, double* part, const Geo*
     cdef const real* ndy
     with parallel(num_threads=nt):
         buf = work + threadid() * ws
-        for t in prange(nplanes, schedule="static"):
+        for t in prange(nplanes, schedule="dynamic", chunksize=_chunk(nplanes, nt)):
             nx = x + (t + 1) * hw if t + 1 < nplanes else NULL
             ndy = dy + (t + 1) * kpq if t + 1 < nplanes else NULL
             if real is float:

@@ -147,13 +147,13 @@ static inline int fc_dw_level(void) {
 }
 
 /* The vector width for output rows of Q elements of es bytes: the least lane work
- * (ceil(Q / VW) * VW, rows narrower than a vector counted at two vectors; SSE2, without
+ * (ceil(Q / VW) * VW, rows narrower than a vector counted at four vectors; SSE2, without
  * FMA, at double), the wider vector on ties.  Among the levels up to fc_dw_level(). */
 static inline int fc_dw_pick(int Q, int es) {
     int best = 0;
     long bestc = -1;
     for (int l = fc_dw_level(); l >= 0; l--) {
-        long vw = (16L << l) / es, c = Q >= vw ? (Q + vw - 1) / vw * vw : 2 * vw;
+        long vw = (16L << l) / es, c = Q >= vw ? (Q + vw - 1) / vw * vw : 4 * vw;
         if (l == 0) c *= 2;
         if (bestc < 0 || c < bestc) {
             best = l;

@@ -379,6 +379,7 @@ typedef struct {
     const T *d, *nx, *ndy;
     ptrdiff_t ds, nlen;
     int nfull, qt;
+    FC_IT keep; /* lanes >= nfull - qt of the tail vector: -1, others 0 */
 } FN(wsrc);
 
 FC_AI void FN(pf)(const T *nxt, ptrdiff_t nlen, int p, int P) {
@@ -388,11 +389,7 @@ FC_AI void FN(pf)(const T *nxt, ptrdiff_t nlen, int p, int P) {
     for (; a < b; a += L) __builtin_prefetch(nxt + a, 0, 3);
 }
 
-FC_AI V FN(tailmask)(V v, int keep_from) {
-    FC_IT m = {0};
-    for (int l = keep_from; l < VW; l++) m[l] = -1;
-    return (V)((FC_IT)v & m);
-}
+FC_AI V FN(tailmask)(V v, FC_IT keep) { return (V)((FC_IT)v & keep); }
 
 /* 3x3: the nine taps in registers, one pass over the plane. */
 FC_AI void FN(wgrad33)(const T *restrict buf, const FN(wsrc) *src, double *out, const fc_dwg *g,
@@ -420,7 +417,7 @@ FC_AI void FN(wgrad33)(const T *restrict buf, const FN(wsrc) *src, double *out, 
         FN(pf)(src->nx, src->nlen, p, g->P);
         FN(pf)(src->ndy, (ptrdiff_t)g->P * g->Q, p, g->P);
         for (int q0 = 0; q0 < nfull; q0 += VW) FC_W33(FN(ld)(d + q0), q0);
-        if (qt >= 0) FC_W33(FN(tailmask)(FN(ld)(d + qt), nfull - qt), qt);
+        if (qt >= 0) FC_W33(FN(tailmask)(FN(ld)(d + qt), src->keep), qt);
     }
 #undef FC_W33
     out[0] += FN(hsum)(a00); out[1] += FN(hsum)(a01); out[2] += FN(hsum)(a02);
@@ -456,7 +453,7 @@ FC_AI void FN(wgrad_rows)(const T *restrict buf, const FN(wsrc) *src, double *ou
                 FN(pf)(src->ndy, (ptrdiff_t)g->P * g->Q, p, g->P);
             }
             for (int q0 = 0; q0 < nfull; q0 += VW) FC_WROW(FN(ld)(d + q0), q0);
-            if (qt >= 0) FC_WROW(FN(tailmask)(FN(ld)(d + qt), nfull - qt), qt);
+            if (qt >= 0) FC_WROW(FN(tailmask)(FN(ld)(d + qt), src->keep), qt);
         }
         double *orow = out + r * S;
         orow[0] += FN(hsum)(a0);
@@ -477,7 +474,7 @@ FC_ATTR static void FN(wgrad_any)(const T *restrict buf, const FN(wsrc) *src, do
                 const T *d = src->d + p * src->ds;
                 const T *xr = buf + (ptrdiff_t)(p * g->sh + r * g->dh) * g->RS + g->off[s];
                 for (int q0 = 0; q0 < src->nfull; q0 += VW) a0 += FN(ld)(d + q0) * FN(ld)(xr + q0);
-                if (src->qt >= 0) a0 += FN(tailmask)(FN(ld)(d + src->qt), src->nfull - src->qt) * FN(ld)(xr + src->qt);
+                if (src->qt >= 0) a0 += FN(tailmask)(FN(ld)(d + src->qt), src->keep) * FN(ld)(xr + src->qt);
             }
             out[r * g->S + s] += FN(hsum)(a0);
         }
@@ -513,7 +510,7 @@ FC_AI void FN(dwgrad_rows)(const T *restrict x, const T *restrict zrow, const FN
         FC_DW(FN(ld)(d), 0, PW ? 0 : 1);
         for (int q0 = VW; q0 < nmid; q0 += VW) FC_DW(FN(ld)(d + q0), q0, 1);
         if (rfull) FC_DW(FN(ld)(d + Q - VW), Q - VW, 2);
-        if (qt >= 0) FC_DW(FN(tailmask)(FN(ld)(d + qt), nfull - qt), qt, PW ? 2 : 1);
+        if (qt >= 0) FC_DW(FN(tailmask)(FN(ld)(d + qt), src->keep), qt, PW ? 2 : 1);
     }
 #undef FC_DW
     for (int t = 0; t < NR * S; t++) out[r0 * S + t] += FN(hsum)(acc[t]);
@@ -643,11 +640,12 @@ FC_ATTR static void FN(bwd_w_task)(const T *x, const T *dy, double *out, int Kg,
             src.ds = g->Q;
             src.nfull = g->Q / VW * VW;
             src.qt = g->Q % VW ? g->Q - VW : -1;
+            for (int l = 0; l < VW; l++) src.keep[l] = l >= src.nfull - src.qt ? -1 : 0;
         } else {
             FN(pad_dy)(dy + kk * pq, dyb, g);
             src.d = dyb + FC_DW_QB;
             src.ds = g->DS;
-            src.nfull = g->Qb;
+            src.nfull = (g->Q + VW - 1) / VW * VW; /* zeros past Q */
             src.qt = -1;
         }
         if (direct)
