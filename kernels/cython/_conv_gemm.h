@@ -34,18 +34,31 @@ static int fc_cg_available(void) {
       c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2); }
 #define FC_ZERO(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = c##i##0, c##i##2 = c##i##0;
 #define FC_STORE(i)                                                                  \
-    { float *cr = c + (ptrdiff_t)(i) * ldc;                                          \
+    if ((i) < mrows) {                                                               \
+      float *cr = c + (ptrdiff_t)(i) * ldc;                                          \
       if (acc) {                                                                     \
-          c##i##0 = _mm512_add_ps(c##i##0, _mm512_loadu_ps(cr));                     \
-          c##i##1 = _mm512_add_ps(c##i##1, _mm512_loadu_ps(cr + 16));                \
-          c##i##2 = _mm512_add_ps(c##i##2, _mm512_loadu_ps(cr + 32));                \
+          c##i##0 = _mm512_add_ps(c##i##0, _mm512_maskz_loadu_ps(m0, cr));           \
+          c##i##1 = _mm512_add_ps(c##i##1, _mm512_maskz_loadu_ps(m1, cr + 16));      \
+          c##i##2 = _mm512_add_ps(c##i##2, _mm512_maskz_loadu_ps(m2, cr + 32));      \
+      } else if (bias) {                                                             \
+          __m512 bv = _mm512_set1_ps(bias[i]);                                       \
+          c##i##0 = _mm512_add_ps(c##i##0, bv); c##i##1 = _mm512_add_ps(c##i##1, bv);  \
+          c##i##2 = _mm512_add_ps(c##i##2, bv);                                      \
       }                                                                              \
-      _mm512_storeu_ps(cr, c##i##0); _mm512_storeu_ps(cr + 16, c##i##1);            \
-      _mm512_storeu_ps(cr + 32, c##i##2); }
+      if (full) {                                                                    \
+          _mm512_storeu_ps(cr, c##i##0); _mm512_storeu_ps(cr + 16, c##i##1);        \
+          _mm512_storeu_ps(cr + 32, c##i##2);                                        \
+      } else {                                                                       \
+          _mm512_mask_storeu_ps(cr, m0, c##i##0);                                    \
+          _mm512_mask_storeu_ps(cr + 16, m1, c##i##1);                               \
+          _mm512_mask_storeu_ps(cr + 32, m2, c##i##2);                               \
+      } }
 
-/* one FC_MR x FC_NR tile: c = (acc ? c : 0) + a . b over kd steps */
+/* one FC_MR x FC_NR tile: c = (acc ? c : bias) + a . b over kd steps; only rows < mrows and
+ * columns < ncol of c are read or written (so c may be the final output, not a padded scratch) */
 FC_CG_TARGET static void fc_cg_kernel(int kd, const float *restrict a, const float *restrict b,
-                                      float *restrict c, ptrdiff_t ldc, int acc) {
+                                      float *restrict c, ptrdiff_t ldc, int acc, int mrows, int ncol,
+                                      const float *bias) {
     FC_ZERO(0) FC_ZERO(1) FC_ZERO(2) FC_ZERO(3) FC_ZERO(4) FC_ZERO(5) FC_ZERO(6) FC_ZERO(7)
     for (int k = 0; k < kd; k++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
@@ -53,27 +66,34 @@ FC_CG_TARGET static void fc_cg_kernel(int kd, const float *restrict a, const flo
         a += FC_MR;
         b += FC_NR;
     }
+    int full = ncol >= FC_NR;
+    __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << (ncol < 0 ? 0 : ncol)) - 1u);
+    __mmask16 m1 = ncol >= 32 ? 0xffff : (ncol <= 16 ? 0 : (__mmask16)((1u << (ncol - 16)) - 1u));
+    __mmask16 m2 = ncol >= 48 ? 0xffff : (ncol <= 32 ? 0 : (__mmask16)((1u << (ncol - 32)) - 1u));
     FC_STORE(0) FC_STORE(1) FC_STORE(2) FC_STORE(3) FC_STORE(4) FC_STORE(5) FC_STORE(6) FC_STORE(7)
 }
 
-/* C (+)= A . B over mpan x npan tiles, in passes of kc steps of depth (the A slice,
- * mpan x 8 x kc, and each B slice, kc x 48, stay in L2/L1); A panel outer, B inner. */
-FC_CG_TARGET static void fc_cg_gemm(int mpan, int npan, int kd, int kc, const float *ap, const float *bp,
-                                    float *c, ptrdiff_t ldc, int acc) {
+/* C[m x n] (+)= A . B (+ bias per row when not acc) over whole tiles, in passes of kc steps of
+ * depth (the A slice, mpan x 8 x kc, and each B slice, kc x 48, stay in L2/L1); A panel outer,
+ * B inner.  Rows >= m and columns >= n of C are not touched. */
+FC_CG_TARGET static void fc_cg_gemm(int m, int n, int kd, int kc, const float *ap, const float *bp,
+                                    float *c, ptrdiff_t ldc, int acc, const float *bias) {
+    int mpan = (m + FC_MR - 1) / FC_MR, npan = (n + FC_NR - 1) / FC_NR;
     if (kc <= 0) kc = kd;
     for (int k0 = 0; k0 < kd; k0 += kc) {
         int kn = kd - k0 < kc ? kd - k0 : kc;
         for (int i = 0; i < mpan; i++)
             for (int j = 0; j < npan; j++)
                 fc_cg_kernel(kn, ap + ((ptrdiff_t)i * kd + k0) * FC_MR, bp + ((ptrdiff_t)j * kd + k0) * FC_NR,
-                             c + (ptrdiff_t)i * FC_MR * ldc + (ptrdiff_t)j * FC_NR, ldc, acc || k0 > 0);
+                             c + (ptrdiff_t)i * FC_MR * ldc + (ptrdiff_t)j * FC_NR, ldc, acc || k0 > 0,
+                             m - i * FC_MR, n - j * FC_NR, (acc || k0 > 0 || !bias) ? NULL : bias + i * FC_MR);
     }
 }
 #else
 static int fc_cg_available(void) { return 0; }
-static void fc_cg_gemm(int mpan, int npan, int kd, int kc, const float *ap, const float *bp,
-                       float *c, ptrdiff_t ldc, int acc) {
-    (void)mpan; (void)npan; (void)kd; (void)kc; (void)ap; (void)bp; (void)c; (void)ldc; (void)acc;
+static void fc_cg_gemm(int m, int n, int kd, int kc, const float *ap, const float *bp,
+                       float *c, ptrdiff_t ldc, int acc, const float *bias) {
+    (void)m; (void)n; (void)kd; (void)kc; (void)ap; (void)bp; (void)c; (void)ldc; (void)acc; (void)bias;
 }
 #endif
 

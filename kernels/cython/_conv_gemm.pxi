@@ -18,8 +18,8 @@ cdef extern from "_conv_gemm.h" nogil:
     void fc_cg_im2col_tab(const float* base, const fc_cg_segment* sg, int ns, int sw, float* dst)
     int FC_MR, FC_NR
     int fc_cg_available()
-    void fc_cg_gemm(int mpan, int npan, int kd, int kc, const float* ap, const float* bp, float* c,
-                    Py_ssize_t ldc, int acc)
+    void fc_cg_gemm(int m, int n, int kd, int kc, const float* ap, const float* bp, float* c,
+                    Py_ssize_t ldc, int acc, const float* bias)
     void fc_cg_pack_a_rows(const float* src, Py_ssize_t ld, int m, int koff, int length, int kdt, float* ap)
     void fc_cg_pack_a_cols(const float* src, Py_ssize_t ld, int m, int kd, float* ap)
     void fc_cg_pack_b_seg(const float* src, int col0, int length, int k, int kd, float* bp)
@@ -111,7 +111,11 @@ cdef void _pk_fwd_chunk(const float* x, const float* ap, const float* bias, floa
             _pk_im2col(x, g, t, c0, c1, bp + t * FC_NR, <Py_ssize_t>crs * FC_NR)
     else:
         _pk_fill_tab(x, g, Hp, Wp, c0, c1, sg, bp, <Py_ssize_t>crs * FC_NR)
-    fc_cg_gemm(mpan, npan, crs, kc, ap, bp, cs, ldc, 0)
+    n = c0 // pq
+    if (c1 - 1) // pq == n:  # one image: the kernel writes y (+ bias) itself
+        fc_cg_gemm(g.K, ncols, crs, kc, ap, bp, y + n * g.K * pq + (c0 - n * pq), pq, 0, bias)
+        return
+    fc_cg_gemm(mpan * FC_MR, npan * FC_NR, crs, kc, ap, bp, cs, ldc, 0, NULL)
     off = 0
     while c0 < c1:  # copy out image by image (+ bias)
         n = c0 // pq
@@ -148,7 +152,7 @@ cdef void _pk_fwd_shift_chunk(const float* xp, const float* ap, const float* bia
         n = col // ipan
         fc_cg_pack_shift(xp + n * g.C * plane, plane, Wp, g.C, g.R, g.S, g.dh, g.dw, col - n * ipan,
                          bp + <Py_ssize_t>i * crs * FC_NR)
-    fc_cg_gemm(mpan, npan, crs, kc, ap, bp, cs, ldc, 0)
+    fc_cg_gemm(mpan * FC_MR, npan * FC_NR, crs, kc, ap, bp, cs, ldc, 0, NULL)
     off = 0
     while c0 < c1:  # keep columns j < P*Wp with q < Q, image by image (+ bias)
         n = c0 // ipan
@@ -179,7 +183,7 @@ cdef void _pk_bwi_chunk(const float* dy, const float* ap, float* dx, float* ws,
             fc_cg_pack_b_seg(dy + (n * g.K + k) * pq + a, <int>off, <int>(b - a), k, g.K, bp)
         off += b - a
         cc += b - a
-    fc_cg_gemm(mpan, npan, g.K, kc, ap, bp, cs, ldc, 0)
+    fc_cg_gemm(mpan * FC_MR, npan * FC_NR, g.K, kc, ap, bp, cs, ldc, 0, NULL)
     off = 0
     while c0 < c1:
         n = c0 // pq
@@ -207,7 +211,7 @@ cdef void _pk_bwi_shift_chunk(const float* dyp, const float* ap, float* dxp, flo
         col = c0 + <Py_ssize_t>i * FC_NR
         n = col // ipan
         fc_cg_pack_rows48(dyp + n * g.K * ipan + (col - n * ipan), ipan, g.K, bp + <Py_ssize_t>i * g.K * FC_NR)
-    fc_cg_gemm(mpan, npan, g.K, kc, ap, bp, cs, ldc, 0)
+    fc_cg_gemm(mpan * FC_MR, npan * FC_NR, g.K, kc, ap, bp, cs, ldc, 0, NULL)
     for i in range(npan):
         col = c0 + <Py_ssize_t>i * FC_NR
         n = col // ipan
@@ -246,7 +250,7 @@ cdef void _pk_bww_chunk(const float* dy, const float* x, float* dws, float* ws, 
             memset(tmp + <Py_ssize_t>nr * ncols, 0, <Py_ssize_t>(FC_NR - nr) * ncols * sizeof(float))
         fc_cg_pack_bt_panel(tmp, ncols, ncols, bp + <Py_ssize_t>(t // FC_NR) * ncols * FC_NR)
         t += nr
-    fc_cg_gemm(mpan, npan, ncols, kc, ap, bp, dws, ldc, 1)
+    fc_cg_gemm(mpan * FC_MR, npan * FC_NR, ncols, kc, ap, bp, dws, ldc, 1, NULL)
 
 
 cdef void _pk_run(int which, const float* a, const float* b, const float* bias, float* out,
