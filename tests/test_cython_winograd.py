@@ -138,16 +138,23 @@ def test_block_sweep(algo, dtype, gemm, monkeypatch):
             assert rel_error(y2, ref) <= tol, (mt, nt)
 
 
-@pytest.mark.parametrize("gemm", ["own", "blas"])
+@pytest.mark.parametrize("gemm", ["own", "blas", "fused"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("algo", ALGOS)
 def test_wide_mode(algo, dtype, gemm, monkeypatch):
     """Few tiles on several threads: one block, phases split over channels / components /
-    output channels (forced here on small shapes; odd C, K and planes, bias)."""
+    output channels; 'fused': filters transformed per group of output channels right before
+    their products (groups of 4 rows here, with a short last group).  Forced on small shapes;
+    odd C, K and planes, bias; forward and backward-input (flipped filters)."""
     monkeypatch.setattr(WG, "WIDE_MIN_KC", 0)
     monkeypatch.setattr(WG, "WIDE_TILES", 1 << 20)
+    monkeypatch.setattr(WG, "FUSE_MIN_KC", 1 << 40)
     if gemm == "blas":
         monkeypatch.setattr(WG, "OWN_GEMM_MAX_KC", 0)
+    if gemm == "fused":
+        monkeypatch.setattr(WG, "FUSE_MIN_KC", 0)
+        monkeypatch.setattr(WG, "FUSE_TILES", 1 << 20)
+        monkeypatch.setattr(WG, "FUSE_FILTERS", 1)
     for shape in ((2, 5, 9, 7, 6, 1), (1, 3, 5, 5, 2, 0), (3, 17, 8, 11, 9, 2)):
         x, w, b, dy = _data(*shape, seed=sum(shape))
         pad = shape[-1]
@@ -157,7 +164,7 @@ def test_wide_mode(algo, dtype, gemm, monkeypatch):
         F.conv2d(tx, tw, None, 1, pad).backward(torch.tensor(dy))
         dy = dy.astype(dtype)
         tile = 4 if algo == "winograd4" else 2
-        for nt in (2, 3):
+        for nt in (1, 2, 3):
             y = WG.forward(x, w, b, (pad, pad), np.empty(ref.shape, dtype), nt, tile)
             assert rel_error(y, ref) <= TOL[(algo, dtype)], (shape, nt)
             dx = WG.backward_input(dy, w, (pad, pad), np.empty(x.shape, dtype), nt, tile)

@@ -100,15 +100,32 @@ cdef inline void _products(const WG* g, const real* U, const real* V, real* M, i
 
 
 cdef void _run_wide(const real* x, const real* U, const real* bias, real* y, real* V, real* M,
-                    const WG* g, int tile, int nt) noexcept nogil:
+                    const WG* g, int tile, int nt, const real* w, Py_ssize_t fk, Py_ssize_t fc,
+                    real* Uloc, Py_ssize_t ulstride, int kg) noexcept nogil:
     """All T tiles as one block, each phase split over the threads: input transform by channel,
     products by component, output transform by output channel (few tiles, big filter matrices:
-    blocks per thread made every thread stream all of U, 38 MB for res5's F(4x4))."""
-    cdef int c, k, xi, nb = <int>g.T, na = (tile + 2) * (tile + 2)
+    blocks per thread made every thread stream all of U, 38 MB for res5's F(4x4)).  With kg > 0
+    (fused) there is no U: products by groups of kg output channels, each transforming its
+    filters into Uloc (per thread, ulstride apart; L2-sized) right before its products, so U
+    never goes to memory (writing res5's 38 MB U took 8 ms of a 17 ms forward)."""
+    cdef int c, k, xi, tid = 0, nb = <int>g.T, na = (tile + 2) * (tile + 2), grp, kn
+    cdef Py_ssize_t k0
+    cdef real* ul
     for c in prange(g.C, num_threads=nt, schedule="static"):
         _inputs(x, V, g, 0, nb, tile, c, c + 1)
-    for xi in prange(na, num_threads=nt, schedule="dynamic"):
-        _products(g, U, V, M, nb, xi)
+    if kg > 0:
+        with parallel(num_threads=nt):
+            tid = threadid()
+            for grp in prange((g.K + kg - 1) // kg, schedule="dynamic"):
+                k0 = <Py_ssize_t>grp * kg
+                kn = <int>min(<Py_ssize_t>kg, g.K - k0)
+                ul = Uloc + tid * ulstride
+                _filters_run(w, ul, k0 * g.C, <Py_ssize_t>kn * g.C, tile, fk, fc)
+                _bgemm(na, kn, g.C, nb, ul, <Py_ssize_t>kn * g.C + SKEW, V, <Py_ssize_t>g.C * nb + SKEW,
+                       M + k0 * nb, <Py_ssize_t>g.K * nb + SKEW)
+    else:
+        for xi in prange(na, num_threads=nt, schedule="dynamic"):
+            _products(g, U, V, M, nb, xi)
     for k in prange(g.K, num_threads=nt, schedule="static"):
         _outputs(M, bias, y, g, 0, nb, tile, k, k + 1)
 
@@ -123,6 +140,9 @@ OWN_GEMM_MAX_KC = 1 << 30  # K * C up to this: component products by fcw_bgemm, 
 BW_F4_MIN_PIXELS = 2048  # backward-weight through F(4x4) from this many output pixels N * P * Q
 WIDE_TILES = 64  # with several threads and at most this many tiles per thread ...
 WIDE_MIN_KC = 128 * 128  # ... and K * C at least this: one block, phases split over the threads
+FUSE_MIN_KC = 128 * 128  # fused filter transform (no U in memory) from this K * C on ...
+FUSE_TILES = 64  # ... with at most this many tiles per thread (one block)
+FUSE_FILTERS = 4096  # filters per fused group (K rows * C): 36 components of them ~ 590 KiB float32
 OWN_TILES = (32, 64)  # fcw_bgemm blocks: 32 to 64 tiles (a multiple of its vectors)
 CK_PER_TILE = 512  # OpenBLAS path: at least K * C / this tiles per block
 
@@ -217,14 +237,17 @@ def forward(x, w, b, padding, y, int nt, int tile=2, bint flip=False):
     g.own = g.K * g.C <= OWN_GEMM_MAX_KC
     nb = _block_tiles(g.T, per_tile, g.K * g.C, nt, BLOCK_BYTES, (64 // x.itemsize) if g.own else 0)
     cdef int nt_all = nt  # the filter transform splits over filters, not tile blocks
-    cdef bint wide = nt > 1 and g.T <= nt * WIDE_TILES and g.K * g.C >= WIDE_MIN_KC
+    cdef bint fused = g.own and g.K * g.C >= FUSE_MIN_KC and g.T <= nt * FUSE_TILES
+    cdef bint wide = fused or (nt > 1 and g.T <= nt * WIDE_TILES and g.K * g.C >= WIDE_MIN_KC)
+    cdef int kg = max(4, FUSE_FILTERS // g.C // 4 * 4) if fused else 0
+    cdef Py_ssize_t ulstride = na * (<Py_ssize_t>kg * g.C + SKEW)
     if wide:
         nb = g.T
         nt_run = 1
     else:
         nt_run = nt = max(1, min(nt, -(-g.T // nb)))
     g.nb = nb
-    U = _scratch(0, na * (g.K * g.C + SKEW), x.dtype)
+    U = _scratch(0, (nt * ulstride) if fused else na * (g.K * g.C + SKEW), x.dtype)
     cdef Py_ssize_t wstride = na * ((g.C + g.K) * nb + 2 * SKEW)
     work = _scratch(1, nt_run * wstride, x.dtype)
     cdef Py_ssize_t mofs = <Py_ssize_t>na * (g.C * nb + SKEW)  # M after V in a block's workspace
@@ -238,15 +261,19 @@ def forward(x, w, b, padding, y, int nt, int tile=2, bint flip=False):
     cdef bint is32 = x.dtype == np.float32
     with nogil:
         if is32:
-            _filters(<float*>pw, <float*>pu, KC, tile, nt_all, fk, fc)
+            if not fused:
+                _filters(<float*>pw, <float*>pu, KC, tile, nt_all, fk, fc)
             if wide:
-                _run_wide(<float*>px, <float*>pu, <float*>pb, <float*>py, <float*>pk, <float*>pk + mofs, &g, tile, nt)
+                _run_wide(<float*>px, <float*>pu, <float*>pb, <float*>py, <float*>pk, <float*>pk + mofs, &g, tile, nt,
+                          <float*>pw, fk, fc, <float*>pu, ulstride, kg)
             else:
                 _run(<float*>px, <float*>pu, <float*>pb, <float*>py, <float*>pk, wstride, &g, tile, nt)
         else:
-            _filters(<double*>pw, <double*>pu, KC, tile, nt_all, fk, fc)
+            if not fused:
+                _filters(<double*>pw, <double*>pu, KC, tile, nt_all, fk, fc)
             if wide:
-                _run_wide(<double*>px, <double*>pu, <double*>pb, <double*>py, <double*>pk, <double*>pk + mofs, &g, tile, nt)
+                _run_wide(<double*>px, <double*>pu, <double*>pb, <double*>py, <double*>pk, <double*>pk + mofs, &g, tile, nt,
+                          <double*>pw, fk, fc, <double*>pu, ulstride, kg)
             else:
                 _run(<double*>px, <double*>pu, <double*>pb, <double*>py, <double*>pk, wstride, &g, tile, nt)
     return y

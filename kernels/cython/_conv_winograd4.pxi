@@ -4,10 +4,14 @@
 # cross the zero padding or the plane's edge are transformed from a zero-padded copy of their rows
 # (a strip), so every tile takes the vectorised path (small planes are mostly edge tiles).
 cdef extern from "_wino_impl.h" nogil:
-    void fcw_filters2_f32(const float* w, float* U, Py_ssize_t n, Py_ssize_t KC)
-    void fcw_filters2_f64(const double* w, double* U, Py_ssize_t n, Py_ssize_t KC)
-    void fcw_filters4_f32(const float* w, float* U, Py_ssize_t n, Py_ssize_t KC)
-    void fcw_filters4_f64(const double* w, double* U, Py_ssize_t n, Py_ssize_t KC)
+    void fcw_filters2_f32(const float* w, float* U, Py_ssize_t s0, Py_ssize_t n, Py_ssize_t KC, Py_ssize_t fk,
+                          Py_ssize_t fc)
+    void fcw_filters2_f64(const double* w, double* U, Py_ssize_t s0, Py_ssize_t n, Py_ssize_t KC, Py_ssize_t fk,
+                          Py_ssize_t fc)
+    void fcw_filters4_f32(const float* w, float* U, Py_ssize_t s0, Py_ssize_t n, Py_ssize_t KC, Py_ssize_t fk,
+                          Py_ssize_t fc)
+    void fcw_filters4_f64(const double* w, double* U, Py_ssize_t s0, Py_ssize_t n, Py_ssize_t KC, Py_ssize_t fk,
+                          Py_ssize_t fc)
     void fcw_in2_f32(const float* r0, Py_ssize_t W, float* v, Py_ssize_t cs, int nj)
     void fcw_in2_f64(const double* r0, Py_ssize_t W, double* v, Py_ssize_t cs, int nj)
     void fcw_in4_f32(const float* r0, Py_ssize_t W, float* v, Py_ssize_t cs, int nj)
@@ -37,23 +41,41 @@ DEF SS = 4 * NJ + 4  # row stride of the strip buffers
 DEF FCH = 2048  # filters per parallel chunk of the filter transforms
 
 
-cdef void _filters(const real* w, real* U, Py_ssize_t kc_total, int tile, int nt) noexcept nogil:
+cdef void _filters(const real* w, real* U, Py_ssize_t kc_total, int tile, int nt, Py_ssize_t fk,
+                   Py_ssize_t fc) noexcept nogil:
     """U[xi][k][c] = (G g G^T)[xi] for every filter g = w[k, c] (components kc_total + SKEW apart),
-    chunks of filters over nt threads (serial, this was 5 ms of res5's forward on two threads)."""
+    or with fk != 0 for the flipped, transposed filters of w (fk x fc x 3 x 3), chunks of filters
+    over nt threads (serial, this was 5 ms of res5's forward on two threads)."""
     cdef Py_ssize_t ch, k0, n, KC = kc_total + SKEW
     for ch in prange((kc_total + FCH - 1) // FCH, num_threads=nt, schedule="static"):
         k0 = ch * FCH
         n = min(<Py_ssize_t>FCH, kc_total - k0)
         if real is float:
             if tile == 2:
-                fcw_filters2_f32(w + k0 * 9, U + k0, n, KC)
+                fcw_filters2_f32(w, U + k0, k0, n, KC, fk, fc)
             else:
-                fcw_filters4_f32(w + k0 * 9, U + k0, n, KC)
+                fcw_filters4_f32(w, U + k0, k0, n, KC, fk, fc)
         else:
             if tile == 2:
-                fcw_filters2_f64(w + k0 * 9, U + k0, n, KC)
+                fcw_filters2_f64(w, U + k0, k0, n, KC, fk, fc)
             else:
-                fcw_filters4_f64(w + k0 * 9, U + k0, n, KC)
+                fcw_filters4_f64(w, U + k0, k0, n, KC, fk, fc)
+
+
+cdef inline void _filters_run(const real* w, real* U, Py_ssize_t s0, Py_ssize_t n, int tile, Py_ssize_t fk,
+                              Py_ssize_t fc) noexcept nogil:
+    """U[xi][i] = component xi of filter s0 + i (of w, or flipped/transposed with fk), i < n,
+    components n + SKEW apart (one thread)."""
+    if real is float:
+        if tile == 2:
+            fcw_filters2_f32(w, U, s0, n, n + SKEW, fk, fc)
+        else:
+            fcw_filters4_f32(w, U, s0, n, n + SKEW, fk, fc)
+    else:
+        if tile == 2:
+            fcw_filters2_f64(w, U, s0, n, n + SKEW, fk, fc)
+        else:
+            fcw_filters4_f64(w, U, s0, n, n + SKEW, fk, fc)
 
 
 cdef void _filter_grads(real* dU, Py_ssize_t ustride, int ncopy, real* dw, Py_ssize_t kc_total, int tile,
