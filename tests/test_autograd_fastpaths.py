@@ -112,3 +112,24 @@ def test_linear_small_gemm_runs_on_one_blas_thread_and_restores():
     for a, t in ((fx, tx), (fw, tw), (fb, tb)):
         np.testing.assert_allclose(a.grad, t.grad.numpy(), rtol=1e-5, atol=1e-4)
     assert lib.get_num_threads() == before
+
+
+@pytest.mark.parametrize("shape,planes", [((2, 3, 6, 5), 8), ((1, 4, 7, 7), 16)])
+def test_cifar_pad_shortcut_matches_torch_and_gradcheck(shape, planes):
+    """The option-A shortcut (strided slice + cat): its backward runs the basic-index GetItem path."""
+    from fastconv.models.resnet import PadShortcut
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape)
+    p = planes // 4
+    fx, tx = fc.Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    fy = PadShortcut(planes)(fx)
+    ty = torch.nn.functional.pad(tx[:, :, ::2, ::2], (0, 0, 0, 0, p, p))
+    dy = rng.standard_normal(ty.shape)
+    fy.backward(dy)
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_array_equal(fy.numpy(), ty.detach().numpy())
+    np.testing.assert_array_equal(fx.grad, tx.grad.numpy())
+    from fastconv.testing import gradcheck
+
+    assert gradcheck(lambda t: PadShortcut(planes)(t), [fc.Tensor(x, requires_grad=True)])
