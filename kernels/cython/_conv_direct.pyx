@@ -19,7 +19,10 @@ from cython.parallel cimport prange, parallel, threadid
 
 include "_conv_common.pxi"
 
-cdef extern from "_conv_direct_simd.h":  # empty here; named so that edits to it trigger a rebuild
+# empty here; named so that edits to them trigger a rebuild
+cdef extern from "_conv_direct_simd.h":
+    pass
+cdef extern from "_conv_direct_simd_bwd.h":
     pass
 
 cdef extern from "_conv_direct_impl.h" nogil:
