@@ -82,9 +82,39 @@ static T *fc_avg_cdiv_##SFX(const fc_pool_geom *g) {                            
         }                                                                                          \
     return cdiv;                                                                                   \
 }                                                                                                  \
+/* 2x2 / stride 2 backward (fc_is_k2): every dx element is dy / 4 of its one window, or 0 in a    \
+ * row / column no window covers. */                                                              \
+FC_INLINE void fc_k2b_planes_##SFX##_impl(const T *restrict dy, T *restrict dx, const fc_pool_geom *g, \
+                                          ptrdiff_t p0, ptrdiff_t p1) {                            \
+    const ptrdiff_t W = g->W, H = g->H, P = g->P, Q = g->Q;                                        \
+    for (ptrdiff_t pl = p0; pl < p1; pl++) {                                                       \
+        T *restrict d = dx + pl * H * W;                                                           \
+        for (ptrdiff_t p = 0; p < P; p++) {                                                        \
+            const T *restrict gr = dy + (pl * P + p) * Q;                                          \
+            T *restrict d0 = d + 2 * p * W, *restrict d1 = d0 + W;                                 \
+            for (ptrdiff_t q = 0; q < Q; q++) {                                                    \
+                const T v = gr[q] / (T)4;                                                          \
+                d0[2 * q] = v; d0[2 * q + 1] = v; d1[2 * q] = v; d1[2 * q + 1] = v;                \
+            }                                                                                      \
+            for (ptrdiff_t w = 2 * Q; w < W; w++) { d0[w] = 0; d1[w] = 0; }                        \
+        }                                                                                          \
+        if (2 * P < H) memset(d + 2 * P * W, 0, sizeof(T) * (size_t)((H - 2 * P) * W));           \
+    }                                                                                              \
+}                                                                                                  \
+FC_ISA_FN(fc_k2b_planes_##SFX, (const T *dy, T *dx, const fc_pool_geom *g, ptrdiff_t p0, ptrdiff_t p1), \
+          (dy, dx, g, p0, p1))                                                                     \
 /* bwd = 0: dst = avg_pool(src); bwd = 1: dst = dx for dy = src (every element written) */         \
 static int fc_avg_##SFX(const T *src, T *dst, const fc_pool_geom *g, int bwd, int nt) {           \
     int err = 0;                                                                                   \
+    if (bwd && fc_is_k2(g)) {                                                                      \
+        _Pragma("omp parallel num_threads(nt)")                                                   \
+        {                                                                                          \
+            ptrdiff_t p0, p1;                                                                      \
+            fc_split(g->planes, omp_get_thread_num(), omp_get_num_threads(), &p0, &p1);            \
+            fc_k2b_planes_##SFX(src, dst, g, p0, p1);                                              \
+        }                                                                                          \
+        return 0;                                                                                  \
+    }                                                                                              \
     T *cdiv = fc_avg_cdiv_##SFX(g);                                                                \
     if (!cdiv) return -1;                                                                          \
     if (!bwd) {                                                                                    \

@@ -131,6 +131,12 @@ static void fc_stream_i64(int64_t *dst, const int64_t *src, ptrdiff_t n) { memcp
 #define FC_SFENCE()
 #endif
 
+/* 2x2 windows, stride 2, no padding or dilation, every window inside the input: direct paths */
+static inline int fc_is_k2(const fc_pool_geom *g) {
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && !g->ph && !g->pw && g->dh == 1
+           && g->dw == 1 && 2 * g->P <= g->H && 2 * g->Q <= g->W;
+}
+
 /* ------------------------------------------------------------------ forward: phase planes */
 /* fc_max_fwd / fc_avg (forward) return 0, -1 (out of memory) or -2 (window span * W >= 2^31). */
 /* The forward kernels first copy a block of R output rows' worth of one input plane into
@@ -366,8 +372,7 @@ static int fc_zfwd_##SFX(const T *x, T *y, int64_t *idx, const T *cdiv, const fc
                          int mode, int nt) {                                                       \
     fc_zgeom z;                                                                                    \
     int err = 0;                                                                                   \
-    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && !g->ph && !g->pw && g->dh == 1     \
-        && g->dw == 1 && 2 * g->P <= g->H && 2 * g->Q <= g->W) {                                   \
+    if (fc_is_k2(g)) {                                                                             \
         _Pragma("omp parallel num_threads(nt)")                                                   \
         {                                                                                          \
             ptrdiff_t r0, r1;                                                                      \
