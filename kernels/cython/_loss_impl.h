@@ -18,11 +18,11 @@ FC_LVEC double exp(double);
 #define FC_LCLONES
 #endif
 
-/* Forward: per row m = max, lp = (x - m) - log(sum exp(x - m)) (the shifted row is stored
- * first, so -ffast-math cannot fold it into x - (m + log s), which loses digits for huge
- * logits; a NaN anywhere in
- * the row makes the sum, hence the whole row, NaN, as in the reference); loss[i] =
- * -lp[i, t[i]] in double, 0 for ignored rows. */
+/* Forward: per row m = max, lp = (x - m) - log(sum exp(x - m)); the shifted row is stored
+ * while summing and log(s) subtracted in a later pass, so -ffast-math cannot fold it into
+ * x - (m + log s), which loses digits for huge logits.  A NaN anywhere in the row makes
+ * the sum, hence the whole row, NaN (whatever the max reduction made of it), as in the
+ * reference.  loss[i] = -lp[i, t[i]] in double, 0 for ignored rows. */
 #define FC_CE_FWD(T, SFX, EXPF, LOGF)                                                          \
 FC_LCLONES static void fc_ce_fwd_##SFX(const T *restrict x, const int64_t *restrict t, T *restrict lp, \
         double *restrict loss, ptrdiff_t N, ptrdiff_t K, int64_t ignore, int nt) {            \
@@ -31,11 +31,10 @@ FC_LCLONES static void fc_ce_fwd_##SFX(const T *restrict x, const int64_t *restr
         const T *restrict p = x + i * K;                                                       \
         T *restrict q = lp + i * K;                                                            \
         T m = p[0], s = 0;                                                                     \
+        _Pragma("omp simd reduction(max:m)")                                                   \
         for (ptrdiff_t k = 1; k < K; k++) m = p[k] > m ? p[k] : m;                             \
-        _Pragma("omp simd")                                                                    \
-        for (ptrdiff_t k = 0; k < K; k++) q[k] = p[k] - m;                                     \
         _Pragma("omp simd reduction(+:s)")                                                     \
-        for (ptrdiff_t k = 0; k < K; k++) s += EXPF(q[k]);                                     \
+        for (ptrdiff_t k = 0; k < K; k++) { T v = p[k] - m; q[k] = v; s += EXPF(v); }          \
         T ls = LOGF(s);                                                                        \
         _Pragma("omp simd")                                                                    \
         for (ptrdiff_t k = 0; k < K; k++) q[k] -= ls;                                          \
