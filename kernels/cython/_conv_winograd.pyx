@@ -2,9 +2,11 @@
 """Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution (3x3, stride 1, dilation 1, groups 1).
 
 Called by the ``conv`` module's entry points (``algo='winograd'`` / ``'winograd4'``, or 'auto'
-through ``pick``) after they validated the arguments; not public entry points.  Backward-input
-runs ``forward`` on dy with the flipped, transposed filters; ``backward_weight`` transforms dy
-tiles (A dY A^T) and input tiles, does one GEMM per component reducing over tiles, then G^T dU G.
+through ``pick``) after they validated the arguments; not public entry points.  Entry points:
+``forward``, ``backward_input`` (the forward conv of dy with the flipped, transposed filters,
+read straight from w), ``backward_weight`` (transforms dy tiles A dY A^T and input tiles, one
+GEMM per component reducing over tiles, then G^T dU G; F(4x4) or F(2x2) chosen inside) and
+``pick``.
 
 Each (m+2)x(m+2) input tile d (stride m, m = 2 or 4) becomes V = B^T d B, each filter g becomes
 U = G g G^T, and for each of the (m+2)^2 components xi M_xi (K x tiles) = U_xi (K x C) V_xi
@@ -13,19 +15,22 @@ per 4 outputs (2.25x fewer than direct); F(4x4): 36 per 16 (4x fewer).
 
 Structure (forward): the filter transform runs once per call, split over the threads; tiles are
 processed in cache-sized blocks (OpenMP over blocks): input transform of a block, the component
-products, output transform, so V and M stay near L2.  Few tiles on several threads with big
-filter matrices (res4/res5) use one block with each phase split over channels / components /
-output channels instead, so U is streamed once.  The transforms are C (_wino_impl.h), vectorised
-over runs of up to 16 side-by-side tiles and compiled for AVX-512, AVX2 and baseline x86-64
-(picked at load time); tiles crossing the padding or the edge go through a zero-padded copy of
-their rows, so every tile takes the vectorised path.  The component products go through
-fcw_bgemm (register-blocked, 4 rows x 2 vectors; U rows broadcast, V rows streamed), 1.0-1.6x
-faster than 36 OpenBLAS calls per block, which pack U anew on every call (OpenBLAS stays for
-backward-weight, where a dot-product kernel lost).  Why F(4x4) used to lose to F(2x2): its
-scalar SSE2 transforms (two passes through local buffers), slow scalar edge tiles on small
-planes, a serial, non-vectorised filter transform (20 ms for res5's 512x512 filters, 5 ms of
-that page faults on a fresh 38 MB U; workspaces are now reused per Python thread), 4 MiB blocks
-that spilled L2, and OpenBLAS's per-call packing on its 36 small GEMMs per block.
+products, output transform, so V and M stay near L2.  Few tiles with big filter matrices
+(res4/res5) use one block with each phase split over the threads (channels / components or
+output-channel groups / output channels), so U is streamed once; where that one block is all
+there is (res5's F(4x4)) the filter transform is fused too: each group of output channels has
+its filters transformed into an L2-sized buffer right before its products, and U (38 MB there)
+never goes to memory.  The transforms are C (_wino_impl.h), vectorised over runs of up to 16
+side-by-side tiles (or 64 filters) and compiled for AVX-512, AVX2 and baseline x86-64 (picked at
+load time); tiles crossing the padding or the edge go through a zero-padded copy of their rows,
+so every tile takes the vectorised path.  The component products go through fcw_bgemm
+(register-blocked, 4 rows x 2 vectors; U rows broadcast, V rows streamed), 1.0-1.6x faster
+than 36 OpenBLAS calls per block, which pack U anew on every call (OpenBLAS stays for
+backward-weight, where a dot-product kernel lost).  Why F(4x4) used to lose to F(2x2): scalar
+SSE2 transforms, slow scalar edge tiles on small planes (most tiles there), a serial scalar
+filter transform (20 ms for res5's 512x512 filters, 5 ms of that page faults on a fresh 38 MB
+U; workspaces are now reused per Python thread), 4 MiB blocks that spilled L2, and OpenBLAS's
+per-call packing on its 36 small GEMMs per block.
 
 Measured error (float32, ||out - ref|| / ||ref|| against float64 PyTorch on float32-exact
 random normal data, ResNet res2-res5 and CIFAR ResNet-20 layers, forward / backward-input /
