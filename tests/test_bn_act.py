@@ -247,3 +247,31 @@ def test_sequential_fuses_plain_bn_relu_pairs_only(monkeypatch):
     np.testing.assert_allclose(fx.grad, tx.grad.numpy(), rtol=1e-4, atol=1e-5)
     for (k, v), (tk, tv) in zip(fm.state_dict().items(), tm.state_dict().items()):
         np.testing.assert_allclose(np.asarray(v), tv.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+@needs_cython
+def test_kernel_checks_off_the_plain_path():
+    """Inputs the fast argument path does not take: still handled (copied) or rejected like batch_norm."""
+    k = K()
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((4, 3, 5, 6)).astype(np.float32)
+    r = rng.standard_normal((4, 3, 5, 6)).astype(np.float32)
+    y0, m0, s0 = k.batch_norm_act_forward(x, None, None, None, None, True, 0.1, 1e-5, r, True)
+    xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # same values, not C-contiguous
+    y1, m1, s1 = k.batch_norm_act_forward(xt, None, None, None, None, np.bool_(True), 0.1, 1e-5, r[..., ::1], True)
+    np.testing.assert_array_equal(y0, y1)
+    rm = np.zeros(3, np.float32)
+    rm.flags.writeable = False
+    with pytest.raises(ValueError, match="batch_norm_forward: argument 'running_mean' is updated in place"):
+        k.batch_norm_act_forward(x, None, None, rm, np.ones(3, np.float32), True, 0.1, 1e-5, None, False)
+    with pytest.raises(ValueError, match="momentum"):
+        k.batch_norm_act_forward(x, None, None, None, None, True, 1.5, 1e-5, None, False)
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        k.batch_norm_act_forward(x, np.ones(3), None, None, None, True, 0.1, 1e-5, None, False)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    d0 = k.batch_norm_act_backward(dy, x, y0, None, m0, s0, True, True, True)
+    d1 = k.batch_norm_act_backward(np.asfortranarray(dy), xt, np.asfortranarray(y0), None, m0, s0, True, True, True)
+    for a, b in zip(d0, d1):
+        assert (a is None and b is None) or np.array_equal(a, b)
+    with pytest.raises(ValueError, match="save_mean"):
+        k.batch_norm_act_backward(dy, x, y0, None, m0[:2], s0, True, True, True)

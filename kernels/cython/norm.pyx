@@ -79,6 +79,24 @@ def _dims(x):
     return N, Cn, S
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+cdef inline bint _plain(a, dt, shape):
+    """A C-contiguous NumPy array of dtype ``dt`` and this shape: the checks would pass it as is."""
+    return type(a) is np.ndarray and a.dtype is dt and a.shape == shape and a.flags.c_contiguous
+
+
+cdef inline bint _vec(a, dt, Py_ssize_t C, bint allow_none=True, bint write=False):
+    if a is None:
+        return allow_none
+    return _plain(a, dt, (C,)) and (not write or a.flags.writeable)
+
+
+cdef inline bint _plain_x(x):
+    return type(x) is np.ndarray and (x.dtype is _F32 or x.dtype is _F64) and x.ndim >= 2 and x.flags.c_contiguous
+
+
 def _like_x(op, name, a, x):
     """A same-shape, same-dtype companion of x (residual, forward output), C-contiguous."""
     a = C.array(op, name, a, device="cpu")
@@ -102,9 +120,16 @@ def batch_norm_act_forward(x, gamma, beta, running_mean, running_var, training, 
     shifted, rectified output while the channel is still in cache.
     """
     op = "batch_norm_act_forward"
-    x, gamma, beta, momentum, eps = check_batch_norm_forward(x, gamma, beta, running_mean, running_var, training,
-                                                             momentum, eps, device="cpu")
-    if residual is not None:
+    if (_plain_x(x) and _vec(gamma, x.dtype, x.shape[1]) and _vec(beta, x.dtype, x.shape[1])
+            and (running_mean is None) == (running_var is None)
+            and _vec(running_mean, x.dtype, x.shape[1], True, True) and _vec(running_var, x.dtype, x.shape[1], True, True)
+            and type(training) is bool):  # common case: only the scalars left to check
+        momentum = C.number("batch_norm_forward", "momentum", momentum, minimum=0.0, maximum=1.0)
+        eps = C.number("batch_norm_forward", "eps", eps, minimum=0.0)
+    else:
+        x, gamma, beta, momentum, eps = check_batch_norm_forward(x, gamma, beta, running_mean, running_var, training,
+                                                                 momentum, eps, device="cpu")
+    if residual is not None and not _plain(residual, x.dtype, x.shape):
         residual = _like_x(op, "residual", residual, x)
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"{op}: argument 'relu' must be a bool, got {relu!r}")
@@ -175,12 +200,16 @@ def batch_norm_act_backward(dy, x, y, gamma, save_mean, save_invstd, training, r
     the masked gradient (dy itself without relu), else it is None.
     """
     op = "batch_norm_act_backward"
-    dy, x, gamma, save_mean, save_invstd = check_batch_norm_backward(dy, x, gamma, save_mean, save_invstd,
-                                                                     training, device="cpu")
+    if not (_plain_x(x) and _plain(dy, x.dtype, x.shape) and _vec(gamma, x.dtype, x.shape[1])
+            and _vec(save_mean, x.dtype, x.shape[1], False) and _vec(save_invstd, x.dtype, x.shape[1], False)
+            and type(training) is bool):
+        dy, x, gamma, save_mean, save_invstd = check_batch_norm_backward(dy, x, gamma, save_mean, save_invstd,
+                                                                         training, device="cpu")
     if not isinstance(relu, (bool, np.bool_)) or not isinstance(residual, (bool, np.bool_)):
         raise TypeError(f"{op}: arguments 'relu' and 'residual' must be bools, got {relu!r}, {residual!r}")
     if relu:
-        y = _like_x(op, "y", y, x)
+        if not _plain(y, x.dtype, x.shape):
+            y = _like_x(op, "y", y, x)
     else:
         y = None
     N, Cn, S = _dims(x)
