@@ -50,7 +50,7 @@ def _data(case, seed):
 def _run(case, x, w, b, dy, monkeypatch=None):
     xs, K, ks, st, pad, dil = case
     if monkeypatch is not None:  # the shape rules off: every case takes the packed path
-        monkeypatch.setattr(CV, "_pk_eligible", lambda dt, g, ws=None, which=-1, f=CV._pk_eligible: f(dt, g))
+        monkeypatch.setattr(CV, "_pk_eligible", lambda dt, g, ws=None, which=-1, pq=0, f=CV._pk_eligible: f(dt, g))
     return (CV.conv2d_forward(x, w, b, st, pad, dil, 1, algo="gemm"),
             CV.conv2d_backward_input(dy, w, xs, st, pad, dil, 1, algo="gemm"),
             CV.conv2d_backward_weight(dy, x, w.shape, st, pad, dil, 1, algo="gemm"))
@@ -107,7 +107,8 @@ def test_packed_path_scope():
     f32 = np.dtype(np.float32)
     assert all(CV._pk_eligible(f32, 1, (192, 64, 5, 5), d) == CV._PK_OK for d in (0, 1, 2))  # alexnet
     assert CV._pk_eligible(f32, 1, (64, 3, 7, 7), 0) == CV._PK_OK      # stem forward
-    assert not CV._pk_eligible(f32, 1, (64, 3, 7, 7), 2)               # stem dW: 147 of 192 columns
+    assert not CV._pk_eligible(f32, 1, (64, 3, 7, 7), 2, 112 * 112)    # stem dW: 147 of 192 columns
+    assert CV._pk_eligible(f32, 1, (16, 6, 5, 5), 2, 100) == CV._PK_OK  # lenet_c3 dW: small images
     assert not CV._pk_eligible(f32, 1, (6, 1, 5, 5), 0)                # lenet_c1: depth 25
     assert not CV._pk_eligible(f32, 1, (6, 1, 5, 5), 1)                # lenet_c1 dx: depth 6
     (x, w, b, dy), _ = _data(CASES[0], 0)

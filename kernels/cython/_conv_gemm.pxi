@@ -302,11 +302,13 @@ PK_SHIFT = "auto"    # stride-1 forward without im2col: "auto" (rows shorter tha
 use_packed = True   # tests flip this to exercise the OpenBLAS path on AVX-512 machines
 
 
-def _pk_eligible(x_dtype, int groups, w_shape=None, int which=-1):
+def _pk_eligible(x_dtype, int groups, w_shape=None, int which=-1, pq=0):
     """Packed path for float32, groups 1, where the GEMM has depth for the 8x48 kernel:
     forward C*R*S >= 32, backward-input K >= 16 (lenet_c1, C*R*S 25 / K 6: OpenBLAS was
     1.1x / 2.5x faster), backward-weight C*R*S filling its 48-wide B panels >= 90 % (the
-    stem's 147 -> 192 ran 0.52x against OpenBLAS's 0.63x).  which -1: dtype/groups only."""
+    stem's 147 -> 192 ran 0.66x against OpenBLAS's 0.72x) or small images (pq = P*Q < 1024:
+    OpenBLAS then makes one thin GEMM per image; lenet_c3 0.83x against 0.68x).
+    which -1: dtype/groups only."""
     if not (use_packed and _PK_OK and groups == 1 and x_dtype == np.float32):
         return False
     if w_shape is None or which < 0:
@@ -316,7 +318,7 @@ def _pk_eligible(x_dtype, int groups, w_shape=None, int which=-1):
         return crs >= 32
     if which == 1:
         return int(w_shape[0]) >= 16
-    return (crs + 47) // 48 * 48 * 0.9 <= crs
+    return (crs + 47) // 48 * 48 * 0.9 <= crs or 0 < pq < 1024
 
 
 def _pk_path(int which, a, b, bias, out, Geo g, int nt):

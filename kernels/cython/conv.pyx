@@ -452,7 +452,7 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups, *,
     if algo == "winograd":
         with _BlasSerial():
             return _wino.backward_weight(dy, x, padding, dw, nt)
-    if algo == "gemm" and _pk_eligible(dy.dtype, groups, w_shape, 2):
+    if algo == "gemm" and _pk_eligible(dy.dtype, groups, w_shape, 2, out[2] * out[3]):
         return _pk_path(2, dy, x, None, dw, g, nt)
     if algo != "direct":
         return _gemm_path(2, dy, x, None, dw, g, nt, algo == "1x1")
