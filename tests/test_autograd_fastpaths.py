@@ -99,6 +99,8 @@ def test_linear_small_gemm_runs_on_one_blas_thread_and_restores():
     assert seen == [1] and lib.get_num_threads() == before
     with blas_threads(None):
         assert lib.get_num_threads() == before
+    with blas_threads(before + 1):  # a cap, never a raise
+        assert lib.get_num_threads() == before
     rng = np.random.default_rng(4)
     x = rng.standard_normal((64, 120)).astype(np.float32)
     w = rng.standard_normal((84, 120)).astype(np.float32)

@@ -52,12 +52,13 @@ class _NumpyBlas:
 
 
 class blas_threads:
-    """Run NumPy's BLAS calls in the block on ``n`` threads (restored after); ``n`` None: untouched.
+    """Run NumPy's BLAS calls in the block on at most ``n`` threads (restored after); ``n`` None:
+    untouched.  Never raises the BLAS's own setting (OPENBLAS_NUM_THREADS, threadpoolctl).
 
     Small GEMMs (a LeNet layer: 64x120 @ 120x84) gain nothing from a second OpenBLAS thread
     and pay for waking it -- or, on a loaded machine, spin for milliseconds waiting for it
     (measured: 8 ms instead of 0.02 ms for that product) -- so callers pass 1 below
-    ``SMALL_GEMM`` and fastconv's thread count otherwise.
+    ``SMALL_GEMM`` and fastconv's thread count (as a cap) otherwise.
     """
 
     def __init__(self, n):
@@ -67,7 +68,7 @@ class blas_threads:
         lib = _NumpyBlas.get() if self.n is not None else None
         if lib is not None:
             prev = lib.get_num_threads()
-            if prev != self.n:
+            if prev > self.n:
                 lib.set_num_threads(self.n)
                 self.prev = prev
         return self
