@@ -119,8 +119,8 @@ FC_DROPOUT(float, f32)
 FC_DROPOUT(double, f64)
 
 /* Batch norm over x (N, C, S): one OpenMP task per channel, its N planes of S elements.
- * Forward (training): shifted statistics in double, then right away
- * (the channel still in cache) y = x*a + b [+ r] [relu], a = invstd*gamma, b = beta - mean*a;
+ * Forward (training): shifted statistics (per plane in T, across planes in double), then
+ * right away (the channel still in cache) y = x*a + b [+ r] [relu], a = invstd*gamma, b = beta - mean*a;
  * bmean/bvar get the double batch mean and biased variance, smean/sinv the saved T values.
  * Eval: a = scale[c], b = shift[c] given (computed by the caller from the running stats).
  * r (residual, same shape as x) and relu fuse the block tail y = relu(bn(x) + r). */
@@ -144,8 +144,10 @@ FC_NCLONES static void fc_bn_fwd_##SFX(const T *restrict x, const T *restrict r,
             double shf = x[c * S], s1 = 0, s2 = 0, M = (double)N * S;                          \
             for (ptrdiff_t n = 0; n < N; n++) {                                                \
                 const T *restrict p = x + (n * C + c) * S;                                     \
-                _Pragma("omp simd reduction(+:s1,s2)")                                         \
-                for (ptrdiff_t i = 0; i < S; i++) { double d = (double)p[i] - shf; s1 += d; s2 += d * d; } \
+                T t1 = 0, t2 = 0, ts = (T)shf;                                                 \
+                _Pragma("omp simd reduction(+:t1,t2)")                                         \
+                for (ptrdiff_t i = 0; i < S; i++) { T d = p[i] - ts; t1 += d; t2 += d * d; }   \
+                s1 += t1; s2 += t2;                                                            \
             }                                                                                  \
             double mu = shf + s1 / M, var = s2 / M - (s1 / M) * (s1 / M);                      \
             if (var < 0) var = 0;                                                              \
