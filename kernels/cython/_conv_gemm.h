@@ -368,3 +368,16 @@ FC_CG_CLONES FC_CG_NOMEMCPY static void fc_cg_im2col_tab(const float *base, cons
         }
     }
 }
+
+/* col2im of one dcol row through a segment table: base[seg.src + i*sw] += row[seg.dst + i]
+ * (base: padded dx plane c + r*dh*Wp + s*dw) */
+FC_CG_CLONES static void fc_cg_col2im_tab(float *base, const fc_cg_segment *sg, int ns, int sw, const float *row) {
+    for (int i = 0; i < ns; i++) {
+        float *d = base + sg[i].src;
+        const float *s = row + sg[i].dst;
+        if (sw == 1)
+            for (ptrdiff_t k = 0; k < sg[i].len; k++) d[k] += s[k];
+        else
+            for (ptrdiff_t k = 0; k < sg[i].len; k++) d[k * sw] += s[k];
+    }
+}

@@ -16,6 +16,7 @@ cdef extern from "_conv_gemm.h" nogil:
     int fc_cg_segments(Py_ssize_t c0, Py_ssize_t c1, int P, int Q, int Wp, Py_ssize_t imgstride, int sh, int sw,
                        Py_ssize_t pstride, fc_cg_segment* out)
     void fc_cg_im2col_tab(const float* base, const fc_cg_segment* sg, int ns, int sw, float* dst)
+    void fc_cg_col2im_tab(float* base, const fc_cg_segment* sg, int ns, int sw, const float* row)
     int FC_MR, FC_NR
     int fc_cg_available()
     void fc_cg_gemm(int m, int n, int kd, int kc, const float* ap, const float* bp, float* c,
@@ -34,32 +35,6 @@ cdef extern from "_conv_gemm.h" nogil:
     void fc_cg_pack_bt_panel(const float* src, Py_ssize_t lds, int ncols, float* bp)
     void fc_cg_im2col(const float* xc, int H, int W, int Q, int sh, int sw, int ih0, int iw0,
                       int a, int b, float* dst, int col0, Py_ssize_t pstride)
-
-
-cdef void _col2im_range(const float* src, const Geo* g, int r, int s, int a, int b, float* dxc) noexcept nogil:
-    """dx[c] += row (c, r, s) of a column matrix holding output pixels [a, b) of one image."""
-    cdef int qa, qb, off, p, q, qs, qe, ih, lo, hi
-    cdef float* dst
-    _qrange(g, s, &qa, &qb, &off)
-    p = a // g.Q
-    qs = a - p * g.Q
-    while a < b:
-        qe = min(g.Q, qs + b - a)
-        ih = p * g.sh - g.ph + r * g.dh
-        if 0 <= ih < g.H:
-            dst = dxc + <Py_ssize_t>ih * g.W + off
-            lo = max(qs, min(qa, qe))
-            hi = max(lo, min(qb, qe))
-            if g.sw == 1:
-                for q in range(lo, hi):
-                    dst[q] += src[q - qs]
-            else:
-                for q in range(lo, hi):
-                    dst[q * g.sw] += src[q - qs]
-        src += qe - qs
-        a += qe - qs
-        qs = 0
-        p += 1
 
 
 cdef void _pk_im2col(const float* x, const Geo* g, int t, Py_ssize_t c0, Py_ssize_t c1, float* dst,
@@ -164,11 +139,12 @@ cdef void _pk_fwd_shift_chunk(const float* xp, const float* ap, const float* bia
         c0 += b - a
 
 
-cdef void _pk_bwi_chunk(const float* dy, const float* ap, float* dx, float* ws,
-                        const Geo* g, Py_ssize_t c0, Py_ssize_t c1, int kc) noexcept nogil:
-    cdef int crs = g.Cg * g.R * g.S, rs = g.R * g.S, ncols = <int>(c1 - c0), t, k
+cdef void _pk_bwi_chunk(const float* dy, const float* ap, float* dx, float* ws, fc_cg_segment* sg,
+                        const Geo* g, int Hp, int Wp, Py_ssize_t c0, Py_ssize_t c1, int kc) noexcept nogil:
+    """dx: zero-padded (Hp x Wp planes); dcol = W^T dY, then col2im through a segment table."""
+    cdef int crs = g.Cg * g.R * g.S, ncols = <int>(c1 - c0), k, c, r, s, ns
     cdef int npan = (ncols + FC_NR - 1) // FC_NR, mpan = (crs + FC_MR - 1) // FC_MR
-    cdef Py_ssize_t ldc = <Py_ssize_t>npan * FC_NR, pq = <Py_ssize_t>g.P * g.Q, hw = <Py_ssize_t>g.H * g.W
+    cdef Py_ssize_t ldc = <Py_ssize_t>npan * FC_NR, pq = <Py_ssize_t>g.P * g.Q, plane = <Py_ssize_t>Hp * Wp
     cdef Py_ssize_t n, a, b, off, cc
     cdef float* bp = ws
     cdef float* cs = bp + ldc * g.K
@@ -184,16 +160,12 @@ cdef void _pk_bwi_chunk(const float* dy, const float* ap, float* dx, float* ws,
         off += b - a
         cc += b - a
     fc_cg_gemm(mpan * FC_MR, npan * FC_NR, g.K, kc, ap, bp, cs, ldc, 0, NULL)
-    off = 0
-    while c0 < c1:
-        n = c0 // pq
-        a = c0 - n * pq
-        b = min(pq, a + c1 - c0)
-        for t in range(crs):
-            _col2im_range(cs + t * ldc + off, g, (t % rs) // g.S, t % g.S, <int>a, <int>b,
-                          dx + (n * g.C + t // rs) * hw)
-        off += b - a
-        c0 += b - a
+    ns = fc_cg_segments(c0, c1, g.P, g.Q, Wp, g.C * plane, g.sh, g.sw, 0, sg)
+    for c in range(g.C):
+        for r in range(g.R):
+            for s in range(g.S):
+                fc_cg_col2im_tab(dx + c * plane + <Py_ssize_t>r * g.dh * Wp + s * g.dw, sg, ns, g.sw, cs)
+                cs += ldc
 
 
 cdef void _pk_bwi_shift_chunk(const float* dyp, const float* ap, float* dxp, float* ws, const Geo* g,
@@ -290,7 +262,7 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
                     if which == 4:
                         _pk_bwi_shift_chunk(a, b, out, work + tid * wstride, g, Wp, ipan, cstride, c0, c1, kc)
                     else:
-                        _pk_bwi_chunk(a, b, out, work + tid * wstride, g, c0, c1, kc)
+                        _pk_bwi_chunk(a, b, out, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp, c0, c1, kc)
                     c0 = c1
 
 
@@ -347,6 +319,8 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
         a = dyp
         cst = Hp * Wp + NR + (g.S - 1) * g.dw
         dxp = np.zeros(g.N * g.C * cst, np.float32)
+    if which == 1 and (g.ph or g.pw):  # col2im adds into a zero-padded dx (no bounds logic)
+        dxp = np.zeros((g.N, g.C, Hp, Wp), np.float32)
     cdef int Hq = Hp
     if which == 0 and (PK_PADCOPY == "never" or (PK_PADCOPY == "auto" and g.R * g.S * g.P * g.Q < 4 * Hp * Wp)):
         Hq = 0  # forward: im2col checks bounds on x itself (a padded copy costs more than it saves)
@@ -389,12 +363,14 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     elif which in (1, 4):
         fc_cg_pack_a_cols(pb, crs, crs, K, pap)
         pb = pap
-    target = np.zeros((nt, Kp, crsp), np.float32) if which == 2 else (dxp if which == 4 else out)
+    target = np.zeros((nt, Kp, crsp), np.float32) if which == 2 else (dxp if dxp is not None else out)
     po = <float*>_ptr(target)
     with nogil:
         _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hq if which == 0 else Hp, Wp, psg)
     if which == 2:
         out[...] = target.sum(axis=0)[:g.K, :crs].reshape(out.shape)
+    elif which == 1 and dxp is not None:
+        out[...] = dxp[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]
     elif which == 4:
         out[...] = dxp.reshape(g.N, g.C, -1)[:, :, :Hp * Wp].reshape(g.N, g.C, Hp, Wp)[
             :, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]
