@@ -46,6 +46,9 @@ CASES = [
     ((2, 3, 9, 40), 2, (5, 5), 1, (0, 2), 1),    # 5x5 'same' columns, multiplier
     ((1, 2, 7, 45), 1, (5, 5), 1, 0, 1),         # 5x5 no padding
     ((1, 2, 6, 33), 1, (5, 5), 1, 2, 1),         # 5x5 'same', width = 1 + a multiple of every vector
+    # shapes the SIMD kernels leave to the scalar loops
+    ((1, 2, 5, 40), 1, (3, 3), 1, 9, 9),         # tap shift (S - 1) * dilation > 16
+    ((1, 1, 3, 40), 2, (1, 33), 1, (0, 16), 1),  # filter wider than 32
 ]
 
 
