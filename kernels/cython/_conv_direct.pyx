@@ -5,13 +5,15 @@ Called by the ``conv`` module's entry points (``algo='direct'``) after they vali
 the arguments and allocated the outputs; not public entry points.
 
 Depthwise layers (C / groups == 1, any multiplier K / C, stride, dilation, padding) run
-the SIMD kernels of _conv_direct_impl.h: one task per input channel (n, c), whose plane
-is copied into a zero-padded buffer so every filter tap is a contiguous vector load, and
-each output vector sums all taps in a register (AVX-512 / AVX2 / SSE2 picked at run
-time).  Backward-input with stride 1 is the forward correlation of dy with the flipped
-filter; with larger strides it scatters into the padded buffer.  Backward-weight sums
-each image's taps in registers, then over images in a fixed order (deterministic,
-independent of the thread count).  Other shapes use the scalar loops below.
+the SIMD kernels of _conv_direct_impl.h (AVX-512 / AVX2 / SSE2 builds, the vector width
+picked per call): one task per input channel (n, c); each output vector sums all filter
+taps in a register.  Stride-1 3x3 / 5x5 layers with 'same' or no column padding read
+the plane in place; others copy it into a zero-padded, column-phase-split buffer so
+every tap is a contiguous vector load.  Backward-input with stride 1 is the forward
+correlation of dy with the flipped filter; with larger strides dy rows are scattered
+into a ring of padded rows.  Backward-weight sums each image's taps in registers, then
+over images in a fixed order (deterministic, independent of the thread count).  Other
+shapes (C / groups > 1, filters wider than 32) use the scalar loops below.
 """
 import numpy as np
 cimport numpy as cnp
