@@ -29,6 +29,7 @@ CASES = [
     ((4, 2, 6, 7), 3, (1, 1), 2, 1, 1),          # 1x1 with stride and padding (not the '1x1' algo)
     ((2, 3, 4, 4), 6, (3, 3), 1, 4, 1),          # padding larger than the image
     ((2, 3, 9, 10), 4, (3, 2), 1, (1, 2), (2, 3)),  # stride 1 + dilation (shifted-input paths)
+    ((1, 2, 40, 45), 8, (3, 3), 2, 1, 1),        # stride 2, rows of 23 (16-wide AVX-512 gather + tail)
 ]
 
 
@@ -73,6 +74,7 @@ def test_packed_matches_torch(case, mode, knobs):
         fastconv.set_num_threads(3)
     elif mode == "kc_blocks_2threads":   # depth passes of 16 (C accumulates across passes)
         knobs.setattr(CV, "PK_KC", 16)
+        knobs.setattr(CV, "PK_PADCOPY", "always")  # forward im2col from the padded copy too
         fastconv.set_num_threads(2)
     elif mode == "shift_always_2threads":  # stride-1 forward over the padded width (no im2col)
         knobs.setattr(CV, "PK_SHIFT", "always")
