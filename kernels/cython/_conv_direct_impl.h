@@ -8,118 +8,14 @@
 #include <stddef.h>
 #include <string.h>
 
-#define FC_DW_MAXS 32 /* widest filter (S) these kernels take; wider ones use the scalar loops */
-#define FC_DW_QB 16   /* dy rows / buffer rows are padded to multiples of 16 elements */
-
-typedef struct {
-    int H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw;
-    int Hb, Lb, RS, Qb;       /* buffer: Hb rows of RS = sw * Lb elements; Q rounded up to 16 */
-    int DS;                   /* dy buffer rows: 16 zeros, Qb elements (zero past Q), 32 zeros */
-    int base;                 /* element of padded column 0 (stride 1: input column 0 aligned) */
-    ptrdiff_t nbuf, ndyb;     /* elements of the padded-input buffer and the dy buffer */
-    int off[FC_DW_MAXS];      /* tap s reads buffer row element off[s] + q */
-} fc_dwg;
-
-/* Forward correlation of an H x W plane to a P x Q plane. Buffer row i holds input row
- * i - ph; buffer column j (input column j - pw) sits at (j % sw) * Lb + j / sw + base, so
- * output q, tap s (column q*sw + s*dw) is element off[s] + q: contiguous in q for any
- * stride.  With sw == 1, base puts input column 0 on a 16-element boundary.
- * Returns 0 when the shape is not supported (S > FC_DW_MAXS). */
-static int fc_dw_setup(fc_dwg *g, int H, int W, int P, int Q, int R, int S, int sh, int sw,
-                       int ph, int pw, int dh, int dw) {
-    if (S > FC_DW_MAXS || S < 1 || R < 1 || P < 1 || Q < 1 || sw < 1 || sh < 1) return 0;
-    if (((S - 1) * dw) / sw > FC_DW_QB) return 0; /* the dy buffer's left zeros cover tap shifts */
-    g->H = H; g->W = W; g->P = P; g->Q = Q; g->R = R; g->S = S;
-    g->sh = sh; g->sw = sw; g->ph = ph; g->pw = pw; g->dh = dh; g->dw = dw;
-    g->Hb = (P - 1) * sh + (R - 1) * dh + 1;
-    int wb = (Q - 1) * sw + (S - 1) * dw + 1;
-    g->Qb = (Q + FC_DW_QB - 1) / FC_DW_QB * FC_DW_QB;
-    int l1 = (wb + sw - 1) / sw, l2 = g->Qb + ((S - 1) * dw) / sw + FC_DW_QB;
-    g->base = sw == 1 ? ((-pw) % FC_DW_QB + FC_DW_QB) % FC_DW_QB : 0;
-    int lb = g->base + (l1 > l2 ? l1 : l2);
-    g->Lb = (lb + FC_DW_QB - 1) / FC_DW_QB * FC_DW_QB;
-    g->RS = sw * g->Lb;
-    g->nbuf = (ptrdiff_t)g->Hb * g->RS;
-    g->DS = g->Qb + 3 * FC_DW_QB; /* scatter reads up to Qb + 2 * 16 - 1 past a row start */
-    g->ndyb = (ptrdiff_t)P * g->DS;
-    for (int s = 0; s < S; s++) g->off[s] = ((s * dw) % sw) * g->Lb + (s * dw) / sw + g->base;
-    return 1;
-}
-
-/* keep the short row copies / zero fills below as inline vector moves: as libc
- * memcpy/memset calls (gcc's loop-pattern rewrite) they cost more than the convolution */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC push_options
-#pragma GCC optimize("no-tree-loop-distribute-patterns", "no-associative-math")
-#endif
-
-#define FC_CAT3_(a, b, c) a##b##c
-#define FC_CAT3(a, b, c) FC_CAT3_(a, b, c)
-
-#define FC_ATTR
-#define FC_T float
-#define FC_TI int
-#define FC_VB 16
-#define FC_SFX f32_sse
-#include "_conv_direct_simd.h"
-#undef FC_T
-#undef FC_TI
-#undef FC_SFX
-#define FC_T double
-#define FC_TI long long
-#define FC_SFX f64_sse
-#include "_conv_direct_simd.h"
-#undef FC_T
-#undef FC_TI
-#undef FC_SFX
-#undef FC_VB
-#undef FC_ATTR
-
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FC_NO_CLONES)
 #define FC_DW_X86 1
-#define FC_ATTR __attribute__((target("avx2,fma")))
-#define FC_VB 32
-#define FC_T float
-#define FC_TI int
-#define FC_SFX f32_avx2
-#include "_conv_direct_simd.h"
-#undef FC_T
-#undef FC_TI
-#undef FC_SFX
-#define FC_T double
-#define FC_TI long long
-#define FC_SFX f64_avx2
-#include "_conv_direct_simd.h"
-#undef FC_T
-#undef FC_TI
-#undef FC_SFX
-#undef FC_VB
-#undef FC_ATTR
-#define FC_ATTR __attribute__((target("avx512f,avx2,fma")))
-#define FC_VB 64
-#define FC_T float
-#define FC_TI int
-#define FC_SFX f32_avx512
-#include "_conv_direct_simd.h"
-#undef FC_T
-#undef FC_TI
-#undef FC_SFX
-#define FC_T double
-#define FC_TI long long
-#define FC_SFX f64_avx512
-#include "_conv_direct_simd.h"
-#undef FC_T
-#undef FC_TI
-#undef FC_SFX
-#undef FC_VB
-#undef FC_ATTR
 #else
 #define FC_DW_X86 0
 #endif
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
+#define FC_DW_MAXS 32 /* widest filter (S) these kernels take; wider ones use the scalar loops */
+#define FC_DW_QB 16   /* dy rows / buffer rows are padded to multiples of 16 elements */
 
 /* 0: baseline (SSE2), 1: AVX2+FMA, 2: AVX-512F; -1 until first use. */
 static int fc_dw_level_ = -1;
@@ -163,9 +59,119 @@ static inline int fc_dw_pick(int Q, int es) {
     return best;
 }
 
+typedef struct {
+    int H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw;
+    int Hb, Lb, RS, Qb;       /* buffer: Hb rows of RS = sw * Lb elements; Q rounded up to 16 */
+    int DS;                   /* dy buffer rows: 16 zeros, Qb elements (zero past Q), 32 zeros */
+    int base;                 /* element of padded column 0 (stride 1: input column 0 aligned) */
+    ptrdiff_t nbuf, ndyb;     /* elements of the padded-input buffer and the dy buffer */
+    int off[FC_DW_MAXS];      /* tap s reads buffer row element off[s] + q */
+    int lv4, lv8;             /* fc_dw_pick(Q, 4 / 8) at setup: the kernels' ISA level */
+} fc_dwg;
+
+/* Forward correlation of an H x W plane to a P x Q plane. Buffer row i holds input row
+ * i - ph; buffer column j (input column j - pw) sits at (j % sw) * Lb + j / sw + base, so
+ * output q, tap s (column q*sw + s*dw) is element off[s] + q: contiguous in q for any
+ * stride.  With sw == 1, base puts input column 0 on a 16-element boundary.
+ * Returns 0 when the shape is not supported (S > FC_DW_MAXS). */
+static int fc_dw_setup(fc_dwg *g, int H, int W, int P, int Q, int R, int S, int sh, int sw,
+                       int ph, int pw, int dh, int dw) {
+    if (S > FC_DW_MAXS || S < 1 || R < 1 || P < 1 || Q < 1 || sw < 1 || sh < 1) return 0;
+    if (((S - 1) * dw) / sw > FC_DW_QB) return 0; /* the dy buffer's left zeros cover tap shifts */
+    g->H = H; g->W = W; g->P = P; g->Q = Q; g->R = R; g->S = S;
+    g->sh = sh; g->sw = sw; g->ph = ph; g->pw = pw; g->dh = dh; g->dw = dw;
+    g->Hb = (P - 1) * sh + (R - 1) * dh + 1;
+    int wb = (Q - 1) * sw + (S - 1) * dw + 1;
+    g->Qb = (Q + FC_DW_QB - 1) / FC_DW_QB * FC_DW_QB;
+    int l1 = (wb + sw - 1) / sw, l2 = g->Qb + ((S - 1) * dw) / sw + FC_DW_QB;
+    g->base = sw == 1 ? ((-pw) % FC_DW_QB + FC_DW_QB) % FC_DW_QB : 0;
+    int lb = g->base + (l1 > l2 ? l1 : l2);
+    g->Lb = (lb + FC_DW_QB - 1) / FC_DW_QB * FC_DW_QB;
+    g->RS = sw * g->Lb;
+    g->nbuf = (ptrdiff_t)g->Hb * g->RS;
+    g->DS = g->Qb + 3 * FC_DW_QB; /* scatter reads up to Qb + 2 * 16 - 1 past a row start */
+    g->ndyb = (ptrdiff_t)P * g->DS;
+    for (int s = 0; s < S; s++) g->off[s] = ((s * dw) % sw) * g->Lb + (s * dw) / sw + g->base;
+    g->lv4 = fc_dw_pick(Q, 4);
+    g->lv8 = fc_dw_pick(Q, 8);
+    return 1;
+}
+
+/* keep the short row copies / zero fills below as inline vector moves: as libc
+ * memcpy/memset calls (gcc's loop-pattern rewrite) they cost more than the convolution */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-tree-loop-distribute-patterns", "no-associative-math")
+#endif
+
+#define FC_CAT3_(a, b, c) a##b##c
+#define FC_CAT3(a, b, c) FC_CAT3_(a, b, c)
+
+#define FC_ATTR
+#define FC_T float
+#define FC_TI int
+#define FC_VB 16
+#define FC_SFX f32_sse
+#include "_conv_direct_simd.h"
+#undef FC_T
+#undef FC_TI
+#undef FC_SFX
+#define FC_T double
+#define FC_TI long long
+#define FC_SFX f64_sse
+#include "_conv_direct_simd.h"
+#undef FC_T
+#undef FC_TI
+#undef FC_SFX
+#undef FC_VB
+#undef FC_ATTR
+
+#if FC_DW_X86
+#define FC_ATTR __attribute__((target("avx2,fma")))
+#define FC_VB 32
+#define FC_T float
+#define FC_TI int
+#define FC_SFX f32_avx2
+#include "_conv_direct_simd.h"
+#undef FC_T
+#undef FC_TI
+#undef FC_SFX
+#define FC_T double
+#define FC_TI long long
+#define FC_SFX f64_avx2
+#include "_conv_direct_simd.h"
+#undef FC_T
+#undef FC_TI
+#undef FC_SFX
+#undef FC_VB
+#undef FC_ATTR
+#define FC_ATTR __attribute__((target("avx512f,avx2,fma")))
+#define FC_VB 64
+#define FC_T float
+#define FC_TI int
+#define FC_SFX f32_avx512
+#include "_conv_direct_simd.h"
+#undef FC_T
+#undef FC_TI
+#undef FC_SFX
+#define FC_T double
+#define FC_TI long long
+#define FC_SFX f64_avx512
+#include "_conv_direct_simd.h"
+#undef FC_T
+#undef FC_TI
+#undef FC_SFX
+#undef FC_VB
+#undef FC_ATTR
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
 #if FC_DW_X86
 #define FC_DW_DISPATCH(NAME, SFX, ARGS)                                   \
-    switch (fc_dw_pick(g->Q, FC_DW_ES_##SFX)) {                                              \
+    switch (FC_DW_ES_##SFX == 4 ? g->lv4 : g->lv8) {                                              \
     case 2: FC_CAT3(fc_dw_, NAME, FC_CAT3(SFX, _, avx512)) ARGS; break;   \
     case 1: FC_CAT3(fc_dw_, NAME, FC_CAT3(SFX, _, avx2)) ARGS; break;     \
     default: FC_CAT3(fc_dw_, NAME, FC_CAT3(SFX, _, sse)) ARGS;            \
