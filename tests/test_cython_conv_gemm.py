@@ -113,6 +113,9 @@ def test_packed_path_scope():
     assert CV._pk_eligible(f32, 1, (16, 6, 5, 5), 2, 100) == CV._PK_OK  # lenet_c3 dW: small images
     assert not CV._pk_eligible(f32, 1, (6, 1, 5, 5), 0)                # lenet_c1: depth 25
     assert not CV._pk_eligible(f32, 1, (6, 1, 5, 5), 1)                # lenet_c1 dx: depth 6
+    assert not CV._pk_eligible(f32, 1, (120, 16, 5, 5), 0, 1)          # LeNet C5 (1x1 output): a dense layer
+    assert CV._shift_pays(10, 10, 14, 48)                              # lenet_c3: 144 columns for 100
+    assert not CV._shift_pays(1, 1, 5, 48)                             # C5: 48 columns for 1
     (x, w, b, dy), _ = _data(CASES[0], 0)
     x, w, b = (v.astype(np.float64) for v in (x, w, b))
     y = CV.conv2d_forward(x, w, b, 1, 0, 1, 1)

@@ -402,7 +402,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto"):
     if algo.startswith("winograd"):
         with _BlasSerial():
             return _wino.forward(x, w, b, padding, y, nt, 4 if algo == "winograd4" else 2)
-    if algo == "gemm" and _pk_eligible(x.dtype, groups, w.shape, 0):
+    if algo == "gemm" and _pk_eligible(x.dtype, groups, w.shape, 0, out[2] * out[3]):
         return _pk_path(0, x, w, b, y, g, nt)
     if algo != "direct":
         return _gemm_path(0, x, w, b, y, g, nt, algo == "1x1")
