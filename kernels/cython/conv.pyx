@@ -44,12 +44,17 @@ cnp.import_array()
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
 
-try:  # built as its own extension module
+ALGOS = ("auto", "1x1", "gemm", "direct")
+try:  # built as their own extension modules
     from . import _conv_winograd as _wino
-    ALGOS = ("auto", "1x1", "gemm", "direct", "winograd", "winograd4")
+    ALGOS += ("winograd", "winograd4")
 except ImportError:  # pragma: no cover - only when that module was not compiled
     _wino = None
-    ALGOS = ("auto", "1x1", "gemm", "direct")
+try:
+    from . import _conv_winograd5 as _wino5
+    ALGOS += ("winograd5",)
+except ImportError:  # pragma: no cover
+    _wino5 = None
 
 cdef inline void _gemm(char ta, char tb, int m, int n, int k, real alpha, real* a, int lda,
                        real* b, int ldb, real beta, real* c, int ldc) noexcept nogil:
@@ -290,21 +295,29 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
     wino_ok = (_wino is not None and (R, S) == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
                and (op != "conv2d_backward_input" or max(padding) <= 2)
                and (op != "conv2d_backward_weight" or algo != "winograd4"))
+    wino5_ok = (_wino5 is not None and (R, S) == (5, 5) and stride == (1, 1) and dilation == (1, 1) and groups == 1
+                and op != "conv2d_backward_weight" and (op != "conv2d_backward_input" or max(padding) <= 4))
     if algo == "auto":
         Kg = K // groups
         if pointwise_ok:
             algo = "1x1"
         elif wino_ok and C >= WINO_MIN_C and K >= WINO_MIN_C:
             algo = _wino.pick(op, tuple(x_shape), tuple(w_shape), padding)  # 'winograd', 'winograd4' or 'gemm'
+        elif wino5_ok and C >= WINO_MIN_C and K >= WINO_MIN_C:
+            algo = _wino5.pick(op, tuple(x_shape), tuple(w_shape), padding)  # 'winograd5' or 'gemm'
         elif Cg == 1 and groups > 1:  # depthwise: GEMMs of width 1 lose to direct loops
             algo = "direct"
-        else:
-            algo = "gemm"
+        else:  # small-channel layers may go to direct loops too
+            algo = _direct.pick(op, tuple(x_shape), tuple(w_shape), stride, padding, dilation, groups)
     elif algo == "1x1" and not pointwise_ok:
         raise ValueError(f"{op}: algo '1x1' needs a 1x1 kernel, stride 1 and no padding (w {tuple(w_shape)}, stride {stride}, padding {padding})")
     elif algo in ("winograd", "winograd4") and not wino_ok:
         raise ValueError(f"{op}: algo '{algo}' (winograd) needs a 3x3 convolution with stride 1, dilation 1 and groups 1, "
                          f"forward or backward-input with padding <= 2 (w {tuple(w_shape)}, stride {stride}, "
+                         f"padding {padding}, dilation {dilation}, groups {groups})")
+    elif algo == "winograd5" and not wino5_ok:
+        raise ValueError(f"{op}: algo 'winograd5' needs a 5x5 convolution with stride 1, dilation 1 and groups 1, "
+                         f"forward or backward-input with padding <= 4 (w {tuple(w_shape)}, stride {stride}, "
                          f"padding {padding}, dilation {dilation}, groups {groups})")
     return (stride, padding, dilation, groups, out), algo
 
@@ -401,7 +414,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto"):
     cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 18)
     if algo.startswith("winograd"):
         with _BlasSerial():
-            return _wino.forward(x, w, b, padding, y, nt, 4 if algo == "winograd4" else 2)
+            return (_wino5 if algo == "winograd5" else _wino).forward(x, w, b, padding, y, nt, 4 if algo == "winograd4" else 2)
     if algo == "gemm" and _pk_eligible(x.dtype, groups, w.shape, 0, out[2] * out[3]):
         return _pk_path(0, x, w, b, y, g, nt)
     if algo != "direct":
@@ -427,9 +440,8 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups, *, 
     cdef Geo g = _geo(x_shape, w.shape, stride, padding, dilation, groups, out)
     cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 18)
     if algo.startswith("winograd"):
-        wt = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        with _BlasSerial():
-            return _wino.forward(dy, wt, None, (2 - padding[0], 2 - padding[1]), dx, nt, 4 if algo == "winograd4" else 2)
+        with _BlasSerial():  # (the flipped filters are read straight from w)
+            return (_wino5 if algo == "winograd5" else _wino).backward_input(dy, w, padding, dx, nt, 4 if algo == "winograd4" else 2)
     if algo == "gemm" and _pk_eligible(dy.dtype, groups, w.shape, 1):
         return _pk_path(1, dy, w, None, dx, g, nt)
     if algo != "direct":
