@@ -1,0 +1,117 @@
+/* Winograd F(2x2, 5x5) transforms for _conv_winograd5.pyx, vectorised over runs of side-by-side
+ * tiles (or filters) like _wino_impl.h (whose FCW_CLONES, FCW_NJ, FCW_CH and batched GEMM
+ * fcw_bgemm_* this file reuses).  Points 0, 1, -1, 2, -2, inf:
+ *   B^T (6x6, the data transform) is the one of F(4x4, 3x3) (rows below), tiles 2 apart;
+ *   G (6x5): rows g(0)/4, -g(1)/6, -g(-1)/6, g(2)/24, g(-2)/24, g4, where g(z) = sum_r g_r z^r;
+ *   A^T (2x6): rows (1, 1, 1, 1, 1, 0) and (0, 1, -1, 2, -2, 1).
+ * Layouts: component xi of tile/filter i lives at base[xi * stride + i].
+ */
+#include "_wino_impl.h"
+
+#define FC5_DEFS(T, SFX)                                                                         \
+/* U[xi * KC + i] = (G g G^T)[xi] for filters s0 .. s0+n_all-1 (U points at filter s0's); g = w[q] \
+   (25 taps), or with fk != 0 the filters of the transposed conv (backward-input):               \
+   g = w[q % fk, q / fk] reversed in both taps (w of fk x fc filters). */                        \
+FCW_CLONES static void fc5_filters_##SFX(const T *restrict w, T *restrict U, ptrdiff_t s0,      \
+                                         ptrdiff_t n_all, ptrdiff_t KC, ptrdiff_t fk,           \
+                                         ptrdiff_t fc) {                                        \
+    T g[25][FCW_CH], t[30][FCW_CH];                                                             \
+    const T c4 = (T)0.25, c6 = (T)1 / 6, c24 = (T)1 / 24;                                       \
+    for (ptrdiff_t k0 = 0; k0 < n_all; k0 += FCW_CH) {                                           \
+        int n = n_all - k0 < FCW_CH ? (int)(n_all - k0) : FCW_CH;                                \
+        for (int i = 0; i < n; i++) {                                                            \
+            ptrdiff_t q = s0 + k0 + i;                                                           \
+            if (fk) {                                                                            \
+                ptrdiff_t src = ((q % fk) * fc + q / fk) * 25;                                   \
+                for (int j = 0; j < 25; j++) g[j][i] = w[src + 24 - j];                          \
+            } else {                                                                             \
+                for (int j = 0; j < 25; j++) g[j][i] = w[q * 25 + j];                            \
+            }                                                                                    \
+        }                                                                                        \
+        for (int j = 0; j < 5; j++) /* t = G g (6 x 5), column j */                              \
+            for (int i = 0; i < n; i++) {                                                        \
+                T a0 = g[j][i], a1 = g[5 + j][i], a2 = g[10 + j][i], a3 = g[15 + j][i];          \
+                T a4 = g[20 + j][i];                                                             \
+                T e = a0 + a2 + a4, o = a1 + a3, e2 = a0 + 4 * a2 + 16 * a4, o2 = 2 * a1 + 8 * a3; \
+                t[j][i] = a0 * c4;                                                               \
+                t[5 + j][i] = -(e + o) * c6;                                                     \
+                t[10 + j][i] = -(e - o) * c6;                                                    \
+                t[15 + j][i] = (e2 + o2) * c24;                                                  \
+                t[20 + j][i] = (e2 - o2) * c24;                                                  \
+                t[25 + j][i] = a4;                                                               \
+            }                                                                                    \
+        for (int r = 0; r < 6; r++) { /* U = t G^T, row r */                                     \
+            T *restrict u = U + (ptrdiff_t)(6 * r) * KC + k0;                                    \
+            for (int i = 0; i < n; i++) {                                                        \
+                T a0 = t[5 * r][i], a1 = t[5 * r + 1][i], a2 = t[5 * r + 2][i];                  \
+                T a3 = t[5 * r + 3][i], a4 = t[5 * r + 4][i];                                    \
+                T e = a0 + a2 + a4, o = a1 + a3, e2 = a0 + 4 * a2 + 16 * a4, o2 = 2 * a1 + 8 * a3; \
+                u[i] = a0 * c4;                                                                  \
+                u[KC + i] = -(e + o) * c6;                                                       \
+                u[2 * KC + i] = -(e - o) * c6;                                                   \
+                u[3 * KC + i] = (e2 + o2) * c24;                                                 \
+                u[4 * KC + i] = (e2 - o2) * c24;                                                 \
+                u[5 * KC + i] = a4;                                                              \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* Input transform of nj (<= FCW_NJ) side-by-side 6x6 tiles with origins r0 + 2j (rows W        \
+   apart): v[xi * cs + j] = (B^T d B)[xi].  Vertical pass over the 2nj+4 columns first. */       \
+FCW_CLONES static void fc5_in_##SFX(const T *restrict r0, ptrdiff_t W, T *restrict v,           \
+                                    ptrdiff_t cs, int nj) {                                      \
+    T E[6][2 * FCW_NJ + 4];                                                                      \
+    int ncol = 2 * nj + 4;                                                                       \
+    const T *r1 = r0 + W, *r2 = r1 + W, *r3 = r2 + W, *r4 = r3 + W, *r5 = r4 + W;                \
+    for (int q = 0; q < ncol; q++) {                                                             \
+        T d0 = r0[q], d1 = r1[q], d2 = r2[q], d3 = r3[q], d4 = r4[q], d5 = r5[q];                \
+        E[0][q] = 4 * d0 - 5 * d2 + d4;                                                          \
+        E[1][q] = -4 * (d1 + d2) + d3 + d4;                                                      \
+        E[2][q] = 4 * (d1 - d2) - d3 + d4;                                                       \
+        E[3][q] = 2 * (d3 - d1) - d2 + d4;                                                       \
+        E[4][q] = 2 * (d1 - d3) - d2 + d4;                                                       \
+        E[5][q] = 4 * d1 - 5 * d3 + d5;                                                          \
+    }                                                                                            \
+    for (int a = 0; a < 6; a++) {                                                                \
+        const T *e = E[a];                                                                       \
+        T *restrict va = v + (ptrdiff_t)(6 * a) * cs;                                            \
+        for (int j = 0; j < nj; j++) {                                                           \
+            T d0 = e[2 * j], d1 = e[2 * j + 1], d2 = e[2 * j + 2], d3 = e[2 * j + 3];            \
+            T d4 = e[2 * j + 4], d5 = e[2 * j + 5];                                              \
+            va[j] = 4 * d0 - 5 * d2 + d4;                                                        \
+            va[cs + j] = -4 * (d1 + d2) + d3 + d4;                                               \
+            va[2 * cs + j] = 4 * (d1 - d2) - d3 + d4;                                            \
+            va[3 * cs + j] = 2 * (d3 - d1) - d2 + d4;                                            \
+            va[4 * cs + j] = 2 * (d1 - d3) - d2 + d4;                                            \
+            va[5 * cs + j] = 4 * d1 - 5 * d3 + d5;                                               \
+        }                                                                                        \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* Output transform of nj whole 2x2 tiles side by side: y = A^T M A + bv, y rows Q apart. */    \
+FCW_CLONES static void fc5_out_##SFX(const T *restrict mp, ptrdiff_t ks, T *restrict y0,        \
+                                     ptrdiff_t Q, int nj, T bv) {                                \
+    T S[2][6][FCW_NJ];                                                                           \
+    for (int b = 0; b < 6; b++) {                                                                \
+        const T *m = mp + (ptrdiff_t)b * ks;                                                     \
+        for (int j = 0; j < nj; j++) {                                                           \
+            T m0 = m[j], m1 = m[6 * ks + j], m2 = m[12 * ks + j], m3 = m[18 * ks + j];           \
+            T m4 = m[24 * ks + j], m5 = m[30 * ks + j];                                          \
+            S[0][b][j] = m0 + m1 + m2 + m3 + m4;                                                 \
+            S[1][b][j] = m1 - m2 + 2 * (m3 - m4) + m5;                                           \
+        }                                                                                        \
+    }                                                                                            \
+    for (int a = 0; a < 2; a++) {                                                                \
+        T *restrict yr = y0 + a * Q;                                                             \
+        for (int j = 0; j < nj; j++) {                                                           \
+            T m0 = S[a][0][j], m1 = S[a][1][j], m2 = S[a][2][j], m3 = S[a][3][j];                \
+            T m4 = S[a][4][j], m5 = S[a][5][j];                                                  \
+            yr[2 * j] = m0 + m1 + m2 + m3 + m4 + bv;                                             \
+            yr[2 * j + 1] = m1 - m2 + 2 * (m3 - m4) + m5 + bv;                                   \
+        }                                                                                        \
+    }                                                                                            \
+}
+
+FC5_DEFS(float, f32)
+FC5_DEFS(double, f64)
