@@ -345,8 +345,27 @@ cdef tuple _work(const fc_dwg* d, int nt, dtype, bint with_dy):
     return np.zeros(nt * ws, dtype=dtype), ws
 
 
+include "_conv_small.pxi"
+
+
 def pick(op, x_shape, w_shape, stride, padding, dilation, groups):
-    """'direct' or 'gemm' for a non-depthwise, non-1x1, non-Winograd shape (``conv``'s 'auto')."""
+    """'direct' or 'gemm' for a non-depthwise, non-1x1, non-Winograd shape (``conv``'s 'auto').
+
+    'direct' where the small-channel kernels (_conv_small.pxi) measured faster than the
+    GEMM paths (LeNet C1 / C3, 1 and 2 threads): stride 1, no dilation, groups 1, few
+    input channels, and output planes wide enough that the flattened rows waste little.
+    """
+    N, C, H, W = x_shape
+    K, Cg, R, S = w_shape
+    if groups != 1 or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1) or R * S > 64:
+        return "gemm"
+    P, Q = H + 2 * padding[0] - R + 1, W + 2 * padding[1] - S + 1
+    if P < 1 or Q < 1:
+        return "gemm"
+    Wb = Q + S - 1
+    wide = P * Q >= 64 and P * Wb <= 1.6 * P * Q
+    if op == "conv2d_backward_weight" and wide and C <= 16 and K <= 64 and N >= 4:
+        return "direct"
     return "gemm"
 
 
@@ -360,6 +379,8 @@ def forward(x, w, b, y, Geo g, int nt):
     cdef bint dw = _dw_setup(&g, &d)
     cdef Py_ssize_t ws = 0
     cdef void* pw = NULL
+    if not dw and _small_forward(x, w, b, y, g, nt) is not None:
+        return y
     if dw:
         nt = max(1, min(nt, g.N * g.C))
         work, ws = _work(&d, nt, x.dtype, False)
@@ -427,6 +448,8 @@ def backward_weight(dy, x, dw, Geo g, int nt):
             else:
                 _bwd_weight_dw(<double*>pdy, <double*>px, <double*>pc, &g, &d, <double*>pw, ws, nt)
         dw[...] = part.sum(axis=0).reshape(dw.shape)  # over images in a fixed order
+        return dw
+    if _small_backward_weight(dy, x, dw, g, nt) is not None:
         return dw
     nt = max(1, min(nt, g.K * g.Cg))
     scratch = np.empty(nt * g.R * g.S, dtype=np.float64)

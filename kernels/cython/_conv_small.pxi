@@ -1,0 +1,110 @@
+# Small-channel (LeNet-sized) direct conv paths of _conv_direct.pyx: the flattened-row
+# SIMD kernels of _conv_small_impl.h (stride 1, dilation 1, groups 1, R * S <= 64).
+# Textually included by _conv_direct.pyx.
+
+cdef extern from "_conv_small_simd.h":
+    pass
+
+cdef extern from "_conv_small_impl.h" nogil:
+    ctypedef struct fc_smg:
+        int J, L, Kp
+    int FC_SM_NB
+    int fc_sm_setup(fc_smg* g, int N, int C, int H, int W, int K, int P, int Q, int R, int S, int ph, int pw)
+    int fc_sm_jalloc(const fc_smg* g)
+    void fc_sm_packw_f32(const float* w, float* wp, const fc_smg* g)
+    void fc_sm_packw_f64(const double* w, double* wp, const fc_smg* g)
+    void fc_sm_fwd_f32(const float* x, const float* wp, const float* b, float* y, const fc_smg* g, float* xb, float* yb)
+    void fc_sm_fwd_f64(const double* x, const double* wp, const double* b, double* y, const fc_smg* g, double* xb,
+                       double* yb)
+    void fc_sm_bww_f32(const float* x, const float* dy, int n0, int nb, const fc_smg* g, float* xb, float* dyb,
+                       double* out)
+    void fc_sm_bww_f64(const double* x, const double* dy, int n0, int nb, const fc_smg* g, double* xb, double* dyb,
+                       double* out)
+
+
+cdef bint _small_setup(const Geo* g, fc_smg* s):
+    """The small-channel path's geometry for g (False: shape not taken)."""
+    if g.groups != 1 or g.sh != 1 or g.sw != 1 or g.dh != 1 or g.dw != 1:
+        return False
+    return fc_sm_setup(s, g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.ph, g.pw) != 0
+
+
+cdef void _small_fwd(const real* x, const real* wp, const real* b, real* y, const Geo* g, const fc_smg* s,
+                     real* work, Py_ssize_t ws, int nt) noexcept nogil:
+    cdef Py_ssize_t n, chw = <Py_ssize_t>g.C * g.H * g.W, kpq = <Py_ssize_t>g.K * g.P * g.Q
+    cdef real* buf
+    with parallel(num_threads=nt):
+        buf = work + threadid() * ws
+        for n in prange(g.N, schedule="dynamic"):
+            if real is float:
+                fc_sm_fwd_f32(x + n * chw, wp, b, y + n * kpq, s, buf, buf + <Py_ssize_t>g.C * s.L)
+            else:
+                fc_sm_fwd_f64(x + n * chw, wp, b, y + n * kpq, s, buf, buf + <Py_ssize_t>g.C * s.L)
+
+
+cdef void _small_bww(const real* x, const real* dy, double* part, const Geo* g, const fc_smg* s,
+                     real* work, Py_ssize_t ws, int nt) noexcept nogil:
+    cdef Py_ssize_t t, nchunk = (g.N + FC_SM_NB - 1) // FC_SM_NB
+    cdef Py_ssize_t kcrs = <Py_ssize_t>g.K * g.C * g.R * g.S
+    cdef Py_ssize_t xs = <Py_ssize_t>FC_SM_NB * g.C * s.L
+    cdef int n0
+    cdef real* buf
+    with parallel(num_threads=nt):
+        buf = work + threadid() * ws
+        for t in prange(nchunk, schedule="dynamic"):
+            n0 = t * FC_SM_NB
+            if real is float:
+                fc_sm_bww_f32(x, dy, n0, min(FC_SM_NB, g.N - n0), s, buf, buf + xs, part + t * kcrs)
+            else:
+                fc_sm_bww_f64(x, dy, n0, min(FC_SM_NB, g.N - n0), s, buf, buf + xs, part + t * kcrs)
+
+
+cdef object _small_forward(x, w, b, y, Geo g, int nt):
+    """y by the small-channel kernels, or None when the shape is not taken."""
+    cdef fc_smg s
+    if not _small_setup(&g, &s):
+        return None
+    nt = max(1, min(nt, g.N))
+    cdef Py_ssize_t ws = _round16(<Py_ssize_t>g.C * s.L + 8 * <Py_ssize_t>fc_sm_jalloc(&s))
+    work = np.zeros(nt * ws, dtype=x.dtype)
+    wp = np.empty(<Py_ssize_t>s.Kp * g.C * g.R * g.S, dtype=x.dtype)
+    cdef void* px = _ptr(x)
+    cdef void* pwt = _ptr(w)
+    cdef void* pwp = _ptr(wp)
+    cdef void* pb = NULL if b is None else _ptr(b)
+    cdef void* py = _ptr(y)
+    cdef void* pw = _ptr(work)
+    cdef bint is32 = x.dtype == np.float32
+    with nogil:
+        if is32:
+            fc_sm_packw_f32(<float*>pwt, <float*>pwp, &s)
+            _small_fwd(<float*>px, <float*>pwp, <float*>pb, <float*>py, &g, &s, <float*>pw, ws, nt)
+        else:
+            fc_sm_packw_f64(<double*>pwt, <double*>pwp, &s)
+            _small_fwd(<double*>px, <double*>pwp, <double*>pb, <double*>py, &g, &s, <double*>pw, ws, nt)
+    return y
+
+
+cdef object _small_backward_weight(dy, x, dw, Geo g, int nt):
+    """dw by the small-channel kernels, or None when the shape is not taken."""
+    cdef fc_smg s
+    if not _small_setup(&g, &s):
+        return None
+    cdef Py_ssize_t nchunk = (g.N + FC_SM_NB - 1) // FC_SM_NB
+    nt = max(1, min(nt, nchunk))
+    cdef Py_ssize_t ws = _round16(<Py_ssize_t>FC_SM_NB * (g.C * <Py_ssize_t>s.L + s.Kp * <Py_ssize_t>s.J))
+    work = np.zeros(nt * ws, dtype=x.dtype)
+    part = np.empty((nchunk, g.K * g.C * g.R * g.S), dtype=np.float64)
+    cdef void* px = _ptr(x)
+    cdef void* pdy = _ptr(dy)
+    cdef void* pp = _ptr(part)
+    cdef void* pw = _ptr(work)
+    cdef bint is32 = x.dtype == np.float32
+    with nogil:
+        if is32:
+            _small_bww(<float*>px, <float*>pdy, <double*>pp, &g, &s, <float*>pw, ws, nt)
+        else:
+            _small_bww(<double*>px, <double*>pdy, <double*>pp, &g, &s, <double*>pw, ws, nt)
+    # over chunks of images in a fixed order: deterministic for any thread count
+    dw[...] = (part[0] if nchunk == 1 else part.sum(axis=0)).reshape(dw.shape)
+    return dw

@@ -1,0 +1,152 @@
+/* Small-channel conv2d kernels (see _conv_small_impl.h) for ONE element type and ONE
+ * instruction set: included with FC_T, FC_VB (vector bytes), FC_SFX, FC_ATTR and the
+ * register blocks FC_KB x FC_JB (forward: filters x position vectors) and FC_BK x FC_BT
+ * (backward-weight: filters x taps) defined.  Empty without FC_T (named by the .pyx only
+ * as a build dependency).
+ */
+#ifdef FC_T
+#define SN(name) FC_SM_CAT3(fc_sm_, name, FC_SFX)
+typedef FC_T SN(v) __attribute__((vector_size(FC_VB)));
+typedef FC_T SN(vu) __attribute__((vector_size(FC_VB), aligned(sizeof(FC_T))));
+#define SV SN(v)
+#define ST FC_T
+#define SVW ((int)(FC_VB / sizeof(FC_T)))
+#define SAI static inline __attribute__((always_inline)) FC_ATTR
+
+SAI SV SN(ld)(const ST *p) { return *(const SN(vu) *)p; }
+SAI void SN(st)(ST *p, SV v) { *(SN(vu) *)p = v; }
+
+/* image planes (nc planes of H x W) into buffer planes of L elements: (i, j) = (i - ph, j - pw);
+ * only input elements are written (the caller zeroed the buffer once) */
+FC_ATTR static void SN(packx_)(const ST *restrict x, ST *restrict xb, int nc, const fc_smg *g) {
+    for (int c = 0; c < nc; c++) {
+        const ST *xp = x + (ptrdiff_t)c * g->H * g->W;
+        ST *bp = xb + (ptrdiff_t)c * g->L + (ptrdiff_t)g->ph * g->Wb + g->pw;
+        for (int i = 0; i < g->H; i++) {
+            const ST *src = xp + (ptrdiff_t)i * g->W;
+            ST *dst = bp + (ptrdiff_t)i * g->Wb;
+            int q = 0;
+            for (; q + SVW <= g->W; q += SVW) SN(st)(dst + q, SN(ld)(src + q));
+            for (; q < g->W; q++) dst[q] = src[q];
+        }
+    }
+}
+
+/* wp[kblock][c][t][FC_KB] = w[k, c, t] (zero for k >= K) */
+FC_ATTR static void SN(packw_)(const ST *restrict w, ST *restrict wp, const fc_smg *g) {
+    const int RS = g->R * g->S, C = g->C;
+    for (int k = 0; k < g->Kp; k++)
+        for (int c = 0; c < C; c++)
+            for (int t = 0; t < RS; t++)
+                wp[(((ptrdiff_t)(k / FC_KB) * C + c) * RS + t) * FC_KB + k % FC_KB] =
+                    k < g->K ? w[((ptrdiff_t)k * C + c) * RS + t] : 0;
+}
+
+/* forward of image x (C planes) into y (K planes of P x Q); xb: C * L, yb: FC_KB * jalloc */
+FC_ATTR static void SN(fwd_)(const ST *x, const ST *wp, const ST *b, ST *y, const fc_smg *g, ST *xb, ST *yb) {
+    const int C = g->C, RS = g->R * g->S, L = g->L, J = g->J, ja = fc_sm_jalloc(g);
+    const int step = FC_JB * SVW;
+    SN(packx_)(x, xb, C, g);
+    for (int k0 = 0; k0 < g->K; k0 += FC_KB) {
+        const ST *wb = wp + (ptrdiff_t)(k0 / FC_KB) * C * RS * FC_KB;
+        for (int jb = 0;; jb += step) {
+            int j0 = jb + step > J ? J - step : jb;
+            if (j0 < 0) j0 = 0;
+            SV acc[FC_KB][FC_JB];
+#pragma GCC unroll 16
+            for (int k = 0; k < FC_KB; k++)
+#pragma GCC unroll 4
+                for (int u = 0; u < FC_JB; u++) acc[k][u] = (SV){0};
+            for (int c = 0; c < C; c++) {
+                const ST *xc = xb + (ptrdiff_t)c * L + j0;
+                const ST *wc = wb + (ptrdiff_t)c * RS * FC_KB;
+                for (int t = 0; t < RS; t++) {
+                    const ST *xp = xc + g->off[t];
+                    SV xv[FC_JB];
+#pragma GCC unroll 4
+                    for (int u = 0; u < FC_JB; u++) xv[u] = SN(ld)(xp + u * SVW);
+#pragma GCC unroll 16
+                    for (int k = 0; k < FC_KB; k++) {
+                        const ST wv = wc[t * FC_KB + k];
+#pragma GCC unroll 4
+                        for (int u = 0; u < FC_JB; u++) acc[k][u] += wv * xv[u];
+                    }
+                }
+            }
+#pragma GCC unroll 16
+            for (int k = 0; k < FC_KB; k++)
+#pragma GCC unroll 4
+                for (int u = 0; u < FC_JB; u++) SN(st)(yb + (ptrdiff_t)k * ja + j0 + u * SVW, acc[k][u]);
+            if (jb + step >= J) break;
+        }
+        const int kn = g->K - k0 < FC_KB ? g->K - k0 : FC_KB;
+        for (int k = 0; k < kn; k++) {
+            const ST bv = b ? b[k0 + k] : 0;
+            ST *yk = y + (ptrdiff_t)(k0 + k) * g->P * g->Q;
+            const ST *src = yb + (ptrdiff_t)k * ja;
+            for (int p = 0; p < g->P; p++)
+                for (int q = 0; q < g->Q; q++) yk[p * g->Q + q] = src[p * g->Wb + q] + bv;
+        }
+    }
+}
+
+SAI double SN(hsum)(SV a) {
+    double s = 0;
+    for (int l = 0; l < SVW; l++) s += a[l];
+    return s;
+}
+
+/* out[k, c, t] (K * C * R * S doubles) = dw of images n0 .. n0 + nb - 1 (x, dy: whole arrays);
+ * xb: FC_SM_NB * C * L, dyb: FC_SM_NB * Kp * J, both zeroed once by the caller */
+FC_ATTR static void SN(bww_)(const ST *x, const ST *dy, int n0, int nb, const fc_smg *g, ST *xb, ST *dyb,
+                             double *out) {
+    const int C = g->C, K = g->K, Kp = g->Kp, RS = g->R * g->S, L = g->L, J = g->J;
+    const ptrdiff_t pq = (ptrdiff_t)g->P * g->Q;
+    for (int i = 0; i < nb; i++) {
+        SN(packx_)(x + (ptrdiff_t)(n0 + i) * C * g->H * g->W, xb + (ptrdiff_t)i * C * L, C, g);
+        for (int k = 0; k < K; k++) {
+            const ST *src = dy + ((ptrdiff_t)(n0 + i) * K + k) * pq;
+            ST *dst = dyb + ((ptrdiff_t)i * Kp + k) * J;
+            for (int p = 0; p < g->P; p++)
+                for (int q = 0; q < g->Q; q++) dst[p * g->Wb + q] = src[p * g->Q + q];
+        }
+    }
+    for (ptrdiff_t e = 0; e < (ptrdiff_t)K * C * RS; e++) out[e] = 0;
+    for (int c = 0; c < C; c++)
+        for (int k0 = 0; k0 < K; k0 += FC_BK)
+            for (int t0 = 0; t0 < RS; t0 += FC_BT) {
+                SV acc[FC_BK][FC_BT];
+                int off[FC_BT];
+#pragma GCC unroll 8
+                for (int t = 0; t < FC_BT; t++) off[t] = g->off[t0 + t];
+#pragma GCC unroll 8
+                for (int k = 0; k < FC_BK; k++)
+#pragma GCC unroll 8
+                    for (int t = 0; t < FC_BT; t++) acc[k][t] = (SV){0};
+                for (int i = 0; i < nb; i++) {
+                    const ST *d = dyb + ((ptrdiff_t)i * Kp + k0) * J;
+                    const ST *xc = xb + ((ptrdiff_t)i * C + c) * L;
+                    for (int e = 0; e < J; e += SVW) {
+                        SV dv[FC_BK];
+#pragma GCC unroll 8
+                        for (int k = 0; k < FC_BK; k++) dv[k] = SN(ld)(d + (ptrdiff_t)k * J + e);
+#pragma GCC unroll 8
+                        for (int t = 0; t < FC_BT; t++) {
+                            const SV xv = SN(ld)(xc + off[t] + e);
+#pragma GCC unroll 8
+                            for (int k = 0; k < FC_BK; k++) acc[k][t] += dv[k] * xv;
+                        }
+                    }
+                }
+                for (int k = 0; k < FC_BK && k0 + k < K; k++)
+                    for (int t = 0; t < FC_BT && t0 + t < RS; t++)
+                        out[((ptrdiff_t)(k0 + k) * C + c) * RS + t0 + t] = SN(hsum)(acc[k][t]);
+            }
+}
+
+#undef SN
+#undef SV
+#undef ST
+#undef SVW
+#undef SAI
+#endif /* FC_T */
