@@ -41,17 +41,17 @@ cdef extern from "_wino5_impl.h" nogil:
                          Py_ssize_t fc)
     void fc5_filters_f64(const double* w, double* U, Py_ssize_t s0, Py_ssize_t n, Py_ssize_t KC, Py_ssize_t fk,
                          Py_ssize_t fc)
-    void fc5_in_f32(const float* r0, Py_ssize_t W, float* v, Py_ssize_t cs, int nj)
-    void fc5_in_f64(const double* r0, Py_ssize_t W, double* v, Py_ssize_t cs, int nj)
-    void fc5_out_f32(const float* mp, Py_ssize_t ks, float* y0, Py_ssize_t Q, int nj, float bv)
-    void fc5_out_f64(const double* mp, Py_ssize_t ks, double* y0, Py_ssize_t Q, int nj, double bv)
+    void fc5_in_f32(const float* r0, Py_ssize_t W, float* v, Py_ssize_t cs)
+    void fc5_in_f64(const double* r0, Py_ssize_t W, double* v, Py_ssize_t cs)
+    void fc5_out_f32(const float* mp, Py_ssize_t ks, float* y, Py_ssize_t Q, int ra, int rq, float bv)
+    void fc5_out_f64(const double* mp, Py_ssize_t ks, double* y, Py_ssize_t Q, int ra, int rq, double bv)
     void fcw_bgemm_f32(int na, int K, int C, int nb, const float* U, Py_ssize_t us, const float* V, Py_ssize_t vs,
                        float* M, Py_ssize_t ms)
     void fcw_bgemm_f64(int na, int K, int C, int nb, const double* U, Py_ssize_t us, const double* V,
                        Py_ssize_t vs, double* M, Py_ssize_t ms)
 
 DEF NJ = 16  # tiles per vectorised run (FCW_NJ)
-DEF SS = 2 * NJ + 8  # row stride of the strip buffers
+DEF SS = 2 * NJ + 4  # row stride of the strip buffer (the full-width input transform's columns)
 DEF NA = 36  # components
 DEF FCH = 2048  # filters per parallel chunk of the filter transform
 
@@ -95,9 +95,13 @@ cdef inline void _next(const WG* g, int run, int* n, int* ti, int* tj) noexcept 
 
 
 cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb) noexcept nogil:
-    """V[xi][c][i] = (B^T d B)[xi] for the 6x6 input tile d of tile t0 + i, every channel c."""
+    """V[xi][c][i] = (B^T d B)[xi] for the 6x6 input tile d of tile t0 + i, every channel c.  Runs of
+    up to NJ tiles along a tile row; the full-width transform also fills slots past a run (later
+    runs / channels overwrite them, the last ones land in the SKEW gap) and reads columns past it
+    (from the plane where that stays inside x, else from a zero-padded strip)."""
     cdef int i, c, n, ti, tj, h0, w0, a, ih, run, ncol, qa, qb
-    cdef Py_ssize_t hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nb + SKEW
+    cdef Py_ssize_t hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nb + SKEW, base
+    cdef Py_ssize_t xend = <Py_ssize_t>g.N * g.C * hw
     cdef const real* xp
     cdef real* row
     cdef real strip[6 * SS]
@@ -108,15 +112,17 @@ cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb) no
         i = 0
         while i < nb:
             run = min(NJ, min(g.tw - tj, nb - i))
-            xp = x + (<Py_ssize_t>n * g.C + c) * hw
+            base = (<Py_ssize_t>n * g.C + c) * hw
+            xp = x + base
             h0 = 2 * ti - g.ph
             w0 = 2 * tj - g.pw
             ncol = 2 * run + 4
-            if h0 >= 0 and h0 + 6 <= g.H and w0 >= 0 and w0 + ncol <= g.W:
+            if (h0 >= 0 and h0 + 6 <= g.H and w0 >= 0 and w0 + ncol <= g.W
+                    and base + <Py_ssize_t>(h0 + 5) * g.W + w0 + SS <= xend):
                 if real is float:
-                    fc5_in_f32(xp + <Py_ssize_t>h0 * g.W + w0, g.W, V + <Py_ssize_t>c * nb + i, cs, run)
+                    fc5_in_f32(xp + <Py_ssize_t>h0 * g.W + w0, g.W, V + <Py_ssize_t>c * nb + i, cs)
                 else:
-                    fc5_in_f64(xp + <Py_ssize_t>h0 * g.W + w0, g.W, V + <Py_ssize_t>c * nb + i, cs, run)
+                    fc5_in_f64(xp + <Py_ssize_t>h0 * g.W + w0, g.W, V + <Py_ssize_t>c * nb + i, cs)
             else:  # zero-padded copy of the rows: zeros left of qa and from qb on
                 qa = min(ncol, max(0, -w0))
                 qb = max(qa, min(ncol, g.W - w0))
@@ -124,15 +130,15 @@ cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb) no
                     ih = h0 + a
                     row = strip + a * SS
                     if ih < 0 or ih >= g.H:
-                        memset(row, 0, ncol * sizeof(real))
+                        memset(row, 0, SS * sizeof(real))
                     else:
                         memset(row, 0, qa * sizeof(real))
                         memcpy(row + qa, xp + <Py_ssize_t>ih * g.W + w0 + qa, (qb - qa) * sizeof(real))
-                        memset(row + qb, 0, (ncol - qb) * sizeof(real))
+                        memset(row + qb, 0, (SS - qb) * sizeof(real))
                 if real is float:
-                    fc5_in_f32(strip, SS, V + <Py_ssize_t>c * nb + i, cs, run)
+                    fc5_in_f32(strip, SS, V + <Py_ssize_t>c * nb + i, cs)
                 else:
-                    fc5_in_f64(strip, SS, V + <Py_ssize_t>c * nb + i, cs, run)
+                    fc5_in_f64(strip, SS, V + <Py_ssize_t>c * nb + i, cs)
             i = i + run
             _next(g, run, &n, &ti, &tj)
 
@@ -140,13 +146,13 @@ cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb) no
 cdef void _outputs(const real* M, Py_ssize_t ks, const real* bias, real* y, const WG* g, Py_ssize_t t0, int nb,
                    int k0, int k1) noexcept nogil:
     """y tiles = A^T M A (+ bias) for output channels k0 <= k < k1 (M rows k - k0, components ks apart),
-    clipped at the bottom / right edges."""
-    cdef int i, k, n, ti, tj, p0, q0, a, q, run, ra, rq
+    clipped at the bottom / right edges.  The full-width transform reads M past a run (other tiles'
+    columns, or the SKEW gap at the block's end) and stores only the run's outputs."""
+    cdef int i, k, n, ti, tj, p0, q0, run, ra, rq
     cdef Py_ssize_t pq = <Py_ssize_t>g.P * g.Q
     cdef real bv
     cdef real* yp
     cdef const real* mp
-    cdef real buf[2 * SS]
     for k in range(k0, k1):
         bv = bias[k] if bias != NULL else 0
         n = <int>(t0 // (g.th * g.tw))
@@ -159,21 +165,12 @@ cdef void _outputs(const real* M, Py_ssize_t ks, const real* bias, real* y, cons
             q0 = 2 * tj
             yp = y + (<Py_ssize_t>n * g.K + k) * pq + <Py_ssize_t>p0 * g.Q + q0
             mp = M + <Py_ssize_t>(k - k0) * nb + i
-            if p0 + 2 <= g.P and q0 + 2 * run <= g.Q:
-                if real is float:
-                    fc5_out_f32(mp, ks, yp, g.Q, run, bv)
-                else:
-                    fc5_out_f64(mp, ks, yp, g.Q, run, bv)
+            ra = min(2, g.P - p0)
+            rq = min(2 * run, g.Q - q0)
+            if real is float:
+                fc5_out_f32(mp, ks, yp, g.Q, ra, rq, bv)
             else:
-                if real is float:
-                    fc5_out_f32(mp, ks, buf, SS, run, bv)
-                else:
-                    fc5_out_f64(mp, ks, buf, SS, run, bv)
-                ra = min(2, g.P - p0)
-                rq = min(2 * run, g.Q - q0)
-                for a in range(ra):
-                    for q in range(rq):
-                        yp[a * g.Q + q] = buf[a * SS + q]
+                fc5_out_f64(mp, ks, yp, g.Q, ra, rq, bv)
             i = i + run
             _next(g, run, &n, &ti, &tj)
 

@@ -6,6 +6,7 @@
  *   A^T (2x6): rows (1, 1, 1, 1, 1, 0) and (0, 1, -1, 2, -2, 1).
  * Layouts: component xi of tile/filter i lives at base[xi * stride + i].
  */
+#pragma GCC diagnostic ignored "-Wunused-function"  /* _wino_impl.h's 3x3 transforms */
 #include "_wino_impl.h"
 
 #define FC5_DEFS(T, SFX)                                                                         \
@@ -57,12 +58,14 @@ FCW_CLONES static void fc5_filters_##SFX(const T *restrict w, T *restrict U, ptr
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
-/* Input transform of nj (<= FCW_NJ) side-by-side 6x6 tiles with origins r0 + 2j (rows W        \
-   apart): v[xi * cs + j] = (B^T d B)[xi].  Vertical pass over the 2nj+4 columns first. */       \
+/* Input transform of FCW_NJ side-by-side 6x6 tiles with origins r0 + 2j (rows W apart; reads    \
+   2 FCW_NJ + 4 columns): v[xi * cs + j] = (B^T d B)[xi].  Always the full width (a compile-time \
+   trip count, so every loop is vectorised: runs are often < 16 tiles, whose tails went scalar);  \
+   the caller ignores tiles past its run (their columns may be garbage, they own the slots). */  \
 FCW_CLONES static void fc5_in_##SFX(const T *restrict r0, ptrdiff_t W, T *restrict v,           \
-                                    ptrdiff_t cs, int nj) {                                      \
+                                    ptrdiff_t cs) {                                              \
     T E[6][2 * FCW_NJ + 4];                                                                      \
-    int ncol = 2 * nj + 4;                                                                       \
+    const int ncol = 2 * FCW_NJ + 4, nj = FCW_NJ;                                                \
     const T *r1 = r0 + W, *r2 = r1 + W, *r3 = r2 + W, *r4 = r3 + W, *r5 = r4 + W;                \
     for (int q = 0; q < ncol; q++) {                                                             \
         T d0 = r0[q], d1 = r1[q], d2 = r2[q], d3 = r3[q], d4 = r4[q], d5 = r5[q];                \
@@ -89,10 +92,12 @@ FCW_CLONES static void fc5_in_##SFX(const T *restrict r0, ptrdiff_t W, T *restri
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
-/* Output transform of nj whole 2x2 tiles side by side: y = A^T M A + bv, y rows Q apart. */    \
-FCW_CLONES static void fc5_out_##SFX(const T *restrict mp, ptrdiff_t ks, T *restrict y0,        \
-                                     ptrdiff_t Q, int nj, T bv) {                                \
-    T S[2][6][FCW_NJ];                                                                           \
+/* Output transform of FCW_NJ 2x2 tiles side by side (M read for all of them, full width as in   \
+   fc5_in): y = A^T M A + bv, of which rows a < ra, columns q < rq are stored (rows Q apart). */ \
+FCW_CLONES static void fc5_out_##SFX(const T *restrict mp, ptrdiff_t ks, T *restrict y,         \
+                                     ptrdiff_t Q, int ra, int rq, T bv) {                        \
+    T S[2][6][FCW_NJ], o[2][2 * FCW_NJ];                                                         \
+    const int nj = FCW_NJ;                                                                       \
     for (int b = 0; b < 6; b++) {                                                                \
         const T *m = mp + (ptrdiff_t)b * ks;                                                     \
         for (int j = 0; j < nj; j++) {                                                           \
@@ -103,7 +108,7 @@ FCW_CLONES static void fc5_out_##SFX(const T *restrict mp, ptrdiff_t ks, T *rest
         }                                                                                        \
     }                                                                                            \
     for (int a = 0; a < 2; a++) {                                                                \
-        T *restrict yr = y0 + a * Q;                                                             \
+        T *yr = o[a];                                                                            \
         for (int j = 0; j < nj; j++) {                                                           \
             T m0 = S[a][0][j], m1 = S[a][1][j], m2 = S[a][2][j], m3 = S[a][3][j];                \
             T m4 = S[a][4][j], m5 = S[a][5][j];                                                  \
@@ -111,6 +116,8 @@ FCW_CLONES static void fc5_out_##SFX(const T *restrict mp, ptrdiff_t ks, T *rest
             yr[2 * j + 1] = m1 - m2 + 2 * (m3 - m4) + m5 + bv;                                   \
         }                                                                                        \
     }                                                                                            \
+    for (int a = 0; a < ra; a++)                                                                 \
+        for (int q = 0; q < rq; q++) y[a * Q + q] = o[a][q];                                     \
 }
 
 FC5_DEFS(float, f32)
