@@ -35,6 +35,8 @@ CASES = [
     ((1, 2, 6, 6), 4, (5, 5), 1, 0),       # 2x2 output: one block of positions
     ((2, 3, 11, 11), 4, (3, 3), 2, 1),     # stride 2: scalar loops
     ((1, 2, 12, 9), 7, (5, 5), 2, 2),      # stride 2, padding 2
+    ((21, 3, 5, 6), 17, (5, 5), 1, 0),     # 1x2 output, 21 images: batch-vector lane tails, K = 17
+    ((18, 16, 5, 5), 20, (5, 5), 1, 0),    # LeNet C5-like 1x1 output
 ]
 
 
@@ -65,9 +67,17 @@ def level(request):
     DR._simd_level(prev)
 
 
+@pytest.fixture(params=["flat", "nv"])
+def mode(request):
+    """Force the flattened-row or the batch-vector forward kernel (also backward-input)."""
+    DR._small_mode[0] = request.param
+    yield request.param
+    DR._small_mode[0] = "auto"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x{}k{}r{}s{}p{}".format(*c))
-def test_direct_matches_torch_and_reference(case, dtype, level):
+def test_direct_matches_torch_and_reference(case, dtype, level, mode):
     xs, K, RS, stride, padding = case
     x, w, b, dy = _data(xs, K, RS, stride, padding, dtype)
     ty, tdx, tdw = _torch_grads(x, w, b, dy, stride, padding)
@@ -123,9 +133,10 @@ def test_auto_uses_direct_where_pick_says(op, shapes, monkeypatch):
     x, w, b, dy = _data(xs, ws[0], ws[2:], 1, 0, np.float32)
     name = {"conv2d_forward": "forward", "conv2d_backward_input": "backward_input",
             "conv2d_backward_weight": "backward_weight"}[op]
-    calls = []
-    real = getattr(DR, name)
+    calls, asked = [], []
+    real, real_pick = getattr(DR, name), DR.pick
     monkeypatch.setattr(DR, name, lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(DR, "pick", lambda *a: asked.append(1) or real_pick(*a))
     if op == "conv2d_forward":
         got = CV.conv2d_forward(x, w, None, 1, 0, 1, 1)
         ref = CV.conv2d_forward(x, w, None, 1, 0, 1, 1, algo="gemm")
@@ -135,5 +146,9 @@ def test_auto_uses_direct_where_pick_says(op, shapes, monkeypatch):
     else:
         got = CV.conv2d_backward_weight(dy, x, ws, 1, 0, 1, 1)
         ref = CV.conv2d_backward_weight(dy, x, ws, 1, 0, 1, 1, algo="gemm")
-    assert bool(calls) == (want == "direct")
+    # (conv's 'auto' asks pick only for shapes no other special path takes, e.g. not
+    # 5x5 layers with C, K >= 16, which its Winograd module decides on)
+    assert bool(calls) == (bool(asked) and want == "direct")
+    if xs[1] < 16:
+        assert asked
     assert rel_error(got, ref) < 1e-5

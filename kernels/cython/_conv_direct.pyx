@@ -366,6 +366,10 @@ def pick(op, x_shape, w_shape, stride, padding, dilation, groups):
     wide = P * Q >= 64 and P * Wb <= 1.6 * P * Q
     if op == "conv2d_backward_weight" and wide and C <= 16 and K <= 64 and N >= 4:
         return "direct"
+    lanes = fc_sm_lanes(4)
+    full = N >= lanes and (-(-N // lanes) * lanes) <= 1.25 * N  # batch-vector lanes mostly used
+    if op == "conv2d_forward" and (wide or full) and C * R * S <= 400 and K <= 128:
+        return "direct"
     return "gemm"
 
 
@@ -401,6 +405,8 @@ def backward_input(dy, w, dx, Geo g, int nt):
     cdef fc_dwg d
     cdef bint unit = g.sh == 1 and g.sw == 1
     cdef bint dw = _dw_setup(&g, &d)
+    if not dw and _small_backward_input(dy, w, dx, g, nt) is not None:
+        return dx
     if dw and unit:  # dx = dy correlated with the flipped filter, padding (R-1)*d - p
         w = np.ascontiguousarray(w[:, :, ::-1, ::-1])
         dw = fc_dw_setup(&d, g.P, g.Q, g.H, g.W, g.R, g.S, 1, 1, (g.R - 1) * g.dh - g.ph,

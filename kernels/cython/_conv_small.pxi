@@ -11,6 +11,11 @@ cdef extern from "_conv_small_impl.h" nogil:
     int FC_SM_NB
     int fc_sm_setup(fc_smg* g, int N, int C, int H, int W, int K, int P, int Q, int R, int S, int ph, int pw)
     int fc_sm_jalloc(const fc_smg* g)
+    int fc_sm_lanes(int es)
+    void fc_sm_fwd_nv_f32(const float* x, const float* wp, const float* b, float* y, int n0, const fc_smg* g,
+                          float* xt)
+    void fc_sm_fwd_nv_f64(const double* x, const double* wp, const double* b, double* y, int n0, const fc_smg* g,
+                          double* xt)
     void fc_sm_packw_f32(const float* w, float* wp, const fc_smg* g)
     void fc_sm_packw_f64(const double* w, double* wp, const fc_smg* g)
     void fc_sm_fwd_f32(const float* x, const float* wp, const float* b, float* y, const fc_smg* g, float* xb, float* yb)
@@ -59,13 +64,42 @@ cdef void _small_bww(const real* x, const real* dy, double* part, const Geo* g, 
                 fc_sm_bww_f64(x, dy, n0, min(FC_SM_NB, g.N - n0), s, buf, buf + xs, part + t * kcrs)
 
 
+cdef void _small_fwd_nv(const real* x, const real* wp, const real* b, real* y, const Geo* g, const fc_smg* s,
+                        int lanes, real* work, Py_ssize_t ws, int nt) noexcept nogil:
+    cdef Py_ssize_t t, nchunk = (g.N + lanes - 1) // lanes
+    cdef real* buf
+    with parallel(num_threads=nt):
+        buf = work + threadid() * ws
+        for t in prange(nchunk, schedule="dynamic"):
+            if real is float:
+                fc_sm_fwd_nv_f32(x, wp, b, y, t * lanes, s, buf)
+            else:
+                fc_sm_fwd_nv_f64(x, wp, b, y, t * lanes, s, buf)
+
+
+_small_mode = ["auto"]  # tests: 'flat' / 'nv' force one forward kernel
+
+
+cdef bint _use_nv(const Geo* g, const fc_smg* s, int lanes):
+    """Batch-vector lanes when they waste less than the flattened rows' wrap-around."""
+    if _small_mode[0] != "auto":
+        return _small_mode[0] == "nv"
+    cdef double flat = s.J / <double>(g.P * g.Q)
+    cdef double nv = ((g.N + lanes - 1) // lanes * lanes) / <double>g.N
+    return nv * 1.15 < flat
+
+
 cdef object _small_forward(x, w, b, y, Geo g, int nt):
     """y by the small-channel kernels, or None when the shape is not taken."""
     cdef fc_smg s
     if not _small_setup(&g, &s):
         return None
-    nt = max(1, min(nt, g.N))
+    cdef int lanes = fc_sm_lanes(x.itemsize)
+    cdef bint nv = _use_nv(&g, &s, lanes)
+    nt = max(1, min(nt, (g.N + lanes - 1) // lanes if nv else g.N))
     cdef Py_ssize_t ws = _round16(<Py_ssize_t>g.C * s.L + 8 * <Py_ssize_t>fc_sm_jalloc(&s))
+    if nv:
+        ws = _round16(<Py_ssize_t>g.C * (g.P + g.R - 1) * (g.Q + g.S - 1) * lanes)
     work = np.zeros(nt * ws, dtype=x.dtype)
     wp = np.empty(<Py_ssize_t>s.Kp * g.C * g.R * g.S, dtype=x.dtype)
     cdef void* px = _ptr(x)
@@ -78,11 +112,30 @@ cdef object _small_forward(x, w, b, y, Geo g, int nt):
     with nogil:
         if is32:
             fc_sm_packw_f32(<float*>pwt, <float*>pwp, &s)
-            _small_fwd(<float*>px, <float*>pwp, <float*>pb, <float*>py, &g, &s, <float*>pw, ws, nt)
+            if nv:
+                _small_fwd_nv(<float*>px, <float*>pwp, <float*>pb, <float*>py, &g, &s, lanes, <float*>pw, ws, nt)
+            else:
+                _small_fwd(<float*>px, <float*>pwp, <float*>pb, <float*>py, &g, &s, <float*>pw, ws, nt)
         else:
             fc_sm_packw_f64(<double*>pwt, <double*>pwp, &s)
-            _small_fwd(<double*>px, <double*>pwp, <double*>pb, <double*>py, &g, &s, <double*>pw, ws, nt)
+            if nv:
+                _small_fwd_nv(<double*>px, <double*>pwp, <double*>pb, <double*>py, &g, &s, lanes, <double*>pw, ws, nt)
+            else:
+                _small_fwd(<double*>px, <double*>pwp, <double*>pb, <double*>py, &g, &s, <double*>pw, ws, nt)
     return y
+
+
+cdef object _small_backward_input(dy, w, dx, Geo g, int nt):
+    """dx by the small-channel forward kernel (stride 1: dy correlated with the flipped,
+    transposed filters, padding R - 1 - p), or None when the shape is not taken."""
+    cdef Geo t = g
+    if g.groups != 1 or g.sh != 1 or g.sw != 1 or g.dh != 1 or g.dw != 1 or g.ph > g.R - 1 or g.pw > g.S - 1:
+        return None
+    t.C, t.H, t.W, t.K, t.P, t.Q = g.K, g.P, g.Q, g.C, g.H, g.W
+    t.ph, t.pw = g.R - 1 - g.ph, g.S - 1 - g.pw
+    t.Cg, t.Kg = t.C, t.K
+    wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+    return _small_forward(dy, wt, None, dx, t, nt)
 
 
 cdef object _small_backward_weight(dy, x, dw, Geo g, int nt):

@@ -46,6 +46,9 @@ static int fc_sm_setup(fc_smg *g, int N, int C, int H, int W, int K, int P, int 
     return 1;
 }
 
+/* lanes of the batch-vector kernels at the current level for elements of es bytes */
+static inline int fc_sm_lanes(int es) { return (16 << fc_dw_level()) / es; }
+
 /* positions per forward buffer row (>= J, >= 64) */
 static inline int fc_sm_jalloc(const fc_smg *g) { return g->J < 64 ? 64 : g->J; }
 
@@ -141,6 +144,10 @@ static void fc_sm_packw_##SFX(const T *w, T *wp, const fc_smg *g) {             
 static void fc_sm_fwd_##SFX(const T *x, const T *wp, const T *b, T *y, const fc_smg *g,      \
                             T *xb, T *yb) {                                                  \
     FC_SM_DISPATCH(fwd_, SFX, (x, wp, b, y, g, xb, yb))                                      \
+}                                                                                            \
+static void fc_sm_fwd_nv_##SFX(const T *x, const T *wp, const T *b, T *y, int n0,              \
+                               const fc_smg *g, T *xt) {                                     \
+    FC_SM_DISPATCH(fwd_nv_, SFX, (x, wp, b, y, n0, g, xt))                                   \
 }                                                                                            \
 static void fc_sm_bww_##SFX(const T *x, const T *dy, int n0, int nb, const fc_smg *g,        \
                             T *xb, T *dyb, double *out) {                                    \

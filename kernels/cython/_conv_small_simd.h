@@ -90,6 +90,64 @@ FC_ATTR static void SN(fwd_)(const ST *x, const ST *wp, const ST *b, ST *y, cons
     }
 }
 
+/* Batch-vector forward: lanes run over SVW images n0 .. (lanes past N: zero images, not
+ * stored), so no position is wasted.  xt: C * Hb * Wb vectors (image buffer (i, j) per
+ * lane; padding zeroed by the caller once and never written). */
+FC_ATTR static void SN(fwd_nv_)(const ST *x, const ST *wp, const ST *b, ST *y, int n0, const fc_smg *g, ST *xt) {
+    const int C = g->C, RS = g->R * g->S, PQ = g->P * g->Q, Q = g->Q, Wb = g->Wb;
+    const int nl = g->N - n0 < SVW ? g->N - n0 : SVW;
+    const ptrdiff_t hw = (ptrdiff_t)g->H * g->W, plane = (ptrdiff_t)g->Hb * Wb;
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < g->H; i++)
+            for (int j = 0; j < g->W; j++) {
+                ST *d = xt + ((c * plane + (ptrdiff_t)(i + g->ph) * Wb + j + g->pw)) * SVW;
+                const ST *s = x + ((ptrdiff_t)n0 * C + c) * hw + (ptrdiff_t)i * g->W + j;
+                int l = 0;
+                for (; l < nl; l++) d[l] = s[l * C * hw];
+                for (; l < SVW; l++) d[l] = 0;
+            }
+    for (int k0 = 0; k0 < g->K; k0 += FC_KB) {
+        const ST *wb = wp + (ptrdiff_t)(k0 / FC_KB) * C * RS * FC_KB;
+        const int kn = g->K - k0 < FC_KB ? g->K - k0 : FC_KB;
+        for (int m0 = 0; m0 < PQ; m0 += FC_JB) {
+            ptrdiff_t base[FC_JB];
+            SV acc[FC_KB][FC_JB];
+#pragma GCC unroll 4
+            for (int u = 0; u < FC_JB; u++) {
+                const int m = m0 + u < PQ ? m0 + u : PQ - 1;
+                base[u] = (ptrdiff_t)((m / Q) * Wb + m % Q) * SVW;
+            }
+#pragma GCC unroll 16
+            for (int k = 0; k < FC_KB; k++)
+#pragma GCC unroll 4
+                for (int u = 0; u < FC_JB; u++) acc[k][u] = (SV){0};
+            for (int c = 0; c < C; c++) {
+                const ST *xc = xt + c * plane * SVW;
+                const ST *wc = wb + (ptrdiff_t)c * RS * FC_KB;
+                for (int t = 0; t < RS; t++, wc += FC_KB) {
+                    const ST *xp = xc + (ptrdiff_t)g->off[t] * SVW;
+                    SV xv[FC_JB];
+#pragma GCC unroll 4
+                    for (int u = 0; u < FC_JB; u++) xv[u] = SN(ld)(xp + base[u]);
+#pragma GCC unroll 16
+                    for (int k = 0; k < FC_KB; k++) {
+                        const ST wv = wc[k];
+#pragma GCC unroll 4
+                        for (int u = 0; u < FC_JB; u++) acc[k][u] += wv * xv[u];
+                    }
+                }
+            }
+            for (int k = 0; k < kn; k++) {
+                const ST bv = b ? b[k0 + k] : 0;
+                for (int u = 0; u < FC_JB && m0 + u < PQ; u++) {
+                    ST *yo = y + ((ptrdiff_t)n0 * g->K + k0 + k) * PQ + m0 + u;
+                    for (int l = 0; l < nl; l++) yo[(ptrdiff_t)l * g->K * PQ] = acc[k][u][l] + bv;
+                }
+            }
+        }
+    }
+}
+
 SAI double SN(hsum)(SV a) {
     double s = 0;
     for (int l = 0; l < SVW; l++) s += a[l];
