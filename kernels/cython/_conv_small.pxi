@@ -21,6 +21,10 @@ cdef extern from "_conv_small_impl.h" nogil:
     void fc_sm_fwd_f32(const float* x, const float* wp, const float* b, float* y, const fc_smg* g, float* xb, float* yb)
     void fc_sm_fwd_f64(const double* x, const double* wp, const double* b, double* y, const fc_smg* g, double* xb,
                        double* yb)
+    void fc_sm_bww_nv_f32(const float* x, const float* dy, int n0, const fc_smg* g, float* xt, float* dyt,
+                          double* out)
+    void fc_sm_bww_nv_f64(const double* x, const double* dy, int n0, const fc_smg* g, double* xt, double* dyt,
+                          double* out)
     void fc_sm_bww_f32(const float* x, const float* dy, int n0, int nb, const fc_smg* g, float* xb, float* dyb,
                        double* out)
     void fc_sm_bww_f64(const double* x, const double* dy, int n0, int nb, const fc_smg* g, double* xb, double* dyb,
@@ -48,8 +52,11 @@ cdef void _small_fwd(const real* x, const real* wp, const real* b, real* y, cons
 
 
 cdef void _small_bww(const real* x, const real* dy, double* part, const Geo* g, const fc_smg* s,
-                     real* work, Py_ssize_t ws, int nt) noexcept nogil:
-    cdef Py_ssize_t t, nchunk = (g.N + FC_SM_NB - 1) // FC_SM_NB
+                     real* work, Py_ssize_t ws, int nt, int lanes) noexcept nogil:
+    """lanes > 0: the batch-vector kernel on chunks of that many images."""
+    cdef Py_ssize_t nb = lanes if lanes > 0 else FC_SM_NB
+    cdef Py_ssize_t t, nchunk = (g.N + nb - 1) // nb
+    cdef Py_ssize_t xts = <Py_ssize_t>g.C * (g.P + g.R - 1) * (g.Q + g.S - 1) * lanes
     cdef Py_ssize_t kcrs = <Py_ssize_t>g.K * g.C * g.R * g.S
     cdef Py_ssize_t xs = <Py_ssize_t>FC_SM_NB * g.C * s.L
     cdef int n0
@@ -57,8 +64,13 @@ cdef void _small_bww(const real* x, const real* dy, double* part, const Geo* g, 
     with parallel(num_threads=nt):
         buf = work + threadid() * ws
         for t in prange(nchunk, schedule="dynamic"):
-            n0 = t * FC_SM_NB
-            if real is float:
+            n0 = t * nb
+            if lanes > 0:
+                if real is float:
+                    fc_sm_bww_nv_f32(x, dy, n0, s, buf, buf + xts, part + t * kcrs)
+                else:
+                    fc_sm_bww_nv_f64(x, dy, n0, s, buf, buf + xts, part + t * kcrs)
+            elif real is float:
                 fc_sm_bww_f32(x, dy, n0, min(FC_SM_NB, g.N - n0), s, buf, buf + xs, part + t * kcrs)
             else:
                 fc_sm_bww_f64(x, dy, n0, min(FC_SM_NB, g.N - n0), s, buf, buf + xs, part + t * kcrs)
@@ -143,9 +155,15 @@ cdef object _small_backward_weight(dy, x, dw, Geo g, int nt):
     cdef fc_smg s
     if not _small_setup(&g, &s):
         return None
-    cdef Py_ssize_t nchunk = (g.N + FC_SM_NB - 1) // FC_SM_NB
+    cdef int lanes = fc_sm_lanes(x.itemsize)
+    if not _use_nv(&g, &s, lanes):
+        lanes = 0
+    cdef Py_ssize_t nb = lanes if lanes > 0 else FC_SM_NB
+    cdef Py_ssize_t nchunk = (g.N + nb - 1) // nb
     nt = max(1, min(nt, nchunk))
     cdef Py_ssize_t ws = _round16(<Py_ssize_t>FC_SM_NB * (g.C * <Py_ssize_t>s.L + s.Kp * <Py_ssize_t>s.J))
+    if lanes > 0:
+        ws = _round16(<Py_ssize_t>lanes * (g.C * <Py_ssize_t>(g.P + g.R - 1) * (g.Q + g.S - 1) + g.K * g.P * g.Q))
     work = np.zeros(nt * ws, dtype=x.dtype)
     part = np.empty((nchunk, g.K * g.C * g.R * g.S), dtype=np.float64)
     cdef void* px = _ptr(x)
@@ -155,9 +173,9 @@ cdef object _small_backward_weight(dy, x, dw, Geo g, int nt):
     cdef bint is32 = x.dtype == np.float32
     with nogil:
         if is32:
-            _small_bww(<float*>px, <float*>pdy, <double*>pp, &g, &s, <float*>pw, ws, nt)
+            _small_bww(<float*>px, <float*>pdy, <double*>pp, &g, &s, <float*>pw, ws, nt, lanes)
         else:
-            _small_bww(<double*>px, <double*>pdy, <double*>pp, &g, &s, <double*>pw, ws, nt)
+            _small_bww(<double*>px, <double*>pdy, <double*>pp, &g, &s, <double*>pw, ws, nt, lanes)
     # over chunks of images in a fixed order: deterministic for any thread count
     dw[...] = (part[0] if nchunk == 1 else part.sum(axis=0)).reshape(dw.shape)
     return dw

@@ -149,6 +149,10 @@ static void fc_sm_fwd_nv_##SFX(const T *x, const T *wp, const T *b, T *y, int n0
                                const fc_smg *g, T *xt) {                                     \
     FC_SM_DISPATCH(fwd_nv_, SFX, (x, wp, b, y, n0, g, xt))                                   \
 }                                                                                            \
+static void fc_sm_bww_nv_##SFX(const T *x, const T *dy, int n0, const fc_smg *g, T *xt,        \
+                               T *dyt, double *out) {                                        \
+    FC_SM_DISPATCH(bww_nv_, SFX, (x, dy, n0, g, xt, dyt, out))                               \
+}                                                                                            \
 static void fc_sm_bww_##SFX(const T *x, const T *dy, int n0, int nb, const fc_smg *g,        \
                             T *xb, T *dyb, double *out) {                                    \
     FC_SM_DISPATCH(bww_, SFX, (x, dy, n0, nb, g, xb, dyb, out))                              \

@@ -90,12 +90,9 @@ FC_ATTR static void SN(fwd_)(const ST *x, const ST *wp, const ST *b, ST *y, cons
     }
 }
 
-/* Batch-vector forward: lanes run over SVW images n0 .. (lanes past N: zero images, not
- * stored), so no position is wasted.  xt: C * Hb * Wb vectors (image buffer (i, j) per
- * lane; padding zeroed by the caller once and never written). */
-FC_ATTR static void SN(fwd_nv_)(const ST *x, const ST *wp, const ST *b, ST *y, int n0, const fc_smg *g, ST *xt) {
-    const int C = g->C, RS = g->R * g->S, PQ = g->P * g->Q, Q = g->Q, Wb = g->Wb;
-    const int nl = g->N - n0 < SVW ? g->N - n0 : SVW;
+/* images n0 .. n0 + nl - 1 into lane-interleaved buffer planes (lanes >= nl: zero) */
+FC_ATTR static void SN(packxt_)(const ST *x, int n0, int nl, const fc_smg *g, ST *xt) {
+    const int C = g->C, Wb = g->Wb;
     const ptrdiff_t hw = (ptrdiff_t)g->H * g->W, plane = (ptrdiff_t)g->Hb * Wb;
     for (int c = 0; c < C; c++)
         for (int i = 0; i < g->H; i++)
@@ -106,6 +103,16 @@ FC_ATTR static void SN(fwd_nv_)(const ST *x, const ST *wp, const ST *b, ST *y, i
                 for (; l < nl; l++) d[l] = s[l * C * hw];
                 for (; l < SVW; l++) d[l] = 0;
             }
+}
+
+/* Batch-vector forward: lanes run over SVW images n0 .. (lanes past N: zero images, not
+ * stored), so no position is wasted.  xt: C * Hb * Wb vectors (image buffer (i, j) per
+ * lane; padding zeroed by the caller once and never written). */
+FC_ATTR static void SN(fwd_nv_)(const ST *x, const ST *wp, const ST *b, ST *y, int n0, const fc_smg *g, ST *xt) {
+    const int C = g->C, RS = g->R * g->S, PQ = g->P * g->Q, Q = g->Q, Wb = g->Wb;
+    const int nl = g->N - n0 < SVW ? g->N - n0 : SVW;
+    const ptrdiff_t plane = (ptrdiff_t)g->Hb * Wb;
+    SN(packxt_)(x, n0, nl, g, xt);
     for (int k0 = 0; k0 < g->K; k0 += FC_KB) {
         const ST *wb = wp + (ptrdiff_t)(k0 / FC_KB) * C * RS * FC_KB;
         const int kn = g->K - k0 < FC_KB ? g->K - k0 : FC_KB;
@@ -191,6 +198,58 @@ FC_ATTR static void SN(bww_)(const ST *x, const ST *dy, int n0, int nb, const fc
 #pragma GCC unroll 8
                         for (int t = 0; t < FC_BT; t++) {
                             const SV xv = SN(ld)(xc + off[t] + e);
+#pragma GCC unroll 8
+                            for (int k = 0; k < FC_BK; k++) acc[k][t] += dv[k] * xv;
+                        }
+                    }
+                }
+                for (int k = 0; k < FC_BK && k0 + k < K; k++)
+                    for (int t = 0; t < FC_BT && t0 + t < RS; t++)
+                        out[((ptrdiff_t)(k0 + k) * C + c) * RS + t0 + t] = SN(hsum)(acc[k][t]);
+            }
+}
+
+
+/* Batch-vector backward-weight: out[k, c, t] = dw of images n0 .. n0 + SVW - 1 (lanes past
+ * N zero).  xt: C * Hb * Wb vectors, dyt: K * P * Q vectors. */
+FC_ATTR static void SN(bww_nv_)(const ST *x, const ST *dy, int n0, const fc_smg *g, ST *xt, ST *dyt, double *out) {
+    const int C = g->C, K = g->K, RS = g->R * g->S, P = g->P, Q = g->Q, Wb = g->Wb, PQ = P * Q;
+    const int nl = g->N - n0 < SVW ? g->N - n0 : SVW;
+    const ptrdiff_t plane = (ptrdiff_t)g->Hb * Wb;
+    SN(packxt_)(x, n0, nl, g, xt);
+    for (int k = 0; k < K; k++)
+        for (int m = 0; m < PQ; m++) {
+            ST *d = dyt + ((ptrdiff_t)k * PQ + m) * SVW;
+            const ST *s = dy + ((ptrdiff_t)n0 * K + k) * PQ + m;
+            int l = 0;
+            for (; l < nl; l++) d[l] = s[(ptrdiff_t)l * K * PQ];
+            for (; l < SVW; l++) d[l] = 0;
+        }
+    for (int c = 0; c < C; c++)
+        for (int k0 = 0; k0 < K; k0 += FC_BK)
+            for (int t0 = 0; t0 < RS; t0 += FC_BT) {
+                SV acc[FC_BK][FC_BT];
+                ptrdiff_t off[FC_BT];
+                const ST *dk[FC_BK];
+#pragma GCC unroll 8
+                for (int t = 0; t < FC_BT; t++) off[t] = (ptrdiff_t)g->off[t0 + t] * SVW;
+#pragma GCC unroll 8
+                for (int k = 0; k < FC_BK; k++) {
+                    dk[k] = dyt + (ptrdiff_t)(k0 + k < K ? k0 + k : K - 1) * PQ * SVW;
+#pragma GCC unroll 8
+                    for (int t = 0; t < FC_BT; t++) acc[k][t] = (SV){0};
+                }
+                const ST *xc = xt + c * plane * SVW;
+                for (int p = 0; p < P; p++) {
+                    const ST *xr = xc + (ptrdiff_t)p * Wb * SVW;
+                    const ptrdiff_t mr = (ptrdiff_t)p * Q * SVW;
+                    for (int q = 0; q < Q; q++) {
+                        SV dv[FC_BK];
+#pragma GCC unroll 8
+                        for (int k = 0; k < FC_BK; k++) dv[k] = SN(ld)(dk[k] + mr + q * SVW);
+#pragma GCC unroll 8
+                        for (int t = 0; t < FC_BT; t++) {
+                            const SV xv = SN(ld)(xr + off[t] + q * SVW);
 #pragma GCC unroll 8
                             for (int k = 0; k < FC_BK; k++) acc[k][t] += dv[k] * xv;
                         }
