@@ -64,30 +64,45 @@ FCW_CLONES static void fc5_filters_##SFX(const T *restrict w, T *restrict U, ptr
    the caller ignores tiles past its run (their columns may be garbage, they own the slots). */  \
 FCW_CLONES static void fc5_in_##SFX(const T *restrict r0, ptrdiff_t W, T *restrict v,           \
                                     ptrdiff_t cs) {                                              \
-    T E[6][2 * FCW_NJ + 4];                                                                      \
-    const int ncol = 2 * FCW_NJ + 4, nj = FCW_NJ;                                                \
+    /* vertical pass into even / odd columns (a stride-2 load pair, which gcc vectorises), so the \
+       horizontal pass reads contiguous runs (its stride-2 six-tap form compiled to scalar code) */ \
+    T Ee[6][FCW_NJ + 2], Eo[6][FCW_NJ + 2];                                                      \
+    const ptrdiff_t nh = FCW_NJ + 2, nj = FCW_NJ;  /* 64-bit indices: -fwrapv blocks vectorising int ones */                                                      \
     const T *r1 = r0 + W, *r2 = r1 + W, *r3 = r2 + W, *r4 = r3 + W, *r5 = r4 + W;                \
-    for (int q = 0; q < ncol; q++) {                                                             \
-        T d0 = r0[q], d1 = r1[q], d2 = r2[q], d3 = r3[q], d4 = r4[q], d5 = r5[q];                \
-        E[0][q] = 4 * d0 - 5 * d2 + d4;                                                          \
-        E[1][q] = -4 * (d1 + d2) + d3 + d4;                                                      \
-        E[2][q] = 4 * (d1 - d2) - d3 + d4;                                                       \
-        E[3][q] = 2 * (d3 - d1) - d2 + d4;                                                       \
-        E[4][q] = 2 * (d1 - d3) - d2 + d4;                                                       \
-        E[5][q] = 4 * d1 - 5 * d3 + d5;                                                          \
+    for (ptrdiff_t h = 0; h < nh; h++) {                                                               \
+        T d0 = r0[2 * h], d1 = r1[2 * h], d2 = r2[2 * h], d3 = r3[2 * h], d4 = r4[2 * h];        \
+        T d5 = r5[2 * h];                                                                        \
+        Ee[0][h] = 4 * d0 - 5 * d2 + d4;                                                         \
+        Ee[1][h] = -4 * (d1 + d2) + d3 + d4;                                                     \
+        Ee[2][h] = 4 * (d1 - d2) - d3 + d4;                                                      \
+        Ee[3][h] = 2 * (d3 - d1) - d2 + d4;                                                      \
+        Ee[4][h] = 2 * (d1 - d3) - d2 + d4;                                                      \
+        Ee[5][h] = 4 * d1 - 5 * d3 + d5;                                                         \
+        d0 = r0[2 * h + 1]; d1 = r1[2 * h + 1]; d2 = r2[2 * h + 1]; d3 = r3[2 * h + 1];          \
+        d4 = r4[2 * h + 1]; d5 = r5[2 * h + 1];                                                  \
+        Eo[0][h] = 4 * d0 - 5 * d2 + d4;                                                         \
+        Eo[1][h] = -4 * (d1 + d2) + d3 + d4;                                                     \
+        Eo[2][h] = 4 * (d1 - d2) - d3 + d4;                                                      \
+        Eo[3][h] = 2 * (d3 - d1) - d2 + d4;                                                      \
+        Eo[4][h] = 2 * (d1 - d3) - d2 + d4;                                                      \
+        Eo[5][h] = 4 * d1 - 5 * d3 + d5;                                                         \
     }                                                                                            \
-    for (int a = 0; a < 6; a++) {                                                                \
-        const T *e = E[a];                                                                       \
-        T *restrict va = v + (ptrdiff_t)(6 * a) * cs;                                            \
-        for (int j = 0; j < nj; j++) {                                                           \
-            T d0 = e[2 * j], d1 = e[2 * j + 1], d2 = e[2 * j + 2], d3 = e[2 * j + 3];            \
-            T d4 = e[2 * j + 4], d5 = e[2 * j + 5];                                              \
-            va[j] = 4 * d0 - 5 * d2 + d4;                                                        \
-            va[cs + j] = -4 * (d1 + d2) + d3 + d4;                                               \
-            va[2 * cs + j] = 4 * (d1 - d2) - d3 + d4;                                            \
-            va[3 * cs + j] = 2 * (d3 - d1) - d2 + d4;                                            \
-            va[4 * cs + j] = 2 * (d1 - d3) - d2 + d4;                                            \
-            va[5 * cs + j] = 4 * d1 - 5 * d3 + d5;                                               \
+    for (ptrdiff_t a = 0; a < 6; a++) {                                                                \
+        const T *ee = Ee[a], *eo = Eo[a];                                                        \
+        /* one restrict pointer per output row: with va[k * cs + j] gcc could not rule out      \
+           overlap for small cs and kept the loop scalar */                                      \
+        T *restrict v0 = v + (ptrdiff_t)(6 * a) * cs, *restrict v1 = v0 + cs;                    \
+        T *restrict v2 = v1 + cs, *restrict v3 = v2 + cs, *restrict v4 = v3 + cs;                \
+        T *restrict v5 = v4 + cs;                                                                \
+        for (ptrdiff_t j = 0; j < nj; j++) {                                                           \
+            T d0 = ee[j], d1 = eo[j], d2 = ee[j + 1], d3 = eo[j + 1], d4 = ee[j + 2];            \
+            T d5 = eo[j + 2];                                                                    \
+            v0[j] = 4 * d0 - 5 * d2 + d4;                                                        \
+            v1[j] = -4 * (d1 + d2) + d3 + d4;                                                    \
+            v2[j] = 4 * (d1 - d2) - d3 + d4;                                                     \
+            v3[j] = 2 * (d3 - d1) - d2 + d4;                                                     \
+            v4[j] = 2 * (d1 - d3) - d2 + d4;                                                     \
+            v5[j] = 4 * d1 - 5 * d3 + d5;                                                        \
         }                                                                                        \
     }                                                                                            \
 }                                                                                                \
@@ -97,27 +112,27 @@ FCW_CLONES static void fc5_in_##SFX(const T *restrict r0, ptrdiff_t W, T *restri
 FCW_CLONES static void fc5_out_##SFX(const T *restrict mp, ptrdiff_t ks, T *restrict y,         \
                                      ptrdiff_t Q, int ra, int rq, T bv) {                        \
     T S[2][6][FCW_NJ], o[2][2 * FCW_NJ];                                                         \
-    const int nj = FCW_NJ;                                                                       \
-    for (int b = 0; b < 6; b++) {                                                                \
+    const ptrdiff_t nj = FCW_NJ;                                                                     \
+    for (ptrdiff_t b = 0; b < 6; b++) {                                                                \
         const T *m = mp + (ptrdiff_t)b * ks;                                                     \
-        for (int j = 0; j < nj; j++) {                                                           \
+        for (ptrdiff_t j = 0; j < nj; j++) {                                                           \
             T m0 = m[j], m1 = m[6 * ks + j], m2 = m[12 * ks + j], m3 = m[18 * ks + j];           \
             T m4 = m[24 * ks + j], m5 = m[30 * ks + j];                                          \
             S[0][b][j] = m0 + m1 + m2 + m3 + m4;                                                 \
             S[1][b][j] = m1 - m2 + 2 * (m3 - m4) + m5;                                           \
         }                                                                                        \
     }                                                                                            \
-    for (int a = 0; a < 2; a++) {                                                                \
+    for (ptrdiff_t a = 0; a < 2; a++) {                                                                \
         T *yr = o[a];                                                                            \
-        for (int j = 0; j < nj; j++) {                                                           \
+        for (ptrdiff_t j = 0; j < nj; j++) {                                                           \
             T m0 = S[a][0][j], m1 = S[a][1][j], m2 = S[a][2][j], m3 = S[a][3][j];                \
             T m4 = S[a][4][j], m5 = S[a][5][j];                                                  \
             yr[2 * j] = m0 + m1 + m2 + m3 + m4 + bv;                                             \
             yr[2 * j + 1] = m1 - m2 + 2 * (m3 - m4) + m5 + bv;                                   \
         }                                                                                        \
     }                                                                                            \
-    for (int a = 0; a < ra; a++)                                                                 \
-        for (int q = 0; q < rq; q++) y[a * Q + q] = o[a][q];                                     \
+    for (ptrdiff_t a = 0; a < ra; a++)                                                                 \
+        for (ptrdiff_t q = 0; q < rq; q++) y[a * Q + q] = o[a][q];                                     \
 }
 
 FC5_DEFS(float, f32)
