@@ -116,22 +116,34 @@ FC_ATTR static void SN(fwd_nv_)(const ST *x, const ST *wp, const ST *b, ST *y, i
     for (int k0 = 0; k0 < g->K; k0 += FC_KB) {
         const ST *wb = wp + (ptrdiff_t)(k0 / FC_KB) * C * RS * FC_KB;
         const int kn = g->K - k0 < FC_KB ? g->K - k0 : FC_KB;
-        for (int m0 = 0; m0 < PQ; m0 += FC_JB) {
+        /* blocks of FC_JB positions: within one output row when Q >= FC_JB (the last one
+         * overlapping), so that filter rows reading only padding rows are skipped; else
+         * consecutive positions over rows (clamped to the last: repeats store equal values) */
+        const int rowwise = Q >= FC_JB, qblk = (Q + FC_JB - 1) / FC_JB;
+        const int nblk = rowwise ? g->P * qblk : (PQ + FC_JB - 1) / FC_JB;
+        for (int bi = 0; bi < nblk; bi++) {
+            int m[FC_JB], t0 = 0, t1 = RS;
             ptrdiff_t base[FC_JB];
             SV acc[FC_KB][FC_JB];
-#pragma GCC unroll 4
-            for (int u = 0; u < FC_JB; u++) {
-                const int m = m0 + u < PQ ? m0 + u : PQ - 1;
-                base[u] = (ptrdiff_t)((m / Q) * Wb + m % Q) * SVW;
+            if (rowwise) {
+                const int p = bi / qblk, q0 = (bi % qblk) * FC_JB < Q - FC_JB ? (bi % qblk) * FC_JB : Q - FC_JB;
+                const int rlo = g->ph - p > 0 ? g->ph - p : 0, rhi = g->ph + g->H - p < g->R ? g->ph + g->H - p : g->R;
+                t0 = rlo * g->S;
+                t1 = rhi > rlo ? rhi * g->S : t0;
+                for (int u = 0; u < FC_JB; u++) m[u] = p * Q + q0 + u;
+            } else {
+                for (int u = 0; u < FC_JB; u++) m[u] = bi * FC_JB + u < PQ ? bi * FC_JB + u : PQ - 1;
             }
+#pragma GCC unroll 4
+            for (int u = 0; u < FC_JB; u++) base[u] = (ptrdiff_t)((m[u] / Q) * Wb + m[u] % Q) * SVW;
 #pragma GCC unroll 16
             for (int k = 0; k < FC_KB; k++)
 #pragma GCC unroll 4
                 for (int u = 0; u < FC_JB; u++) acc[k][u] = (SV){0};
             for (int c = 0; c < C; c++) {
                 const ST *xc = xt + c * plane * SVW;
-                const ST *wc = wb + (ptrdiff_t)c * RS * FC_KB;
-                for (int t = 0; t < RS; t++, wc += FC_KB) {
+                const ST *wc = wb + ((ptrdiff_t)c * RS + t0) * FC_KB;
+                for (int t = t0; t < t1; t++, wc += FC_KB) {
                     const ST *xp = xc + (ptrdiff_t)g->off[t] * SVW;
                     SV xv[FC_JB];
 #pragma GCC unroll 4
@@ -146,8 +158,8 @@ FC_ATTR static void SN(fwd_nv_)(const ST *x, const ST *wp, const ST *b, ST *y, i
             }
             for (int k = 0; k < kn; k++) {
                 const ST bv = b ? b[k0 + k] : 0;
-                for (int u = 0; u < FC_JB && m0 + u < PQ; u++) {
-                    ST *yo = y + ((ptrdiff_t)n0 * g->K + k0 + k) * PQ + m0 + u;
+                for (int u = 0; u < FC_JB; u++) {
+                    ST *yo = y + ((ptrdiff_t)n0 * g->K + k0 + k) * PQ + m[u];
                     for (int l = 0; l < nl; l++) yo[(ptrdiff_t)l * g->K * PQ] = acc[k][u][l] + bv;
                 }
             }
