@@ -87,24 +87,25 @@ FCW_CLONES static void fc5_in_##SFX(const T *restrict r0, ptrdiff_t W, T *restri
         Eo[4][h] = 2 * (d1 - d3) - d2 + d4;                                                      \
         Eo[5][h] = 4 * d1 - 5 * d3 + d5;                                                         \
     }                                                                                            \
-    for (ptrdiff_t a = 0; a < 6; a++) {                                                                \
+    T Hh[36][FCW_NJ];  /* horizontal pass into a local buffer (stores straight to v stayed scalar: \
+                          gcc versions the loop on an overlap test of the six rows) */          \
+    for (ptrdiff_t a = 0; a < 6; a++) {                                                          \
         const T *ee = Ee[a], *eo = Eo[a];                                                        \
-        /* one restrict pointer per output row: with va[k * cs + j] gcc could not rule out      \
-           overlap for small cs and kept the loop scalar */                                      \
-        T *restrict v0 = v + (ptrdiff_t)(6 * a) * cs, *restrict v1 = v0 + cs;                    \
-        T *restrict v2 = v1 + cs, *restrict v3 = v2 + cs, *restrict v4 = v3 + cs;                \
-        T *restrict v5 = v4 + cs;                                                                \
-        for (ptrdiff_t j = 0; j < nj; j++) {                                                           \
+        T *h0 = Hh[6 * a], *h1 = Hh[6 * a + 1], *h2 = Hh[6 * a + 2], *h3 = Hh[6 * a + 3];        \
+        T *h4 = Hh[6 * a + 4], *h5 = Hh[6 * a + 5];                                              \
+        for (ptrdiff_t j = 0; j < nj; j++) {                                                     \
             T d0 = ee[j], d1 = eo[j], d2 = ee[j + 1], d3 = eo[j + 1], d4 = ee[j + 2];            \
             T d5 = eo[j + 2];                                                                    \
-            v0[j] = 4 * d0 - 5 * d2 + d4;                                                        \
-            v1[j] = -4 * (d1 + d2) + d3 + d4;                                                    \
-            v2[j] = 4 * (d1 - d2) - d3 + d4;                                                     \
-            v3[j] = 2 * (d3 - d1) - d2 + d4;                                                     \
-            v4[j] = 2 * (d1 - d3) - d2 + d4;                                                     \
-            v5[j] = 4 * d1 - 5 * d3 + d5;                                                        \
+            h0[j] = 4 * d0 - 5 * d2 + d4;                                                        \
+            h1[j] = -4 * (d1 + d2) + d3 + d4;                                                    \
+            h2[j] = 4 * (d1 - d2) - d3 + d4;                                                     \
+            h3[j] = 2 * (d3 - d1) - d2 + d4;                                                     \
+            h4[j] = 2 * (d1 - d3) - d2 + d4;                                                     \
+            h5[j] = 4 * d1 - 5 * d3 + d5;                                                        \
         }                                                                                        \
     }                                                                                            \
+    for (ptrdiff_t xi = 0; xi < 36; xi++)                                                        \
+        __builtin_memcpy(v + xi * cs, Hh[xi], sizeof(Hh[0]));                                   \
 }                                                                                                \
                                                                                                  \
 /* Output transform of FCW_NJ 2x2 tiles side by side (M read for all of them, full width as in   \
