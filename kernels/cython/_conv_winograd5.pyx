@@ -41,8 +41,8 @@ cdef extern from "_wino5_impl.h" nogil:
                          Py_ssize_t fc)
     void fc5_filters_f64(const double* w, double* U, Py_ssize_t s0, Py_ssize_t n, Py_ssize_t KC, Py_ssize_t fk,
                          Py_ssize_t fc)
-    void fc5_in_f32(const float* r0, Py_ssize_t W, float* v, Py_ssize_t cs)
-    void fc5_in_f64(const double* r0, Py_ssize_t W, double* v, Py_ssize_t cs)
+    void fc5_in_f32(const float* r0, Py_ssize_t W, float* v, Py_ssize_t cs, Py_ssize_t nc)
+    void fc5_in_f64(const double* r0, Py_ssize_t W, double* v, Py_ssize_t cs, Py_ssize_t nc)
     void fc5_out_f32(const float* mp, Py_ssize_t ks, float* y, Py_ssize_t Q, int ra, int rq, float bv)
     void fc5_out_f64(const double* mp, Py_ssize_t ks, double* y, Py_ssize_t Q, int ra, int rq, double bv)
     void fcw_bgemm_f32(int na, int K, int C, int nb, const float* U, Py_ssize_t us, const float* V, Py_ssize_t vs,
@@ -96,59 +96,58 @@ cdef inline void _next(const WG* g, int run, int* n, int* ti, int* tj) noexcept 
 
 
 cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb, int nbp) noexcept nogil:
-    """V[xi][c][i] = (B^T d B)[xi] for the 6x6 input tile d of tile t0 + i, every channel c.  Runs of
-    up to NJ tiles along a tile row; the full-width transform also fills slots past a run (later
-    runs / channels overwrite them, the last ones land in the SKEW gap) and reads columns past it
-    (from the plane where that stays inside x, else from a zero-padded strip).  Rows are nbp >= nb
-    apart; columns nb .. nbp - 1 are zeroed first (fcw_bgemm's column tails are scalar: padded
-    blocks instead of blocks of 28 or 14 tiles, which ran 4x / 8x slower)."""
-    cdef int i, c, n, ti, tj, h0, w0, a, ih, run, ncol, qa, qb
-    cdef Py_ssize_t hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nbp + SKEW, base
-    cdef int xi
+    """V[xi][c][i] = (B^T d B)[xi] for the 6x6 input tile d of tile t0 + i, every channel c (rows nbp
+    apart; columns nb .. nbp - 1 zeroed: fcw_bgemm's column tails are scalar, so blocks are padded
+    to its vector width instead - blocks of 28 / 14 tiles ran 4x / 8x slower).  Runs of up to NJ
+    tiles along a tile row, channels inside a run (one zero-padded strip per run at the edges, only
+    its valid part refilled per channel).  The full-width transform reads columns past a run (from
+    the plane where that stays inside x, else the strip) and stores all 16 slots where the ones past
+    the run belong to later runs (else just the run's)."""
+    cdef int i, c, n, ti, tj, h0, w0, a, a0, a1, run, ncol, qa, qb, xi
+    cdef Py_ssize_t hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nbp + SKEW, base, nc
     cdef Py_ssize_t xend = <Py_ssize_t>g.N * g.C * hw
     cdef const real* xp
-    cdef real* row
     cdef real strip[6 * SS]
     if nbp > nb:
         for xi in range(NA):
             for c in range(g.C):
                 memset(V + xi * cs + <Py_ssize_t>c * nbp + nb, 0, (nbp - nb) * sizeof(real))
-    for c in range(g.C):
-        n = <int>(t0 // (g.th * g.tw))
-        ti = <int>((t0 % (g.th * g.tw)) // g.tw)
-        tj = <int>(t0 % g.tw)
-        i = 0
-        while i < nb:
-            run = min(NJ, min(g.tw - tj, nb - i))
-            base = (<Py_ssize_t>n * g.C + c) * hw
-            xp = x + base
-            h0 = 2 * ti - g.ph
-            w0 = 2 * tj - g.pw
-            ncol = 2 * run + 4
-            if (h0 >= 0 and h0 + 6 <= g.H and w0 >= 0 and w0 + ncol <= g.W
-                    and base + <Py_ssize_t>(h0 + 5) * g.W + w0 + SS <= xend):
+    n = <int>(t0 // (g.th * g.tw))
+    ti = <int>((t0 % (g.th * g.tw)) // g.tw)
+    tj = <int>(t0 % g.tw)
+    i = 0
+    while i < nb:
+        run = min(NJ, min(g.tw - tj, nb - i))
+        nc = NJ if i + NJ <= nbp else run
+        base = <Py_ssize_t>n * g.C * hw
+        h0 = 2 * ti - g.ph
+        w0 = 2 * tj - g.pw
+        ncol = 2 * run + 4
+        if (h0 >= 0 and h0 + 6 <= g.H and w0 >= 0 and w0 + ncol <= g.W
+                and base + (g.C - 1) * hw + <Py_ssize_t>(h0 + 5) * g.W + w0 + SS <= xend):
+            xp = x + base + <Py_ssize_t>h0 * g.W + w0
+            for c in range(g.C):
                 if real is float:
-                    fc5_in_f32(xp + <Py_ssize_t>h0 * g.W + w0, g.W, V + <Py_ssize_t>c * nbp + i, cs)
+                    fc5_in_f32(xp + c * hw, g.W, V + <Py_ssize_t>c * nbp + i, cs, nc)
                 else:
-                    fc5_in_f64(xp + <Py_ssize_t>h0 * g.W + w0, g.W, V + <Py_ssize_t>c * nbp + i, cs)
-            else:  # zero-padded copy of the rows: zeros left of qa and from qb on
-                qa = min(ncol, max(0, -w0))
-                qb = max(qa, min(ncol, g.W - w0))
-                for a in range(6):
-                    ih = h0 + a
-                    row = strip + a * SS
-                    if ih < 0 or ih >= g.H:
-                        memset(row, 0, SS * sizeof(real))
-                    else:
-                        memset(row, 0, qa * sizeof(real))
-                        memcpy(row + qa, xp + <Py_ssize_t>ih * g.W + w0 + qa, (qb - qa) * sizeof(real))
-                        memset(row + qb, 0, (SS - qb) * sizeof(real))
+                    fc5_in_f64(xp + c * hw, g.W, V + <Py_ssize_t>c * nbp + i, cs, nc)
+        else:  # zero-padded copy of the rows: rows a0 .. a1 - 1, columns qa .. qb - 1 from x
+            qa = min(ncol, max(0, -w0))
+            qb = max(qa, min(ncol, g.W - w0))
+            a0 = min(6, max(0, -h0))
+            a1 = max(a0, min(6, g.H - h0))
+            memset(strip, 0, 6 * SS * sizeof(real))
+            for c in range(g.C):
+                xp = x + base + c * hw
+                if qb > qa:
+                    for a in range(a0, a1):
+                        memcpy(strip + a * SS + qa, xp + <Py_ssize_t>(h0 + a) * g.W + w0 + qa, (qb - qa) * sizeof(real))
                 if real is float:
-                    fc5_in_f32(strip, SS, V + <Py_ssize_t>c * nbp + i, cs)
+                    fc5_in_f32(strip, SS, V + <Py_ssize_t>c * nbp + i, cs, nc)
                 else:
-                    fc5_in_f64(strip, SS, V + <Py_ssize_t>c * nbp + i, cs)
-            i = i + run
-            _next(g, run, &n, &ti, &tj)
+                    fc5_in_f64(strip, SS, V + <Py_ssize_t>c * nbp + i, cs, nc)
+        i = i + run
+        _next(g, run, &n, &ti, &tj)
 
 
 cdef void _outputs(const real* M, Py_ssize_t ks, const real* bias, real* y, const WG* g, Py_ssize_t t0, int nb,

@@ -61,9 +61,9 @@ FCW_CLONES static void fc5_filters_##SFX(const T *restrict w, T *restrict U, ptr
 /* Input transform of FCW_NJ side-by-side 6x6 tiles with origins r0 + 2j (rows W apart; reads    \
    2 FCW_NJ + 4 columns): v[xi * cs + j] = (B^T d B)[xi].  Always the full width (a compile-time \
    trip count, so every loop is vectorised: runs are often < 16 tiles, whose tails went scalar);  \
-   the caller ignores tiles past its run (their columns may be garbage, they own the slots). */  \
+   stores the first nc tiles' components (all 16 where the slots past a run are free). */        \
 FCW_CLONES static void fc5_in_##SFX(const T *restrict r0, ptrdiff_t W, T *restrict v,           \
-                                    ptrdiff_t cs) {                                              \
+                                    ptrdiff_t cs, ptrdiff_t nc) {                                \
     /* vertical pass into even / odd columns (a stride-2 load pair, which gcc vectorises), so the \
        horizontal pass reads contiguous runs (its stride-2 six-tap form compiled to scalar code) */ \
     T Ee[6][FCW_NJ + 2], Eo[6][FCW_NJ + 2];                                                      \
@@ -104,8 +104,12 @@ FCW_CLONES static void fc5_in_##SFX(const T *restrict r0, ptrdiff_t W, T *restri
             h5[j] = 4 * d1 - 5 * d3 + d5;                                                        \
         }                                                                                        \
     }                                                                                            \
-    for (ptrdiff_t xi = 0; xi < 36; xi++)                                                        \
-        __builtin_memcpy(v + xi * cs, Hh[xi], sizeof(Hh[0]));                                   \
+    if (nc == FCW_NJ)                                                                            \
+        for (ptrdiff_t xi = 0; xi < 36; xi++)                                                    \
+            __builtin_memcpy(v + xi * cs, Hh[xi], sizeof(Hh[0]));                               \
+    else                                                                                         \
+        for (ptrdiff_t xi = 0; xi < 36; xi++)                                                    \
+            for (ptrdiff_t j = 0; j < nc; j++) v[xi * cs + j] = Hh[xi][j];                       \
 }                                                                                                \
                                                                                                  \
 /* Output transform of FCW_NJ 2x2 tiles side by side (M read for all of them, full width as in   \
