@@ -155,11 +155,12 @@ def test_auto_uses_pick():
 
 
 def test_pick_rule():
-    """GEMM where winograd5 measured slower: 16 Winograd output channels, few tiles, big filter
-    sets on few tiles; backward-input swaps C and K and tiles the H x W planes."""
+    """GEMM where winograd5 measured slower: few tiles, padding waste; backward-input swaps C
+    and K and tiles the H x W planes."""
     assert W5.pick("conv2d_forward", (8, 16, 32, 32), (32, 16, 5, 5), (0, 0)) == "winograd5"
-    assert W5.pick("conv2d_backward_input", (8, 16, 32, 32), (32, 16, 5, 5), (0, 0)) == "gemm"  # 16 out
+    assert W5.pick("conv2d_backward_input", (8, 16, 32, 32), (32, 16, 5, 5), (0, 0)) == "winograd5"
     assert W5.pick("conv2d_forward", (1, 32, 12, 12), (32, 32, 5, 5), (2, 2)) == "gemm"  # 36 tiles
-    assert W5.pick("conv2d_backward_input", (1, 64, 27, 27), (192, 64, 5, 5), (2, 2)) == "gemm"  # K C / T 63
-    assert W5.pick("conv2d_backward_input", (2, 64, 27, 27), (192, 64, 5, 5), (2, 2)) == "winograd5"
+    assert W5.pick("conv2d_backward_input", (8, 16, 6, 6), (16, 16, 5, 5), (0, 0)) == "gemm"  # 2x2 dy
+    assert W5.pick("conv2d_backward_input", (1, 64, 27, 27), (192, 64, 5, 5), (2, 2)) == "winograd5"
+    assert W5.pick("conv2d_forward", (1, 512, 13, 13), (512, 512, 5, 5), (2, 2)) == "gemm"  # K C / T 5350
     assert W5.pick("conv2d_backward_weight", (8, 64, 27, 27), (192, 64, 5, 5), (2, 2)) == "gemm"

@@ -229,33 +229,38 @@ def _scratch(int slot, Py_ssize_t n, dtype):
     return a[:n]
 
 
-MIN_K = 32  # Winograd output channels (C for backward-input) at least this ...
-MIN_TILES = 128  # ... and at least this many 2x2 tiles ...
-MAX_KC_PER_TILE = 48  # ... with K * C at most this times the tiles (filter transform per call)
+MIN_TILES = 64  # Winograd needs at least this many 2x2 tiles ...
+MAX_KC_PER_TILE = 256  # ... K * C at most this times the tiles (the filter transform runs per call) ...
+MAX_WORK = 0.6  # ... and at most this fraction of the direct conv's multiplications (36 per tile
+# against 25 per output pixel: 0.36 at best; padding waste, e.g. backward-input of an unpadded conv
+# on tiny planes, raises it)
 
 
 def pick(op, x_shape, w_shape, padding):
-    """'winograd5' or 'gemm' for a 5x5 / stride-1 shape that ``conv``'s 'auto' found eligible.
+    """'winograd5' or 'gemm' for a 5x5 / stride-1 shape that ``conv``'s 'auto' found eligible
+    (C, K >= 16).
 
-    Rule from 1-thread CPU-time ratios gemm / winograd5 (interleaved pairs, median): Winograd
-    where its conv (on dy for backward-input: C and K swapped, planes H x W) has K >= MIN_K,
-    T >= MIN_TILES tiles and K * C <= MAX_KC_PER_TILE * T.  Wins: alexnet_5x5 fwd 1.75 / bwd-input
-    1.36; (8,32,27^2->32,p2) 1.19 / 1.34; (8,64,13^2->64) 1.15 / 1.57; (8,128,13^2->128) 1.51 / 1.54;
-    (2,64,27^2->192) 1.44 / 1.10; (8,64,8^2->64) 1.12 / 1.78; (8,16,32^2->32,p0) fwd 1.19.
-    Losses kept on GEMM: 16 Winograd output channels ((8,16,14^2->16) fwd 0.70, (8,16,32^2->32)
-    bwd 0.96, (8,16,6^2->16,p0) bwd 0.34), few tiles ((1,16,8^2->16) 0.43 / 0.51, (1,32,12^2->32)
-    0.44 / 0.58), big filter sets on few tiles ((1,64,27^2->192) bwd 0.79, fwd 1.05;
-    (4,192,13^2->256) bwd 0.95, fwd 1.17)."""
+    Rule from 1-thread CPU-time ratios gemm / winograd5 (interleaved pairs, median; T = 2x2 tiles
+    of the Winograd conv, which for backward-input runs on dy with C and K swapped and tiles the
+    H x W planes): Winograd where T >= MIN_TILES, K * C <= MAX_KC_PER_TILE * T and
+    36 T <= MAX_WORK * 25 N P Q (P x Q the conv's output).  Measured (fwd / bwd-input):
+    alexnet_5x5 2.0 / 1.9; (8,32,27^2->32,p2) 1.54 / 1.63; (2,64,13^2->64,p2) 1.30 / 1.27;
+    (1,64,27^2->192,p2) 1.59 / 1.23; (4,192,13^2->256,p2) 1.56 / 1.44; (8,16,32^2->32,p0)
+    1.59 / 1.36; (8,16,14^2->16,p2) 1.01 / 1.50.  Kept on GEMM: few tiles ((1,32,12^2->32,p2)
+    T = 36: 0.98 / 1.07; (1,16,8^2->16,p0) 0.60 / 0.53), padding waste ((8,16,6^2->16,p0)
+    backward-input: 72 tiles for 2x2 dy planes, 0.50)."""
     N, C, H, W = x_shape
     K = w_shape[0]
     if op == "conv2d_backward_input":
         P, Q, C, K = H, W, K, C
+        Po, Qo = H + 2 * padding[0] - 4, W + 2 * padding[1] - 4
     elif op == "conv2d_forward":
         P, Q = H + 2 * padding[0] - 4, W + 2 * padding[1] - 4
+        Po, Qo = P, Q
     else:
         return "gemm"
     T = N * (-(-P // 2)) * (-(-Q // 2))
-    if K >= MIN_K and T >= MIN_TILES and K * C <= MAX_KC_PER_TILE * T:
+    if T >= MIN_TILES and K * C <= MAX_KC_PER_TILE * T and 36 * T <= MAX_WORK * 25 * N * Po * Qo:
         return "winograd5"
     return "gemm"
 
