@@ -352,10 +352,10 @@ def pick(op, x_shape, w_shape, stride, padding, dilation, groups):
     """'direct' or 'gemm' for a non-depthwise, non-1x1, non-Winograd shape (``conv``'s 'auto').
 
     'direct' where the small-channel kernels (_conv_small.pxi) measured faster than the
-    GEMM paths (LeNet C1 / C3 / C5 shapes, float32 and float64, 1 and 2 threads): stride 1,
-    no dilation, groups 1, few channels, and either output planes wide enough that the
-    flattened rows waste little or a batch that fills the vector lanes (float32 lanes
-    assumed; float64 has half as many).
+    GEMM paths (LeNet C1 / C3 / C5 shapes, float32 at 1 and 2 threads; float64 too except
+    C1 forward, ~15 % slower): stride 1,
+    no dilation, groups 1, 5x5-sized filters, few channels, small planes and a batch that
+    fills the vector lanes (float32 lanes assumed; float64 has half as many).
     """
     N, C, H, W = x_shape
     K, Cg, R, S = w_shape
@@ -364,17 +364,20 @@ def pick(op, x_shape, w_shape, stride, padding, dilation, groups):
     P, Q = H + 2 * padding[0] - R + 1, W + 2 * padding[1] - S + 1
     if P < 1 or Q < 1:
         return "gemm"
-    Wb = Q + S - 1
-    wide = P * Q >= 64 and P * Wb <= 1.6 * P * Q
-    if op == "conv2d_backward_weight" and wide and C <= 16 and K <= 64 and N >= 4:
-        return "direct"
+    # measured: the batch-vector kernels win on 5x5 filters over batches that fill the
+    # lanes (LeNet); 3x3 ones (CIFAR ResNet stem: 0.85x of GEMM), partly-filled lanes and
+    # large planes were slower or not measured
     lanes = fc_sm_lanes(4)
-    full = N >= lanes and (-(-N // lanes) * lanes) <= 1.25 * N  # batch-vector lanes mostly used
-    if op == "conv2d_forward" and (wide or full) and C * R * S <= 400 and K <= 128:
+    full = N >= lanes and (-(-N // lanes) * lanes) <= 1.25 * N
+    if not full or R * S < 16 or P * Q > 1024:
+        return "gemm"
+    if op == "conv2d_backward_weight" and C <= 16 and K <= 64:
+        return "direct"
+    if op == "conv2d_forward" and C * R * S <= 400 and K <= 128:
         return "direct"
     # stride-1 dx: the batch-vector forward of dy with the flipped filters (C outputs: few
     # of them leave the register block of 8 filters mostly empty)
-    if (op == "conv2d_backward_input" and full and K * R * S <= 400 and 4 <= C <= 128
+    if (op == "conv2d_backward_input" and K * R * S <= 400 and 4 <= C <= 128
             and padding[0] <= R - 1 and padding[1] <= S - 1):
         return "direct"
     return "gemm"
