@@ -117,9 +117,10 @@ FC_ATTR static void SN(fwd_nv_)(const ST *x, const ST *wp, const ST *b, ST *y, i
         const ST *wb = wp + (ptrdiff_t)(k0 / FC_KB) * C * RS * FC_KB;
         const int kn = g->K - k0 < FC_KB ? g->K - k0 : FC_KB;
         /* blocks of FC_JB positions: within one output row when Q >= FC_JB (the last one
-         * overlapping), so that filter rows reading only padding rows are skipped; else
+         * overlapping) when there are padding rows, so that filter rows reading only
+         * padding are skipped; else
          * consecutive positions over rows (clamped to the last: repeats store equal values) */
-        const int rowwise = Q >= FC_JB, qblk = (Q + FC_JB - 1) / FC_JB;
+        const int rowwise = Q >= FC_JB && g->ph > 0, qblk = (Q + FC_JB - 1) / FC_JB;
         const int nblk = rowwise ? g->P * qblk : (PQ + FC_JB - 1) / FC_JB;
         for (int bi = 0; bi < nblk; bi++) {
             int m[FC_JB], t0 = 0, t1 = RS;
