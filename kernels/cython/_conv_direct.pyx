@@ -12,8 +12,12 @@ the plane in place; others copy it into a zero-padded, column-phase-split buffer
 every tap is a contiguous vector load.  Backward-input with stride 1 is the forward
 correlation of dy with the flipped filter; with larger strides dy rows are scattered
 into a ring of padded rows.  Backward-weight sums each image's taps in registers, then
-over images in a fixed order (deterministic, independent of the thread count).  Other
-shapes (C / groups > 1, filters wider than 32) use the scalar loops below.
+over images in a fixed order (deterministic, independent of the thread count).
+
+Small-channel layers (groups 1, stride 1, dilation 1, R * S <= 64; LeNet C3 / C5) run the
+kernels of _conv_small.pxi / _conv_small_impl.h: vector lanes over images (or over
+flattened padded rows when the batch is small), backward-input as the forward of dy with
+the flipped filters.  Other shapes use the scalar loops below.
 """
 import numpy as np
 cimport numpy as cnp
@@ -355,7 +359,8 @@ def pick(op, x_shape, w_shape, stride, padding, dilation, groups):
     GEMM paths (LeNet C1 / C3 / C5 shapes, float32 at 1 and 2 threads; float64 too except
     C1 forward, ~15 % slower): stride 1,
     no dilation, groups 1, 5x5-sized filters, few channels, small planes and a batch that
-    fills the vector lanes (float32 lanes assumed; float64 has half as many).
+    fills the vector lanes (float32 lanes assumed; float64 has half as many).  C = 1
+    layers (LeNet C1) run the depthwise kernels there, faster than the small-channel ones.
     """
     N, C, H, W = x_shape
     K, Cg, R, S = w_shape
@@ -393,7 +398,7 @@ def forward(x, w, b, y, Geo g, int nt):
     cdef bint dw = _dw_setup(&g, &d)
     cdef Py_ssize_t ws = 0
     cdef void* pw = NULL
-    if not dw and _small_forward(x, w, b, y, g, nt) is not None:
+    if not dw and _small_forward(x, w, b, y, g, nt) is not None:  # (C = 1: the depthwise kernels are faster)
         return y
     if dw:
         nt = max(1, min(nt, g.N * g.C))
