@@ -303,8 +303,9 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
             algo = "1x1"
         elif wino_ok and C >= WINO_MIN_C and K >= WINO_MIN_C:
             algo = _wino.pick(op, tuple(x_shape), tuple(w_shape), padding)  # 'winograd', 'winograd4' or 'gemm'
-        elif wino5_ok and C >= WINO_MIN_C and K >= WINO_MIN_C:
-            algo = _wino5.pick(op, tuple(x_shape), tuple(w_shape), padding)  # 'winograd5' or 'gemm'
+        elif (wino5_ok and C >= WINO_MIN_C and K >= WINO_MIN_C
+              and _wino5.pick(op, tuple(x_shape), tuple(w_shape), padding) == "winograd5"):
+            algo = "winograd5"  # (else small-channel direct loops or GEMM, below)
         elif Cg == 1 and groups > 1:  # depthwise: GEMMs of width 1 lose to direct loops
             algo = "direct"
         else:  # small-channel layers may go to direct loops too
