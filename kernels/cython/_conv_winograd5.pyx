@@ -56,6 +56,8 @@ cdef extern from "_wino5_impl.h" nogil:
     void fc5_in_f64(const double* r0, Py_ssize_t W, double* v, Py_ssize_t cs, Py_ssize_t nc)
     void fc5_out_f32(const float* mp, Py_ssize_t ks, float* y, Py_ssize_t Q, int ra, int rq, float bv)
     void fc5_out_f64(const double* mp, Py_ssize_t ks, double* y, Py_ssize_t Q, int ra, int rq, double bv)
+    void fc5_copy_f32(float* d, const float* s, Py_ssize_t n)
+    void fc5_copy_f64(double* d, const double* s, Py_ssize_t n)
     void fcw_bgemm_f32(int na, int K, int C, int nb, const float* U, Py_ssize_t us, const float* V, Py_ssize_t vs,
                        float* M, Py_ssize_t ms)
     void fcw_bgemm_f64(int na, int K, int C, int nb, const double* U, Py_ssize_t us, const double* V,
@@ -152,7 +154,10 @@ cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb, in
                 xp = x + base + c * hw
                 if qb > qa:
                     for a in range(a0, a1):
-                        memcpy(strip + a * SS + qa, xp + <Py_ssize_t>(h0 + a) * g.W + w0 + qa, (qb - qa) * sizeof(real))
+                        if real is float:
+                            fc5_copy_f32(strip + a * SS + qa, xp + <Py_ssize_t>(h0 + a) * g.W + w0 + qa, qb - qa)
+                        else:
+                            fc5_copy_f64(strip + a * SS + qa, xp + <Py_ssize_t>(h0 + a) * g.W + w0 + qa, qb - qa)
                 if real is float:
                     fc5_in_f32(strip, SS, V + <Py_ssize_t>c * nbp + i, cs, nc)
                 else:
