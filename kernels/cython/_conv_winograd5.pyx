@@ -23,11 +23,15 @@ indices: Python's -fwrapv kept int-indexed loops scalar, as did stores to six ro
 pointer) and store only what belongs to the run.
 
 Performance (alexnet_5x5, 1 thread, CPU-time ratio PyTorch / this, interleaved pairs, median):
-forward 1.77x, backward-input 1.60x (2.0x / 1.86x against the GEMM path); fcw_bgemm runs near
-the core's FMA peak, the transforms and filter transform take the remaining ~20 %.  What moved
-it: full-width vectorised transforms (1.40 -> 1.53 fwd), vector-width blocks (blocks of 28 / 14
-tiles ran 4x / 8x slower), a really vectorised input transform (bwd-input 1.27 -> 1.45), channels
-inside runs (-> 1.77 / 1.60).  Block size (16-64 tiles) and KCH (32-192) are flat within noise.
+forward 1.76x, backward-input 1.65x (2.0x / 1.9x against the GEMM path); fcw_bgemm runs near
+the core's FMA peak, the transforms and filter transform take most of the rest.  What moved it:
+full-width vectorised transforms (fwd 1.40 -> 1.53), vector-width blocks (blocks of 28 / 14
+tiles ran 4x / 8x slower), a really vectorised input transform (bwd-input 1.27 -> 1.45),
+channels inside runs (-> 1.77 / 1.60), no libc memcpy calls for short rows (4-6 %).  Did not
+help: a zero-padded copy of the whole input per call instead of strips (1.82 / 1.56 ->
+1.66 / 1.53); block size (16-64 tiles) and KCH (32-192) are flat within noise.  Left: the
+input transform is ~25 % of the products' time where C is large (backward-input, C = 192:
+V of 36 x 192 x 32 tiles spills L2).
 
 Measured error (float32, ||out - ref|| / ||ref|| against a float64 conv on float32-exact random
 normal data): alexnet_5x5 forward 1.9e-6, backward-input 3.1e-6; small odd shapes 0.6e-6 to
