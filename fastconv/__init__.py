@@ -12,6 +12,7 @@ import sys as _sys
 # OpenMP threads of the Cython kernels sleep between parallel regions instead of spinning:
 # spinning threads starve OpenBLAS's own threads (and the next op) on small machines.
 # Read once, when libgomp loads with the first compiled kernel; set OMP_WAIT_POLICY to override.
+_OMP_POLICY_DEFAULTED = "OMP_WAIT_POLICY" not in _os.environ  # (fastconv bench undoes it, see there)
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # ``kernels/`` is installed as ``fastconv.kernels``.  Running from a source

@@ -136,7 +136,7 @@ def test_json_schema_is_stable(tmp_path, broken_backend):
     assert set(rep) == {"schema_version", "tool", "created_utc", "machine", "peak", "config",
                         "backends_unavailable", "elapsed_s", "load_avg_end", "results"}
     assert rep["schema_version"] == 1
-    assert set(rep["machine"]) == {"cpu_model", "cpu_isa", "cpu_count", "threads", "platform", "blas", "git_commit",
+    assert set(rep["machine"]) == {"cpu_model", "cpu_isa", "cpu_count", "threads", "omp_wait_policy", "platform", "blas", "git_commit",
                                    "versions", "gpu", "load_avg"}
     assert set(rep["peak"]) >= {"device", "sgemm_gflops", "copy_gbps"}
     assert RECORD_KEYS == (

@@ -50,7 +50,7 @@ def header_lines(report):
              f"dtype {cfg['dtype']}{'  (quick)' if cfg.get('quick') else ''}",
              f"CPU {m.get('cpu_model')} x{m.get('cpu_count')} ({' '.join(m.get('cpu_isa') or [])})  "
              f"threads {m.get('threads')}  "
-             f"BLAS {blas.get('name')} {blas.get('version')}  torch {m['versions'].get('torch', 'not installed')}"
+             f"BLAS {blas.get('name')} {blas.get('version')}  torch {m['versions'].get('torch', 'not installed')}  OpenMP wait {m.get('omp_wait_policy') or '?'}"
              + load]
     if m.get("gpu"):
         g = m["gpu"]

@@ -238,8 +238,27 @@ def _derive(rec, peak):
         rec["speedup_vs_torch"] = tv[best] / rec["median_ms"]
 
 
+def _fair_openmp():
+    """OpenMP wait policy both sides run under.  PyTorch and the Cython kernels load one and
+    the same libgomp (soname libgomp.so.1), which reads OMP_WAIT_POLICY once, so they cannot
+    run under different policies in one process.  fastconv sets PASSIVE for itself on import
+    (good alone, with OpenBLAS threads beside it); PyTorch ran up to 3-5x slower under it on
+    small ops (Adam over ResNet-20, LeNet convs), which flattered the ratios.  So unless the
+    user set OMP_WAIT_POLICY, the benchmark undoes fastconv's default before libgomp loads
+    and both run under OpenMP's own default, which is what PyTorch users get."""
+    import os
+    import fastconv
+
+    loaded = any("gomp" in line for line in open("/proc/self/maps")) if os.path.exists("/proc/self/maps") else True
+    if fastconv._OMP_POLICY_DEFAULTED and os.environ.get("OMP_WAIT_POLICY") == "PASSIVE" and not loaded:
+        del os.environ["OMP_WAIT_POLICY"]
+    return os.environ.get("OMP_WAIT_POLICY") or "default"
+
+
 def run(cfg):
     """Run the benchmark; return the report dict (see report.py for its outputs)."""
+    policy = _fair_openmp()
+    _run_policy[0] = policy
     if not cfg.threads:
         return _run(cfg)
     saved = fc_config.get_num_threads()
@@ -255,10 +274,14 @@ def run(cfg):
         fc_config.set_num_threads(saved)
 
 
+_run_policy = [None]
+
+
 def _run(cfg):
     say = cfg.progress or (lambda s: None)
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     machine = machine_info(cfg.device)  # at the start: its load average is the one before the run
+    machine["omp_wait_policy"] = _run_policy[0]
     if cfg.device == "cuda":
         ok, why = dispatch.gpu_status()
         if not ok:
