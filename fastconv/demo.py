@@ -13,14 +13,29 @@ DEMO = dict(model="lenet5", dataset="digits", epochs=6, batch_size=32, lr=3e-3, 
 
 
 def run_bench(device, log=print, ops=None, torch=True):
-    """The quick benchmark table, in-process (``ops`` restricts it, e.g. ['relu']); returns the
-    report, or None when it could not run (the reason is logged)."""
+    """The quick benchmark table (``ops`` restricts it, e.g. ['relu']); returns the report, or
+    None when it could not run (the reason is logged) or ran in a fresh process."""
     try:
         from .bench import report
         from .bench.runner import Config, run
         from .bench.timing import Budget
     except Exception as exc:  # the benchmark package is optional for the demo
         log(f"quick benchmark skipped: fastconv.bench unavailable ({type(exc).__name__}: {exc})")
+        return None
+    from .bench.runner import gomp_loaded, policy_is_ours
+    if policy_is_ours() and gomp_loaded():
+        # training loaded libgomp under fastconv's PASSIVE policy, which PyTorch would share:
+        # a fresh process lets the benchmark run both under OpenMP's default (see runner)
+        import os
+        import subprocess
+        cmd = [sys.executable, "-c", "import sys; from fastconv.cli import main; sys.exit(main(sys.argv[1:]))",
+               "bench", "--quick", "--device", device, "-q"] + (["--ops", *ops] if ops else []) + ([] if torch else ["--no-torch"])
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if out.returncode:
+            log(f"quick benchmark failed: {out.stderr.strip().splitlines()[-1:] or out.returncode}")
+            return None
+        log(out.stdout.rstrip())
         return None
     try:
         rep = run(Config(device=device, ops=ops, quick=True, budget=Budget.quick(), torch=torch,

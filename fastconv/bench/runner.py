@@ -247,12 +247,28 @@ def _fair_openmp():
     user set OMP_WAIT_POLICY, the benchmark undoes fastconv's default before libgomp loads
     and both run under OpenMP's own default, which is what PyTorch users get."""
     import os
-    import fastconv
 
-    loaded = any("gomp" in line for line in open("/proc/self/maps")) if os.path.exists("/proc/self/maps") else True
-    if fastconv._OMP_POLICY_DEFAULTED and os.environ.get("OMP_WAIT_POLICY") == "PASSIVE" and not loaded:
+    if policy_is_ours() and not gomp_loaded():
         del os.environ["OMP_WAIT_POLICY"]
     return os.environ.get("OMP_WAIT_POLICY") or "default"
+
+
+def policy_is_ours():
+    """True while OMP_WAIT_POLICY is the PASSIVE that fastconv itself set on import."""
+    import os
+    import fastconv
+
+    return fastconv._OMP_POLICY_DEFAULTED and os.environ.get("OMP_WAIT_POLICY") == "PASSIVE"
+
+
+def gomp_loaded():
+    """Whether libgomp is already loaded (then its wait policy is fixed for this process)."""
+    import os
+
+    if not os.path.exists("/proc/self/maps"):
+        return True  # cannot tell: assume it is
+    with open("/proc/self/maps") as f:
+        return any("gomp" in line for line in f)
 
 
 def run(cfg):
