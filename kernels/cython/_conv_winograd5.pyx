@@ -38,7 +38,6 @@ normal data): alexnet_5x5 forward 1.9e-6, backward-input 3.1e-6; small odd shape
 1.4e-6 (the GEMM path: 3.4e-7 on alexnet_5x5; constants 1/6, 1/24 and factors up to 16 cost ~1 digit).  Far
 inside the contract's 1e-3 bound for Winograd; float64 runs the same code (errors ~2e-15 to 6e-15).
 """
-import threading
 
 import numpy as np
 cimport numpy as cnp
@@ -231,22 +230,8 @@ cdef void _run(const real* x, const real* U, const real* bias, real* y, real* wo
                 k0 = k0 + kn
 
 
-_local = threading.local()
-SCRATCH_KEEP = 64 << 20
-
-
-def _scratch(int slot, Py_ssize_t n, dtype):
-    """An uninitialised 1-d workspace of n elements, kept per Python thread (up to SCRATCH_KEEP bytes)."""
-    bufs = getattr(_local, "bufs", None)
-    if bufs is None:
-        bufs = _local.bufs = {}
-    key = (slot, np.dtype(dtype).char)
-    a = bufs.get(key)
-    if a is None or a.shape[0] < n:
-        a = np.empty(n, dtype=dtype)
-        if n * a.itemsize <= SCRATCH_KEEP:
-            bufs[key] = a
-    return a[:n]
+# per-thread workspaces shared with the 3x3 module (one conv call uses one module at a time)
+from ._conv_winograd import _scratch
 
 
 MIN_TILES = 64  # Winograd needs at least this many 2x2 tiles ...
