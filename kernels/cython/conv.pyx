@@ -138,6 +138,9 @@ cdef void _bias_rows(real* yg, const real* bg, int Kg, Py_ssize_t pq, Py_ssize_t
             yr[i] = yr[i] + bv
 
 
+include "_conv_1x1.pxi"
+
+
 cdef void _fwd_item(const real* x, const real* w, const real* b, real* y, real* col, const Geo* g,
                     int it, int nchunk, int rows, bint pointwise) noexcept nogil:
     cdef int ng = it // nchunk, ch = it % nchunk
@@ -147,12 +150,8 @@ cdef void _fwd_item(const real* x, const real* w, const real* b, real* y, real* 
     cdef real* xg = <real*>x + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw
     cdef real* wg = <real*>w + <Py_ssize_t>gi * g.Kg * crs
     cdef real* yg = y + (<Py_ssize_t>n * g.K + gi * g.Kg) * pq
-    if pointwise:
-        _split(hw, nchunk, ch, &a, &e)
-        if e > a:
-            _gemm(c'N', c'N', e - a, g.Kg, g.Cg, <real>1, xg + a, hw, wg, g.Cg, <real>0, yg + a, pq)
-            if b != NULL:
-                _bias_rows(yg, b + gi * g.Kg, g.Kg, pq, a, e)
+    if pointwise:  # (_conv_1x1.pxi)
+        _pw_fwd_item(x, w, b, y, g, it, nchunk)
         return
     _split(g.P, nchunk, ch, &a, &e)
     p0 = a
