@@ -1,0 +1,117 @@
+"""The Cython 1x1 (pointwise) conv forward (``_conv_1x1.h`` / ``_conv_1x1.pxi``).
+
+float32 on AVX-512 CPUs runs the unpacked 8x48 kernel: 48-column panels over the
+column space of all images side by side (a panel's 16-lane vectors may take lanes
+from two images), 8-row blocks of W with a row tail, bias in the epilogue, work
+units split evenly over the items.  The shapes below hit: columns not a multiple
+of 16/48, panels spanning 2+ images, hw < 16 (OpenBLAS fallback), K not a multiple
+of 8, N = 1, C = 1, groups, bias / no bias, many threads on few units.  Each runs
+with the kernel on and off (the OpenBLAS fallback, also float64's path) against
+PyTorch in float64.
+"""
+import numpy as np
+import pytest
+import torch
+
+import fastconv
+from fastconv.testing import rel_error
+
+CV = pytest.importorskip("fastconv.kernels.cython.conv", reason="Cython conv extension not built")
+
+F = torch.nn.functional
+HAS_AVX512 = CV._pw_use_avx512()
+
+# (N, C, H, W, K, groups)
+SHAPES = [
+    (1, 1, 1, 1, 1, 1),        # hw < 16: BLAS path even with AVX-512
+    (2, 17, 9, 11, 13, 1),     # hw 99: panels across the image boundary, K tail 5
+    (3, 64, 7, 7, 130, 1),     # hw 49 (ResNet res5 size), K tail 2, 17 row blocks
+    (5, 7, 4, 4, 9, 1),        # hw 16: every vector of a panel from one image, panels span 3
+    (3, 5, 1, 17, 3, 1),       # hw 17: lanes split 1 / 15, K < 8
+    (7, 3, 2, 9, 21, 1),       # hw 18
+    (1, 40, 10, 10, 16, 1),    # N = 1: 3 panels, last one partial (4 columns)
+    (1, 8, 12, 12, 8, 1),      # hw 144 = 3 whole panels, one row block
+    (4, 6, 5, 5, 8, 2),        # groups 2
+    (3, 8, 7, 7, 12, 4),       # groups 4, Kg 3
+    (2, 300, 6, 9, 24, 1),     # deep C (prefetch share per block > 1 row)
+    (1, 3, 4, 5, 72, 1),       # K 72 = 9 blocks, C 3 < blocks (empty prefetch shares)
+]
+
+
+def _ref(x, w, b, groups):
+    t = lambda a: None if a is None else torch.from_numpy(a).double()
+    return F.conv2d(t(x), t(w), t(b), groups=groups).numpy()
+
+
+@pytest.fixture(params=[True, False], ids=["kernel", "blas"])
+def kernel(request):
+    if request.param and not HAS_AVX512:
+        pytest.skip("CPU without AVX-512F: only the BLAS path exists")
+    prev = CV._pw_use_avx512()
+    CV._pw_use_avx512(request.param)
+    yield request.param
+    CV._pw_use_avx512(prev)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_matches_float64_torch(kernel, shape, bias, dtype):
+    N, C, H, W, K, g = shape
+    rng = np.random.default_rng(hash(shape) % 2 ** 32)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C // g, 1, 1)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype) if bias else None
+    y = CV.conv2d_forward(x, w, b, 1, 0, 1, g, algo="1x1")
+    assert y.dtype == dtype and y.shape == (N, K, H, W)
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    assert rel_error(y, _ref(x, w, b, g)) < tol
+    # every element, not just the norm (a missed store or a stray lane shows here)
+    np.testing.assert_allclose(y, _ref(x, w, b, g), rtol=1e-3 if dtype == np.float32 else 1e-10,
+                               atol=1e-4 if dtype == np.float32 else 1e-11)
+
+
+@pytest.mark.parametrize("nt", [1, 2, 5])
+def test_thread_counts(kernel, nt):
+    """Any split of the work units over threads gives the right y, every element written
+    (the output comes from np.empty: a missed store leaves garbage)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 20, 7, 9)).astype(np.float32)
+    w = rng.standard_normal((11, 20, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(11).astype(np.float32)
+    prev = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(nt)
+        y = CV.conv2d_forward(x, w, b, 1, 0, 1, 1, algo="1x1")
+    finally:
+        fastconv.set_num_threads(prev)
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, _ref(x, w, b, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_nan_propagates_and_empty_batch(kernel):
+    x = np.ones((2, 9, 6, 6), np.float32)
+    x[1, 4, 2, 3] = np.nan
+    w = np.ones((10, 9, 1, 1), np.float32)
+    y = CV.conv2d_forward(x, w, None, 1, 0, 1, 1, algo="1x1")
+    assert np.isnan(y[1, :, 2, 3]).all()
+    assert np.isfinite(np.delete(y.reshape(2, 10, 36)[1], 2 * 6 + 3, axis=1)).all() and np.isfinite(y[0]).all()
+    e = CV.conv2d_forward(np.ones((0, 9, 6, 6), np.float32), w, None, 1, 0, 1, 1)
+    assert e.shape == (0, 10, 6, 6)
+
+
+def test_non_contiguous_input_and_auto_algo(kernel):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 12, 8, 10)).astype(np.float32)[:, ::2]  # strided channels
+    w = rng.standard_normal((9, 6, 1, 1)).astype(np.float32)
+    y = CV.conv2d_forward(x, w, None, 1, 0, 1, 1)  # auto picks '1x1'
+    np.testing.assert_allclose(y, _ref(np.ascontiguousarray(x), w, None, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_hook_reports_setting():
+    prev = CV._pw_use_avx512()
+    try:
+        assert CV._pw_use_avx512(False) is False
+        assert CV._pw_use_avx512(True) is HAS_AVX512
+    finally:
+        CV._pw_use_avx512(prev)
