@@ -224,3 +224,44 @@ def test_backward_input_auto_tile():
     np.testing.assert_array_equal(dx, forced)
     np.testing.assert_allclose(dx, CV.conv2d_backward_input(dy, w, x.shape, 1, 1, 1, 1, algo="winograd4"),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(params=["x4", "generic"])
+def x4_mode(request):
+    """float32 F(4x4) transforms: the AVX-512 multi-row runs (where the CPU has AVX-512F) or the
+    generic one-row runs; both must give the same answer."""
+    prev = WG._set_x4(request.param == "x4")
+    yield request.param
+    WG._set_x4(prev)
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 5, 13, 1000])
+@pytest.mark.parametrize("HW", [(3, 3), (4, 4), (5, 9), (7, 7), (9, 5), (16, 16), (14, 30), (6, 71)])
+def test_x4_runs(HW, blocks, x4_mode, monkeypatch):
+    """Runs of up to 16 lanes cut across tile rows and images (1 to 18 tiles per row, partial
+    edge tiles, blocks that start mid-row), forward / backward-input / backward-weight in float32
+    F(4x4), with bias, one and two threads."""
+    H, W = HW
+    x, w, b, dy = _data(3, 5, H, W, 6, 1, seed=H * 100 + W)
+    x, w, b, dy = (v.astype(np.float32) for v in (x, w, b, dy))
+    truth = _torch(x, w, b, dy, 1, torch.float64)
+    monkeypatch.setattr(WG, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(WG, "BW_BLOCK_BYTES", 1)
+    monkeypatch.setattr(WG, "MIN_TILES", blocks)
+    monkeypatch.setattr(WG, "OWN_TILES", (blocks, blocks))
+    for nt in (1, 2):
+        y = WG.forward(x, w, b, (1, 1), np.full(truth[0].shape, np.nan, np.float32), nt, 4)
+        dx = WG.backward_input(dy, w, (1, 1), np.full(x.shape, np.nan, np.float32), nt, 4)
+        dw = WG.backward_weight(dy, x, (1, 1), np.full(w.shape, np.nan, np.float32), nt, 4)
+        for name, out, ref in (("forward", y, truth[0]), ("backward_input", dx, truth[1]),
+                               ("backward_weight", dw, truth[2])):
+            assert rel_error(out, ref) <= 3e-5, (name, nt, rel_error(out, ref))
+
+
+def test_x4_switch_reports():
+    """_set_x4 returns the previous setting, so tests and benchmarks can restore it."""
+    prev = WG._set_x4(False)
+    try:
+        assert WG._set_x4(False) is False
+    finally:
+        WG._set_x4(prev)

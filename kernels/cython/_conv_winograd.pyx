@@ -72,6 +72,7 @@ cdef inline void _gemm(int m, int n, int k, real* a, int lda, real* b, int ldb, 
 
 
 include "_conv_winograd4.pxi"
+include "_conv_winograd4x.pxi"
 
 
 cdef void _run(const real* x, const real* U, const real* bias, real* y, real* work, Py_ssize_t wstride,

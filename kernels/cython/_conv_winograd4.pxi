@@ -149,6 +149,10 @@ cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb, in
     cdef const real* xp
     cdef real* row
     cdef real strip[6 * SS]
+    if real is float:
+        if tile == 4 and _x4:
+            _inputs_x(x, V, g, t0, nb, c0, c1)
+            return
     for c in range(c0, c1):
         n = t0 // (g.th * g.tw)
         ti = (t0 % (g.th * g.tw)) // g.tw
@@ -187,6 +191,10 @@ cdef void _outputs(const real* M, const real* bias, real* y, const WG* g, Py_ssi
     cdef real bv
     cdef real* yp
     cdef real buf[4 * SS]
+    if real is float:
+        if tile == 4 and _x4:
+            _outputs_x(M, bias, y, g, t0, nb, k0, k1)
+            return
     for k in range(k0, k1):
         bv = bias[k] if bias != NULL else 0
         n = t0 // (g.th * g.tw)

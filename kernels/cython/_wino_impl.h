@@ -8,6 +8,7 @@
  * Layouts (as in the .pyx): component xi of tile/filter i lives at base[xi * stride + i].
  */
 #include <stddef.h>
+#include <string.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FC_NO_CLONES)
 #define FCW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -57,25 +58,46 @@ FCW_CLONES static void fcw_filters2_##SFX(const T *restrict w, T *restrict U, pt
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
+/* One row of G t G^T's second pass: u_b[i] = (row of 3 taps a0, a1, a2 at i) . G[b], i < n. */    \
+FCW_CLONES static inline void fcw_f4row_##SFX(const T *restrict a0p, const T *restrict a1p,    \
+        const T *restrict a2p, T *restrict u0, T *restrict u1, T *restrict u2, T *restrict u3,    \
+        T *restrict u4, T *restrict u5, int n) {                                                  \
+    const T c4 = (T)0.25, c6 = (T)1 / 6, c12 = (T)1 / 12, c24 = (T)1 / 24;                      \
+    for (int i = 0; i < n; i++) {                                                                \
+        T a0 = a0p[i], a1 = a1p[i], a2 = a2p[i];                                                 \
+        u0[i] = a0 * c4;                                                                         \
+        u1[i] = -(a0 + a1 + a2) * c6;                                                            \
+        u2[i] = -(a0 - a1 + a2) * c6;                                                            \
+        u3[i] = a0 * c24 + a1 * c12 + a2 * c6;                                                   \
+        u4[i] = a0 * c24 - a1 * c12 + a2 * c6;                                                   \
+        u5[i] = a2;                                                                              \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
 /* F(4x4, 3x3): 6x6 components, G rows (1/4,0,0) (-1/6,-1/6,-1/6) (-1/6,1/6,-1/6)              \
    (1/24,1/12,1/6) (1/24,-1/12,1/6) (0,0,1). */                                                  \
 FCW_CLONES static void fcw_filters4_##SFX(const T *restrict w, T *restrict U, ptrdiff_t s0,     \
                                           ptrdiff_t n_all, ptrdiff_t KC, ptrdiff_t fk,          \
                                           ptrdiff_t fc) {                                       \
-    T g[9][FCW_CH], t[18][FCW_CH];                                                              \
+    /* Stages on local arrays with constant strides, the last through fcw_f4row's separate   \
+       restrict pointers: gcc vectorises every loop (stores to U at runtime offsets from one   \
+       pointer kept the old version scalar). */                                               \
+    T g[9][FCW_CH], t[18][FCW_CH];                                                \
     const T c4 = (T)0.25, c6 = (T)1 / 6, c12 = (T)1 / 12, c24 = (T)1 / 24;                      \
     for (ptrdiff_t k0 = 0; k0 < n_all; k0 += FCW_CH) {                                           \
         int n = n_all - k0 < FCW_CH ? (int)(n_all - k0) : FCW_CH;                                \
-        for (int i = 0; i < n; i++) {                                                            \
-            if (fk) {  /* filter s0 + k0 + i of the flipped, transposed set: (q % fk, q / fk) */  \
+        if (fk) {  /* filter q = s0 + k0 + i of the flipped, transposed set: (q % fk, q / fk) */  \
+            for (int i = 0; i < n; i++) {                                                        \
                 ptrdiff_t q = s0 + k0 + i, src = ((q % fk) * fc + q / fk) * 9;                   \
                 for (int j = 0; j < 9; j++) g[j][i] = w[src + 8 - j];                            \
-            } else {                                                                             \
-                for (int j = 0; j < 9; j++) g[j][i] = w[(s0 + k0 + i) * 9 + j];                  \
             }                                                                                    \
+        } else {                                                                                 \
+            const T *ws = w + (s0 + k0) * 9;                                                     \
+            for (int j = 0; j < 9; j++)                                                          \
+                for (int i = 0; i < n; i++) g[j][i] = ws[9 * i + j];                             \
         }                                                                                        \
         for (int j = 0; j < 3; j++)                                                              \
-            for (int i = 0; i < n; i++) {                                                        \
+            for (int i = 0; i < FCW_CH; i++) {                                                   \
                 T a0 = g[j][i], a1 = g[3 + j][i], a2 = g[6 + j][i];                              \
                 t[j][i] = a0 * c4;                                                               \
                 t[3 + j][i] = -(a0 + a1 + a2) * c6;                                              \
@@ -85,16 +107,9 @@ FCW_CLONES static void fcw_filters4_##SFX(const T *restrict w, T *restrict U, pt
                 t[15 + j][i] = a2;                                                               \
             }                                                                                    \
         for (int r = 0; r < 6; r++) {                                                            \
-            T *restrict u = U + (ptrdiff_t)(6 * r) * KC + k0;                                    \
-            for (int i = 0; i < n; i++) {                                                        \
-                T a0 = t[3 * r][i], a1 = t[3 * r + 1][i], a2 = t[3 * r + 2][i];                  \
-                u[i] = a0 * c4;                                                                  \
-                u[KC + i] = -(a0 + a1 + a2) * c6;                                                \
-                u[2 * KC + i] = -(a0 - a1 + a2) * c6;                                            \
-                u[3 * KC + i] = a0 * c24 + a1 * c12 + a2 * c6;                                   \
-                u[4 * KC + i] = a0 * c24 - a1 * c12 + a2 * c6;                                   \
-                u[5 * KC + i] = a2;                                                              \
-            }                                                                                    \
+            T *u = U + (ptrdiff_t)(6 * r) * KC + k0;                                             \
+            fcw_f4row_##SFX(t[3 * r], t[3 * r + 1], t[3 * r + 2], u, u + KC, u + 2 * KC,         \
+                            u + 3 * KC, u + 4 * KC, u + 5 * KC, n);                              \
         }                                                                                        \
     }                                                                                            \
 }                                                                                                \

@@ -1,0 +1,121 @@
+# F(4x4, 3x3) float32 tile transforms on AVX-512 CPUs (_wino_x4.h), textually included by
+# _conv_winograd.pyx (shares its WG, SKEW, _next).  _inputs / _outputs of _conv_winograd4.pxi
+# hand their float32 F(4x4) work here when the CPU has AVX-512F.
+#
+# A run is up to 16 lanes of tiles: consecutive tiles in (image, tile row, tile column) order,
+# cut into segments of one tile row each, with one idle lane between segments; each segment's
+# rows are copied (zero-padded) into a strip at 4 columns per lane, so small planes (4 tiles per
+# row on res4 / CIFAR, 2 on res5) fill the vectors that a run of one tile row left 75-88 % empty.
+# V and M keep their layout (tile i of the block at column i): the transforms compress the kept
+# lanes on store and expand them on load.
+cdef extern from "_wino_x4.h" nogil:
+    int fcw4x_available()
+    void fcw4x_in(const float* r0, Py_ssize_t W, float* v, Py_ssize_t cs, int nl, unsigned keep)
+    void fcw4x_out(const float* mp, Py_ssize_t ks, float* y0, Py_ssize_t Q, int nl, unsigned keep, float bv)
+    void fcw4x_seg_in(const float* plane, int H, int W, int h0, int w0, int ncol, float* dst)
+    void fcw4x_seg_out(const float* src, float* plane, int P, int Q, int p0, int q0, int ncol)
+
+DEF XS = 68  # strip row stride (FCW4X_SS)
+DEF XL = 16  # lanes per run
+
+cdef bint _x4 = fcw4x_available() != 0
+
+
+def _set_x4(bint on):
+    """Use the AVX-512 F(4x4) transforms (when the CPU has them); returns the previous setting.
+    For tests and benchmarks comparing them with the generic ones."""
+    global _x4
+    prev = _x4
+    _x4 = on and fcw4x_available() != 0
+    return prev
+
+
+ctypedef struct XSeg:
+    int n, ti, tj, m, lane
+
+
+cdef inline int _xrun(const WG* g, int* n, int* ti, int* tj, int left, XSeg* sg, int* nl,
+                      unsigned* keep) noexcept nogil:
+    """Cut the next run of at most `left` tiles from tile (n, ti, tj) on into segments (sg),
+    advancing the position; returns the segment count, sets the lane count and kept lanes."""
+    cdef int L = 0, ns = 0, m
+    keep[0] = 0
+    while left > 0 and L < XL:
+        m = min(g.tw - tj[0], min(left, XL - L))
+        sg[ns].n = n[0]
+        sg[ns].ti = ti[0]
+        sg[ns].tj = tj[0]
+        sg[ns].m = m
+        sg[ns].lane = L
+        keep[0] |= ((1u << m) - 1u) << L
+        ns += 1
+        left -= m
+        nl[0] = L + m
+        L += m + 1
+        _next(g, m, n, ti, tj)
+    return ns
+
+
+cdef void _inputs_x(const float* x, float* V, const WG* g, Py_ssize_t t0, int nb, int c0, int c1) noexcept nogil:
+    """_inputs for float32 F(4x4) on AVX-512: V[xi][c][i] = (B^T d B)[xi], c0 <= c < c1."""
+    cdef int i, c, n, ti, tj, ns, s, nl = 0, h0, w0, cnt
+    cdef unsigned keep
+    cdef Py_ssize_t hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nb + SKEW
+    cdef const float* xp
+    cdef XSeg sg[XL]
+    cdef float strip[6 * XS]
+    memset(strip, 0, sizeof(strip))
+    for c in range(c0, c1):
+        n = <int>(t0 // (g.th * g.tw))
+        ti = <int>((t0 % (g.th * g.tw)) // g.tw)
+        tj = <int>(t0 % g.tw)
+        i = 0
+        while i < nb:
+            ns = _xrun(g, &n, &ti, &tj, nb - i, sg, &nl, &keep)
+            cnt = 0
+            for s in range(ns):
+                cnt += sg[s].m
+            h0 = 4 * sg[0].ti - g.ph
+            w0 = 4 * sg[0].tj - g.pw
+            xp = x + (<Py_ssize_t>sg[0].n * g.C + c) * hw
+            if ns == 1 and h0 >= 0 and h0 + 6 <= g.H and w0 >= 0 and w0 + 4 * nl + 2 <= g.W:
+                fcw4x_in(xp + h0 * g.W + w0, g.W, V + c * nb + i, cs, nl, keep)
+            else:
+                for s in range(ns):
+                    fcw4x_seg_in(x + (<Py_ssize_t>sg[s].n * g.C + c) * hw, g.H, g.W, 4 * sg[s].ti - g.ph,
+                                 4 * sg[s].tj - g.pw, 4 * sg[s].m + 2, strip + 4 * sg[s].lane)
+                fcw4x_in(strip, XS, V + c * nb + i, cs, nl, keep)
+            i += cnt
+
+
+cdef void _outputs_x(const float* M, const float* bias, float* y, const WG* g, Py_ssize_t t0, int nb,
+                     int k0, int k1) noexcept nogil:
+    """_outputs for float32 F(4x4) on AVX-512: y tiles = A^T M A (+ bias), k0 <= k < k1."""
+    cdef int i, k, n, ti, tj, ns, s, nl = 0, p0, q0, cnt
+    cdef unsigned keep
+    cdef Py_ssize_t ks = <Py_ssize_t>g.K * nb + SKEW, pq = <Py_ssize_t>g.P * g.Q
+    cdef float bv
+    cdef XSeg sg[XL]
+    cdef float buf[4 * XS]
+    for k in range(k0, k1):
+        bv = bias[k] if bias != NULL else 0
+        n = <int>(t0 // (g.th * g.tw))
+        ti = <int>((t0 % (g.th * g.tw)) // g.tw)
+        tj = <int>(t0 % g.tw)
+        i = 0
+        while i < nb:
+            ns = _xrun(g, &n, &ti, &tj, nb - i, sg, &nl, &keep)
+            cnt = 0
+            for s in range(ns):
+                cnt += sg[s].m
+            p0 = 4 * sg[0].ti
+            q0 = 4 * sg[0].tj
+            if ns == 1 and p0 + 4 <= g.P and q0 + 4 * nl <= g.Q:
+                fcw4x_out(M + k * nb + i, ks, y + (<Py_ssize_t>sg[0].n * g.K + k) * pq + p0 * g.Q + q0, g.Q,
+                          nl, keep, bv)
+            else:
+                fcw4x_out(M + k * nb + i, ks, buf, XS, nl, keep, bv)
+                for s in range(ns):
+                    fcw4x_seg_out(buf + 4 * sg[s].lane, y + (<Py_ssize_t>sg[s].n * g.K + k) * pq, g.P, g.Q,
+                                  4 * sg[s].ti, 4 * sg[s].tj, 4 * sg[s].m)
+            i += cnt
