@@ -115,3 +115,21 @@ def test_hook_reports_setting():
         assert CV._pw_use_avx512(True) is HAS_AVX512
     finally:
         CV._pw_use_avx512(prev)
+
+
+@pytest.mark.skipif(not HAS_AVX512, reason="CPU without AVX-512F: the kernel does not run")
+def test_without_panel_buffer_plain_loops():
+    """If the panel buffer cannot be allocated the kernel falls back to plain loops: same y."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 11, 5, 7)).astype(np.float32)
+    w = rng.standard_normal((10, 11, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(10).astype(np.float32)
+    prev = CV._pw_use_avx512()
+    try:
+        CV._pw_use_avx512(True)
+        CV._pw_no_buffer(True)
+        y = CV.conv2d_forward(x, w, b, 1, 0, 1, 1, algo="1x1")
+    finally:
+        CV._pw_no_buffer(False)
+        CV._pw_use_avx512(prev)
+    np.testing.assert_allclose(y, _ref(x, w, b, 1), rtol=1e-4, atol=1e-4)

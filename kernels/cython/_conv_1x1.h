@@ -17,9 +17,12 @@
  * Compiled with target("avx512f") (portable build, no -march=native); fc_pw_available()
  * says whether the CPU runs it, elsewhere conv.pyx keeps the OpenBLAS path. */
 #include <stddef.h>
+#include <stdlib.h>
 
 #define FC_PW_MR 8
 #define FC_PW_NR 48
+
+static int fc_pw_no_buffer = 0;  /* test hook: act as if the panel buffer's allocation failed */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FC_NO_AVX512_1X1)
 #include <immintrin.h>
@@ -76,61 +79,63 @@ fc_pw_tile(int kd, const float *w, ptrdiff_t ldw, int mrows, const float *b, ptr
     const float *a3 = mrows > 3 ? w + 3 * ldw : w, *a4 = mrows > 4 ? w + 4 * ldw : w;
     const float *a5 = mrows > 5 ? w + 5 * ldw : w, *a6 = mrows > 6 ? w + 6 * ldw : w;
     const float *a7 = mrows > 7 ? w + 7 * ldw : w;
-    ptrdiff_t o1 = d->ob[1], o2 = d->ob[2], dx = d->dx;
-    __mmask16 ma0 = d->ma[0], ma1 = d->ma[1], ma2 = d->ma[2], mb0 = d->mb[0], mb1 = d->mb[1], mb2 = d->mb[2];
     FC_PW_ZERO(0) FC_PW_ZERO(1) FC_PW_ZERO(2) FC_PW_ZERO(3) FC_PW_ZERO(4) FC_PW_ZERO(5) FC_PW_ZERO(6) FC_PW_ZERO(7)
-    /* prefetch row pr when k reaches next: every `per` steps, rows_per rows at a time */
+    /* the k steps in chunks of `per`; before each chunk, prefetch rows_per of the pfrows rows
+     * (the inner loop stays free of that bookkeeping: 8 W row pointers already take 8 GPRs) */
     if (!pf) pfrows = 0;
-    int per = pfrows > 0 ? (kd + pfrows - 1) / pfrows : kd + 1, next = 0;
-    int rows_per = pfrows > kd ? (pfrows + kd - 1) / kd : 1, pr = 0;
-    for (int k = 0; k < kd; k++) {
-        __m512 b0, b1, b2;
-        if (simple) {
-            b0 = _mm512_loadu_ps(b); b1 = _mm512_loadu_ps(b + 16); b2 = _mm512_loadu_ps(b + 32);
-        } else {
-            b0 = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(ma0, b), mb0, b + dx);
-            b1 = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(ma1, b + o1), mb1, b + o1 + dx);
-            b2 = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(ma2, b + o2), mb2, b + o2 + dx);
-        }
-        if (k == next && pr < pfrows) {
-            for (int t = 0; t < rows_per && pr < pfrows; t++, pr++) {
-                const char *p = (const char *)(pf + (ptrdiff_t)pr * pfld);
-                if (pd->simple) {
-                    _mm_prefetch(p, _MM_HINT_T1);
-                    _mm_prefetch(p + 64, _MM_HINT_T1);
-                    _mm_prefetch(p + 128, _MM_HINT_T1);
-                    _mm_prefetch(p + 191, _MM_HINT_T1);
-                } else {
-                    for (int v = 0; v < 3; v++) {
-                        const char *q = p + pd->ob[v] * 4;
-                        _mm_prefetch(q, _MM_HINT_T1);
-                        _mm_prefetch(q + 63, _MM_HINT_T1);
-                        _mm_prefetch(q + pd->dx * 4, _MM_HINT_T1);
-                        _mm_prefetch(q + pd->dx * 4 + 63, _MM_HINT_T1);
-                    }
+    int per = pfrows > 0 ? (kd + pfrows - 1) / pfrows : kd, pr = 0;
+    int rows_per = pfrows > kd ? (pfrows + kd - 1) / kd : 1;
+    if (per < 1) per = 1;
+    for (int k0 = 0; k0 < kd; k0 += per) {
+        for (int t = 0; t < rows_per && pr < pfrows; t++, pr++) {
+            const char *p = (const char *)(pf + (ptrdiff_t)pr * pfld);
+            if (pd->simple) {
+                _mm_prefetch(p, _MM_HINT_T1);
+                _mm_prefetch(p + 64, _MM_HINT_T1);
+                _mm_prefetch(p + 128, _MM_HINT_T1);
+                _mm_prefetch(p + 191, _MM_HINT_T1);
+            } else {
+                for (int v = 0; v < 3; v++) {
+                    const char *q = p + pd->ob[v] * 4;
+                    _mm_prefetch(q, _MM_HINT_T1);
+                    _mm_prefetch(q + 63, _MM_HINT_T1);
+                    _mm_prefetch(q + pd->dx * 4, _MM_HINT_T1);
+                    _mm_prefetch(q + pd->dx * 4 + 63, _MM_HINT_T1);
                 }
             }
-            next += per;
         }
-        FC_PW_ROW(0) FC_PW_ROW(1) FC_PW_ROW(2) FC_PW_ROW(3) FC_PW_ROW(4) FC_PW_ROW(5) FC_PW_ROW(6) FC_PW_ROW(7)
-        b += ldb;
+        int k1 = k0 + per < kd ? k0 + per : kd;
+        for (int k = k0; k < k1; k++) {
+            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
+            FC_PW_ROW(0) FC_PW_ROW(1) FC_PW_ROW(2) FC_PW_ROW(3) FC_PW_ROW(4) FC_PW_ROW(5) FC_PW_ROW(6) FC_PW_ROW(7)
+            b += ldb;
+        }
     }
     FC_PW_STORE(0) FC_PW_STORE(1) FC_PW_STORE(2) FC_PW_STORE(3) FC_PW_STORE(4) FC_PW_STORE(5) FC_PW_STORE(6)
     FC_PW_STORE(7)
 }
 
-FC_PW_TARGET static void fc_pw_tile_simple(int kd, const float *w, ptrdiff_t ldw, int mrows, const float *b,
-                                           ptrdiff_t ldb, const fc_pw_pan *d, float *c, ptrdiff_t ldc,
-                                           const float *bias, const float *pf, ptrdiff_t pfld, int pfrows,
-                                           const fc_pw_pan *pd) {
-    fc_pw_tile(kd, w, ldw, mrows, b, ldb, d, c, ldc, bias, pf, pfld, pfrows, pd, 1);
+/* Pack panel d (first column at x, rows ldx apart, kd rows) into bp[k][48]; lanes outside
+ * the column space are zero. */
+FC_PW_TARGET static void fc_pw_pack(int kd, const float *x, ptrdiff_t ldx, const fc_pw_pan *d, float *bp) {
+    if (d->simple) {
+        for (int k = 0; k < kd; k++, x += ldx, bp += FC_PW_NR) {
+            __m512 b0 = _mm512_loadu_ps(x), b1 = _mm512_loadu_ps(x + 16), b2 = _mm512_loadu_ps(x + 32);
+            _mm512_store_ps(bp, b0); _mm512_store_ps(bp + 16, b1); _mm512_store_ps(bp + 32, b2);
+        }
+        return;
+    }
+    for (int k = 0; k < kd; k++, x += ldx, bp += FC_PW_NR)
+        for (int v = 0; v < 3; v++) {
+            const float *s = x + d->ob[v];
+            _mm512_store_ps(bp + 16 * v, _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(d->ma[v], s), d->mb[v], s + d->dx));
+        }
 }
 
-FC_PW_TARGET static void fc_pw_tile_split(int kd, const float *w, ptrdiff_t ldw, int mrows, const float *b,
-                                          ptrdiff_t ldb, const fc_pw_pan *d, float *c, ptrdiff_t ldc,
-                                          const float *bias, const float *pf, ptrdiff_t pfld, int pfrows,
-                                          const fc_pw_pan *pd) {
-    fc_pw_tile(kd, w, ldw, mrows, b, ldb, d, c, ldc, bias, pf, pfld, pfrows, pd, 0);
+FC_PW_TARGET static void fc_pw_tile_any(int kd, const float *w, ptrdiff_t ldw, int mrows, const float *bp,
+                                        const fc_pw_pan *d, float *c, ptrdiff_t ldc, const float *bias,
+                                        const float *pf, ptrdiff_t pfld, int pfrows, const fc_pw_pan *pd) {
+    fc_pw_tile(kd, w, ldw, mrows, bp, FC_PW_NR, d, c, ldc, bias, pf, pfld, pfrows, pd, d->simple);
 }
 
 /* panel p of the column space (ncols = N * hw columns): descriptor and the offsets of its first
@@ -158,15 +163,35 @@ static void fc_pw_panel(ptrdiff_t p, ptrdiff_t ncols, ptrdiff_t hw, ptrdiff_t xs
 /* Work units [u0, u1) of y = W . x (+ bias), unit u = (48-column panel u / mpan, row block
  * u % mpan) over the column space of N images (hw >= 16 columns each; x images xs floats
  * apart, y images ys apart, rows hw apart), W: K x C rows ldw apart; bias NULL for none.
- * Panel-major order, so consecutive units of a thread share the panel (from L2); each
- * unit prefetches its share of the next panel's C rows. */
-FC_PW_TARGET static void fc_pw_forward(int K, int C, const float *w, ptrdiff_t ldw, const float *x, ptrdiff_t xs,
-                                       float *y, ptrdiff_t ys, ptrdiff_t hw, int N, ptrdiff_t u0, ptrdiff_t u1,
-                                       const float *bias) {
+ * Panel-major order: a thread packs a panel (C x 48, contiguous: one TLB page per 21 rows,
+ * where x's rows are one or more 4 KiB pages apart unless the array got huge pages) and
+ * runs its row blocks on it; each unit prefetches its share of the next panel's C rows,
+ * so the packing reads from L2.  Returns 0, or -1 when the panel buffer could not be had
+ * (nothing written then). */
+FC_PW_TARGET static int fc_pw_forward(int K, int C, const float *w, ptrdiff_t ldw, const float *x, ptrdiff_t xs,
+                                      float *y, ptrdiff_t ys, ptrdiff_t hw, int N, ptrdiff_t u0, ptrdiff_t u1,
+                                      const float *bias) {
     int mpan = (K + FC_PW_MR - 1) / FC_PW_MR, share = (C + mpan - 1) / mpan;
     ptrdiff_t ncols = (ptrdiff_t)N * hw, npan = (ncols + FC_PW_NR - 1) / FC_PW_NR, cur = -1;
     ptrdiff_t xo = 0, yo = 0, xn = 0, yn = 0;
     fc_pw_pan d, dn;
+    if (u1 <= u0) return 0;
+    float *bp = fc_pw_no_buffer ? NULL : (float *)aligned_alloc(64, (size_t)C * FC_PW_NR * sizeof(float));
+    if (!bp) {  /* no memory for the panel: plain loops (right, slow; never seen in practice) */
+        for (ptrdiff_t u = u0; u < u1; u++) {
+            ptrdiff_t p = u / mpan;
+            int i = (int)(u - p * mpan);
+            for (int r = i * FC_PW_MR; r < K && r < (i + 1) * FC_PW_MR; r++)
+                for (ptrdiff_t g = p * FC_PW_NR; g < ncols && g < (p + 1) * FC_PW_NR; g++) {
+                    ptrdiff_t n = g / hw, q = g - n * hw;
+                    const float *xc = x + n * xs + q;
+                    float acc = bias ? bias[r] : 0.0f;
+                    for (int k = 0; k < C; k++) acc += w[(ptrdiff_t)r * ldw + k] * xc[(ptrdiff_t)k * hw];
+                    y[n * ys + (ptrdiff_t)r * hw + q] = acc;
+                }
+        }
+        return 0;
+    }
     for (ptrdiff_t u = u0; u < u1; u++) {
         ptrdiff_t p = u / mpan;
         int i = (int)(u - p * mpan);
@@ -174,26 +199,25 @@ FC_PW_TARGET static void fc_pw_forward(int K, int C, const float *w, ptrdiff_t l
             if (cur >= 0 && p == cur + 1) { d = dn; xo = xn; yo = yn; }
             else fc_pw_panel(p, ncols, hw, xs, ys, &d, &xo, &yo);
             if (p + 1 < npan) fc_pw_panel(p + 1, ncols, hw, xs, ys, &dn, &xn, &yn);
+            fc_pw_pack(C, x + xo, hw, &d, bp);
             cur = p;
         }
         int mrows = K - i * FC_PW_MR < FC_PW_MR ? K - i * FC_PW_MR : FC_PW_MR;
         int r0 = i * share, nr = C - r0 < share ? C - r0 : share;
         const float *pf = p + 1 < npan && nr > 0 ? x + xn + (ptrdiff_t)r0 * hw : NULL;
-        const float *wi = w + (ptrdiff_t)i * FC_PW_MR * ldw;
-        const float *bi = bias ? bias + i * FC_PW_MR : NULL;
-        float *yi = y + yo + (ptrdiff_t)i * FC_PW_MR * hw;
-        if (d.simple)
-            fc_pw_tile_simple(C, wi, ldw, mrows, x + xo, hw, &d, yi, hw, bi, pf, hw, nr, &dn);
-        else
-            fc_pw_tile_split(C, wi, ldw, mrows, x + xo, hw, &d, yi, hw, bi, pf, hw, nr, &dn);
+        fc_pw_tile_any(C, w + (ptrdiff_t)i * FC_PW_MR * ldw, ldw, mrows, bp, &d,
+                       y + yo + (ptrdiff_t)i * FC_PW_MR * hw, hw, bias ? bias + i * FC_PW_MR : NULL, pf, hw, nr, &dn);
     }
+    free(bp);
+    return 0;
 }
 #else
 static int fc_pw_available(void) { return 0; }
-static void fc_pw_forward(int K, int C, const float *w, ptrdiff_t ldw, const float *x, ptrdiff_t xs,
-                          float *y, ptrdiff_t ys, ptrdiff_t hw, int N, ptrdiff_t u0, ptrdiff_t u1,
-                          const float *bias) {
+static int fc_pw_forward(int K, int C, const float *w, ptrdiff_t ldw, const float *x, ptrdiff_t xs,
+                         float *y, ptrdiff_t ys, ptrdiff_t hw, int N, ptrdiff_t u0, ptrdiff_t u1,
+                         const float *bias) {
     (void)K; (void)C; (void)w; (void)ldw; (void)x; (void)xs; (void)y; (void)ys; (void)hw; (void)N;
-    (void)u0; (void)u1; (void)bias;
+    (void)u0; (void)u1; (void)bias; (void)fc_pw_no_buffer;
+    return -1;
 }
 #endif

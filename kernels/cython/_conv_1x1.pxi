@@ -6,7 +6,8 @@
 
 cdef extern from "_conv_1x1.h" nogil:
     int fc_pw_available()
-    void fc_pw_forward(int K, int C, const float* w, Py_ssize_t ldw, const float* x, Py_ssize_t xs,
+    int fc_pw_no_buffer
+    int fc_pw_forward(int K, int C, const float* w, Py_ssize_t ldw, const float* x, Py_ssize_t xs,
                        float* y, Py_ssize_t ys, Py_ssize_t hw, int N, Py_ssize_t u0, Py_ssize_t u1,
                        const float* bias)
 
@@ -41,6 +42,12 @@ cdef void _pw_fwd_item(const real* x, const real* w, const real* b, real* y, con
         _gemm(c'N', c'N', e - a, g.Kg, g.Cg, <real>1, xg + a, hw, wg, g.Cg, <real>0, yg + a, hw)
         if bg != NULL:
             _bias_rows(yg, bg, g.Kg, hw, a, e)
+
+
+def _pw_no_buffer(on):
+    """Test hook: make the kernel act as if its panel buffer could not be allocated."""
+    global fc_pw_no_buffer
+    fc_pw_no_buffer = 1 if on else 0
 
 
 def _pw_use_avx512(on=None):
