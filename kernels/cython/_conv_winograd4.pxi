@@ -225,6 +225,10 @@ cdef void _dy_tiles(const real* dy, real* D, const WG* g, Py_ssize_t t0, int nb,
     cdef Py_ssize_t ks = <Py_ssize_t>g.K * nb + SKEW, pq = <Py_ssize_t>g.P * g.Q
     cdef const real* yp
     cdef real buf[4 * SS]
+    if real is float:
+        if tile == 4 and _x4:
+            _dy_tiles_x(dy, D, g, t0, nb)
+            return
     for k in range(g.K):
         n = t0 // (g.th * g.tw)
         ti = (t0 % (g.th * g.tw)) // g.tw

@@ -24,7 +24,8 @@
 #define FCW4X_OK 0
 #endif
 
-#define FCW4X_SS 68 /* row stride of the strips: 16 lanes x 4 columns + 2, rounded up */
+#define FCW4X_SS 96 /* row stride of the strips: 16 lanes x 4 columns + 2, and room for whole-vector
+                        stores past a segment (fcw4x_seg_in) */
 
 static int fcw4x_available(void) {
 #if FCW4X_OK
@@ -36,8 +37,9 @@ static int fcw4x_available(void) {
 }
 
 #if FCW4X_OK
-FCW4X_T static inline __mmask16 fcw4x_lanes(int n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+FCW4X_T static inline __mmask16 fcw4x_lanes(int n) {  /* the low n of 16 lanes, n clamped to 0 .. 16 */
+    n = n < 0 ? 0 : n > 16 ? 16 : n;
+    return (__mmask16)((1u << n) - 1u);
 }
 
 /* Columns -> lanes: e_b[j] = E[4j + b], b < 4, from the 64 floats at E (4x4 transposes of
@@ -161,22 +163,25 @@ FCW4X_T static void fcw4x_out(const float *mp, ptrdiff_t ks, float *y0, ptrdiff_
     }
 }
 
-/* One segment into an input strip: rows h0 .. h0+5 and columns w0 .. w0+ncol-1 of an H x W
- * plane, zero outside it, to dst (rows FCW4X_SS apart). */
-FCW4X_T static void fcw4x_seg_in(const float *plane, int H, int W, int h0, int w0, int ncol, float *dst) {
-    for (int a = 0; a < 6; a++) {
+/* One segment into an input strip: rows h0 .. h0+nrows-1 (6 for x, 4 for dy) and columns w0 .. w0+ncol-1 of an H x W
+ * plane, zero outside it, to dst (rows FCW4X_SS apart).  Whole vectors are stored, so up to 15
+ * columns past the segment get junk: segments are filled left to right, and the strip rows have
+ * room for it (masked stores cost more here). */
+FCW4X_T static void fcw4x_seg_in(const float *plane, int H, int W, int h0, int w0, int ncol, float *dst, int nrows) {
+    __mmask16 ok[5];  /* lanes l of chunk q with 0 <= w0 + 16q + l < W and 16q + l < ncol */
+    int nq = (ncol + 15) / 16;
+    for (int q = 0; q < nq; q++) {
+        int c0 = w0 + 16 * q, lo = c0 < 0 ? -c0 : 0, hi = W - c0, hn = ncol - 16 * q;
+        ok[q] = (__mmask16)(fcw4x_lanes(hi < hn ? hi : hn) & ~fcw4x_lanes(lo));
+    }
+    for (int a = 0; a < nrows; a++) {
         int ih = h0 + a;
         float *d = dst + a * FCW4X_SS;
-        for (int q = 0; q < ncol; q += 16) {
-            __mmask16 m = fcw4x_lanes(ncol - q);
-            __m512 t = _mm512_setzero_ps();
-            if (ih >= 0 && ih < H) {
-                int c0 = w0 + q;  /* lanes l with 0 <= c0 + l < W */
-                int lo = c0 < 0 ? -c0 : 0, hi = W - c0;
-                __mmask16 ok = (__mmask16)(fcw4x_lanes(hi) & ~fcw4x_lanes(lo) & m);
-                t = _mm512_maskz_loadu_ps(ok, plane + (ptrdiff_t)ih * W + c0);
-            }
-            _mm512_mask_storeu_ps(d + q, m, t);
+        if (ih >= 0 && ih < H) {
+            const float *src = plane + (ptrdiff_t)ih * W + w0;
+            for (int q = 0; q < nq; q++) _mm512_storeu_ps(d + 16 * q, _mm512_maskz_loadu_ps(ok[q], src + 16 * q));
+        } else {
+            for (int q = 0; q < nq; q++) _mm512_storeu_ps(d + 16 * q, _mm512_setzero_ps());
         }
     }
 }
@@ -194,9 +199,60 @@ FCW4X_T static void fcw4x_seg_out(const float *src, float *plane, int P, int Q, 
         }
     }
 }
+/* Backward-weight: for the kept lanes j < nl of 4x4 dy tiles at y0 + 4j (4 rows Q apart, columns
+ * < 4nl read), in order, d[xi * ks + i] = (A dY A^T)[xi]; A rows (1,0,0,0) (1,1,1,1) (1,-1,1,-1)
+ * (1,2,4,8) (1,-2,4,-8) (0,0,0,1). */
+FCW4X_T static void fcw4x_dy(const float *y0, ptrdiff_t Q, float *d, ptrdiff_t ks, int nl, unsigned keep) {
+    float E[6][64] __attribute__((aligned(64)));
+    int ncol = 4 * nl;
+    const __m512 c2 = _mm512_set1_ps(2.0f), c4 = _mm512_set1_ps(4.0f), c8 = _mm512_set1_ps(8.0f);
+    for (int q = 0; q < 64; q += 16) {
+        __mmask16 m = fcw4x_lanes(ncol - q);
+        __m512 a = _mm512_maskz_loadu_ps(m, y0 + q), b = _mm512_maskz_loadu_ps(m, y0 + Q + q);
+        __m512 e = _mm512_maskz_loadu_ps(m, y0 + 2 * Q + q), f = _mm512_maskz_loadu_ps(m, y0 + 3 * Q + q);
+        __m512 pe = _mm512_add_ps(a, e), pf = _mm512_add_ps(b, f), qe = _mm512_fmadd_ps(c4, e, a);
+        __m512 qf = _mm512_fmadd_ps(c8, f, _mm512_mul_ps(c2, b));
+        _mm512_store_ps(&E[0][q], a);
+        _mm512_store_ps(&E[1][q], _mm512_add_ps(pe, pf));
+        _mm512_store_ps(&E[2][q], _mm512_sub_ps(pe, pf));
+        _mm512_store_ps(&E[3][q], _mm512_add_ps(qe, qf));
+        _mm512_store_ps(&E[4][q], _mm512_sub_ps(qe, qf));
+        _mm512_store_ps(&E[5][q], f);
+    }
+    __mmask16 km = (__mmask16)keep;
+    int cnt = __builtin_popcount(keep & 0xFFFFu);
+    __mmask16 sm = fcw4x_lanes(cnt);
+    int full = (unsigned)km == (unsigned)sm;
+    for (int r = 0; r < 6; r++) {
+        __m512 a, b, e, f, o[6];
+        fcw4x_deint(E[r], &a, &b, &e, &f);
+        __m512 pe = _mm512_add_ps(a, e), pf = _mm512_add_ps(b, f), qe = _mm512_fmadd_ps(c4, e, a);
+        __m512 qf = _mm512_fmadd_ps(c8, f, _mm512_mul_ps(c2, b));
+        o[0] = a;
+        o[1] = _mm512_add_ps(pe, pf);
+        o[2] = _mm512_sub_ps(pe, pf);
+        o[3] = _mm512_add_ps(qe, qf);
+        o[4] = _mm512_sub_ps(qe, qf);
+        o[5] = f;
+        float *dr = d + (ptrdiff_t)(6 * r) * ks;
+        for (int c = 0; c < 6; c++)
+            _mm512_mask_storeu_ps(dr + (ptrdiff_t)c * ks, sm, full ? o[c] : _mm512_maskz_compress_ps(km, o[c]));
+    }
+}
+
+/* Prefetch rows r0 .. r1-1 (clamped to 0 .. H-1) of an H x W plane into L2. */
+static inline void fcw4x_prefetch_rows(const float *plane, int H, int W, int r0, int r1) {
+    if (r0 < 0) r0 = 0;
+    if (r1 > H) r1 = H;
+    if (r1 <= r0) return;
+    const char *p = (const char *)(plane + (ptrdiff_t)r0 * W), *e = (const char *)(plane + (ptrdiff_t)r1 * W);
+    for (; p < e; p += 64) _mm_prefetch(p, _MM_HINT_T1);
+}
 #else
+static inline void fcw4x_prefetch_rows(const float *plane, int H, int W, int r0, int r1) {}
 static void fcw4x_in(const float *r0, ptrdiff_t W, float *v, ptrdiff_t cs, int nl, unsigned keep) {}
 static void fcw4x_out(const float *mp, ptrdiff_t ks, float *y0, ptrdiff_t Q, int nl, unsigned keep, float bv) {}
-static void fcw4x_seg_in(const float *plane, int H, int W, int h0, int w0, int ncol, float *dst) {}
+static void fcw4x_seg_in(const float *plane, int H, int W, int h0, int w0, int ncol, float *dst, int nrows) {}
+static void fcw4x_dy(const float *y0, ptrdiff_t Q, float *d, ptrdiff_t ks, int nl, unsigned keep) {}
 static void fcw4x_seg_out(const float *src, float *plane, int P, int Q, int p0, int q0, int ncol) {}
 #endif
