@@ -1,18 +1,20 @@
-/* Pointwise (1x1, stride 1, no padding) float32 forward, AVX-512, no packing at all.
+/* Pointwise (1x1, stride 1, no padding) float32 forward, AVX-512.
  *
- * Per image y[K x HW] = W[K x C] . x[C x HW] (+ bias per row).  An 8 x 48 register tile
- * (24 zmm accumulators, like _conv_gemm.h's micro-kernel) takes its A values by broadcast
- * straight from W's rows (8 rows x C floats: 8 KiB at C = 256, stays in L1) and its B
- * vectors straight from x's rows (48 columns of each channel row, hw floats apart), so
- * neither operand is copied: the old measurement that found the packed GEMM slower here
- * paid for packing x, one extra pass over 25 MB per call.  Loop order: a 48-column panel
- * of x outer, the K/8 row blocks of W inner, so each panel (C x 48 floats, 48 KiB) is
- * read from DRAM once and re-used from L2 by every row block; while a panel is in use
- * the kernel software-prefetches the next one, spread evenly over the row blocks, so the
- * DRAM traffic overlaps the FMAs.  Bias is added in the epilogue; the column tail (HW not
- * a multiple of 48) uses masked loads and stores, the row tail (K not a multiple of 8)
- * computes duplicate rows it does not store.  Rounding: FMA accumulation in channel
- * order, relative error ~1e-7 against float64.
+ * y[K x N*HW] = W[K x C] . X[C x N*HW] (+ bias per row), the columns of all images side by
+ * side (small images share panels).  An 8 x 48 register tile (24 zmm accumulators, like
+ * _conv_gemm.h's micro-kernel) broadcasts its A values straight from W's rows (8 rows x C:
+ * 8 KiB at C = 256, in L1; W is never packed) and loads B from a 48-column panel of x that
+ * the thread copies once into a contiguous C x 48 buffer and then re-uses for all K/8 row
+ * blocks.  That copy is cheap because it reads from cache: while the row blocks of one
+ * panel run, each prefetches its share of the next panel's C rows, so x's 25 MB (ResNet
+ * bottleneck) stream in under the FMAs instead of costing a pass of their own (an earlier
+ * packed attempt packed all of x first).  The copy also keeps the inner loop on one TLB
+ * page per 21 rows: read in place, x's rows are a page or more apart and each k step missed
+ * the L1 DTLB whenever x had no huge pages (45-57 instead of ~100 GF/s).  Each tile also
+ * prefetches its 24 output lines for writing before its k loop, and adds the bias in the
+ * epilogue.  Column tails and panels spanning two images use masked loads (in the copy)
+ * and masked stores; the row tail (K % 8) computes duplicate rows it does not store.
+ * Rounding: FMA accumulation in channel order, ~1e-7 relative to float64.
  *
  * Compiled with target("avx512f") (portable build, no -march=native); fc_pw_available()
  * says whether the CPU runs it, elsewhere conv.pyx keeps the OpenBLAS path. */
@@ -90,18 +92,25 @@ fc_pw_tile(int kd, const float *w, ptrdiff_t ldw, int mrows, const float *b, ptr
         for (int t = 0; t < rows_per && pr < pfrows; t++, pr++) {
             const char *p = (const char *)(pf + (ptrdiff_t)pr * pfld);
             if (pd->simple) {
-                _mm_prefetch(p, _MM_HINT_T1);
-                _mm_prefetch(p + 64, _MM_HINT_T1);
-                _mm_prefetch(p + 128, _MM_HINT_T1);
-                _mm_prefetch(p + 191, _MM_HINT_T1);
+                _mm_prefetch(p, _MM_HINT_T0);
+                _mm_prefetch(p + 64, _MM_HINT_T0);
+                _mm_prefetch(p + 128, _MM_HINT_T0);
+                _mm_prefetch(p + 191, _MM_HINT_T0);
             } else {
                 for (int v = 0; v < 3; v++) {
                     const char *q = p + pd->ob[v] * 4;
-                    _mm_prefetch(q, _MM_HINT_T1);
-                    _mm_prefetch(q + 63, _MM_HINT_T1);
-                    _mm_prefetch(q + pd->dx * 4, _MM_HINT_T1);
-                    _mm_prefetch(q + pd->dx * 4 + 63, _MM_HINT_T1);
+                    _mm_prefetch(q, _MM_HINT_T0);
+                    _mm_prefetch(q + 63, _MM_HINT_T0);
+                    _mm_prefetch(q + pd->dx * 4, _MM_HINT_T0);
+                    _mm_prefetch(q + pd->dx * 4 + 63, _MM_HINT_T0);
                 }
+            }
+        }
+        if (k0 == 0) {  /* the tile's output lines, for writing (saves the stall of 24 store misses) */
+            for (int r = 0; r < mrows; r++) {
+                const char *q = (const char *)(c + (ptrdiff_t)r * ldc + d->oc[0]);
+                __builtin_prefetch(q, 1, 3); __builtin_prefetch(q + 64, 1, 3);
+                __builtin_prefetch(q + 128, 1, 3); __builtin_prefetch(q + 191, 1, 3);
             }
         }
         int k1 = k0 + per < kd ? k0 + per : kd;
