@@ -67,19 +67,25 @@ def knobs(monkeypatch):
 @needs_packed
 @pytest.mark.parametrize("case", CASES, ids=[f"c{i}" for i in range(len(CASES))])
 @pytest.mark.parametrize("mode", ["default", "tiny_chunks_3threads", "kc_blocks_2threads", "shift_always_2threads",
-                                  "shift_never"])
+                                  "shift_never", "bw_rows_always_3threads"])
 def test_packed_matches_torch(case, mode, knobs):
     if mode == "tiny_chunks_3threads":   # 48-column chunks: chunks start mid-row and mid-image
         knobs.setattr(CV, "PK_BYTES", 1)
+        knobs.setattr(CV, "PK_BW_COLS", 16)  # backward-weight: 16-column chunks
         fastconv.set_num_threads(3)
     elif mode == "kc_blocks_2threads":   # depth passes of 16 (C accumulates across passes)
         knobs.setattr(CV, "PK_KC", 16)
+        knobs.setattr(CV, "PK_BW_KC", 16)
         knobs.setattr(CV, "PK_PADCOPY", "always")  # forward im2col from the padded copy too
         fastconv.set_num_threads(2)
     elif mode == "shift_always_2threads":  # stride-1 forward over the padded width (no im2col)
         knobs.setattr(CV, "PK_SHIFT", "always")
         knobs.setattr(CV, "PK_BYTES", 30000)
         fastconv.set_num_threads(2)
+    elif mode == "bw_rows_always_3threads":  # backward-weight: taps as kernel rows (S <= 8), tiny chunks
+        knobs.setattr(CV, "PK_BW_ROWS", "always")
+        knobs.setattr(CV, "PK_BW_COLS", 40)
+        fastconv.set_num_threads(3)
     else:  # im2col everywhere; the forward's im2col checks bounds on x itself (no padded copy)
         knobs.setattr(CV, "PK_SHIFT", "never")
         knobs.setattr(CV, "PK_PADCOPY", "never")
@@ -109,7 +115,10 @@ def test_packed_path_scope():
     f32 = np.dtype(np.float32)
     assert all(CV._pk_eligible(f32, 1, (192, 64, 5, 5), d) == CV._PK_OK for d in (0, 1, 2))  # alexnet
     assert CV._pk_eligible(f32, 1, (64, 3, 7, 7), 0) == CV._PK_OK      # stem forward
-    assert not CV._pk_eligible(f32, 1, (64, 3, 7, 7), 2, 112 * 112)    # stem dW: 147 of 192 columns
+    assert CV._pk_eligible(f32, 1, (64, 3, 7, 7), 2, 112 * 112) == CV._PK_OK  # stem dW: the rows variant
+    assert CV._bw_rows_pays(64, 147, 7) and not CV._bw_rows_pays(256, 1152, 3)  # stem rows, strided panels
+    assert not CV._bw_rows_pays(64, 147, 3)                            # too few taps for the rows kernel
+    assert not CV._pk_eligible(f32, 1, (16, 3, 3, 3), 2, 32 * 32)      # 27 of 48 columns, 3 taps: OpenBLAS
     assert CV._pk_eligible(f32, 1, (16, 6, 5, 5), 2, 100) == CV._PK_OK  # lenet_c3 dW: small images
     assert not CV._pk_eligible(f32, 1, (6, 1, 5, 5), 0)                # lenet_c1: depth 25
     assert not CV._pk_eligible(f32, 1, (6, 1, 5, 5), 1)                # lenet_c1 dx: depth 6

@@ -12,6 +12,8 @@
  * -march=native needed) and used only when the CPU has AVX-512F (fc_cg_available);
  * elsewhere conv.pyx keeps the OpenBLAS path.  Rounding: plain FMA accumulation in
  * k order, like any GEMM: relative error ~1e-7 against float64. */
+#ifndef FC_CONV_GEMM_H
+#define FC_CONV_GEMM_H
 #include <stddef.h>
 #include <string.h>
 
@@ -238,24 +240,6 @@ FC_CG_TARGET static inline void fc_cg_tr16(__m512 *r) {
     for (int i = 0; i < 16; i++) r[i] = t[i];
 }
 
-/* transposed B panel: FC_NR source rows (row j at src + j*lds, ncols long; rows past the
- * real ones must be zero) become the panel's columns: bp[k][j] = src_j[k], depth ncols. */
-FC_CG_TARGET static void fc_cg_pack_bt_panel(const float *src, ptrdiff_t lds, int ncols, float *bp) {
-    int k0 = 0;
-    for (; k0 + 16 <= ncols; k0 += 16)
-        for (int g = 0; g < FC_NR / 16; g++) {
-            __m512 r[16];
-            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (ptrdiff_t)(g * 16 + i) * lds + k0);
-            fc_cg_tr16(r);
-            for (int i = 0; i < 16; i++) _mm512_storeu_ps(bp + (ptrdiff_t)(k0 + i) * FC_NR + g * 16, r[i]);
-        }
-    for (int k = k0; k < ncols; k++)
-        for (int j = 0; j < FC_NR; j++) bp[(ptrdiff_t)k * FC_NR + j] = src[(ptrdiff_t)j * lds + k];
-}
-#else
-static void fc_cg_pack_bt_panel(const float *src, ptrdiff_t lds, int ncols, float *bp) {
-    (void)src; (void)lds; (void)ncols; (void)bp;
-}
 #endif
 
 /* ---- stride-1 forward over the padded width (no im2col) ---- */
@@ -379,7 +363,13 @@ static void fc_cg_im2col_tab(const float *base, const fc_cg_segment *sg, int ns,
                 __m512 lo = _mm512_loadu_ps(s + 2 * k), hi = _mm512_maskz_loadu_ps(0x7fff, s + 2 * k + 16);
                 _mm512_storeu_ps(d + k, _mm512_permutex2var_ps(lo, even, hi));
             }
-            for (; k < len; k++) d[k] = s[2 * k];
+            if (k < len) {  /* tail: masked loads of s[2k .. 2len-2], masked store */
+                int r2 = 2 * (int)(len - k) - 1;
+                __mmask16 ml = (__mmask16)(r2 >= 16 ? 0xffff : (1u << r2) - 1u);
+                __mmask16 mh = (__mmask16)(r2 <= 16 ? 0 : (1u << (r2 - 16)) - 1u);
+                __m512 lo = _mm512_maskz_loadu_ps(ml, s + 2 * k), hi = _mm512_maskz_loadu_ps(mh, s + 2 * k + 16);
+                _mm512_mask_storeu_ps(d + k, (__mmask16)((1u << (len - k)) - 1u), _mm512_permutex2var_ps(lo, even, hi));
+            }
         }
         return;
     }
@@ -424,3 +414,4 @@ static void fc_cg_col2im_tab(float *base, const fc_cg_segment *sg, int ns, int s
         for (; k < len; k++) d[k * sw] += s[k];
     }
 }
+#endif /* FC_CONV_GEMM_H */

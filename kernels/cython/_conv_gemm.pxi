@@ -32,7 +32,6 @@ cdef extern from "_conv_gemm.h" nogil:
     void fc_cg_pack_rows48(const float* src, Py_ssize_t ld, int K, float* bp)
     void fc_cg_col2im_shift(const float* cs, Py_ssize_t ldc, int C, int R, int S, int dh, int dw, int Wp,
                             Py_ssize_t cstride, Py_ssize_t j0, float* dxn)
-    void fc_cg_pack_bt_panel(const float* src, Py_ssize_t lds, int ncols, float* bp)
     void fc_cg_im2col(const float* xc, int H, int W, int Q, int sh, int sw, int ih0, int iw0,
                       int a, int b, float* dst, int col0, Py_ssize_t pstride)
 
@@ -191,38 +190,7 @@ cdef void _pk_bwi_shift_chunk(const float* dyp, const float* ap, float* dxp, flo
                            col - n * ipan, dxp + n * g.C * cstride)
 
 
-cdef void _pk_bww_chunk(const float* dy, const float* x, float* dws, float* ws, fc_cg_segment* sg,
-                        const Geo* g, int Hp, int Wp, Py_ssize_t c0, Py_ssize_t c1, int kc) noexcept nogil:
-    """x: the zero-padded input; im2col rows (via a segment table) are transposed into B panels."""
-    cdef int crs = g.Cg * g.R * g.S, ncols = <int>(c1 - c0), t, nr, k, ns, rs = g.R * g.S, tk
-    cdef Py_ssize_t plane = <Py_ssize_t>Hp * Wp
-    cdef int npan = (crs + FC_NR - 1) // FC_NR, mpan = (g.K + FC_MR - 1) // FC_MR
-    cdef Py_ssize_t ldc = <Py_ssize_t>npan * FC_NR, pq = <Py_ssize_t>g.P * g.Q, n, a, b, off, cc
-    cdef float* ap = ws
-    cdef float* bp = ap + <Py_ssize_t>mpan * FC_MR * ncols
-    cdef float* tmp = bp + ldc * ncols
-    cc = c0
-    off = 0
-    while cc < c1:
-        n = cc // pq
-        a = cc - n * pq
-        b = min(pq, a + c1 - cc)
-        fc_cg_pack_a_rows(dy + n * g.K * pq + a, pq, g.K, <int>off, <int>(b - a), ncols, ap)
-        off += b - a
-        cc += b - a
-    ns = fc_cg_segments(c0, c1, g.P, g.Q, Wp, g.C * plane, g.sh, g.sw, 0, sg)
-    t = 0
-    while t < crs:  # FC_NR im2col rows at a time, transposed into one B panel
-        nr = min(FC_NR, crs - t)
-        for k in range(nr):
-            tk = t + k
-            fc_cg_im2col_tab(x + (tk // rs) * plane + <Py_ssize_t>((tk % rs) // g.S) * g.dh * Wp + (tk % g.S) * g.dw,
-                             sg, ns, g.sw, tmp + <Py_ssize_t>k * ncols)
-        if nr < FC_NR:
-            memset(tmp + <Py_ssize_t>nr * ncols, 0, <Py_ssize_t>(FC_NR - nr) * ncols * sizeof(float))
-        fc_cg_pack_bt_panel(tmp, ncols, ncols, bp + <Py_ssize_t>(t // FC_NR) * ncols * FC_NR)
-        t += nr
-    fc_cg_gemm(mpan * FC_MR, npan * FC_NR, ncols, kc, ap, bp, dws, ldc, 1, NULL)
+include "_conv_gemm_bw.pxi"
 
 
 cdef void _pk_run(int which, const float* a, const float* b, const float* bias, float* out,
@@ -233,6 +201,8 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
     cut into chunks inside.  which 2: ``out`` holds nt private padded dW copies."""
     cdef Py_ssize_t total = <Py_ssize_t>g.N * g.P * g.Q, pq = <Py_ssize_t>g.P * g.Q, c0, c1, e
     cdef Py_ssize_t dwsize = <Py_ssize_t>((g.K + FC_MR - 1) // FC_MR * FC_MR) * ((g.Cg * g.R * g.S + FC_NR - 1) // FC_NR * FC_NR)
+    if which == 5:
+        dwsize = <Py_ssize_t>g.Cg * g.R * g.S * ((g.K + FC_BW_NR - 1) // FC_BW_NR * FC_BW_NR)
     cdef int it, tid = 0, nitems
     cdef Py_ssize_t ipan = (<Py_ssize_t>g.P * Wp + FC_NR - 1) // FC_NR * FC_NR
     cdef Py_ssize_t cstride = <Py_ssize_t>(g.H + 2 * g.ph) * Wp + FC_NR + (g.S - 1) * g.dw
@@ -254,6 +224,9 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
             elif which == 2:
                 _pk_bww_chunk(a, b, out + tid * dwsize, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp,
                               it * chunk, min(total, (it + 1) * chunk), kc)
+            elif which == 5:
+                _pk_bwr_chunk(a, b, out + tid * dwsize, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp,
+                              it * chunk, min(total, (it + 1) * chunk))
             else:
                 c0 = <Py_ssize_t>it * imgs * pq
                 e = min(total, c0 + <Py_ssize_t>imgs * pq)
@@ -302,6 +275,8 @@ def _pad(src, Geo g, int Hp, int Wp, int nt, out=None):
 
 PK_BYTES = 1 << 20  # packed B block per thread (with kc blocking the hot part stays in L2)
 PK_KC = 384         # depth of one GEMM pass (A panel slice 8 x kc, B slice kc x 48 stay in L1/L2)
+PK_BW_COLS = 384    # backward-weight: target columns (GEMM depth) per chunk
+PK_BW_KC = 0        # backward-weight depth blocking inside a chunk (0: none, the chunk is the depth)
 _PK_OK = bool(fc_cg_available())
 PK_PADCOPY = "auto"  # forward im2col from a zero-padded copy: "auto" (R*S*P*Q >= 4*Hp*Wp), "always", "never"
 PK_SHIFT = "auto"    # stride-1 forward without im2col: "auto" (rows shorter than 16), "always", "never"
@@ -324,7 +299,8 @@ def _pk_eligible(x_dtype, int groups, w_shape=None, int which=-1, pq=0):
         return crs >= 32 and pq != 1
     if which == 1:
         return int(w_shape[0]) >= 16
-    return (crs + 47) // 48 * 48 * 0.9 <= crs or 0 < pq < 1024
+    return ((crs + 47) // 48 * 48 * 0.9 <= crs or 0 < pq < 1024
+            or _bw_rows_pays(int(w_shape[0]), crs, int(w_shape[3])))
 
 
 def _shift_pays(int P, int Q, int Wp, int NR):
@@ -364,10 +340,12 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
         dxp = np.zeros(g.N * g.C * cst, np.float32)
     if which == 1 and (g.ph or g.pw):  # col2im adds into a zero-padded dx (no bounds logic)
         dxp = np.zeros((g.N, g.C, Hp, Wp), np.float32)
+    if which == 2 and _bw_rows_pick(g):
+        which = 5  # taps as kernel rows, straight from the padded input (no im2col)
     cdef int Hq = Hp
     if which == 0 and (PK_PADCOPY == "never" or (PK_PADCOPY == "auto" and g.R * g.S * g.P * g.Q < 4 * Hp * Wp)):
         Hq = 0  # forward: im2col checks bounds on x itself (a padded copy costs more than it saves)
-    elif which in (0, 2) and (g.ph or g.pw):  # im2col reads a zero-padded copy (no bounds logic)
+    elif which in (0, 2, 5) and (g.ph or g.pw):  # im2col reads a zero-padded copy (no bounds logic)
         xq = _pad(a if which == 0 else b, g, Hp, Wp, nt)
         if which == 0:
             a = xq
@@ -377,6 +355,8 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     chunk = max(NR, (PK_BYTES // (4 * rowf)) // NR * NR)
     if which not in (1, 4):  # at least ~3 chunks per thread (load balance)
         chunk = max(NR, min(chunk, (total + 3 * nt * NR - 1) // (3 * nt * NR) * NR))
+    if which in (2, 5):  # columns are the GEMM depth here: C tiles reloaded once per chunk
+        chunk = _bw_chunk(total, nt)
     imgs = max(1, g.N // (3 * nt)) if which in (1, 4) else 1
     if which in (0, 3):
         ap = np.empty(Kp * crs, np.float32)
@@ -384,9 +364,12 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     elif which in (1, 4):
         ap = np.empty((crs + MR - 1) // MR * MR * g.K, np.float32)
         stride = chunk * g.K + crsp * chunk
+    elif which == 2:
+        ap = None
+        stride = Kp * chunk + crsp * chunk + 16 * chunk
     else:
         ap = None
-        stride = Kp * chunk + crsp * chunk + NR * chunk
+        stride = (g.K + FC_BW_NR - 1) // FC_BW_NR * FC_BW_NR * chunk
     work = np.empty(nt * stride + 16, np.float32)
     segs = np.empty((nt * (chunk + 4), 3), np.intp)  # fc_cg_segment tables
     cdef float* pw = <float*>_ptr(work)
@@ -396,7 +379,7 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     cdef float* pap = NULL if ap is None else <float*>_ptr(ap)
     cdef float* po
     cdef fc_cg_segment* psg = <fc_cg_segment*>_ptr(segs)
-    cdef int K = g.K, kc = PK_KC, nt_ = nt, im = imgs
+    cdef int K = g.K, kc = PK_BW_KC if which == 2 else PK_KC, nt_ = nt, im = imgs
     cdef Py_ssize_t ch = chunk, ws = stride
     if which in (0, 3):
         fc_cg_pack_a_rows(pb, crs, K, 0, crs, crs, pap)
@@ -405,11 +388,15 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
         fc_cg_pack_a_cols(pb, crs, crs, K, pap)
         pb = pap
     target = np.zeros((nt, Kp, crsp), np.float32) if which == 2 else (dxp if dxp is not None else out)
+    if which == 5:
+        target = np.zeros((nt, crs, (g.K + FC_BW_NR - 1) // FC_BW_NR * FC_BW_NR), np.float32)
     po = <float*>_ptr(target)
     with nogil:
         _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hq if which == 0 else Hp, Wp, psg)
     if which == 2:
         out[...] = target.sum(axis=0)[:g.K, :crs].reshape(out.shape)
+    elif which == 5:
+        out[...] = target.sum(axis=0)[:, :g.K].T.reshape(out.shape)
     elif which == 1 and dxp is not None:
         _pad(dxp, g, Hp, Wp, nt, out)
     elif which == 4:
