@@ -133,3 +133,29 @@ def test_without_panel_buffer_plain_loops():
         CV._pw_no_buffer(False)
         CV._pw_use_avx512(prev)
     np.testing.assert_allclose(y, _ref(x, w, b, 1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not HAS_AVX512, reason="CPU without AVX-512F: the kernel does not run")
+@pytest.mark.parametrize("shift", [0, 1, 4, 12, 15])
+@pytest.mark.parametrize("shape", [(3, 9, 4, 8, 11, 1), (2, 5, 4, 4, 17, 1), (2, 6, 7, 7, 8, 2)],
+                         ids=["hw32", "hw16", "hw49g2"])
+def test_panel_shift(shift, shape):
+    """Panels that start `shift` columns early (as when y's rows are not 64-byte aligned):
+    the first panel's low lanes and the last panel's high lanes are masked off."""
+    N, C, H, W, K, g = shape
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C // g, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    prev, prev_nt = CV._pw_use_avx512(), fastconv.get_num_threads()
+    try:
+        CV._pw_use_avx512(True)
+        CV._pw_force_shift(shift)
+        for nt in (1, 3):
+            fastconv.set_num_threads(nt)
+            y = CV.conv2d_forward(x, w, b, 1, 0, 1, g, algo="1x1")
+            np.testing.assert_allclose(y, _ref(x, w, b, g), rtol=1e-4, atol=1e-4)
+    finally:
+        CV._pw_force_shift(-1)
+        CV._pw_use_avx512(prev)
+        fastconv.set_num_threads(prev_nt)

@@ -6,9 +6,9 @@
 
 cdef extern from "_conv_1x1.h" nogil:
     int fc_pw_available()
-    int fc_pw_no_buffer
-    int fc_pw_forward(int K, int C, const float* w, Py_ssize_t ldw, const float* x, Py_ssize_t xs,
-                       float* y, Py_ssize_t ys, Py_ssize_t hw, int N, Py_ssize_t u0, Py_ssize_t u1,
+    int fc_pw_no_buffer, fc_pw_shift
+    void fc_pw_forward(int K, int C, const float* w, Py_ssize_t ldw, const float* x, Py_ssize_t xs,
+                       float* y, Py_ssize_t ys, Py_ssize_t hw, int N, int part, int nparts,
                        const float* bias)
 
 cdef bint _PW_AVX512 = fc_pw_available() != 0
@@ -22,7 +22,6 @@ cdef void _pw_fwd_item(const real* x, const real* w, const real* b, real* y, con
     cdef int ng = it // nchunk, ch = it % nchunk
     cdef int n = ng // g.groups, gi = ng % g.groups
     cdef int hw = g.H * g.W, a, e, per
-    cdef Py_ssize_t units, r
     cdef real* xg = <real*>x + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw
     cdef real* wg = <real*>w + <Py_ssize_t>gi * g.Kg * g.Cg
     cdef real* yg = y + (<Py_ssize_t>n * g.K + gi * g.Kg) * hw
@@ -31,11 +30,9 @@ cdef void _pw_fwd_item(const real* x, const real* w, const real* b, real* y, con
         if _PW_AVX512 and hw >= 16:
             per = g.N * nchunk  # items per group
             gi = it // per
-            r = it % per
-            units = ((<Py_ssize_t>g.N * hw + 47) // 48) * ((g.Kg + 7) // 8)
             fc_pw_forward(g.Kg, g.Cg, w + <Py_ssize_t>gi * g.Kg * g.Cg, g.Cg, x + <Py_ssize_t>gi * g.Cg * hw,
                           <Py_ssize_t>g.C * hw, y + <Py_ssize_t>gi * g.Kg * hw, <Py_ssize_t>g.K * hw, hw, g.N,
-                          units * r // per, units * (r + 1) // per, NULL if b == NULL else b + gi * g.Kg)
+                          it % per, per, NULL if b == NULL else b + gi * g.Kg)
             return
     _split(hw, nchunk, ch, &a, &e)
     if e > a:
@@ -48,6 +45,12 @@ def _pw_no_buffer(on):
     """Test hook: make the kernel act as if its panel buffer could not be allocated."""
     global fc_pw_no_buffer
     fc_pw_no_buffer = 1 if on else 0
+
+
+def _pw_force_shift(sh=-1):
+    """Test hook: start the kernel's panels ``sh`` columns early (-1: by y's alignment)."""
+    global fc_pw_shift
+    fc_pw_shift = sh
 
 
 def _pw_use_avx512(on=None):
