@@ -275,3 +275,39 @@ def test_kernel_checks_off_the_plain_path():
         assert (a is None and b is None) or np.array_equal(a, b)
     with pytest.raises(ValueError, match="save_mean"):
         k.batch_norm_act_backward(dy, x, y0, None, m0[:2], s0, True, True, True)
+
+
+@needs_cython
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 70, 5, 5), (2, 5, 8, 8), (2, 3, 48), (4, 6, 17, 3), (5, 33, 1, 1)])
+def test_backward_channel_groups_and_lane_tails(threads, dtype, shape):
+    """The backward walks groups of channels n-major in 64-byte lanes (two per step, then one,
+    then a scalar tail): sizes around those steps, C above the group cap (32), C not a multiple
+    of the group count, every fused variant, 1 and 2 threads, against PyTorch."""
+    old = fc.get_num_threads()
+    fc.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(sum(shape) + threads)
+        C = shape[1]
+        x = (rng.standard_normal(shape) * 2 + 0.5).astype(dtype)
+        r = rng.standard_normal(shape).astype(dtype)
+        g, b = rng.uniform(0.5, 1.5, C).astype(dtype), rng.standard_normal(C).astype(dtype)
+        dy = rng.standard_normal(shape).astype(dtype)
+        tol = 1e-4 if dtype == np.float32 else 1e-10
+        for residual, relu in ((True, True), (False, True), (True, False), (False, False)):
+            f8 = lambda a: a.astype(np.float64)  # noqa: E731  (float64 truth: N*S = 2 cancels in float32)
+            ty, tdx, tdg, tdb, tdr, _, _ = torch_tail(f8(x), f8(g), f8(b), None, None, True, f8(r) if residual else None,
+                                                      relu, f8(dy))
+            y, m, s = K().batch_norm_act_forward(x, g, b, None, None, True, 0.1, 1e-5, r if residual else None, relu)
+            dx, dg, db, dr = K().batch_norm_act_backward(dy, x, y, g, m, s, True, relu, residual)
+            assert rel(dx, tdx) < tol and rel(dg, tdg) < tol and rel(db, tdb) < tol
+            if residual:
+                assert rel(dr, tdr) < tol
+            dxe, dge, dbe, _ = K().batch_norm_act_backward(dy, x, y, g, m, s, False, relu, False)
+            gm = dy * ((y > 0) | (not relu))
+            np.testing.assert_allclose(dxe, gm * (g * s).reshape((1, C) + (1,) * (x.ndim - 2)),
+                                       rtol=tol, atol=tol)
+            np.testing.assert_allclose(dbe, gm.sum(axis=tuple(i for i in range(x.ndim) if i != 1)), rtol=tol, atol=tol)
+    finally:
+        fc.set_num_threads(old)

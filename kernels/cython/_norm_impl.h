@@ -165,55 +165,113 @@ FC_NCLONES static void fc_bn_fwd_##SFX(const T *restrict x, const T *restrict r,
         else { FC_BN_APPLY(T, p[i] * a + b) }                                                     \
     }                                                                                          \
 }
+/* Channel groups for the batch-norm backward over x (N, C, S): [c0, c1) of group k of ng.
+ * Small planes (ResNet-20's 8x8 = 256 B, 16x16 = 1 KB) visited one channel at a time are
+ * C*S elements apart, too short for the hardware prefetcher; a group of G adjacent channels
+ * walked n-major reads G*S contiguous elements a step.  G: the group's inputs about 1 MB (the
+ * L2; 256 KB and 512 KB measured no better), at most FC_BN_GMAX; ng a multiple of nt when C
+ * allows, for balance.  Measured (ResNet-20 shapes, 2 threads, interleaved with torch): the
+ * per-channel walk 0.78-1.0x torch on 16x16 and 8x8, the groups 1.2-1.4x; 1 thread the same. */
+#define FC_BN_GMAX 32
+static inline ptrdiff_t fc_bn_groups(ptrdiff_t C, double bytes_per_ch, int nt) {
+    double target = 1024.0 * 1024;
+    ptrdiff_t g = bytes_per_ch > 0 ? (ptrdiff_t)(target / bytes_per_ch) : FC_BN_GMAX;
+    if (g < 1) g = 1;
+    if (g > FC_BN_GMAX) g = FC_BN_GMAX;
+    ptrdiff_t ng = (C + g - 1) / g;
+    if (ng < nt) ng = nt < C ? nt : C;
+    ptrdiff_t up = (ng + nt - 1) / nt * nt;
+    if (up <= C) ng = up;
+    return ng;
+}
 
 /* Backward.  With y (the fused forward's output, relu != 0) the incoming gradient is first
  * masked, g = (y <= 0 ? 0 : dy) (ReLU's rule: NaN keeps its gradient); dr, when given,
- * receives g (the residual's gradient).  Then per channel sdy = sum g, sdyx = sum g*(x-mean)
- * (per plane in T, summed across planes in double), and dx = k1*g - k2*x + k3 (training) or k1*g (eval) in a second pass over the
- * channel, still in cache.  dgamma = sdyx*invstd, dbeta = sdy, in double. */
-#define FC_BN_RED(T, GEXPR, STORE)                                                             \
+ * receives g (the residual's gradient).  Pass 1 per channel group, n-major: sdy = sum g,
+ * sdyx = sum g*(x-mean); each plane is summed in 64-byte GCC vectors of T (two accumulators
+ * per sum for the add latency, the S % W tail into lane 0), folded into the channel's double
+ * vectors acc1/acc2 with no horizontal reduction per plane (omp simd's reduction did one per
+ * plane: 4 vector steps and a 16-lane reduction on an 8x8 plane).  Pass 2 over the group:
+ * dx = k1*g - k2*x + k3 (training) or k1*g (eval).  dgamma = sdyx*invstd, dbeta = sdy. */
+typedef float fc_v16f __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int fc_v16i __attribute__((vector_size(64)));
+typedef double fc_v16d __attribute__((vector_size(128)));
+typedef double fc_v8da __attribute__((vector_size(64)));
+typedef double fc_v8d __attribute__((vector_size(64), aligned(8), may_alias));
+typedef long long fc_v8l __attribute__((vector_size(64)));
+#define FC_BN_VG_DY(VT, VI, j) (*(const VT *)(pd + (j)))
+#define FC_BN_VG_RELU(VT, VI, j) ((VT)((VI)(*(const VT *)(pd + (j))) & ((*(const VT *)(py + (j)) <= 0) == 0)))
+#define FC_BN_RED(T, VT, VI, VD, W, VGEXPR, GEXPR, STORE)                                      \
     for (ptrdiff_t n = 0; n < N; n++) {                                                        \
-        const T *restrict pd = dy + (n * C + c) * S;                                           \
-        const T *restrict px = x + (n * C + c) * S;                                            \
-        const T *restrict py = y ? y + (n * C + c) * S : px; (void)py;                         \
-        T *restrict pr = dr ? dr + (n * C + c) * S : NULL; (void)pr;                           \
-        T s1 = 0, s2 = 0;                                                                      \
-        _Pragma("omp simd reduction(+:s1,s2)")                                                 \
-        for (ptrdiff_t i = 0; i < S; i++) {                                                    \
-            T gi = GEXPR; STORE; s1 += gi; s2 += gi * (px[i] - tmu);                           \
+        for (ptrdiff_t c = c0; c < c1; c++) {                                                  \
+            const ptrdiff_t off = (n * C + c) * S;                                             \
+            const T *restrict pd = dy + off;                                                   \
+            const T *restrict px = x + off;                                                    \
+            const T *restrict py = y ? y + off : px; (void)py;                                 \
+            T *restrict pr = dr ? dr + off : NULL; (void)pr;                                   \
+            const T tmu = tm[c - c0];                                                          \
+            VT a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};                                         \
+            ptrdiff_t j = 0;                                                                   \
+            for (; j + 2 * W <= S; j += 2 * W) {                                               \
+                VT g0 = VGEXPR(VT, VI, j), g1 = VGEXPR(VT, VI, j + W);                         \
+                if (pr) { *(VT *)(pr + j) = g0; *(VT *)(pr + j + W) = g1; }                    \
+                a0 += g0; a1 += g1;                                                            \
+                b0 += g0 * (*(const VT *)(px + j) - tmu);                                      \
+                b1 += g1 * (*(const VT *)(px + j + W) - tmu);                                  \
+            }                                                                                  \
+            for (; j + W <= S; j += W) {                                                       \
+                VT g0 = VGEXPR(VT, VI, j);                                                     \
+                if (pr) *(VT *)(pr + j) = g0;                                                  \
+                a0 += g0; b0 += g0 * (*(const VT *)(px + j) - tmu);                            \
+            }                                                                                  \
+            for (; j < S; j++) { T gi = GEXPR; STORE; a0[0] += gi; b0[0] += gi * (px[j] - tmu); } \
+            acc1[c - c0] += __builtin_convertvector(a0 + a1, VD);                              \
+            acc2[c - c0] += __builtin_convertvector(b0 + b1, VD);                              \
         }                                                                                      \
-        sdy += s1; sdyx += s2;                                                                 \
     }
-#define FC_BN_BWD(T, SFX)                                                                      \
+#define FC_BN_BWD(T, SFX, VT, VI, VD, W)                                                                    \
 FC_NCLONES static void fc_bn_bwd_##SFX(const T *restrict dy, const T *restrict x, const T *restrict y,   \
         T *restrict dr, T *restrict dx, ptrdiff_t N, ptrdiff_t C, ptrdiff_t S,                 \
         const T *restrict mean, const T *restrict invstd, const T *restrict gamma, int training, \
         double *restrict dgamma, double *restrict dbeta, int nt) {                             \
+    const ptrdiff_t ng = fc_bn_groups(C, (double)N * S * sizeof(T) * (y ? 3 : 2), nt);         \
     _Pragma("omp parallel for num_threads(nt) schedule(dynamic)")                              \
-    for (ptrdiff_t c = 0; c < C; c++) {                                                        \
-        double mu = mean[c], inv = invstd[c], g = gamma ? gamma[c] : 1.0, M = (double)N * S;   \
-        double sdy = 0, sdyx = 0;                                                              \
-        const T tmu = (T)mu;                                                                   \
-        if (y && dr) { FC_BN_RED(T, py[i] <= 0 ? (T)0 : pd[i], pr[i] = gi) }                   \
-        else if (y) { FC_BN_RED(T, py[i] <= 0 ? (T)0 : pd[i], (void)0) }                       \
-        else { FC_BN_RED(T, pd[i], (void)0) }                                                  \
-        dbeta[c] = sdy; dgamma[c] = sdyx * inv;                                                \
-        T k1 = (T)(g * inv), k2 = 0, k3 = 0;                                                   \
-        if (training) {                                                                        \
-            k2 = (T)(g * inv * inv * inv * sdyx / M);                                          \
-            k3 = (T)(g * inv * (mu * inv * inv * sdyx / M - sdy / M));                         \
+    for (ptrdiff_t k = 0; k < ng; k++) {                                                       \
+        const ptrdiff_t c0 = k * C / ng, c1 = (k + 1) * C / ng;                                \
+        VD acc1[FC_BN_GMAX], acc2[FC_BN_GMAX];                                                 \
+        T tm[FC_BN_GMAX], k1[FC_BN_GMAX], k2[FC_BN_GMAX], k3[FC_BN_GMAX];                      \
+        for (ptrdiff_t c = c0; c < c1; c++) tm[c - c0] = mean[c];                              \
+        for (ptrdiff_t i = 0; i < c1 - c0; i++) { acc1[i] = (VD){0}; acc2[i] = (VD){0}; }      \
+        if (y && dr) { FC_BN_RED(T, VT, VI, VD, W, FC_BN_VG_RELU, py[j] <= 0 ? (T)0 : pd[j], pr[j] = gi) } \
+        else if (y) { FC_BN_RED(T, VT, VI, VD, W, FC_BN_VG_RELU, py[j] <= 0 ? (T)0 : pd[j], (void)0) } \
+        else { FC_BN_RED(T, VT, VI, VD, W, FC_BN_VG_DY, pd[j], (void)0) }                      \
+        const double M = (double)N * S;                                                        \
+        for (ptrdiff_t c = c0; c < c1; c++) {                                                  \
+            double sdy = 0, sdyx = 0;                                                          \
+            for (int l = 0; l < W; l++) { sdy += acc1[c - c0][l]; sdyx += acc2[c - c0][l]; }   \
+            double mu = mean[c], inv = invstd[c], g = gamma ? gamma[c] : 1.0;                  \
+            dbeta[c] = sdy; dgamma[c] = sdyx * inv;                                            \
+            k1[c - c0] = (T)(g * inv); k2[c - c0] = 0; k3[c - c0] = 0;                         \
+            if (training) {                                                                    \
+                k2[c - c0] = (T)(g * inv * inv * inv * sdyx / M);                              \
+                k3[c - c0] = (T)(g * inv * (mu * inv * inv * sdyx / M - sdy / M));             \
+            }                                                                                  \
         }                                                                                      \
         for (ptrdiff_t n = 0; n < N; n++) {                                                    \
-            const T *restrict pd = dr ? dr + (n * C + c) * S : dy + (n * C + c) * S;           \
-            const T *restrict px = x + (n * C + c) * S;                                        \
-            const T *restrict py = (y && !dr) ? y + (n * C + c) * S : NULL;                    \
-            T *restrict q = dx + (n * C + c) * S;                                              \
-            if (py) {                                                                          \
-                _Pragma("omp simd")                                                            \
-                for (ptrdiff_t i = 0; i < S; i++) { T gi = py[i] <= 0 ? (T)0 : pd[i]; q[i] = k1 * gi - k2 * px[i] + k3; } \
-            } else {                                                                           \
-                _Pragma("omp simd")                                                            \
-                for (ptrdiff_t i = 0; i < S; i++) q[i] = k1 * pd[i] - k2 * px[i] + k3;         \
+            for (ptrdiff_t c = c0; c < c1; c++) {                                              \
+                const ptrdiff_t off = (n * C + c) * S;                                         \
+                const T *restrict pd = dr ? dr + off : dy + off;                               \
+                const T *restrict px = x + off;                                                \
+                const T *restrict py = (y && !dr) ? y + off : NULL;                            \
+                T *restrict q = dx + off;                                                      \
+                const T a1 = k1[c - c0], a2 = k2[c - c0], a3 = k3[c - c0];                     \
+                if (py) {                                                                      \
+                    _Pragma("omp simd")                                                        \
+                    for (ptrdiff_t i = 0; i < S; i++) { T gi = py[i] <= 0 ? (T)0 : pd[i]; q[i] = a1 * gi - a2 * px[i] + a3; } \
+                } else {                                                                       \
+                    _Pragma("omp simd")                                                        \
+                    for (ptrdiff_t i = 0; i < S; i++) q[i] = a1 * pd[i] - a2 * px[i] + a3;     \
+                }                                                                              \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
@@ -221,5 +279,5 @@ FC_NCLONES static void fc_bn_bwd_##SFX(const T *restrict dy, const T *restrict x
 
 FC_BN_FWD(float, f32)
 FC_BN_FWD(double, f64)
-FC_BN_BWD(float, f32)
-FC_BN_BWD(double, f64)
+FC_BN_BWD(float, f32, fc_v16f, fc_v16i, fc_v16d, 16)
+FC_BN_BWD(double, f64, fc_v8d, fc_v8l, fc_v8da, 8)
