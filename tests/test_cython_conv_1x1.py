@@ -159,3 +159,37 @@ def test_panel_shift(shift, shape):
         CV._pw_force_shift(-1)
         CV._pw_use_avx512(prev)
         fastconv.set_num_threads(prev_nt)
+
+
+# backward-input through the same kernel (W read transposed); not yet called by
+# conv2d_backward_input, so driven through the module's _pw_backward_input
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nchunk", [1, 3])
+def test_backward_input_matches_float64_torch(kernel, shape, dtype, nchunk):
+    N, C, H, W, K, g = shape
+    rng = np.random.default_rng(hash(shape) % 2 ** 32 + 1)
+    dy = rng.standard_normal((N, K, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C // g, 1, 1)).astype(dtype)
+    dx = CV._pw_backward_input(dy, w, g, nchunk)
+    ref = torch.nn.grad.conv2d_input((N, C, H, W), torch.from_numpy(w).double(), torch.from_numpy(dy).double(),
+                                     groups=g).numpy()
+    assert dx.dtype == dtype and dx.shape == (N, C, H, W)
+    assert rel_error(dx, ref) < (2e-6 if dtype == np.float32 else 1e-13)
+    np.testing.assert_allclose(dx, ref, rtol=1e-3 if dtype == np.float32 else 1e-10,
+                               atol=1e-4 if dtype == np.float32 else 1e-11)
+
+
+@pytest.mark.skipif(not HAS_AVX512, reason="CPU without AVX-512F: the kernel does not run")
+@pytest.mark.parametrize("shift", [0, 5, 12])
+def test_backward_input_panel_shift(shift):
+    rng = np.random.default_rng(13)
+    dy = rng.standard_normal((3, 11, 4, 8)).astype(np.float32)
+    w = rng.standard_normal((11, 19, 1, 1)).astype(np.float32)
+    ref = torch.nn.grad.conv2d_input((3, 19, 4, 8), torch.from_numpy(w).double(), torch.from_numpy(dy).double()).numpy()
+    try:
+        CV._pw_force_shift(shift)
+        dx = CV._pw_backward_input(dy, w, 1, 2)
+    finally:
+        CV._pw_force_shift(-1)
+    np.testing.assert_allclose(dx, ref, rtol=1e-4, atol=1e-4)

@@ -7,7 +7,7 @@
 cdef extern from "_conv_1x1.h" nogil:
     int fc_pw_available()
     int fc_pw_no_buffer, fc_pw_shift
-    void fc_pw_forward(int K, int C, const float* w, Py_ssize_t ldw, const float* x, Py_ssize_t xs,
+    void fc_pw_forward(int K, int C, const float* w, Py_ssize_t ldw, Py_ssize_t ask, const float* x, Py_ssize_t xs,
                        float* y, Py_ssize_t ys, Py_ssize_t hw, int N, int part, int nparts,
                        const float* bias)
 
@@ -30,7 +30,7 @@ cdef void _pw_fwd_item(const real* x, const real* w, const real* b, real* y, con
         if _PW_AVX512 and hw >= 16:
             per = g.N * nchunk  # items per group
             gi = it // per
-            fc_pw_forward(g.Kg, g.Cg, w + <Py_ssize_t>gi * g.Kg * g.Cg, g.Cg, x + <Py_ssize_t>gi * g.Cg * hw,
+            fc_pw_forward(g.Kg, g.Cg, w + <Py_ssize_t>gi * g.Kg * g.Cg, g.Cg, 1, x + <Py_ssize_t>gi * g.Cg * hw,
                           <Py_ssize_t>g.C * hw, y + <Py_ssize_t>gi * g.Kg * hw, <Py_ssize_t>g.K * hw, hw, g.N,
                           it % per, per, NULL if b == NULL else b + gi * g.Kg)
             return
@@ -39,6 +39,53 @@ cdef void _pw_fwd_item(const real* x, const real* w, const real* b, real* y, con
         _gemm(c'N', c'N', e - a, g.Kg, g.Cg, <real>1, xg + a, hw, wg, g.Cg, <real>0, yg + a, hw)
         if bg != NULL:
             _bias_rows(yg, bg, g.Kg, hw, a, e)
+
+
+cdef void _pw_bwd_input_item(const real* dy, const real* w, real* dx, const Geo* g, int it,
+                             int nchunk) noexcept nogil:
+    """Item ``it`` of dx = W^T . dy for a 1x1 conv (the same kernel with W read transposed:
+    element (c, k) at w[k*Cg + c]); items as in _pw_fwd_item.  Ready for conv.pyx's
+    backward-input pointwise branch, which still runs its own OpenBLAS GEMM."""
+    cdef int ng = it // nchunk, ch = it % nchunk
+    cdef int n = ng // g.groups, gi = ng % g.groups
+    cdef int hw = g.H * g.W, a, e, per
+    if real is float:
+        if _PW_AVX512 and hw >= 16:
+            per = g.N * nchunk
+            gi = it // per
+            fc_pw_forward(g.Cg, g.Kg, w + <Py_ssize_t>gi * g.Kg * g.Cg, 1, g.Cg, dy + <Py_ssize_t>gi * g.Kg * hw,
+                          <Py_ssize_t>g.K * hw, dx + <Py_ssize_t>gi * g.Cg * hw, <Py_ssize_t>g.C * hw, hw, g.N,
+                          it % per, per, NULL)
+            return
+    _split(hw, nchunk, ch, &a, &e)
+    if e > a:
+        _gemm(c'N', c'T', e - a, g.Cg, g.Kg, <real>1, <real*>dy + (<Py_ssize_t>n * g.K + gi * g.Kg) * hw + a, hw,
+              <real*>w + <Py_ssize_t>gi * g.Kg * g.Cg, g.Cg, <real>0, dx + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw + a, hw)
+
+
+def _pw_backward_input(dy, w, int groups, int nchunk=1):
+    """Test/benchmark driver of _pw_bwd_input_item (C-contiguous float arrays, no validation:
+    conv2d_backward_input's checks apply once it is wired in); items in a prange."""
+    cdef Geo g
+    g.N, g.K, g.H, g.W = dy.shape
+    g.Kg = g.K // groups
+    g.Cg = w.shape[1]
+    g.C = g.Cg * groups
+    g.groups = groups
+    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dy.dtype)
+    cdef void* pdy = _ptr(dy)
+    cdef void* pw = _ptr(w)
+    cdef void* pdx = _ptr(dx)
+    cdef int it, nitems = g.N * groups * nchunk, nt = num_threads(dx.size * g.Kg, 1 << 18)
+    cdef bint is32 = dy.dtype == np.float32
+    with _BlasSerial():
+        with nogil:
+            for it in prange(nitems, num_threads=nt, schedule="dynamic"):
+                if is32:
+                    _pw_bwd_input_item(<float*>pdy, <float*>pw, <float*>pdx, &g, it, nchunk)
+                else:
+                    _pw_bwd_input_item(<double*>pdy, <double*>pw, <double*>pdx, &g, it, nchunk)
+    return dx
 
 
 def _pw_no_buffer(on):
