@@ -1,8 +1,13 @@
-# Pointwise (1x1, stride 1, no padding) forward item: textually included by conv.pyx.
+# Pointwise (1x1, stride 1, no padding) conv items: textually included by conv.pyx.
 #
-# float32 on AVX-512 CPUs: _conv_1x1.h's unpacked 8x48 kernel (W rows broadcast, x rows
-# loaded in place, bias in the epilogue, next panel prefetched); elsewhere (float64, other
-# CPUs) one OpenBLAS GEMM per image, group and column chunk, as before.
+# float32 on AVX-512 CPUs with hw >= 16: _conv_1x1.h's 8x48 kernel over the column space
+# of all images (each thread packs a 48-column panel of x once and runs every 8-row block
+# of W on it; the next panel is prefetched, bias fused, stores masked at the edges).
+# Elsewhere (float64, other CPUs, tiny images): one OpenBLAS GEMM per image, group and
+# column chunk.  Forward: _pw_fwd_item.  Backward-input (dx = W^T . dy, the same kernel
+# reading W transposed): _pw_bwd_input_item, ready for conv.pyx's backward-input branch.
+# Test hooks: _pw_use_avx512, _pw_no_buffer, _pw_force_shift; _pw_backward_input drives
+# the backward-input items.
 
 cdef extern from "_conv_1x1.h" nogil:
     int fc_pw_available()
