@@ -23,7 +23,10 @@ its filters transformed into an L2-sized buffer right before its products, and U
 never goes to memory.  The transforms are C (_wino_impl.h), vectorised over runs of up to 16
 side-by-side tiles (or 64 filters) and compiled for AVX-512, AVX2 and baseline x86-64 (picked at
 load time); tiles crossing the padding or the edge go through a zero-padded copy of their rows,
-so every tile takes the vectorised path.  The component products go through fcw_bgemm
+so every tile takes the vectorised path.  On AVX-512 CPUs the float32 F(4x4) transforms (input,
+output, dy tiles) take _conv_winograd4x.pxi / _wino_x4.h instead: intrinsics on runs of 16 lanes
+that span tile rows and images (small planes have only 2-4 tiles per row), 1.1-1.6x faster
+forwards on res3/res5/CIFAR than the generic path.  The component products go through fcw_bgemm
 (register-blocked, 4 rows x 2 vectors; U rows broadcast, V rows streamed), 1.0-1.6x faster
 than 36 OpenBLAS calls per block, which pack U anew on every call (OpenBLAS stays for
 backward-weight, where a dot-product kernel lost).  Why F(4x4) used to lose to F(2x2): scalar
