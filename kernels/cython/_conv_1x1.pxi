@@ -17,6 +17,8 @@ cdef extern from "_conv_1x1.h" nogil:
                        const float* bias)
 
 cdef bint _PW_AVX512 = fc_pw_available() != 0
+cdef enum:
+    _PW_MAX_DEPTH = 16384  # the kernel's panel buffer per thread: depth x 48 floats (3 MiB)
 
 
 cdef void _pw_fwd_item(const real* x, const real* w, const real* b, real* y, const Geo* g,
@@ -32,7 +34,7 @@ cdef void _pw_fwd_item(const real* x, const real* w, const real* b, real* y, con
     cdef real* yg = y + (<Py_ssize_t>n * g.K + gi * g.Kg) * hw
     cdef real* bg = NULL if b == NULL else <real*>b + gi * g.Kg
     if real is float:
-        if _PW_AVX512 and hw >= 16:
+        if _PW_AVX512 and hw >= 16 and g.Cg <= _PW_MAX_DEPTH:
             per = g.N * nchunk  # items per group
             gi = it // per
             fc_pw_forward(g.Kg, g.Cg, w + <Py_ssize_t>gi * g.Kg * g.Cg, g.Cg, 1, x + <Py_ssize_t>gi * g.Cg * hw,
@@ -55,7 +57,7 @@ cdef void _pw_bwd_input_item(const real* dy, const real* w, real* dx, const Geo*
     cdef int n = ng // g.groups, gi = ng % g.groups
     cdef int hw = g.H * g.W, a, e, per
     if real is float:
-        if _PW_AVX512 and hw >= 16:
+        if _PW_AVX512 and hw >= 16 and g.Kg <= _PW_MAX_DEPTH:
             per = g.N * nchunk
             gi = it // per
             fc_pw_forward(g.Cg, g.Kg, w + <Py_ssize_t>gi * g.Kg * g.Cg, 1, g.Cg, dy + <Py_ssize_t>gi * g.Kg * hw,
