@@ -101,7 +101,10 @@ cdef void _filter_grads(real* dU, Py_ssize_t ustride, int ncopy, real* dw, Py_ss
 cdef inline void _bgemm(int na, int K, int C, int nb, const real* U, Py_ssize_t us, const real* V, Py_ssize_t vs,
                         real* M, Py_ssize_t ms) noexcept nogil:
     if real is float:
-        fcw_bgemm_f32(na, K, C, nb, U, us, V, vs, M, ms)
+        if _x4:  # 8-row blocks and masked column tails (fcw_bgemm's tails are scalar)
+            fcw4x_bgemm(na, K, C, nb, U, us, V, vs, M, ms)
+        else:
+            fcw_bgemm_f32(na, K, C, nb, U, us, V, vs, M, ms)
     else:
         fcw_bgemm_f64(na, K, C, nb, U, us, V, vs, M, ms)
 

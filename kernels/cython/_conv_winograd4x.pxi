@@ -16,6 +16,8 @@ cdef extern from "_wino_x4.h" nogil:
     void fcw4x_dy(const float* y0, Py_ssize_t Q, float* d, Py_ssize_t ks, int nl, unsigned keep)
     void fcw4x_seg_out(const float* src, float* plane, int P, int Q, int p0, int q0, int ncol)
     void fcw4x_prefetch_rows(const float* plane, int H, int W, int r0, int r1)
+    void fcw4x_bgemm(int na, int K, int C, int nb, const float* U, Py_ssize_t us, const float* V, Py_ssize_t vs,
+                     float* M, Py_ssize_t ms)
 
 DEF XS = 96  # strip row stride (FCW4X_SS)
 DEF XL = 16  # lanes per run

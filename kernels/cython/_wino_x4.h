@@ -9,6 +9,7 @@
  * previous segment's last 2 columns and junk), and `keep` marks the lanes that are real tiles.
  * V and M hold only the kept lanes, in order (compress on store, expand on load).
  *
+ * Needs _wino_impl.h included first (fcw_bgemm_f32 for row tails).
  * Functions are compiled for AVX-512F only (target attribute); fcw4x_available() says whether
  * the CPU has it, and the .pxi falls back to _wino_impl.h's generic clones otherwise.
  * The arithmetic is the same as _wino_impl.h's (same B^T and A^T, same operation order up to
@@ -163,6 +164,53 @@ FCW4X_T static void fcw4x_out(const float *mp, ptrdiff_t ks, float *y0, ptrdiff_
     }
 }
 
+/* The component products M_xi (K x nb) = U_xi (K x C) . V_xi (C x nb) (layouts as fcw_bgemm's in
+ * _wino_impl.h), register block 8 rows x 2 vectors (16 accumulators; fcw_bgemm's 4 x 2 reads
+ * each V row twice as often); rows past the last multiple of 8 go to fcw_bgemm_f32. */
+FCW4X_T static void fcw4x_bgemm(int na, int K, int C, int nb, const float *U, ptrdiff_t us, const float *V,
+                                ptrdiff_t vs, float *M, ptrdiff_t ms) {
+    int K8 = K - K % 8;
+    for (int xi = 0; xi < na; xi++) {
+        const float *u = U + xi * us, *v = V + xi * vs;
+        float *m = M + xi * ms;
+        for (int k = 0; k < K8; k += 8) {
+            const float *u0 = u + (ptrdiff_t)k * C;
+            for (int i = 0; i < nb; i += 32) {
+                __mmask16 m0 = fcw4x_lanes(nb - i), m1 = fcw4x_lanes(nb - i - 16);
+                __m512 a[8][2];
+                for (int r = 0; r < 8; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
+                const float *vp = v + i;
+                if (m1 == (__mmask16)0xFFFF) {
+                    for (int c = 0; c < C; c++, vp += nb) {
+                        __m512 v0 = _mm512_loadu_ps(vp), v1 = _mm512_loadu_ps(vp + 16);
+                        for (int r = 0; r < 8; r++) {
+                            __m512 b = _mm512_set1_ps(u0[(ptrdiff_t)r * C + c]);
+                            a[r][0] = _mm512_fmadd_ps(b, v0, a[r][0]);
+                            a[r][1] = _mm512_fmadd_ps(b, v1, a[r][1]);
+                        }
+                    }
+                } else {
+                    for (int c = 0; c < C; c++, vp += nb) {
+                        __m512 v0 = _mm512_maskz_loadu_ps(m0, vp), v1 = _mm512_maskz_loadu_ps(m1, vp + 16);
+                        for (int r = 0; r < 8; r++) {
+                            __m512 b = _mm512_set1_ps(u0[(ptrdiff_t)r * C + c]);
+                            a[r][0] = _mm512_fmadd_ps(b, v0, a[r][0]);
+                            a[r][1] = _mm512_fmadd_ps(b, v1, a[r][1]);
+                        }
+                    }
+                }
+                float *mp = m + (ptrdiff_t)k * nb + i;
+                for (int r = 0; r < 8; r++, mp += nb) {
+                    _mm512_mask_storeu_ps(mp, m0, a[r][0]);
+                    _mm512_mask_storeu_ps(mp + 16, m1, a[r][1]);
+                }
+            }
+        }
+    }
+    if (K8 < K)
+        fcw_bgemm_f32(na, K - K8, C, nb, U + (ptrdiff_t)K8 * C, us, V, vs, M + (ptrdiff_t)K8 * nb, ms);
+}
+
 /* One segment into an input strip: rows h0 .. h0+nrows-1 (6 for x, 4 for dy) and columns w0 .. w0+ncol-1 of an H x W
  * plane, zero outside it, to dst (rows FCW4X_SS apart).  Whole vectors are stored, so up to 15
  * columns past the segment get junk: segments are filled left to right, and the strip rows have
@@ -254,5 +302,7 @@ static void fcw4x_in(const float *r0, ptrdiff_t W, float *v, ptrdiff_t cs, int n
 static void fcw4x_out(const float *mp, ptrdiff_t ks, float *y0, ptrdiff_t Q, int nl, unsigned keep, float bv) {}
 static void fcw4x_seg_in(const float *plane, int H, int W, int h0, int w0, int ncol, float *dst, int nrows) {}
 static void fcw4x_dy(const float *y0, ptrdiff_t Q, float *d, ptrdiff_t ks, int nl, unsigned keep) {}
+static void fcw4x_bgemm(int na, int K, int C, int nb, const float *U, ptrdiff_t us, const float *V,
+                        ptrdiff_t vs, float *M, ptrdiff_t ms) {}
 static void fcw4x_seg_out(const float *src, float *plane, int P, int Q, int p0, int q0, int ncol) {}
 #endif
