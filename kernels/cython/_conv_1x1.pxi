@@ -39,7 +39,7 @@ cdef void _pw_fwd_item(const real* x, const real* w, const real* b, real* y, con
             gi = it // per
             fc_pw_forward(g.Kg, g.Cg, w + <Py_ssize_t>gi * g.Kg * g.Cg, g.Cg, 1, x + <Py_ssize_t>gi * g.Cg * hw,
                           <Py_ssize_t>g.C * hw, y + <Py_ssize_t>gi * g.Kg * hw, <Py_ssize_t>g.K * hw, hw, g.N,
-                          it % per, per, NULL if b == NULL else b + gi * g.Kg)
+                          it % per, per, NULL if b == NULL else <real*>b + gi * g.Kg)
             return
     _split(hw, nchunk, ch, &a, &e)
     if e > a:
