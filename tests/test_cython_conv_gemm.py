@@ -67,7 +67,7 @@ def knobs(monkeypatch):
 @needs_packed
 @pytest.mark.parametrize("case", CASES, ids=[f"c{i}" for i in range(len(CASES))])
 @pytest.mark.parametrize("mode", ["default", "tiny_chunks_3threads", "kc_blocks_2threads", "shift_always_2threads",
-                                  "shift_never", "bw_rows_always_3threads"])
+                                  "shift_never", "bw_taps_always_3threads"])
 def test_packed_matches_torch(case, mode, knobs):
     if mode == "tiny_chunks_3threads":   # 48-column chunks: chunks start mid-row and mid-image
         knobs.setattr(CV, "PK_BYTES", 1)
@@ -82,8 +82,8 @@ def test_packed_matches_torch(case, mode, knobs):
         knobs.setattr(CV, "PK_SHIFT", "always")
         knobs.setattr(CV, "PK_BYTES", 30000)
         fastconv.set_num_threads(2)
-    elif mode == "bw_rows_always_3threads":  # backward-weight: taps as kernel rows (S <= 8), tiny chunks
-        knobs.setattr(CV, "PK_BW_ROWS", "always")
+    elif mode == "bw_taps_always_3threads":  # backward-weight: taps variant everywhere, 40-column chunks
+        knobs.setattr(CV, "PK_BW_TAPS", "always")
         knobs.setattr(CV, "PK_BW_COLS", 40)
         fastconv.set_num_threads(3)
     else:  # im2col everywhere; the forward's im2col checks bounds on x itself (no padded copy)
@@ -115,10 +115,10 @@ def test_packed_path_scope():
     f32 = np.dtype(np.float32)
     assert all(CV._pk_eligible(f32, 1, (192, 64, 5, 5), d) == CV._PK_OK for d in (0, 1, 2))  # alexnet
     assert CV._pk_eligible(f32, 1, (64, 3, 7, 7), 0) == CV._PK_OK      # stem forward
-    assert CV._pk_eligible(f32, 1, (64, 3, 7, 7), 2, 112 * 112) == CV._PK_OK  # stem dW: the rows variant
-    assert CV._bw_rows_pays(64, 147, 7) and not CV._bw_rows_pays(256, 1152, 3)  # stem rows, strided panels
-    assert not CV._bw_rows_pays(64, 147, 3)                            # too few taps for the rows kernel
-    assert not CV._pk_eligible(f32, 1, (16, 3, 3, 3), 2, 32 * 32)      # 27 of 48 columns, 3 taps: OpenBLAS
+    assert CV._pk_eligible(f32, 1, (64, 3, 7, 7), 2, 112 * 112) == CV._PK_OK  # stem dW: the taps variant
+    assert CV._bw_taps_pays(64, 147) and CV._bw_taps_pays(256, 1152)   # stem, strided_3x3: taps variant
+    assert not CV._bw_taps_pays(16, 150) and not CV._bw_taps_pays(40, 192)  # K fills 32-wide tiles badly
+    assert not CV._pk_eligible(f32, 1, (16, 3, 3, 3), 2, 32 * 32)      # 27 of 48 columns, K 16: OpenBLAS
     assert CV._pk_eligible(f32, 1, (16, 6, 5, 5), 2, 100) == CV._PK_OK  # lenet_c3 dW: small images
     assert not CV._pk_eligible(f32, 1, (6, 1, 5, 5), 0)                # lenet_c1: depth 25
     assert not CV._pk_eligible(f32, 1, (6, 1, 5, 5), 1)                # lenet_c1 dx: depth 6
@@ -149,3 +149,32 @@ def test_packed_nan_and_empty():
     e = np.zeros((0, 4, 9, 9), np.float32)
     assert CV.conv2d_forward(e, w, None, 1, 1, 1, 1, algo="gemm").shape == (0, 11, 9, 9)
     assert not CV.conv2d_backward_weight(np.zeros((0, 11, 9, 9), np.float32), e, w.shape, 1, 1, 1, 1).any()
+
+
+@needs_packed
+@pytest.mark.parametrize("case", [
+    ((2, 3, 30, 29), 64, (7, 7), 2, 3, 1),     # stem-like: auto picks the taps variant (C*R*S 147)
+    ((1, 5, 17, 19), 40, (3, 3), 2, 1, 1),     # K 40: a second, partly filled 32-wide dY^T panel; N = 1
+    ((2, 4, 12, 11), 33, (5, 5), 1, 2, 1),     # 5x5: blocks of 8 taps across filter rows, crs 100 (tail 4)
+], ids=["stem", "k40", "k33_5x5"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bw_taps_variant(case, threads, knobs):
+    """Backward-weight taps variant (auto pick) against float64 torch, also in float64 (which
+    keeps the OpenBLAS path) and with a NaN in x (it reaches exactly the taps that touch it)."""
+    xs, K, (R, S), st, pad, dil = case
+    fastconv.set_num_threads(threads)
+    knobs.setattr(CV, "PK_BW_COLS", 64)  # several chunks, some spanning images
+    (x, w, b, dy), (_, _, dw_ref) = _data(case, 11)
+    assert CV._pk_eligible(x.dtype, 1, w.shape, 2, 1024) and CV._bw_taps_pays(K, xs[1] * R * S)
+    dw = CV.conv2d_backward_weight(dy, x, w.shape, st, pad, dil, 1, algo="gemm")
+    assert dw.dtype == np.float32 and rel_error(dw, dw_ref) <= 2e-6
+    dw64 = CV.conv2d_backward_weight(dy.astype(np.float64), x.astype(np.float64), w.shape, st, pad, dil, 1, algo="gemm")
+    ref64 = torch.ops.aten.convolution_backward(
+        torch.tensor(dy, dtype=torch.float64), torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64),
+        None, [st] * 2, [pad] * 2, [dil] * 2, False, [0, 0], 1, [False, True, False])[1].numpy()
+    assert dw64.dtype == np.float64 and rel_error(dw64, ref64) <= 1e-12
+    x[0, 1, 5, 6] = np.nan
+    dwn = CV.conv2d_backward_weight(dy, x, w.shape, st, pad, dil, 1, algo="gemm")
+    tn = torch.ops.aten.convolution_backward(torch.tensor(dy), torch.tensor(x), torch.tensor(w), None, [st] * 2,
+                                             [pad] * 2, [dil] * 2, False, [0, 0], 1, [False, True, False])[1].numpy()
+    assert (np.isnan(dwn) == np.isnan(tn)).all() and np.isnan(dwn).any() and not np.isnan(dwn).all()

@@ -62,6 +62,12 @@ FC_CG_TARGET static void fc_cg_kernel(int kd, const float *restrict a, const flo
                                       float *restrict c, ptrdiff_t ldc, int acc, int mrows, int ncol,
                                       const float *bias) {
     FC_ZERO(0) FC_ZERO(1) FC_ZERO(2) FC_ZERO(3) FC_ZERO(4) FC_ZERO(5) FC_ZERO(6) FC_ZERO(7)
+    if (acc)  /* C is read at the end: fetch it now (backward-weight's dW tiles are out of L2) */
+        for (int i = 0; i < FC_MR && i < mrows; i++) {
+            __builtin_prefetch(c + (ptrdiff_t)i * ldc, 1, 3);
+            __builtin_prefetch(c + (ptrdiff_t)i * ldc + 16, 1, 3);
+            __builtin_prefetch(c + (ptrdiff_t)i * ldc + 32, 1, 3);
+        }
     for (int k = 0; k < kd; k++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
         FC_ROW(0) FC_ROW(1) FC_ROW(2) FC_ROW(3) FC_ROW(4) FC_ROW(5) FC_ROW(6) FC_ROW(7)

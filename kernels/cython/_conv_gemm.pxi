@@ -225,7 +225,7 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
                 _pk_bww_chunk(a, b, out + tid * dwsize, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp,
                               it * chunk, min(total, (it + 1) * chunk), kc)
             elif which == 5:
-                _pk_bwr_chunk(a, b, out + tid * dwsize, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp,
+                _pk_bwt_chunk(a, b, out + tid * dwsize, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp,
                               it * chunk, min(total, (it + 1) * chunk))
             else:
                 c0 = <Py_ssize_t>it * imgs * pq
@@ -261,9 +261,12 @@ cdef void _pad_planes(const float* src, float* dst, Py_ssize_t planes, int H, in
         memset(d + (H + ph) * Wp, 0, (Hp - H - ph) * Wp * sizeof(float))
 
 
-def _pad(src, Geo g, int Hp, int Wp, int nt, out=None):
-    """(N, C, H, W) float32 -> zero-padded (N, C, Hp, Wp); with out: the reverse into out."""
-    dst = np.empty((g.N, g.C, Hp, Wp), np.float32) if out is None else out
+def _pad(src, Geo g, int Hp, int Wp, int nt, out=None, buf=None):
+    """(N, C, H, W) float32 -> zero-padded (N, C, Hp, Wp) (in buf when given); with out: the
+    reverse into out."""
+    dst = out
+    if out is None:
+        dst = (np.empty(g.N * g.C * Hp * Wp, np.float32) if buf is None else buf).reshape(g.N, g.C, Hp, Wp)
     cdef float* ps = <float*>_ptr(src)
     cdef float* pd = <float*>_ptr(dst)
     cdef Py_ssize_t planes = <Py_ssize_t>g.N * g.C
@@ -300,7 +303,7 @@ def _pk_eligible(x_dtype, int groups, w_shape=None, int which=-1, pq=0):
     if which == 1:
         return int(w_shape[0]) >= 16
     return ((crs + 47) // 48 * 48 * 0.9 <= crs or 0 < pq < 1024
-            or _bw_rows_pays(int(w_shape[0]), crs, int(w_shape[3])))
+            or _bw_taps_pays(int(w_shape[0]), crs))
 
 
 def _shift_pays(int P, int Q, int Wp, int NR):
@@ -339,14 +342,14 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
         cst = Hp * Wp + NR + (g.S - 1) * g.dw
         dxp = np.zeros(g.N * g.C * cst, np.float32)
     if which == 1 and (g.ph or g.pw):  # col2im adds into a zero-padded dx (no bounds logic)
-        dxp = np.zeros((g.N, g.C, Hp, Wp), np.float32)
-    if which == 2 and _bw_rows_pick(g):
-        which = 5  # taps as kernel rows, straight from the padded input (no im2col)
+        dxp = _pk_zero(_pk_scratch(3, <Py_ssize_t>g.N * g.C * Hp * Wp), nt).reshape(g.N, g.C, Hp, Wp)
+    if which == 2 and _bw_taps_pick(g):
+        which = 5  # im2col rows read straight from the padded input by the kernel
     cdef int Hq = Hp
     if which == 0 and (PK_PADCOPY == "never" or (PK_PADCOPY == "auto" and g.R * g.S * g.P * g.Q < 4 * Hp * Wp)):
         Hq = 0  # forward: im2col checks bounds on x itself (a padded copy costs more than it saves)
     elif which in (0, 2, 5) and (g.ph or g.pw):  # im2col reads a zero-padded copy (no bounds logic)
-        xq = _pad(a if which == 0 else b, g, Hp, Wp, nt)
+        xq = _pad(a if which == 0 else b, g, Hp, Wp, nt, None, _pk_scratch(1, <Py_ssize_t>g.N * g.C * Hp * Wp))
         if which == 0:
             a = xq
         else:
@@ -370,7 +373,7 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     else:
         ap = None
         stride = (g.K + FC_BW_NR - 1) // FC_BW_NR * FC_BW_NR * chunk
-    work = np.empty(nt * stride + 16, np.float32)
+    work = _pk_scratch(0, nt * stride + 16)
     segs = np.empty((nt * (chunk + 4), 3), np.intp)  # fc_cg_segment tables
     cdef float* pw = <float*>_ptr(work)
     cdef float* pa = <float*>_ptr(a)
@@ -387,16 +390,14 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     elif which in (1, 4):
         fc_cg_pack_a_cols(pb, crs, crs, K, pap)
         pb = pap
-    target = np.zeros((nt, Kp, crsp), np.float32) if which == 2 else (dxp if dxp is not None else out)
-    if which == 5:
-        target = np.zeros((nt, crs, (g.K + FC_BW_NR - 1) // FC_BW_NR * FC_BW_NR), np.float32)
+    target = dxp if dxp is not None else out
+    if which in (2, 5):  # private dW copies (rows variant: dW^T)
+        target = _pk_zero(_pk_scratch(2, nt * (Kp * crsp if which == 2 else crs * _bw_ldc(g.K))), nt)
     po = <float*>_ptr(target)
     with nogil:
         _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hq if which == 0 else Hp, Wp, psg)
-    if which == 2:
-        out[...] = target.sum(axis=0)[:g.K, :crs].reshape(out.shape)
-    elif which == 5:
-        out[...] = target.sum(axis=0)[:, :g.K].T.reshape(out.shape)
+    if which in (2, 5):
+        _bw_reduce(target, out, which, g, nt)
     elif which == 1 and dxp is not None:
         _pad(dxp, g, Hp, Wp, nt, out)
     elif which == 4:

@@ -105,29 +105,36 @@ static void fc_bw_pack_b_panel(const float *x, ptrdiff_t plane, int Wp, int R, i
 }
 #endif
 
-/* ---- backward-weight, "rows" variant: dW^T[(c, r, s), k] += sum_j x(c, r, s)[j] . dY^T[j, k] ----
- * For each filter row (c, r) the S taps s are the micro-kernel's rows and read the zero-padded
- * input straight (column j of tap s sits at src(j) + s*dw: no im2col); dY^T is packed once per
- * chunk in panels of FC_BW_NR columns of K.  Filters with C*R*S far from a multiple of 48 (the
- * stem: 147 = 3*48 + 3) keep every multiply useful; S x 32 tiles accumulate a whole chunk
- * in registers. */
+/* ---- backward-weight, "taps" variant: dW^T[t, k] += sum_j x_t[j] . dY^T[j, k] ----
+ * The kernel's rows are mr im2col rows t (taps (c, r, s)), each read straight from the
+ * zero-padded input at its own offset (column j of the chunk at off[t] + seg.src + j*sw: no
+ * im2col, no transposes); dY^T is packed once per chunk in panels of FC_BW_NR columns of K.
+ * mr x 32 tiles accumulate a whole chunk in registers.  Against the 8 x 48 panels: no
+ * im2col/transposes of the C*R*S rows (the packing left is K x cols) and C*R*S needs no
+ * rounding to 48 (the stem: 147). */
 #define FC_BW_NR 32
 
 #if defined(FC_CG_TARGET)
 #define FC_BW_ROW(i)                                                              \
-    if ((i) < mr_) { __m512 av = _mm512_set1_ps(a[(i) * dw]);                       \
+    if ((i) < mr_) { __m512 av = _mm512_set1_ps(a[o##i]);                          \
       c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                \
       c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1); }
 #define FC_BW_ST(i)                                                                \
-    if ((i) < mr_) { float *cr = c + (ptrdiff_t)(i) * ldc;                            \
+    if ((i) < mr_ && (i) < mrows) { float *cr = c + (ptrdiff_t)(i) * ldc;           \
       _mm512_storeu_ps(cr, _mm512_add_ps(c##i##0, _mm512_loadu_ps(cr)));            \
       _mm512_storeu_ps(cr + 16, _mm512_add_ps(c##i##1, _mm512_loadu_ps(cr + 16))); }
 #define FC_BW_DEF(MR)                                                                                  \
-FC_CG_TARGET static void fc_bw_rows_k##MR(const float *x, const fc_cg_segment *sg, int ns, int sw, int dw, \
+FC_CG_TARGET static void fc_bw_taps_k##MR(const float *x, const ptrdiff_t *off, int mrows,              \
+                                          const fc_cg_segment *sg, int ns, int sw,                     \
                                           const float *b, float *c, ptrdiff_t ldc) {                       \
     enum { mr_ = MR };                                                                                 \
+    const ptrdiff_t o0 = off[0], o1 = mr_ > 1 ? off[1] : 0, o2 = mr_ > 2 ? off[2] : 0,                 \
+                    o3 = mr_ > 3 ? off[3] : 0, o4 = mr_ > 4 ? off[4] : 0, o5 = mr_ > 5 ? off[5] : 0,   \
+                    o6 = mr_ > 6 ? off[6] : 0, o7 = mr_ > 7 ? off[7] : 0;                              \
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,    \
            c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00; \
+    for (int i = 0; i < mr_ && i < mrows; i++) { /* the C tile is added to at the end: fetch it now */  \
+        __builtin_prefetch(c + (ptrdiff_t)i * ldc, 1, 3); __builtin_prefetch(c + (ptrdiff_t)i * ldc + 16, 1, 3); } \
     for (int i = 0; i < ns; i++) {                                                                     \
         const float *a = x + sg[i].src;                                                                \
         for (ptrdiff_t j = 0; j < sg[i].len; j++, a += sw, b += FC_BW_NR) {                            \
@@ -140,19 +147,20 @@ FC_CG_TARGET static void fc_bw_rows_k##MR(const float *x, const fc_cg_segment *s
 }
 FC_BW_DEF(1) FC_BW_DEF(2) FC_BW_DEF(3) FC_BW_DEF(4) FC_BW_DEF(5) FC_BW_DEF(6) FC_BW_DEF(7) FC_BW_DEF(8)
 
-/* S (1..8) rows of C (ldc apart) += taps s = 0..S-1 of one filter row over the chunk's
- * segments (source base x: padded plane c shifted by r*dh*Wp) times one packed dY^T panel */
-FC_CG_TARGET static void fc_bw_rows(int S, const float *x, const fc_cg_segment *sg, int ns, int sw, int dw,
-                                    const float *b, float *c, ptrdiff_t ldc) {
-    switch (S) {
-    case 1: fc_bw_rows_k1(x, sg, ns, sw, dw, b, c, ldc); break;
-    case 2: fc_bw_rows_k2(x, sg, ns, sw, dw, b, c, ldc); break;
-    case 3: fc_bw_rows_k3(x, sg, ns, sw, dw, b, c, ldc); break;
-    case 4: fc_bw_rows_k4(x, sg, ns, sw, dw, b, c, ldc); break;
-    case 5: fc_bw_rows_k5(x, sg, ns, sw, dw, b, c, ldc); break;
-    case 6: fc_bw_rows_k6(x, sg, ns, sw, dw, b, c, ldc); break;
-    case 7: fc_bw_rows_k7(x, sg, ns, sw, dw, b, c, ldc); break;
-    default: fc_bw_rows_k8(x, sg, ns, sw, dw, b, c, ldc); break;
+/* mr (1..8) rows of C (ldc apart) += the im2col rows whose sources are x + off[i] (+ seg.src +
+ * j*sw for column j of the chunk's segments) times one packed dY^T panel; rows >= mrows of the
+ * tile are computed but not stored (off[i] must still be a valid offset there). */
+FC_CG_TARGET static void fc_bw_taps(int mr, const float *x, const ptrdiff_t *off, int mrows, const fc_cg_segment *sg,
+                                    int ns, int sw, const float *b, float *c, ptrdiff_t ldc) {
+    switch (mr) {
+    case 1: fc_bw_taps_k1(x, off, mrows, sg, ns, sw, b, c, ldc); break;
+    case 2: fc_bw_taps_k2(x, off, mrows, sg, ns, sw, b, c, ldc); break;
+    case 3: fc_bw_taps_k3(x, off, mrows, sg, ns, sw, b, c, ldc); break;
+    case 4: fc_bw_taps_k4(x, off, mrows, sg, ns, sw, b, c, ldc); break;
+    case 5: fc_bw_taps_k5(x, off, mrows, sg, ns, sw, b, c, ldc); break;
+    case 6: fc_bw_taps_k6(x, off, mrows, sg, ns, sw, b, c, ldc); break;
+    case 7: fc_bw_taps_k7(x, off, mrows, sg, ns, sw, b, c, ldc); break;
+    default: fc_bw_taps_k8(x, off, mrows, sg, ns, sw, b, c, ldc); break;
     }
 }
 
@@ -177,9 +185,9 @@ FC_CG_TARGET static void fc_bw_pack_dyt(const float *src, ptrdiff_t ld, int m, i
         }
 }
 #else
-static void fc_bw_rows(int S, const float *x, const fc_cg_segment *sg, int ns, int sw, int dw,
-                       const float *b, float *c, ptrdiff_t ldc) {
-    (void)S; (void)x; (void)sg; (void)ns; (void)sw; (void)dw; (void)b; (void)c; (void)ldc;
+static void fc_bw_taps(int mr, const float *x, const ptrdiff_t *off, int mrows, const fc_cg_segment *sg,
+                       int ns, int sw, const float *b, float *c, ptrdiff_t ldc) {
+    (void)mr; (void)x; (void)off; (void)mrows; (void)sg; (void)ns; (void)sw; (void)b; (void)c; (void)ldc;
 }
 static void fc_bw_pack_dyt(const float *src, ptrdiff_t ld, int m, int koff, int len, int kdt, float *bp) {
     (void)src; (void)ld; (void)m; (void)koff; (void)len; (void)kdt; (void)bp;

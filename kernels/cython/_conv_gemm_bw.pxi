@@ -1,9 +1,10 @@
 # Backward-weight pieces of the packed-GEMM conv (textually included by _conv_gemm.pxi).
 #   panels (which 2): dW[K, crs] += dY[K, cols] . im2col[crs, cols]^T with the 8x48 kernel:
 #                     dY rows packed as A panels, im2col rows transposed into B panels;
-#   rows   (which 5): dW^T[(c, r, s), K] += taps s of filter row (c, r) read straight from the
-#                     padded input (the kernel's S rows) . dY^T panels 32 wide (no im2col):
-#                     for filters whose C*R*S fills 48-wide panels badly (the stem's 147).
+#   taps   (which 5): dW^T[crs, K] += im2col rows read straight from the padded input (blocks of
+#                     8 taps, or a whole filter row for S = 6..8, are the kernel's rows, each its
+#                     own offset into x) . dY^T panels 32 wide: no im2col, no transposes of it;
+#                     the stem (147 = 3*48 + 3) keeps every multiply useful.
 # Chunks of columns (the GEMM depth) are items; each thread accumulates a private dW.
 
 cdef extern from "_conv_gemm_bw.h" nogil:
@@ -11,8 +12,8 @@ cdef extern from "_conv_gemm_bw.h" nogil:
     void fc_bw_pack_b_panel(const float* x, Py_ssize_t plane, int Wp, int R, int S, int dh, int dw, int crs,
                             int t, const fc_cg_segment* sg, int ns, int sw, int ncols, float* tmp, float* bp)
     int FC_BW_NR
-    void fc_bw_rows(int S, const float* x, const fc_cg_segment* sg, int ns, int sw, int dw,
-                    const float* b, float* c, Py_ssize_t ldc)
+    void fc_bw_taps(int mr, const float* x, const Py_ssize_t* off, int mrows, const fc_cg_segment* sg,
+                    int ns, int sw, const float* b, float* c, Py_ssize_t ldc)
     void fc_bw_pack_dyt(const float* src, Py_ssize_t ld, int m, int koff, int length, int kdt, float* bp)
 
 
@@ -42,10 +43,12 @@ cdef void _pk_bww_chunk(const float* dy, const float* x, float* dws, float* ws, 
     fc_cg_gemm(mpan * FC_MR, npan * FC_NR, ncols, kc, ap, bp, dws, ldc, 1, NULL)
 
 
-cdef void _pk_bwr_chunk(const float* dy, const float* x, float* dwt, float* ws, fc_cg_segment* sg,
+cdef void _pk_bwt_chunk(const float* dy, const float* x, float* dwt, float* ws, fc_cg_segment* sg,
                         const Geo* g, int Hp, int Wp, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
-    """Rows variant: x the zero-padded input; dwt (C*R*S x ldc) is dW^T."""
-    cdef int ncols = <int>(c1 - c0), kp = (g.K + FC_BW_NR - 1) // FC_BW_NR, c, r, p, ns
+    """Taps variant: x the zero-padded input; dwt (C*R*S x ldc) is dW^T."""
+    cdef int ncols = <int>(c1 - c0), kp = (g.K + FC_BW_NR - 1) // FC_BW_NR, p, ns, i, t, t0
+    cdef int crs = g.Cg * g.R * g.S, rs = g.R * g.S, mr = _bw_mr(g.S)
+    cdef Py_ssize_t offs[8]
     cdef Py_ssize_t plane = <Py_ssize_t>Hp * Wp, pq = <Py_ssize_t>g.P * g.Q, ldc = <Py_ssize_t>kp * FC_BW_NR
     cdef Py_ssize_t n, a, b, off = 0, cc = c0
     cdef float* bp = ws
@@ -57,29 +60,36 @@ cdef void _pk_bwr_chunk(const float* dy, const float* x, float* dwt, float* ws, 
         off += b - a
         cc += b - a
     ns = fc_cg_segments(c0, c1, g.P, g.Q, Wp, g.C * plane, g.sh, g.sw, 0, sg)
-    for c in range(g.C):
-        for r in range(g.R):
-            for p in range(kp):
-                fc_bw_rows(g.S, x + c * plane + <Py_ssize_t>r * g.dh * Wp, sg, ns, g.sw, g.dw,
-                           bp + <Py_ssize_t>p * ncols * FC_BW_NR, dwt + <Py_ssize_t>(c * g.R + r) * g.S * ldc + p * FC_BW_NR, ldc)
+    t0 = 0
+    while t0 < crs:  # blocks of mr im2col rows (taps): their sources in the padded x
+        for i in range(mr):
+            t = min(t0 + i, crs - 1)
+            offs[i] = (t // rs) * plane + <Py_ssize_t>((t % rs) // g.S) * g.dh * Wp + (t % g.S) * g.dw
+        for p in range(kp):
+            fc_bw_taps(mr, x, offs, crs - t0, sg, ns, g.sw, bp + <Py_ssize_t>p * ncols * FC_BW_NR,
+                       dwt + <Py_ssize_t>t0 * ldc + p * FC_BW_NR, ldc)
+        t0 += mr
 
 
-PK_BW_ROWS = "auto"  # backward-weight rows variant: "auto" (_bw_rows_pays), "always" (S <= 8), "never"
+cdef inline int _bw_mr(int S) noexcept nogil:
+    """taps per kernel block: a whole filter row for 6 <= S <= 8 (stem, S = 7: 1.11x torch
+    against 1.07x with blocks of 8), else 8 (alexnet's S = 5: 1.00-1.04x against 0.93x)"""
+    return S if 6 <= S <= 8 else 8
 
 
-def _bw_rows_pays(int K, int crs, int S):
-    """Rows variant where the 8x48 panels would waste more: its S x 32 tiles use K rounded up to
-    32 and need S >= 4 (fewer taps leave too few accumulators per dY^T load); the panels use
-    C*R*S rounded up to 48."""
-    kfill = K / ((K + 31) // 32 * 32)
-    cfill = crs / ((crs + 47) // 48 * 48)
-    return 4 <= S <= 8 and kfill > cfill
+PK_BW_TAPS = "auto"  # backward-weight taps variant: "auto" (_bw_taps_pays), "always", "never"
 
 
-def _bw_rows_pick(Geo g):
-    if PK_BW_ROWS == "never" or g.S > 8:
-        return False
-    return PK_BW_ROWS == "always" or _bw_rows_pays(g.K, g.Cg * g.R * g.S, g.S)
+def _bw_taps_pays(int K, int crs):
+    """Taps variant where K fills its 32-wide tiles at least as well as C*R*S fills the panels'
+    48-wide ones (and K >= 32).  1-thread CPU-time ratios vs torch, dW alone: stem (147 ->
+    192 panel columns) 0.63 (OpenBLAS) -> 1.11-1.15; strided_3x3 1.00 -> 1.02-1.06;
+    alexnet_5x5 0.89 -> 1.00-1.04."""
+    return K >= 32 and K / ((K + 31) // 32 * 32) >= crs / ((crs + 47) // 48 * 48)
+
+
+def _bw_taps_pick(Geo g):
+    return PK_BW_TAPS == "always" or (PK_BW_TAPS == "auto" and _bw_taps_pays(g.K, g.Cg * g.R * g.S))
 
 
 def _bw_chunk(total, int nt):
@@ -88,3 +98,65 @@ def _bw_chunk(total, int nt):
     GF/s against 112-115 at depth 256-512: each chunk reloads and stores the whole dW tile."""
     m = max(1, (total + nt * PK_BW_COLS // 2) // (nt * PK_BW_COLS)) * nt
     return max(16, (total + m - 1) // m + 15) // 16 * 16
+
+
+def _bw_ldc(int K):
+    return (K + FC_BW_NR - 1) // FC_BW_NR * FC_BW_NR
+
+
+cdef void _bw_sum(const float* t, float* out, int which, int nt, int K, int crs, Py_ssize_t ldc,
+                  Py_ssize_t copy, int nth) noexcept nogil:
+    cdef int k, i, j
+    cdef float v
+    for k in prange(K, num_threads=nth, schedule="static"):
+        for j in range(crs):
+            v = 0
+            for i in range(nt):  # panels: copies (Kp x ldc); rows: dW^T copies (crs x ldc)
+                v = v + (t[i * copy + k * ldc + j] if which == 2 else t[i * copy + j * ldc + k])
+            out[<Py_ssize_t>k * crs + j] = v
+
+
+def _bw_reduce(target, out, int which, Geo g, int nt):
+    """out (K, C, R, S) = the sum of the nt private copies, OpenMP over K (NumPy's serial sum and
+    copy cost ~4 % of strided_3x3's dW at 2 threads)."""
+    cdef int crs = g.Cg * g.R * g.S
+    cdef Py_ssize_t ldc = (crs + FC_NR - 1) // FC_NR * FC_NR if which == 2 else _bw_ldc(g.K)
+    cdef Py_ssize_t copy = target.shape[0] // nt
+    cdef float* t = <float*>_ptr(target)
+    cdef float* o = <float*>_ptr(out)
+    with nogil:
+        _bw_sum(t, o, which, nt, g.K, crs, ldc, copy, nt)
+
+
+import threading
+_pk_local = threading.local()
+PK_SCRATCH_KEEP = 64 << 20  # workspaces up to this many bytes are kept per Python thread
+
+
+def _pk_scratch(int slot, Py_ssize_t n):
+    """An uninitialised float32 workspace of n elements, reused across calls (per Python thread):
+    fresh multi-MB arrays cost page faults (strided_3x3's padded input: 14 MB per call)."""
+    bufs = getattr(_pk_local, "bufs", None)
+    if bufs is None:
+        bufs = _pk_local.bufs = {}
+    a = bufs.get(slot)
+    if a is None or a.shape[0] < n:
+        a = np.empty(n, np.float32)
+        if n * 4 <= PK_SCRATCH_KEEP:
+            bufs[slot] = a
+    return a[:n]
+
+
+cdef void _zero_blocks(float* p, Py_ssize_t n, int nt) noexcept nogil:
+    cdef Py_ssize_t i, nb = (n + 16383) // 16384
+    for i in prange(nb, num_threads=nt, schedule="static"):
+        memset(p + i * 16384, 0, min(<Py_ssize_t>16384, n - i * 16384) * sizeof(float))
+
+
+def _pk_zero(a, int nt):
+    """a (1-d float32) = 0, OpenMP over 64 KB blocks; returns a."""
+    cdef float* p = <float*>_ptr(a)
+    cdef Py_ssize_t n = a.shape[0]
+    with nogil:
+        _zero_blocks(p, n, nt)
+    return a
