@@ -5,7 +5,7 @@
 # of W on it; the next panel is prefetched, bias fused, stores masked at the edges).
 # Elsewhere (float64, other CPUs, tiny images): one OpenBLAS GEMM per image, group and
 # column chunk.  Forward: _pw_fwd_item.  Backward-input (dx = W^T . dy, the same kernel
-# reading W transposed): _pw_bwd_input_item, ready for conv.pyx's backward-input branch.
+# reading W transposed): _pw_bwd_input_item, conv.pyx's backward-input branch.
 # Test hooks: _pw_use_avx512, _pw_no_buffer, _pw_force_shift; _pw_backward_input drives
 # the backward-input items.
 
@@ -51,8 +51,8 @@ cdef void _pw_fwd_item(const real* x, const real* w, const real* b, real* y, con
 cdef void _pw_bwd_input_item(const real* dy, const real* w, real* dx, const Geo* g, int it,
                              int nchunk) noexcept nogil:
     """Item ``it`` of dx = W^T . dy for a 1x1 conv (the same kernel with W read transposed:
-    element (c, k) at w[k*Cg + c]); items as in _pw_fwd_item.  Ready for conv.pyx's
-    backward-input pointwise branch, which still runs its own OpenBLAS GEMM."""
+    element (c, k) at w[k*Cg + c]); items as in _pw_fwd_item.  conv.pyx's backward-input
+    pointwise branch."""
     cdef int ng = it // nchunk, ch = it % nchunk
     cdef int n = ng // g.groups, gi = ng % g.groups
     cdef int hw = g.H * g.W, a, e, per

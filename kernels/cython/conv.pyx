@@ -3,8 +3,9 @@
 
 Algorithms (``algo=`` forces one; ``'auto'`` picks by shape):
 
-``'1x1'``     1x1, stride 1, no padding: one GEMM per image and group, straight
-              on the input (no im2col).
+``'1x1'``     1x1, stride 1, no padding: a GEMM straight on the input (no im2col):
+              forward and backward-input through _conv_1x1.pxi's AVX-512 kernel
+              (float32), else OpenBLAS per image and group.
 ``'gemm'``    im2col of a chunk of output rows (bounded by
               ``fastconv.config.workspace_bytes``) then GEMM; backward-input is
               GEMM + col2im, backward-weight a GEMM against im2col.  float32 with
@@ -175,10 +176,8 @@ cdef void _bwd_input_item(const real* dy, const real* w, real* dx, real* col, co
     cdef real* dyg = <real*>dy + (<Py_ssize_t>n * g.K + gi * g.Kg) * pq
     cdef real* wg = <real*>w + <Py_ssize_t>gi * g.Kg * crs
     cdef real* dxg = dx + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw
-    if pointwise:  # chunks split the pixels
-        _split(hw, nchunk, ch, &c0, &c1)
-        if c1 > c0:
-            _gemm(c'N', c'T', c1 - c0, g.Cg, g.Kg, <real>1, dyg + c0, pq, wg, crs, <real>0, dxg + c0, hw)
+    if pointwise:
+        _pw_bwd_input_item(dy, w, dx, g, it, nchunk)
         return
     _split(g.Cg, nchunk, ch, &c0, &c1)
     if c1 <= c0:
