@@ -138,20 +138,23 @@ def test_block_sweep(algo, dtype, gemm, monkeypatch):
             assert rel_error(y2, ref) <= tol, (mt, nt)
 
 
-@pytest.mark.parametrize("gemm", ["own", "blas", "fused"])
+@pytest.mark.parametrize("gemm", ["own", "blas", "fused", "fused-separate-out"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("algo", ALGOS)
 def test_wide_mode(algo, dtype, gemm, monkeypatch):
     """Few tiles on several threads: one block, phases split over channels / components /
     output channels; 'fused': filters transformed per group of output channels right before
-    their products (groups of 4 rows here, with a short last group).  Forced on small shapes;
-    odd C, K and planes, bias; forward and backward-input (flipped filters)."""
+    their products (groups of 4 rows here, with a short last group), each group's output
+    transform right after them (or, 'fused-separate-out', all output channels afterwards).
+    Forced on small shapes; odd C, K and planes, bias; forward and backward-input (flipped
+    filters)."""
     monkeypatch.setattr(WG, "WIDE_MIN_KC", 0)
     monkeypatch.setattr(WG, "WIDE_TILES", 1 << 20)
     monkeypatch.setattr(WG, "FUSE_MIN_KC", 1 << 40)
     if gemm == "blas":
         monkeypatch.setattr(WG, "OWN_GEMM_MAX_KC", 0)
-    if gemm == "fused":
+    if gemm.startswith("fused"):
+        monkeypatch.setattr(WG, "FUSE_OUTPUTS", gemm == "fused")
         monkeypatch.setattr(WG, "FUSE_MIN_KC", 0)
         monkeypatch.setattr(WG, "FUSE_TILES", 1 << 20)
         monkeypatch.setattr(WG, "FUSE_FILTERS", 1)

@@ -110,7 +110,7 @@ cdef inline void _products(const WG* g, const real* U, const real* V, real* M, i
 
 cdef void _run_wide(const real* x, const real* U, const real* bias, real* y, real* V, real* M,
                     const WG* g, int tile, int nt, const real* w, Py_ssize_t fk, Py_ssize_t fc,
-                    real* Uloc, Py_ssize_t ulstride, int kg) noexcept nogil:
+                    real* Uloc, Py_ssize_t ulstride, int kg, bint fuse_out) noexcept nogil:
     """All T tiles as one block, each phase split over the threads: input transform by channel,
     products by component, output transform by output channel (few tiles, big filter matrices:
     blocks per thread made every thread stream all of U, 38 MB for res5's F(4x4)).  With kg > 0
@@ -132,11 +132,14 @@ cdef void _run_wide(const real* x, const real* U, const real* bias, real* y, rea
                 _filters_run(w, ul, k0 * g.C, <Py_ssize_t>kn * g.C, tile, fk, fc)
                 _bgemm(na, kn, g.C, nb, ul, <Py_ssize_t>kn * g.C + SKEW, V, <Py_ssize_t>g.C * nb + SKEW,
                        M + k0 * nb, <Py_ssize_t>g.K * nb + SKEW)
+                if fuse_out:  # while the group's rows of M are in L2 (all of M, 4.7 MB on res4, is not)
+                    _outputs(M, bias, y, g, 0, nb, tile, <int>k0, <int>k0 + kn)
     else:
         for xi in prange(na, num_threads=nt, schedule="dynamic"):
             _products(g, U, V, M, nb, xi)
-    for k in prange(g.K, num_threads=nt, schedule="static"):
-        _outputs(M, bias, y, g, 0, nb, tile, k, k + 1)
+    if kg == 0 or not fuse_out:
+        for k in prange(g.K, num_threads=nt, schedule="static"):
+            _outputs(M, bias, y, g, 0, nb, tile, k, k + 1)
 
 
 # Block sizes, from 1-thread sweeps of 16..256 tiles per block (F(4x4) forward): res2 best at 32,
@@ -151,6 +154,7 @@ WIDE_TILES = 64  # with several threads and at most this many tiles per thread .
 WIDE_MIN_KC = 128 * 128  # ... and K * C at least this: one block, phases split over the threads
 FUSE_MIN_KC = 128 * 128  # fused filter transform (no U in memory) from this K * C on ...
 FUSE_TILES = 64  # ... with at most this many tiles per thread (one block)
+FUSE_OUTPUTS = True  # fused mode: output transform of each group right after its products
 FUSE_FILTERS = 4096  # filters per fused group (K rows * C): 36 components of them ~ 590 KiB float32
 OWN_TILES = (32, 64)  # fcw_bgemm blocks: 32 to 64 tiles (a multiple of its vectors)
 CK_PER_TILE = 512  # OpenBLAS path: at least K * C / this tiles per block
@@ -249,6 +253,7 @@ def forward(x, w, b, padding, y, int nt, int tile=2, bint flip=False):
     cdef bint fused = g.own and g.K * g.C >= FUSE_MIN_KC and g.T <= nt * FUSE_TILES
     cdef bint wide = fused or (nt > 1 and g.T <= nt * WIDE_TILES and g.K * g.C >= WIDE_MIN_KC)
     cdef int kg = max(4, FUSE_FILTERS // g.C // 4 * 4) if fused else 0
+    cdef bint fuse_out = FUSE_OUTPUTS
     cdef Py_ssize_t ulstride = na * (<Py_ssize_t>kg * g.C + SKEW)
     if wide:
         nb = g.T
@@ -274,7 +279,7 @@ def forward(x, w, b, padding, y, int nt, int tile=2, bint flip=False):
                 _filters(<float*>pw, <float*>pu, KC, tile, nt_all, fk, fc)
             if wide:
                 _run_wide(<float*>px, <float*>pu, <float*>pb, <float*>py, <float*>pk, <float*>pk + mofs, &g, tile, nt,
-                          <float*>pw, fk, fc, <float*>pu, ulstride, kg)
+                          <float*>pw, fk, fc, <float*>pu, ulstride, kg, fuse_out)
             else:
                 _run(<float*>px, <float*>pu, <float*>pb, <float*>py, <float*>pk, wstride, &g, tile, nt)
         else:
@@ -282,7 +287,7 @@ def forward(x, w, b, padding, y, int nt, int tile=2, bint flip=False):
                 _filters(<double*>pw, <double*>pu, KC, tile, nt_all, fk, fc)
             if wide:
                 _run_wide(<double*>px, <double*>pu, <double*>pb, <double*>py, <double*>pk, <double*>pk + mofs, &g, tile, nt,
-                          <double*>pw, fk, fc, <double*>pu, ulstride, kg)
+                          <double*>pw, fk, fc, <double*>pu, ulstride, kg, fuse_out)
             else:
                 _run(<double*>px, <double*>pu, <double*>pb, <double*>py, <double*>pk, wstride, &g, tile, nt)
     return y
