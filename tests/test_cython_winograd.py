@@ -238,12 +238,14 @@ def x4_mode(request):
     WG._set_x4(prev)
 
 
+@pytest.mark.parametrize("tile", [4, 2])
 @pytest.mark.parametrize("blocks", [1, 3, 5, 13, 1000])
 @pytest.mark.parametrize("HW", [(3, 3), (4, 4), (5, 9), (7, 7), (9, 5), (16, 16), (14, 30), (6, 71)])
-def test_x4_runs(HW, blocks, x4_mode, monkeypatch):
-    """Runs of up to 16 lanes cut across tile rows and images (1 to 18 tiles per row, partial
+def test_x4_runs(HW, blocks, tile, x4_mode, monkeypatch):
+    """Runs of up to 16 lanes cut across tile rows and images (1 to 35 tiles per row, partial
     edge tiles, blocks that start mid-row), forward / backward-input / backward-weight in float32
-    F(4x4), with bias, one and two threads."""
+    F(4x4) and F(2x2) (whose AVX-512 path covers the input and dy tiles), with bias, one and two
+    threads."""
     H, W = HW
     x, w, b, dy = _data(3, 5, H, W, 6, 1, seed=H * 100 + W)
     x, w, b, dy = (v.astype(np.float32) for v in (x, w, b, dy))
@@ -253,9 +255,9 @@ def test_x4_runs(HW, blocks, x4_mode, monkeypatch):
     monkeypatch.setattr(WG, "MIN_TILES", blocks)
     monkeypatch.setattr(WG, "OWN_TILES", (blocks, blocks))
     for nt in (1, 2):
-        y = WG.forward(x, w, b, (1, 1), np.full(truth[0].shape, np.nan, np.float32), nt, 4)
-        dx = WG.backward_input(dy, w, (1, 1), np.full(x.shape, np.nan, np.float32), nt, 4)
-        dw = WG.backward_weight(dy, x, (1, 1), np.full(w.shape, np.nan, np.float32), nt, 4)
+        y = WG.forward(x, w, b, (1, 1), np.full(truth[0].shape, np.nan, np.float32), nt, tile)
+        dx = WG.backward_input(dy, w, (1, 1), np.full(x.shape, np.nan, np.float32), nt, tile)
+        dw = WG.backward_weight(dy, x, (1, 1), np.full(w.shape, np.nan, np.float32), nt, tile)
         for name, out, ref in (("forward", y, truth[0]), ("backward_input", dx, truth[1]),
                                ("backward_weight", dw, truth[2])):
             assert rel_error(out, ref) <= 3e-5, (name, nt, rel_error(out, ref))

@@ -153,8 +153,8 @@ cdef void _inputs(const real* x, real* V, const WG* g, Py_ssize_t t0, int nb, in
     cdef real* row
     cdef real strip[6 * SS]
     if real is float:
-        if tile == 4 and _x4:
-            _inputs_x(x, V, g, t0, nb, c0, c1)
+        if _x4:
+            _inputs_x(x, V, g, t0, nb, c0, c1, tile)
             return
     for c in range(c0, c1):
         n = t0 // (g.th * g.tw)
@@ -229,8 +229,8 @@ cdef void _dy_tiles(const real* dy, real* D, const WG* g, Py_ssize_t t0, int nb,
     cdef const real* yp
     cdef real buf[4 * SS]
     if real is float:
-        if tile == 4 and _x4:
-            _dy_tiles_x(dy, D, g, t0, nb)
+        if _x4:
+            _dy_tiles_x(dy, D, g, t0, nb, tile)
             return
     for k in range(g.K):
         n = t0 // (g.th * g.tw)

@@ -14,6 +14,8 @@ cdef extern from "_wino_x4.h" nogil:
     void fcw4x_out(const float* mp, Py_ssize_t ks, float* y0, Py_ssize_t Q, int nl, unsigned keep, float bv)
     void fcw4x_seg_in(const float* plane, int H, int W, int h0, int w0, int ncol, float* dst, int nrows)
     void fcw4x_dy(const float* y0, Py_ssize_t Q, float* d, Py_ssize_t ks, int nl, unsigned keep)
+    void fcw2x_in(const float* r0, Py_ssize_t W, float* v, Py_ssize_t cs, int nl, unsigned keep)
+    void fcw2x_dy(const float* y0, Py_ssize_t Q, float* d, Py_ssize_t ks, int nl, unsigned keep)
     void fcw4x_seg_out(const float* src, float* plane, int P, int Q, int p0, int q0, int ncol)
     void fcw4x_prefetch_rows(const float* plane, int H, int W, int r0, int r1)
     void fcw4x_bgemm(int na, int K, int C, int nb, const float* U, Py_ssize_t us, const float* V, Py_ssize_t vs,
@@ -61,17 +63,18 @@ cdef inline int _xrun(const WG* g, int* n, int* ti, int* tj, int left, XSeg* sg,
     return ns
 
 
-cdef void _inputs_x(const float* x, float* V, const WG* g, Py_ssize_t t0, int nb, int c0, int c1) noexcept nogil:
-    """_inputs for float32 F(4x4) on AVX-512: V[xi][c][i] = (B^T d B)[xi], c0 <= c < c1."""
-    cdef int i, c, n, ti, tj, ns, s, nl = 0, h0, w0, cnt
+cdef void _inputs_x(const float* x, float* V, const WG* g, Py_ssize_t t0, int nb, int c0, int c1,
+                    int tile) noexcept nogil:
+    """_inputs for float32 on AVX-512 (tile 4 or 2): V[xi][c][i] = (B^T d B)[xi], c0 <= c < c1."""
+    cdef int i, c, n, ti, tj, ns, s, nl = 0, h0, w0, cnt, e = tile + 2
     cdef unsigned keep
-    cdef Py_ssize_t hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nb + SKEW
+    cdef Py_ssize_t hw = <Py_ssize_t>g.H * g.W, cs = <Py_ssize_t>g.C * nb + SKEW, wst
     cdef const float* xp
     cdef XSeg sg[XL]
     cdef float strip[6 * XS]
     cdef int pn0 = <int>(t0 // (g.th * g.tw)), pn1 = <int>((t0 + nb - 1) // (g.th * g.tw)), pn
-    cdef int pr0 = 4 * <int>((t0 % (g.th * g.tw)) // g.tw) - g.ph
-    cdef int pr1 = 4 * <int>(((t0 + nb - 1) % (g.th * g.tw)) // g.tw) - g.ph + 6
+    cdef int pr0 = tile * <int>((t0 % (g.th * g.tw)) // g.tw) - g.ph
+    cdef int pr1 = tile * <int>(((t0 + nb - 1) % (g.th * g.tw)) // g.tw) - g.ph + e
     memset(strip, 0, sizeof(strip))
     for c in range(c0, c1):
         if c + 1 < c1:  # the next channel's rows of this block (misses on x cost 16 % on CIFAR)
@@ -87,16 +90,22 @@ cdef void _inputs_x(const float* x, float* V, const WG* g, Py_ssize_t t0, int nb
             cnt = 0
             for s in range(ns):
                 cnt += sg[s].m
-            h0 = 4 * sg[0].ti - g.ph
-            w0 = 4 * sg[0].tj - g.pw
+            h0 = tile * sg[0].ti - g.ph
+            w0 = tile * sg[0].tj - g.pw
             xp = x + (<Py_ssize_t>sg[0].n * g.C + c) * hw
-            if ns == 1 and h0 >= 0 and h0 + 6 <= g.H and w0 >= 0 and w0 + 4 * nl + 2 <= g.W:
-                fcw4x_in(xp + h0 * g.W + w0, g.W, V + c * nb + i, cs, nl, keep)
+            if ns == 1 and h0 >= 0 and h0 + e <= g.H and w0 >= 0 and w0 + tile * nl + 2 <= g.W:
+                xp = xp + h0 * g.W + w0
+                wst = g.W
             else:
                 for s in range(ns):
-                    fcw4x_seg_in(x + (<Py_ssize_t>sg[s].n * g.C + c) * hw, g.H, g.W, 4 * sg[s].ti - g.ph,
-                                 4 * sg[s].tj - g.pw, 4 * sg[s].m + 2, strip + 4 * sg[s].lane, 6)
-                fcw4x_in(strip, XS, V + c * nb + i, cs, nl, keep)
+                    fcw4x_seg_in(x + (<Py_ssize_t>sg[s].n * g.C + c) * hw, g.H, g.W, tile * sg[s].ti - g.ph,
+                                 tile * sg[s].tj - g.pw, tile * sg[s].m + 2, strip + tile * sg[s].lane, e)
+                xp = strip
+                wst = XS
+            if tile == 4:
+                fcw4x_in(xp, wst, V + c * nb + i, cs, nl, keep)
+            else:
+                fcw2x_in(xp, wst, V + c * nb + i, cs, nl, keep)
             i += cnt
 
 
@@ -133,12 +142,13 @@ cdef void _outputs_x(const float* M, const float* bias, float* y, const WG* g, P
             i += cnt
 
 
-cdef void _dy_tiles_x(const float* dy, float* D, const WG* g, Py_ssize_t t0, int nb) noexcept nogil:
-    """_dy_tiles for float32 F(4x4) on AVX-512: D[xi][k][i] = (A dY A^T)[xi] (dy tiles do not
-    overlap, so segments need no idle lane between them)."""
+cdef void _dy_tiles_x(const float* dy, float* D, const WG* g, Py_ssize_t t0, int nb, int tile) noexcept nogil:
+    """_dy_tiles for float32 on AVX-512 (tile 4 or 2): D[xi][k][i] = (A dY A^T)[xi] (dy tiles do
+    not overlap, so segments need no idle lane between them)."""
     cdef int i, k, n, ti, tj, ns, s, nl = 0, p0, q0, cnt
     cdef unsigned keep
-    cdef Py_ssize_t ks = <Py_ssize_t>g.K * nb + SKEW, pq = <Py_ssize_t>g.P * g.Q
+    cdef Py_ssize_t ks = <Py_ssize_t>g.K * nb + SKEW, pq = <Py_ssize_t>g.P * g.Q, qst
+    cdef const float* yp
     cdef XSeg sg[XL]
     cdef float strip[4 * XS]
     memset(strip, 0, sizeof(strip))
@@ -152,13 +162,19 @@ cdef void _dy_tiles_x(const float* dy, float* D, const WG* g, Py_ssize_t t0, int
             cnt = 0
             for s in range(ns):
                 cnt += sg[s].m
-            p0 = 4 * sg[0].ti
-            q0 = 4 * sg[0].tj
-            if ns == 1 and p0 + 4 <= g.P and q0 + 4 * nl <= g.Q:
-                fcw4x_dy(dy + (<Py_ssize_t>sg[0].n * g.K + k) * pq + p0 * g.Q + q0, g.Q, D + k * nb + i, ks, nl, keep)
+            p0 = tile * sg[0].ti
+            q0 = tile * sg[0].tj
+            if ns == 1 and p0 + tile <= g.P and q0 + tile * nl <= g.Q:
+                yp = dy + (<Py_ssize_t>sg[0].n * g.K + k) * pq + p0 * g.Q + q0
+                qst = g.Q
             else:
                 for s in range(ns):
-                    fcw4x_seg_in(dy + (<Py_ssize_t>sg[s].n * g.K + k) * pq, g.P, g.Q, 4 * sg[s].ti, 4 * sg[s].tj,
-                                 4 * sg[s].m, strip + 4 * sg[s].lane, 4)
-                fcw4x_dy(strip, XS, D + k * nb + i, ks, nl, keep)
+                    fcw4x_seg_in(dy + (<Py_ssize_t>sg[s].n * g.K + k) * pq, g.P, g.Q, tile * sg[s].ti,
+                                 tile * sg[s].tj, tile * sg[s].m, strip + tile * sg[s].lane, tile)
+                yp = strip
+                qst = XS
+            if tile == 4:
+                fcw4x_dy(yp, qst, D + k * nb + i, ks, nl, keep)
+            else:
+                fcw2x_dy(yp, qst, D + k * nb + i, ks, nl, keep)
             i += cnt

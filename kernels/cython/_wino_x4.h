@@ -164,6 +164,76 @@ FCW4X_T static void fcw4x_out(const float *mp, ptrdiff_t ks, float *y0, ptrdiff_
     }
 }
 
+/* F(2x2, 3x3) counterparts for backward-weight (F(2x2) is what res4 / res5 take there): input
+ * tiles 4x4 at a stride of 2 columns (lanes: tile origins r0 + 2j, columns < 2nl+2 read), and
+ * 2x2 dy tiles; B^T rows (1,0,-1,0) (0,1,1,0) (0,-1,1,0) (0,1,0,-1), A rows (1,0) (1,1) (1,-1)
+ * (0,-1), as fcw_in2 / fcw_dy2 of _wino_impl.h. */
+FCW4X_T static inline void fcw2x_deint(const float *E, __m512 *ev, __m512 *od) {
+    const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i io = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    __m512 L0 = _mm512_loadu_ps(E), L1 = _mm512_loadu_ps(E + 16);
+    *ev = _mm512_permutex2var_ps(L0, ie, L1);
+    *od = _mm512_permutex2var_ps(L0, io, L1);
+}
+
+FCW4X_T static inline void fcw4x_put(float *p, ptrdiff_t cs, int nb, const __m512 *o, __mmask16 km, int full,
+                                     __mmask16 sm) {
+    for (int b = 0; b < nb; b++)
+        _mm512_mask_storeu_ps(p + (ptrdiff_t)b * cs, sm, full ? o[b] : _mm512_maskz_compress_ps(km, o[b]));
+}
+
+FCW4X_T static void fcw2x_in(const float *r0, ptrdiff_t W, float *v, ptrdiff_t cs, int nl, unsigned keep) {
+    float E[4][48] __attribute__((aligned(64)));
+    int ncol = 2 * nl + 2;
+    for (int q = 0; q < 48; q += 16) {
+        __mmask16 m = fcw4x_lanes(ncol - q);
+        __m512 d0 = _mm512_maskz_loadu_ps(m, r0 + q), d1 = _mm512_maskz_loadu_ps(m, r0 + W + q);
+        __m512 d2 = _mm512_maskz_loadu_ps(m, r0 + 2 * W + q), d3 = _mm512_maskz_loadu_ps(m, r0 + 3 * W + q);
+        _mm512_store_ps(&E[0][q], _mm512_sub_ps(d0, d2));
+        _mm512_store_ps(&E[1][q], _mm512_add_ps(d1, d2));
+        _mm512_store_ps(&E[2][q], _mm512_sub_ps(d2, d1));
+        _mm512_store_ps(&E[3][q], _mm512_sub_ps(d1, d3));
+    }
+    __mmask16 km = (__mmask16)keep, sm = fcw4x_lanes(__builtin_popcount(keep & 0xFFFFu));
+    int full = (unsigned)km == (unsigned)sm;
+    for (int a = 0; a < 4; a++) {
+        __m512 e0, e1, o[4];
+        fcw2x_deint(E[a], &e0, &e1);
+        __m512i ni = _mm512_castps_si512(_mm512_load_ps(&E[a][32])), n1 = _mm512_alignr_epi32(ni, ni, 1);
+        __m512 e2 = _mm512_castsi512_ps(_mm512_alignr_epi32(ni, _mm512_castps_si512(e0), 1));
+        __m512 e3 = _mm512_castsi512_ps(_mm512_alignr_epi32(n1, _mm512_castps_si512(e1), 1));
+        o[0] = _mm512_sub_ps(e0, e2);
+        o[1] = _mm512_add_ps(e1, e2);
+        o[2] = _mm512_sub_ps(e2, e1);
+        o[3] = _mm512_sub_ps(e1, e3);
+        fcw4x_put(v + (ptrdiff_t)(4 * a) * cs, cs, 4, o, km, full, sm);
+    }
+}
+
+FCW4X_T static void fcw2x_dy(const float *y0, ptrdiff_t Q, float *d, ptrdiff_t ks, int nl, unsigned keep) {
+    float E[4][32] __attribute__((aligned(64)));
+    int ncol = 2 * nl;
+    for (int q = 0; q < 32; q += 16) {
+        __mmask16 m = fcw4x_lanes(ncol - q);
+        __m512 a = _mm512_maskz_loadu_ps(m, y0 + q), b = _mm512_maskz_loadu_ps(m, y0 + Q + q);
+        _mm512_store_ps(&E[0][q], a);
+        _mm512_store_ps(&E[1][q], _mm512_add_ps(a, b));
+        _mm512_store_ps(&E[2][q], _mm512_sub_ps(a, b));
+        _mm512_store_ps(&E[3][q], _mm512_sub_ps(_mm512_setzero_ps(), b));
+    }
+    __mmask16 km = (__mmask16)keep, sm = fcw4x_lanes(__builtin_popcount(keep & 0xFFFFu));
+    int full = (unsigned)km == (unsigned)sm;
+    for (int r = 0; r < 4; r++) {
+        __m512 s0, s1, o[4];
+        fcw2x_deint(E[r], &s0, &s1);
+        o[0] = s0;
+        o[1] = _mm512_add_ps(s0, s1);
+        o[2] = _mm512_sub_ps(s0, s1);
+        o[3] = _mm512_sub_ps(_mm512_setzero_ps(), s1);
+        fcw4x_put(d + (ptrdiff_t)(4 * r) * ks, ks, 4, o, km, full, sm);
+    }
+}
+
 /* The component products M_xi (K x nb) = U_xi (K x C) . V_xi (C x nb) (layouts as fcw_bgemm's in
  * _wino_impl.h), register block 8 rows x 2 vectors (16 accumulators; fcw_bgemm's 4 x 2 reads
  * each V row twice as often); rows past the last multiple of 8 go to fcw_bgemm_f32. */
@@ -302,6 +372,8 @@ static void fcw4x_in(const float *r0, ptrdiff_t W, float *v, ptrdiff_t cs, int n
 static void fcw4x_out(const float *mp, ptrdiff_t ks, float *y0, ptrdiff_t Q, int nl, unsigned keep, float bv) {}
 static void fcw4x_seg_in(const float *plane, int H, int W, int h0, int w0, int ncol, float *dst, int nrows) {}
 static void fcw4x_dy(const float *y0, ptrdiff_t Q, float *d, ptrdiff_t ks, int nl, unsigned keep) {}
+static void fcw2x_in(const float *r0, ptrdiff_t W, float *v, ptrdiff_t cs, int nl, unsigned keep) {}
+static void fcw2x_dy(const float *y0, ptrdiff_t Q, float *d, ptrdiff_t ks, int nl, unsigned keep) {}
 static void fcw4x_bgemm(int na, int K, int C, int nb, const float *U, ptrdiff_t us, const float *V,
                         ptrdiff_t vs, float *M, ptrdiff_t ms) {}
 static void fcw4x_seg_out(const float *src, float *plane, int P, int Q, int p0, int q0, int ncol) {}
