@@ -18,6 +18,8 @@
  *
  * Compiled with target("avx512f") (portable build, no -march=native); fc_pw_available()
  * says whether the CPU runs it, elsewhere conv.pyx keeps the OpenBLAS path. */
+#ifndef FC_CONV_1X1_H
+#define FC_CONV_1X1_H
 #include <stddef.h>
 #include <stdlib.h>
 
@@ -253,3 +255,4 @@ static void fc_pw_forward(int K, int C, const float *w, ptrdiff_t ldw, ptrdiff_t
     (void)part; (void)nparts; (void)bias; (void)fc_pw_no_buffer; (void)fc_pw_shift;
 }
 #endif
+#endif /* FC_CONV_1X1_H */

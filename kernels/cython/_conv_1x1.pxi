@@ -16,6 +16,10 @@ cdef extern from "_conv_1x1.h" nogil:
                        float* y, Py_ssize_t ys, Py_ssize_t hw, int N, int part, int nparts,
                        const float* bias)
 
+cdef extern from "_conv_1x1_bw.h" nogil:
+    int fc_bw_weight(int K, int C, const float* dy, Py_ssize_t dys, const float* x, Py_ssize_t xs, Py_ssize_t hw,
+                     int N, float* dw, Py_ssize_t ldw, int part, int nparts)
+
 cdef bint _PW_AVX512 = fc_pw_available() != 0
 cdef enum:
     _PW_MAX_DEPTH = 16384  # the kernel's panel buffer per thread: depth x 48 floats (3 MiB)
@@ -68,6 +72,30 @@ cdef void _pw_bwd_input_item(const real* dy, const real* w, real* dx, const Geo*
     if e > a:
         _gemm(c'N', c'T', e - a, g.Cg, g.Kg, <real>1, <real*>dy + (<Py_ssize_t>n * g.K + gi * g.Kg) * hw + a, hw,
               <real*>w + <Py_ssize_t>gi * g.Kg * g.Cg, g.Cg, <real>0, dx + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw + a, hw)
+
+
+cdef void _pw_bwd_weight_item(const real* dy, const real* x, real* dw, const Geo* g, int it,
+                              int nchunk) noexcept nogil:
+    """Item ``it`` of dw += dY . X^T for a 1x1 conv, into this thread's private dw copy.
+    AVX-512 float32: the items of a group are the parts of _conv_1x1_bw.h's split (reduction
+    segments x row ranges, columns spanning images); else item = (image, group, column chunk),
+    one BLAS GEMM accumulating (beta = 1).  conv.pyx's backward-weight pointwise branch."""
+    cdef int ng = it // nchunk, ch = it % nchunk
+    cdef int n = ng // g.groups, gi = ng % g.groups
+    cdef int hw = g.H * g.W, a, e, per
+    if real is float:
+        if _PW_AVX512:
+            per = g.N * nchunk
+            gi = it // per
+            fc_bw_weight(g.Kg, g.Cg, dy + <Py_ssize_t>gi * g.Kg * hw, <Py_ssize_t>g.K * hw,
+                         x + <Py_ssize_t>gi * g.Cg * hw, <Py_ssize_t>g.C * hw, hw, g.N,
+                         dw + <Py_ssize_t>gi * g.Kg * g.Cg, g.Cg, it % per, per)
+            return
+    _split(hw, nchunk, ch, &a, &e)
+    if e > a:
+        _gemm(c'T', c'N', g.Cg, g.Kg, e - a, <real>1, <real*>x + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw + a, hw,
+              <real*>dy + (<Py_ssize_t>n * g.K + gi * g.Kg) * hw + a, hw, <real>1,
+              dw + <Py_ssize_t>gi * g.Kg * g.Cg, g.Cg)
 
 
 def _pw_backward_input(dy, w, int groups, int nchunk=1):

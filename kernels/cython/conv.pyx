@@ -202,10 +202,8 @@ cdef void _bwd_weight_item(const real* dy, const real* x, real* dw, real* col, c
     cdef real* dyg = <real*>dy + (<Py_ssize_t>n * g.K + gi * g.Kg) * pq
     cdef real* xg = <real*>x + (<Py_ssize_t>n * g.C + gi * g.Cg) * hw
     cdef real* dwg = dw + <Py_ssize_t>gi * g.Kg * crs
-    if pointwise:
-        _split(hw, nchunk, ch, &a, &e)
-        if e > a:
-            _gemm(c'T', c'N', g.Cg, g.Kg, e - a, <real>1, xg + a, hw, dyg + a, pq, <real>1, dwg, crs)
+    if pointwise:  # (_conv_1x1.pxi)
+        _pw_bwd_weight_item(dy, x, dw, g, it, nchunk)
         return
     _split(g.P, nchunk, ch, &a, &e)
     p0 = a
