@@ -10,7 +10,11 @@ E[x^2] - E[x]^2 does not cancel catastrophically.  ``batch_norm_act_*`` fuse a
 residual block's tail into the same passes, y = relu(bn(x) + residual): the
 forward skips writing and re-reading bn(x) and the sum, the backward masks
 the gradient with y > 0 while it reduces (and writes the residual's gradient
-in that same pass) instead of separate relu/add kernels.
+in that same pass) instead of separate relu/add kernels.  The backward works on
+groups of adjacent channels (inputs ~1 MB) walked n-major, so ResNet-20's small
+planes (8x8 = 256 B) are read as G*S contiguous runs rather than one short
+plane per page, and sums each plane in 64-byte vectors folded into per-channel
+double vectors (no horizontal reduction per plane); see ``_norm_impl.h``.
 
 Layer norm (loops in ``_norm_impl.h``): one OpenMP task per block of rows;
 each row's statistics come from one shifted pass in double, then one fused
