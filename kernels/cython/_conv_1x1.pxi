@@ -17,7 +17,7 @@ cdef extern from "_conv_1x1.h" nogil:
                        const float* bias)
 
 cdef extern from "_conv_1x1_bw.h" nogil:
-    int fc_bw_weight(int K, int C, const float* dy, Py_ssize_t dys, const float* x, Py_ssize_t xs, Py_ssize_t hw,
+    int fc_pwb_weight(int K, int C, const float* dy, Py_ssize_t dys, const float* x, Py_ssize_t xs, Py_ssize_t hw,
                      int N, float* dw, Py_ssize_t ldw, int part, int nparts)
 
 cdef bint _PW_AVX512 = fc_pw_available() != 0
@@ -87,7 +87,7 @@ cdef void _pw_bwd_weight_item(const real* dy, const real* x, real* dw, const Geo
         if _PW_AVX512:
             per = g.N * nchunk
             gi = it // per
-            fc_bw_weight(g.Kg, g.Cg, dy + <Py_ssize_t>gi * g.Kg * hw, <Py_ssize_t>g.K * hw,
+            fc_pwb_weight(g.Kg, g.Cg, dy + <Py_ssize_t>gi * g.Kg * hw, <Py_ssize_t>g.K * hw,
                          x + <Py_ssize_t>gi * g.Cg * hw, <Py_ssize_t>g.C * hw, hw, g.N,
                          dw + <Py_ssize_t>gi * g.Kg * g.Cg, g.Cg, it % per, per)
             return
