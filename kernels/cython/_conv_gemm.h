@@ -415,6 +415,16 @@ static void fc_cg_col2im_tab(float *base, const fc_cg_segment *sg, int ns, int s
                 _mm512_mask_storeu_ps(d + 2 * k + 16, 0x7fff,
                                       _mm512_add_ps(_mm512_maskz_loadu_ps(0x7fff, d + 2 * k + 16), b));
             }
+            if (k < len) {  /* tail: touches d[2k .. 2len-2] only */
+                int r2 = 2 * (int)(len - k) - 1;
+                __mmask16 ml = (__mmask16)(r2 >= 16 ? 0xffff : (1u << r2) - 1u);
+                __mmask16 mh = (__mmask16)(r2 <= 16 ? 0 : (1u << (r2 - 16)) - 1u);
+                __m512 v = _mm512_maskz_loadu_ps((__mmask16)((1u << (len - k)) - 1u), s + k);
+                __m512 a = _mm512_maskz_permutexvar_ps(0x5555, lo, v), b = _mm512_maskz_permutexvar_ps(0x5555, hi, v);
+                _mm512_mask_storeu_ps(d + 2 * k, ml, _mm512_add_ps(_mm512_maskz_loadu_ps(ml, d + 2 * k), a));
+                _mm512_mask_storeu_ps(d + 2 * k + 16, mh, _mm512_add_ps(_mm512_maskz_loadu_ps(mh, d + 2 * k + 16), b));
+                k = len;
+            }
         }
 #endif
         for (; k < len; k++) d[k * sw] += s[k];

@@ -195,15 +195,17 @@ include "_conv_gemm_bw.pxi"
 
 cdef void _pk_run(int which, const float* a, const float* b, const float* bias, float* out,
                   float* work, Py_ssize_t wstride, const Geo* g, Py_ssize_t chunk, int imgs,
-                  int kc, int nt, int Hp, int Wp, fc_cg_segment* segs) noexcept nogil:
+                  int kc, int nt, int Hp, int Wp, fc_cg_segment* segs, float* dw, int* used) noexcept nogil:
     """Forward / backward-weight: items are chunks of the column space; backward-input:
     items are groups of ``imgs`` images (col2im of different items never overlap),
-    cut into chunks inside.  which 2: ``out`` holds nt private padded dW copies."""
+    cut into chunks inside.  which 2 / 5: ``out`` holds nt private dW copies (dW^T for 5),
+    each zeroed by its thread when first used (``used``), then summed into dw in the same
+    parallel region (one fork/join per call: under load every extra one cost a time slice)."""
     cdef Py_ssize_t total = <Py_ssize_t>g.N * g.P * g.Q, pq = <Py_ssize_t>g.P * g.Q, c0, c1, e
     cdef Py_ssize_t dwsize = <Py_ssize_t>((g.K + FC_MR - 1) // FC_MR * FC_MR) * ((g.Cg * g.R * g.S + FC_NR - 1) // FC_NR * FC_NR)
     if which == 5:
         dwsize = <Py_ssize_t>g.Cg * g.R * g.S * ((g.K + FC_BW_NR - 1) // FC_BW_NR * FC_BW_NR)
-    cdef int it, tid = 0, nitems
+    cdef int it, tid = 0, nitems, nblk = 0, crs = g.Cg * g.R * g.S
     cdef Py_ssize_t ipan = (<Py_ssize_t>g.P * Wp + FC_NR - 1) // FC_NR * FC_NR
     cdef Py_ssize_t cstride = <Py_ssize_t>(g.H + 2 * g.ph) * Wp + FC_NR + (g.S - 1) * g.dw
     if which == 3 or which == 4:  # columns over the padded width, whole panels per image
@@ -213,6 +215,9 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
         nitems = (g.N + imgs - 1) // imgs
     else:
         nitems = <int>((total + chunk - 1) // chunk)
+    if which == 2 or which == 5:
+        nblk = g.K if which == 2 else (crs + 15) // 16
+        memset(used, 0, nt * sizeof(int))
     with parallel(num_threads=nt):
         tid = threadid()
         for it in prange(nitems, schedule="dynamic"):
@@ -222,9 +227,15 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
             elif which == 3:
                 _pk_fwd_shift_chunk(a, b, bias, out, work + tid * wstride, g, Hp, Wp, it * chunk, min(total, (it + 1) * chunk), kc)
             elif which == 2:
+                if used[tid] == 0:
+                    memset(out + tid * dwsize, 0, dwsize * sizeof(float))
+                    used[tid] = 1
                 _pk_bww_chunk(a, b, out + tid * dwsize, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp,
                               it * chunk, min(total, (it + 1) * chunk), kc)
             elif which == 5:
+                if used[tid] == 0:
+                    memset(out + tid * dwsize, 0, dwsize * sizeof(float))
+                    used[tid] = 1
                 _pk_bwt_chunk(a, b, out + tid * dwsize, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp,
                               it * chunk, min(total, (it + 1) * chunk))
             else:
@@ -237,6 +248,8 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
                     else:
                         _pk_bwi_chunk(a, b, out, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp, c0, c1, kc)
                     c0 = c1
+        for it in prange(nblk, schedule="static"):  # (after the items' barrier)
+            _bw_sum_block(out, dw, which, nt, used, g.K, crs, dwsize, it)
 
 
 cdef void _pad_planes(const float* src, float* dst, Py_ssize_t planes, int H, int W, int Hp, int Wp,
@@ -393,14 +406,15 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
         fc_cg_pack_a_cols(pb, crs, crs, K, pap)
         pb = pap
     target = dxp if dxp is not None else out
-    if which in (2, 5):  # private dW copies (rows variant: dW^T)
-        target = _pk_zero(_pk_scratch(2, nt * (Kp * crsp if which == 2 else crs * _bw_ldc(g.K))), nt)
+    if which in (2, 5):  # private dW copies (taps variant: dW^T), zeroed by their threads
+        target = _pk_scratch(2, nt * (Kp * crsp if which == 2 else crs * _bw_ldc(g.K)))
+    used = np.empty(nt, np.intc)
+    cdef int* pused = <int*>_ptr(used)
+    cdef float* pdw = <float*>_ptr(out)
     po = <float*>_ptr(target)
     with nogil:
-        _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hq if which == 0 else Hp, Wp, psg)
-    if which in (2, 5):
-        _bw_reduce(target, out, which, g, nt)
-    elif which == 1 and dxp is not None:
+        _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hq if which == 0 else Hp, Wp, psg, pdw, pused)
+    if which == 1 and dxp is not None:
         _pad(dxp, g, Hp, Wp, nt, out)
     elif which == 4:
         out[...] = dxp.reshape(g.N, g.C, -1)[:, :, :Hp * Wp].reshape(g.N, g.C, Hp, Wp)[

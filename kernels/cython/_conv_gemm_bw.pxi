@@ -104,45 +104,43 @@ def _bw_ldc(int K):
     return (K + FC_BW_NR - 1) // FC_BW_NR * FC_BW_NR
 
 
-cdef void _bw_sum(const float* t, float* out, int which, int nt, int K, int crs, Py_ssize_t ldc,
-                  Py_ssize_t copy, int nth) noexcept nogil:
-    """panels (which 2): copies Kp x ldc; taps: dW^T copies crs x ldc, summed 16 taps at a time
-    (rows of 16 taps stay in cache while k runs; out rows are written 16 floats at a time)"""
-    cdef int k, i, j, jb, je
-    cdef float v
+cdef void _bw_sum_block(const float* t, float* out, int which, int nt, const int* used, int K, int crs,
+                        Py_ssize_t copy, int blk) noexcept nogil:
+    """dW (K x crs) block ``blk`` = the sum of the used copies: panels (which 2): row k = blk of
+    copies Kp x ldc; taps: 16 taps from dW^T copies crs x ldc (rows of 16 taps stay in cache
+    while k runs; out rows are written 16 floats at a time)."""
+    cdef int k, i, j, je, first = 1
+    cdef Py_ssize_t ldc
     cdef float* o
     cdef const float* src
     if which == 2:
-        for k in prange(K, num_threads=nth, schedule="static"):
-            o = out + <Py_ssize_t>k * crs
-            src = t + k * ldc
-            for j in range(crs):
-                o[j] = src[j]
-            for i in range(1, nt):
-                src = t + i * copy + k * ldc
+        ldc = (crs + FC_NR - 1) // FC_NR * FC_NR
+        o = out + <Py_ssize_t>blk * crs
+        for i in range(nt):
+            if not used[i]:
+                continue
+            src = t + i * copy + blk * ldc
+            if first:
+                memcpy(o, src, crs * sizeof(float))
+                first = 0
+            else:
                 for j in range(crs):
                     o[j] = o[j] + src[j]
+        if first:  # (no thread ran: no columns)
+            memset(o, 0, crs * sizeof(float))
         return
-    for jb in prange((crs + 15) // 16, num_threads=nth, schedule="static"):
-        je = min(crs, jb * 16 + 16)
+    ldc = (K + FC_BW_NR - 1) // FC_BW_NR * FC_BW_NR
+    je = min(crs, blk * 16 + 16)
+    for k in range(K):
+        for j in range(blk * 16, je):
+            out[<Py_ssize_t>k * crs + j] = 0
+    for i in range(nt):
+        if not used[i]:
+            continue
+        src = t + i * copy
         for k in range(K):
-            for j in range(jb * 16, je):
-                v = 0
-                for i in range(nt):
-                    v = v + t[i * copy + j * ldc + k]
-                out[<Py_ssize_t>k * crs + j] = v
-
-
-def _bw_reduce(target, out, int which, Geo g, int nt):
-    """out (K, C, R, S) = the sum of the nt private copies, OpenMP over K (NumPy's serial sum and
-    copy cost ~4 % of strided_3x3's dW at 2 threads)."""
-    cdef int crs = g.Cg * g.R * g.S
-    cdef Py_ssize_t ldc = (crs + FC_NR - 1) // FC_NR * FC_NR if which == 2 else _bw_ldc(g.K)
-    cdef Py_ssize_t copy = target.shape[0] // nt
-    cdef float* t = <float*>_ptr(target)
-    cdef float* o = <float*>_ptr(out)
-    with nogil:
-        _bw_sum(t, o, which, nt, g.K, crs, ldc, copy, nt)
+            for j in range(blk * 16, je):
+                out[<Py_ssize_t>k * crs + j] += src[j * ldc + k]
 
 
 import threading
