@@ -30,6 +30,8 @@ CASES = [
     ((2, 3, 4, 4), 6, (3, 3), 1, 4, 1),          # padding larger than the image
     ((2, 3, 9, 10), 4, (3, 2), 1, (1, 2), (2, 3)),  # stride 1 + dilation (shifted-input paths)
     ((1, 2, 40, 45), 8, (3, 3), 2, 1, 1),        # stride 2, rows of 23 (16-wide AVX-512 gather + tail)
+    ((2, 6, 9, 11), 5, (1, 1), 2, 0, 1),         # 1x1 stride 2, no padding: table gather on x itself
+    ((2, 3, 38, 37), 33, (3, 3), 2, 0, 1),       # 3x3 stride 2, no padding, rows of 18; dW: taps variant
 ]
 
 
