@@ -11,7 +11,7 @@
 
 cdef extern from "_conv_1x1.h" nogil:
     int fc_pw_available()
-    int fc_pw_no_buffer, fc_pw_shift
+    int fc_pw_no_buffer, fc_pw_shift, fc_pwb_pfa, fc_pwb_pfb
     void fc_pw_forward(int K, int C, const float* w, Py_ssize_t ldw, Py_ssize_t ask, const float* x, Py_ssize_t xs,
                        float* y, Py_ssize_t ys, Py_ssize_t hw, int N, int part, int nparts,
                        const float* bias)
@@ -142,3 +142,18 @@ def _pw_use_avx512(on=None):
     if on is not None:
         _PW_AVX512 = bool(on) and fc_pw_available() != 0
     return bool(_PW_AVX512)
+
+
+def _pwb_tune(pfa=None, pfb=None):
+    """Benchmark hook: switch the backward-weight kernel's prefetches (pfa: the next row block's
+    A lines, pfb: the next panel's B lines); returns the settings."""
+    global fc_pwb_pfa, fc_pwb_pfb
+    if pfa is not None:
+        fc_pwb_pfa = 1 if pfa else 0
+    if pfb is not None:
+        fc_pwb_pfb = 1 if pfb else 0
+    return fc_pwb_pfa, fc_pwb_pfb
+
+
+def _pwb_pfb(on):
+    _pwb_tune(pfb=on)

@@ -28,6 +28,7 @@
 #define FC_PWB_NR 64
 #define FC_PWB_KC 256
 #define FC_PWB_MINSEG 1024
+static int fc_pwb_pfa = 1, fc_pwb_pfb = 1;
 
 /* the columns [g0, g1) of the column space as per-image runs: piece i is image pn[i], pixels
  * [pq[i], pq[i] + pl[i]) */
@@ -115,9 +116,9 @@ FC_PW_TARGET __attribute__((noinline)) static void fc_pwb_pack(int np, const ptr
 /* dw[j*ldw + m] += t[m - m0][j], m in [m0, m1), j < Nv, by 16 x 16 transposed blocks */
 FC_PW_TARGET static void fc_pwb_add_tr(const float *t, ptrdiff_t ldt, int m0, int m1, int Nv, float *dw, ptrdiff_t ldw) {
     const __m512 z = _mm512_setzero_ps();
-    for (int m = m0; m < m1; m += 16) {
-        __mmask16 mm = fc_pwb_mask(m1 - m);
-        for (int j = 0; j < Nv; j += 16) {
+    for (int j = 0; j < Nv; j += 16)  /* dW's rows j.. j + 15 written front to back */
+        for (int m = m0; m < m1; m += 16) {
+            __mmask16 mm = fc_pwb_mask(m1 - m);
             __m512 r[16];
             for (int i = 0; i < 16; i++) r[i] = m + i < m1 ? _mm512_load_ps(t + (ptrdiff_t)(m - m0 + i) * ldt + j) : z;
             fc_pwb_tr16(r);
@@ -126,7 +127,6 @@ FC_PW_TARGET static void fc_pwb_add_tr(const float *t, ptrdiff_t ldt, int m0, in
                 _mm512_mask_storeu_ps(d, mm, _mm512_add_ps(_mm512_maskz_loadu_ps(mm, d), r[c]));
             }
         }
-    }
 }
 
 /* dw[m*ldw + j] += t[m - m0][j] */
@@ -154,7 +154,7 @@ FC_PW_TARGET static void fc_pwb_add(const float *t, ptrdiff_t ldt, int m0, int m
  * a + i*hw (+ image n * as); rows >= mrows repeat row 0; t has 6 rows, ldt apart, 64-aligned) */
 FC_PW_TARGET __attribute__((noinline)) static void fc_pwb_tile(int np, const ptrdiff_t *pn, const ptrdiff_t *pq, const int *pl,
                                     const float *a, ptrdiff_t as, ptrdiff_t hw, int mrows, const float *bp,
-                                    float *t, ptrdiff_t ldt, int zero) {
+                                    float *t, ptrdiff_t ldt, int zero, int pfa) {
     FC_PWB_LD(0) FC_PWB_LD(1) FC_PWB_LD(2) FC_PWB_LD(3) FC_PWB_LD(4) FC_PWB_LD(5)
     if (zero) {
         c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = c20 = c21 = c22 = c23 = _mm512_setzero_ps();
@@ -166,13 +166,30 @@ FC_PW_TARGET __attribute__((noinline)) static void fc_pwb_tile(int np, const ptr
         const float *a3 = mrows > 3 ? a0 + 3 * hw : a0, *a4 = mrows > 4 ? a0 + 4 * hw : a0;
         const float *a5 = mrows > 5 ? a0 + 5 * hw : a0;
         const int len = pl[i];
-        for (int q = 0; q < len; q++, bp += FC_PWB_NR) {
-            __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
-            __m512 b2 = _mm512_load_ps(bp + 32), b3 = _mm512_load_ps(bp + 48);
-            FC_PWB_ROW(0) FC_PWB_ROW(1) FC_PWB_ROW(2) FC_PWB_ROW(3) FC_PWB_ROW(4) FC_PWB_ROW(5)
+        const char *pf = (const char *)(a0 + FC_PWB_MR * hw);  /* the next row block's lines */
+        for (int q0 = 0; q0 < len; q0 += 16) {
+            if (pfa)
+                for (int r = 0; r < FC_PWB_MR; r++) _mm_prefetch(pf + (r * hw + q0) * 4, _MM_HINT_T0);
+            const int qe = q0 + 16 < len ? q0 + 16 : len;
+            for (int q = q0; q < qe; q++, bp += FC_PWB_NR) {
+                __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+                __m512 b2 = _mm512_load_ps(bp + 32), b3 = _mm512_load_ps(bp + 48);
+                FC_PWB_ROW(0) FC_PWB_ROW(1) FC_PWB_ROW(2) FC_PWB_ROW(3) FC_PWB_ROW(4) FC_PWB_ROW(5)
+            }
         }
     }
     FC_PWB_ST(0) FC_PWB_ST(1) FC_PWB_ST(2) FC_PWB_ST(3) FC_PWB_ST(4) FC_PWB_ST(5)
+}
+
+/* prefetch rows [j0, j1) of B (row j at b + j*hw) over the pieces' columns */
+FC_PW_TARGET static void fc_pwb_prefetch_b(int np, const ptrdiff_t *pn, const ptrdiff_t *pq, const int *pl,
+                                           const float *b, ptrdiff_t bs, ptrdiff_t hw, int j0, int j1) {
+    for (int j = j0; j < j1; j++)
+        for (int i = 0; i < np; i++) {
+            const char *s = (const char *)(b + pn[i] * bs + (ptrdiff_t)j * hw + pq[i]);
+            for (int q = 0; q < pl[i]; q += 16) _mm_prefetch(s + 4 * q, _MM_HINT_T0);
+            _mm_prefetch(s + 4 * (pl[i] - 1), _MM_HINT_T0);
+        }
 }
 
 /* Part `part` of `nparts` of dW += dY . X^T for one group: dY K x (N images, hw columns; images
@@ -201,28 +218,45 @@ FC_PW_TARGET static int fc_pwb_weight(int K, int C, const float *dy, ptrdiff_t d
     if (!fc_pw_no_buffer) {
         t = (float *)aligned_alloc(64, (size_t)rows * ldt * sizeof(float));
         bp = (float *)aligned_alloc(64, (size_t)FC_PWB_KC * FC_PWB_NR * sizeof(float));
-        pn = (ptrdiff_t *)malloc((FC_PWB_KC + 1) * 2 * sizeof(ptrdiff_t));
-        pl = (int *)malloc((FC_PWB_KC + 1) * sizeof(int));
+        pn = (ptrdiff_t *)malloc((FC_PWB_KC + 1) * 4 * sizeof(ptrdiff_t));
+        pl = (int *)malloc((FC_PWB_KC + 1) * 2 * sizeof(int));
     }
     if (!t || !bp || !pn || !pl) {
         free(t); free(bp); free(pn); free(pl);
         fc_pwb_plain(Nv, a, as, b, bs, hw, g0, g1, m0, m1, dw, osm, osj);
         return -1;
     }
+    ptrdiff_t *const pnm = pn;
+    int *const plm = pl;
     pq = pn + FC_PWB_KC + 1;
+    /* the next chunk's pieces (its B rows are prefetched while the last panel's tiles run) */
+    ptrdiff_t *pn2 = pq + FC_PWB_KC + 1, *pq2 = pn2 + FC_PWB_KC + 1;
+    int *pl2 = pl + FC_PWB_KC + 1, np2 = 0;
+    const int nrb = (m1 - m0 + FC_PWB_MR - 1) / FC_PWB_MR;
+    int np = fc_pwb_pieces(g0, g0 + FC_PWB_KC < g1 ? g0 + FC_PWB_KC : g1, hw, pn, pq, pl);
     for (ptrdiff_t c0 = g0; c0 < g1; c0 += FC_PWB_KC) {
-        int np = fc_pwb_pieces(c0, c0 + FC_PWB_KC < g1 ? c0 + FC_PWB_KC : g1, hw, pn, pq, pl);
+        ptrdiff_t c1 = c0 + FC_PWB_KC < g1 ? c0 + FC_PWB_KC : g1;
+        np2 = c1 < g1 ? fc_pwb_pieces(c1, c1 + FC_PWB_KC < g1 ? c1 + FC_PWB_KC : g1, hw, pn2, pq2, pl2) : 0;
         for (int p = 0; p < npan; p++) {
             int nr = Nv - p * FC_PWB_NR < FC_PWB_NR ? Nv - p * FC_PWB_NR : FC_PWB_NR;
             fc_pwb_pack(np, pn, pq, pl, b + (ptrdiff_t)p * FC_PWB_NR * hw, bs, hw, nr, bp);
-            for (int m = m0; m < m1; m += FC_PWB_MR)
+            /* next B region: panel p + 1 of this chunk, or panel 0 of the next */
+            int nx = p + 1 < npan, nnp = nx ? np : np2;
+            int nrn = nx ? (Nv - (p + 1) * FC_PWB_NR < FC_PWB_NR ? Nv - (p + 1) * FC_PWB_NR : FC_PWB_NR) : (Nv < FC_PWB_NR ? Nv : FC_PWB_NR);
+            const float *bn = b + (nx ? (ptrdiff_t)(p + 1) * FC_PWB_NR * hw : 0);
+            for (int m = m0, rb = 0; m < m1; m += FC_PWB_MR, rb++) {
+                if (fc_pwb_pfb && nnp > 0)
+                    fc_pwb_prefetch_b(nnp, nx ? pn : pn2, nx ? pq : pq2, nx ? pl : pl2, bn, bs, hw,
+                                      nrn * rb / nrb, nrn * (rb + 1) / nrb);
                 fc_pwb_tile(np, pn, pq, pl, a + (ptrdiff_t)m * hw, as, hw, m1 - m < FC_PWB_MR ? m1 - m : FC_PWB_MR, bp,
-                           t + (ptrdiff_t)(m - m0) * ldt + p * FC_PWB_NR, ldt, c0 == g0);
+                           t + (ptrdiff_t)(m - m0) * ldt + p * FC_PWB_NR, ldt, c0 == g0, fc_pwb_pfa);
+            }
         }
+        { ptrdiff_t *x1 = pn; pn = pn2; pn2 = x1; x1 = pq; pq = pq2; pq2 = x1; int *x2 = pl; pl = pl2; pl2 = x2; np = np2; }
     }
     if (tr) fc_pwb_add_tr(t, ldt, m0, m1, Nv, dw, ldw);
     else fc_pwb_add(t, ldt, m0, m1, Nv, dw, ldw);
-    free(t); free(bp); free(pn); free(pl);
+    free(t); free(bp); free(pnm); free(plm);
     return 0;
 }
 #else
