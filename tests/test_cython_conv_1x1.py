@@ -8,6 +8,14 @@ of 16/48, panels spanning 2+ images, hw < 16 (OpenBLAS fallback), K not a multip
 of 8, N = 1, C = 1, groups, bias / no bias, many threads on few units.  Each runs
 with the kernel on and off (the OpenBLAS fallback, also float64's path) against
 PyTorch in float64.
+
+Backward-weight (``_conv_1x1_bw.h``): dW += dY . X^T with the reduction over the column
+space; A = the operand with more rows (K >= C: dY, else X, output transposed), 6-row
+blocks, B packed transposed in 64-row panels (16 x 16 transposes, masked at the ends of
+per-image runs), chunks of 256 columns spanning images, parts = reduction segments x row
+ranges.  The shapes hit both orientations, M % 6 tails, Nv not a multiple of 16 / 64,
+several panels, chunks crossing images, segments split over parts (L >= 2048), empty row
+ranges, hw < 16, groups, threads 1/2/3, prefetches off, and the plain-loop fallback.
 """
 import numpy as np
 import pytest
@@ -193,3 +201,86 @@ def test_backward_input_panel_shift(shift):
     finally:
         CV._pw_force_shift(-1)
     np.testing.assert_allclose(dx, ref, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- backward-weight
+BW_SHAPES = SHAPES + [
+    (3, 70, 15, 20, 130, 1),   # A = dY (M 130, tail 4), Nv 70: 2 panels, chunks cross images (hw 300)
+    (2, 130, 15, 20, 70, 1),   # A = X, dW^T: the transposed add with m / j tails
+    (1, 200, 48, 48, 24, 1),   # N = 1, L 2304: reduction segments over the parts
+    (2, 9, 32, 40, 7, 1),      # L 2560, M 9: more parts than row blocks (empty ranges)
+    (4, 64, 7, 7, 64, 1),      # K = C, 7x7: a chunk spans 6 images
+    (2, 16, 3, 5, 40, 2),      # groups 2, hw 15 < 16
+]
+
+
+def _ref_dw(dy, x, K, g):
+    return torch.nn.grad.conv2d_weight(torch.from_numpy(x).double(), (K, x.shape[1] // g, 1, 1),
+                                       torch.from_numpy(dy).double(), groups=g).numpy()
+
+
+def _bw(dy, x, K, g, nt):
+    prev = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(nt)
+        return CV.conv2d_backward_weight(dy, x, (K, x.shape[1] // g, 1, 1), 1, 0, 1, g, algo="1x1")
+    finally:
+        fastconv.set_num_threads(prev)
+
+
+@pytest.mark.parametrize("shape", BW_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nt", [1, 3])
+def test_backward_weight_matches_float64_torch(kernel, shape, dtype, nt):
+    N, C, H, W, K, g = shape
+    rng = np.random.default_rng(hash(shape) % 2 ** 32 + 2)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    dy = rng.standard_normal((N, K, H, W)).astype(dtype)
+    dw = _bw(dy, x, K, g, nt)
+    ref = _ref_dw(dy, x, K, g)
+    assert dw.dtype == dtype and dw.shape == (K, C // g, 1, 1)
+    assert rel_error(dw, ref) < (2e-6 if dtype == np.float32 else 1e-13)
+    np.testing.assert_allclose(dw, ref, rtol=1e-3 if dtype == np.float32 else 1e-10,
+                               atol=1e-3 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.skipif(not HAS_AVX512, reason="CPU without AVX-512F: the kernel does not run")
+@pytest.mark.parametrize("mode", ["no_buffer", "no_prefetch"])
+@pytest.mark.parametrize("nt", [1, 2])
+def test_backward_weight_fallbacks(mode, nt):
+    """Plain loops when the part buffer cannot be allocated; prefetches off: same dW."""
+    rng = np.random.default_rng(17)
+    shapes = [(2, 70, 15, 20, 13, 1), (3, 11, 12, 12, 20, 1), (2, 9, 32, 40, 7, 1)]
+    prev = CV._pw_use_avx512()
+    try:
+        CV._pw_use_avx512(True)
+        for N, C, H, W, K, g in shapes:
+            x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+            dy = rng.standard_normal((N, K, H, W)).astype(np.float32)
+            if mode == "no_buffer":
+                CV._pw_no_buffer(True)
+            else:
+                CV._pwb_tune(pfa=False, pfb=False)
+            dw = _bw(dy, x, K, g, nt)
+            CV._pw_no_buffer(False)
+            CV._pwb_tune(pfa=True, pfb=True)
+            np.testing.assert_allclose(dw, _ref_dw(dy, x, K, g), rtol=1e-4, atol=1e-3)
+    finally:
+        CV._pw_no_buffer(False)
+        CV._pwb_tune(pfa=True, pfb=True)
+        CV._pw_use_avx512(prev)
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+def test_backward_weight_nan_and_empty_batch(kernel, nt):
+    x = np.ones((2, 9, 6, 6), np.float32)
+    x[1, 4, 2, 3] = np.nan
+    dy = np.ones((2, 70, 6, 6), np.float32)
+    dw = _bw(dy, x, 70, 1, nt)
+    assert np.isnan(dw[:, 4]).all() and np.isfinite(np.delete(dw, 4, axis=1)).all()
+    np.testing.assert_allclose(np.delete(dw, 4, axis=1), 72.0)
+    dw = _bw(np.ones((2, 5, 6, 6), np.float32), x, 5, 1, nt)  # A = X: the NaN row of dW^T
+    assert np.isnan(dw[:, 4]).all() and np.isfinite(np.delete(dw, 4, axis=1)).all()
+    e = CV.conv2d_backward_weight(np.ones((0, 5, 6, 6), np.float32), np.ones((0, 9, 6, 6), np.float32),
+                                  (5, 9, 1, 1), 1, 0, 1, 1)
+    assert e.shape == (5, 9, 1, 1) and not e.any()
