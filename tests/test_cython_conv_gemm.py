@@ -32,6 +32,7 @@ CASES = [
     ((1, 2, 40, 45), 8, (3, 3), 2, 1, 1),        # stride 2, rows of 23 (16-wide AVX-512 gather + tail)
     ((2, 6, 9, 11), 5, (1, 1), 2, 0, 1),         # 1x1 stride 2, no padding: table gather on x itself
     ((2, 3, 38, 37), 33, (3, 3), 2, 0, 1),       # 3x3 stride 2, no padding, rows of 18; dW: taps variant
+    ((1, 13, 10, 10), 17, (2, 2), 2, 1, 1),      # dx in 4 channel ranges of 4 (2x2 taps: even starts), tail 1
 ]
 
 

@@ -139,9 +139,10 @@ cdef void _pk_fwd_shift_chunk(const float* xp, const float* ap, const float* bia
 
 
 cdef void _pk_bwi_chunk(const float* dy, const float* ap, float* dx, float* ws, fc_cg_segment* sg,
-                        const Geo* g, int Hp, int Wp, Py_ssize_t c0, Py_ssize_t c1, int kc) noexcept nogil:
-    """dx: zero-padded (Hp x Wp planes); dcol = W^T dY, then col2im through a segment table."""
-    cdef int crs = g.Cg * g.R * g.S, ncols = <int>(c1 - c0), k, c, r, s, ns
+                        const Geo* g, int Hp, int Wp, Py_ssize_t c0, Py_ssize_t c1, int kc, int ca, int cb) noexcept nogil:
+    """dx: zero-padded (Hp x Wp planes); dcol = W^T dY, then col2im through a segment table;
+    input channels [ca, cb) only (ca*R*S a multiple of FC_MR: whole A panels)."""
+    cdef int crs = (cb - ca) * g.R * g.S, ncols = <int>(c1 - c0), k, c, r, s, ns
     cdef int npan = (ncols + FC_NR - 1) // FC_NR, mpan = (crs + FC_MR - 1) // FC_MR
     cdef Py_ssize_t ldc = <Py_ssize_t>npan * FC_NR, pq = <Py_ssize_t>g.P * g.Q, plane = <Py_ssize_t>Hp * Wp
     cdef Py_ssize_t n, a, b, off, cc
@@ -158,9 +159,9 @@ cdef void _pk_bwi_chunk(const float* dy, const float* ap, float* dx, float* ws, 
             fc_cg_pack_b_seg(dy + (n * g.K + k) * pq + a, <int>off, <int>(b - a), k, g.K, bp)
         off += b - a
         cc += b - a
-    fc_cg_gemm(mpan * FC_MR, npan * FC_NR, g.K, kc, ap, bp, cs, ldc, 0, NULL)
+    fc_cg_gemm(mpan * FC_MR, npan * FC_NR, g.K, kc, ap + <Py_ssize_t>ca * g.R * g.S * g.K, bp, cs, ldc, 0, NULL)
     ns = fc_cg_segments(c0, c1, g.P, g.Q, Wp, g.C * plane, g.sh, g.sw, 0, sg)
-    for c in range(g.C):
+    for c in range(ca, cb):
         for r in range(g.R):
             for s in range(g.S):
                 fc_cg_col2im_tab(dx + c * plane + <Py_ssize_t>r * g.dh * Wp + s * g.dw, sg, ns, g.sw, cs)
@@ -195,24 +196,26 @@ include "_conv_gemm_bw.pxi"
 
 cdef void _pk_run(int which, const float* a, const float* b, const float* bias, float* out,
                   float* work, Py_ssize_t wstride, const Geo* g, Py_ssize_t chunk, int imgs,
-                  int kc, int nt, int Hp, int Wp, fc_cg_segment* segs, float* dw, int* used) noexcept nogil:
+                  int kc, int nt, int Hp, int Wp, fc_cg_segment* segs, float* dw, int* used, int nsplit) noexcept nogil:
     """Forward / backward-weight: items are chunks of the column space; backward-input:
     items are groups of ``imgs`` images (col2im of different items never overlap),
-    cut into chunks inside.  which 2 / 5: ``out`` holds nt private dW copies (dW^T for 5),
+    cut into chunks inside (which 1: and into ``nsplit`` channel ranges).  which 2 / 5: ``out`` holds nt private dW copies (dW^T for 5),
     each zeroed by its thread when first used (``used``), then summed into dw in the same
     parallel region (one fork/join per call: under load every extra one cost a time slice)."""
     cdef Py_ssize_t total = <Py_ssize_t>g.N * g.P * g.Q, pq = <Py_ssize_t>g.P * g.Q, c0, c1, e
     cdef Py_ssize_t dwsize = <Py_ssize_t>((g.K + FC_MR - 1) // FC_MR * FC_MR) * ((g.Cg * g.R * g.S + FC_NR - 1) // FC_NR * FC_NR)
     if which == 5:
         dwsize = <Py_ssize_t>g.Cg * g.R * g.S * ((g.K + FC_BW_NR - 1) // FC_BW_NR * FC_BW_NR)
-    cdef int it, tid = 0, nitems, nblk = 0, crs = g.Cg * g.R * g.S
+    cdef int it, tid = 0, nitems, nblk = 0, crs = g.Cg * g.R * g.S, ca = 0, cb = g.C, grp
+    cdef int cunit = FC_MR // _gcd(g.R * g.S, FC_MR), cper = (g.C + nsplit - 1) // nsplit
+    cper = (cper + cunit - 1) // cunit * cunit
     cdef Py_ssize_t ipan = (<Py_ssize_t>g.P * Wp + FC_NR - 1) // FC_NR * FC_NR
     cdef Py_ssize_t cstride = <Py_ssize_t>(g.H + 2 * g.ph) * Wp + FC_NR + (g.S - 1) * g.dw
     if which == 3 or which == 4:  # columns over the padded width, whole panels per image
         total = <Py_ssize_t>g.N * ipan
         pq = ipan
     if which == 1 or which == 4:
-        nitems = (g.N + imgs - 1) // imgs
+        nitems = (g.N + imgs - 1) // imgs * (nsplit if which == 1 else 1)
     else:
         nitems = <int>((total + chunk - 1) // chunk)
     if which == 2 or which == 5:
@@ -239,14 +242,21 @@ cdef void _pk_run(int which, const float* a, const float* b, const float* bias, 
                 _pk_bwt_chunk(a, b, out + tid * dwsize, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp,
                               it * chunk, min(total, (it + 1) * chunk))
             else:
-                c0 = <Py_ssize_t>it * imgs * pq
+                grp = it
+                if which == 1:
+                    grp = it // nsplit
+                    ca = min(g.C, (it % nsplit) * cper)
+                    cb = min(g.C, ca + cper)
+                c0 = <Py_ssize_t>grp * imgs * pq
                 e = min(total, c0 + <Py_ssize_t>imgs * pq)
                 while c0 < e:
                     c1 = min(e, c0 + chunk)
                     if which == 4:
                         _pk_bwi_shift_chunk(a, b, out, work + tid * wstride, g, Wp, ipan, cstride, c0, c1, kc)
                     else:
-                        _pk_bwi_chunk(a, b, out, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp, c0, c1, kc)
+                        if ca < cb:
+                            _pk_bwi_chunk(a, b, out, work + tid * wstride, segs + tid * (chunk + 4), g, Hp, Wp, c0, c1,
+                                          kc, ca, cb)
                     c0 = c1
         for it in prange(nblk, schedule="static"):  # (after the items' barrier)
             _bw_sum_block(out, dw, which, nt, used, g.K, crs, dwsize, it)
@@ -291,12 +301,19 @@ def _pad(src, Geo g, int Hp, int Wp, int nt, out=None, buf=None):
 
 PK_BYTES = 1 << 20  # packed B block per thread (with kc blocking the hot part stays in L2)
 PK_KC = 384         # depth of one GEMM pass (A panel slice 8 x kc, B slice kc x 48 stay in L1/L2)
+PK_BWI_SPLIT = 4    # backward-input: at most this many channel ranges per image group
 PK_BW_COLS = 384    # backward-weight: target columns (GEMM depth) per chunk
 PK_BW_KC = 0        # backward-weight depth blocking inside a chunk (0: none, the chunk is the depth)
 _PK_OK = bool(fc_cg_available())
 PK_PADCOPY = "auto"  # forward im2col from a zero-padded copy: "auto" (R*S*P*Q >= 4*Hp*Wp or stride 2), "always", "never"
 PK_SHIFT = "auto"    # stride-1 forward without im2col: "auto" (rows shorter than 16), "always", "never"
 use_packed = True   # tests flip this to exercise the OpenBLAS path on AVX-512 machines
+
+
+cdef inline int _gcd(int a, int b) noexcept nogil:
+    while b:
+        a, b = b, a % b
+    return a
 
 
 def _pk_eligible(x_dtype, int groups, w_shape=None, int which=-1, pq=0):
@@ -376,6 +393,11 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     if which in (2, 5):  # columns are the GEMM depth here: C tiles reloaded once per chunk
         chunk = _bw_chunk(total, nt)
     imgs = max(1, g.N // (3 * nt)) if which in (1, 4) else 1
+    ngrp = (g.N + imgs - 1) // imgs
+    cunit = MR // _gcd(g.R * g.S, MR)  # channels per whole A panels
+    nsplit = 1  # backward-input: channel ranges too when images alone leave < 6 items a thread
+    if which == 1 and ngrp < 6 * nt:
+        nsplit = max(1, min(PK_BWI_SPLIT, (6 * nt + ngrp - 1) // ngrp, (g.C + cunit - 1) // cunit))
     if which in (0, 3):
         ap = np.empty(Kp * crs, np.float32)
         stride = chunk * crs + Kp * chunk
@@ -397,6 +419,7 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     cdef float* pap = NULL if ap is None else <float*>_ptr(ap)
     cdef float* po
     cdef fc_cg_segment* psg = <fc_cg_segment*>_ptr(segs)
+    cdef int nsp = nsplit
     cdef int K = g.K, kc = PK_BW_KC if which == 2 else PK_KC, nt_ = nt, im = imgs
     cdef Py_ssize_t ch = chunk, ws = stride
     if which in (0, 3):
@@ -413,7 +436,7 @@ def _pk_path(int which, a, b, bias, out, Geo g, int nt):
     cdef float* pdw = <float*>_ptr(out)
     po = <float*>_ptr(target)
     with nogil:
-        _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hq if which == 0 else Hp, Wp, psg, pdw, pused)
+        _pk_run(which, pa, pb, pbias, po, pw, ws, &g, ch, im, kc, nt_, Hq if which == 0 else Hp, Wp, psg, pdw, pused, nsp)
     if which == 1 and dxp is not None:
         _pad(dxp, g, Hp, Wp, nt, out)
     elif which == 4:
