@@ -17,7 +17,8 @@ blocks' fused batch-norm/add/ReLU (the models' default); torch's SGD with ``fuse
 ``time.thread_time`` (use with ``--threads 1``: robust to other load on a shared machine);
 ``--profile`` adds a per-op breakdown of one more round (fastconv kernels timed through
 dispatch with the same clock; torch's ops as torch.profiler self-time shares of its timed
-median step, since the profiler's wall-clock totals carry its own overhead).
+median step, since the profiler's wall-clock totals carry its own overhead).  Both sides run
+under ``fastconv.config.keep_heap()`` (glibc keeps freed memory), as in the fastconv commands.
 """
 import argparse
 import collections
@@ -95,6 +96,9 @@ def main():
     from fastconv import models, optim
     from fastconv.bench.torch_models import TCifarResNet, TLeNet, TResNet
 
+    # as the fastconv commands do: glibc keeps freed activations (both sides; without it torch
+    # took 1k-15k page faults per step here and fastconv none, which flattered our ratio)
+    fc.config.keep_heap()
     if args.threads:
         fc.set_num_threads(args.threads)
     torch.set_num_threads(fc.get_num_threads())

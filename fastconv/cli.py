@@ -156,6 +156,9 @@ def main(argv=None):
 
 def _main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    from fastconv import config
+
+    config.keep_heap()  # our own process: keep freed activations for reuse (see config.keep_heap)
     if argv and argv[0] in COMMANDS and isinstance(COMMANDS[argv[0]], str):
         # lazily imported subcommand: give it its own parser
         help_, add_arguments, run = _resolve(COMMANDS[argv[0]])
