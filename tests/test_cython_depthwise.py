@@ -169,3 +169,61 @@ def test_empty_batch():
     dy = np.zeros((0, 4, 8, 8), np.float32)
     assert CV.conv2d_backward_input(dy, w, x.shape, 1, 1, 1, 4, algo="direct").shape == x.shape
     assert not CV.conv2d_backward_weight(dy, x, w.shape, 1, 1, 1, 4, algo="direct").any()
+
+
+def test_row_borders_mask_the_neighbouring_elements(level):
+    """The unpadded path loads across each row's border (the neighbouring row / plane) and
+    masks those lanes: NaN / inf next to a border must not leak into the other row."""
+    for lv in LEVELS:
+        DW._simd_level(lv)
+        for dtype in (np.float32, np.float64):
+            for k, pad in ((3, 1), (5, 2)):
+                C, H, W = 3, 7, 37
+                x = np.random.default_rng(1).standard_normal((2, C, H, W)).astype(dtype)
+                x[:, :, :, -1] = np.nan  # last column of every row
+                x[:, :, :, 0] = np.inf   # first column of every row
+                w = np.ones((C, 1, k, k), dtype)
+                y = CV.conv2d_forward(x, w, None, 1, pad, 1, C, algo="direct")
+                assert np.isfinite(y[..., pad + 1:W - pad - 1]).all(), (lv, dtype, k)
+                assert np.isnan(y[..., -1]).all() and np.isposinf(y[..., 0]).all(), (lv, dtype, k)
+                dx = CV.conv2d_backward_input(x, w, x.shape, 1, pad, 1, C, algo="direct")
+                assert np.isfinite(dx[..., pad + 1:W - pad - 1]).all(), (lv, dtype, k)
+
+
+def _guarded(nbytes):
+    """A writable float buffer of nbytes (a multiple of the page size) between two
+    inaccessible pages: reading one element before or after it faults."""
+    import ctypes
+    import mmap
+    page = mmap.PAGESIZE
+    m = mmap.mmap(-1, nbytes + 2 * page)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    if libc.mprotect(addr, page, 0) or libc.mprotect(addr + page + nbytes, page, 0):
+        pytest.skip("mprotect unavailable")
+    return m, page
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sysconf"), reason="POSIX only")
+def test_planes_at_inaccessible_pages(level):
+    """x / dy filling whole pages between inaccessible ones: the kernels' reads across the
+    first and last rows' borders must stay inside the array (a fault crashes the test)."""
+    import mmap
+    for lv in LEVELS:
+        DW._simd_level(lv)
+        for dtype in (np.float32, np.float64):
+            n = mmap.PAGESIZE // np.dtype(dtype).itemsize
+            for k, pad in ((3, 1), (5, 2)):
+                shape = (1, 1, n // 32, 32)
+                m, page = _guarded(mmap.PAGESIZE)
+                x = np.frombuffer(m, dtype=dtype, count=n, offset=page).reshape(shape)
+                x[...] = np.random.default_rng(2).standard_normal(shape)
+                w = np.random.default_rng(3).standard_normal((1, 1, k, k)).astype(dtype)
+                y = CV.conv2d_forward(x, w, None, 1, pad, 1, 1, algo="direct")
+                dx = CV.conv2d_backward_input(x, w, shape, 1, pad, 1, 1, algo="direct")
+                tx, tw = torch.tensor(x.astype(np.float64)), torch.tensor(w.astype(np.float64))
+                assert rel_error(y, F.conv2d(tx, tw, None, 1, pad).numpy()) <= TOL[dtype]
+                ref = torch.nn.grad.conv2d_input(shape, tw, tx, 1, pad).numpy()
+                assert rel_error(dx, ref) <= TOL[dtype]
+                del x

@@ -39,19 +39,18 @@ cdef extern from "_conv_direct_impl.h" nogil:
     int fc_dw_set_level(int level)
     int fc_dw_level()
     void fc_dw_fwd_f32(const float* x, const float* w, const float* b, float* y, int Kg, const fc_dwg* g, float* buf,
-                       const float* nx)
+                       int edges)
     void fc_dw_fwd_f64(const double* x, const double* w, const double* b, double* y, int Kg, const fc_dwg* g,
-                       double* buf, const double* nx)
+                       double* buf, int edges)
     void fc_dw_bwd_in1_f32(const float* dy, const float* wf, float* dx, int Kg, const fc_dwg* g, float* buf,
-                           const float* ndy)
+                           int edges)
     void fc_dw_bwd_in1_f64(const double* dy, const double* wf, double* dx, int Kg, const fc_dwg* g, double* buf,
-                           const double* ndy)
+                           int edges)
     void fc_dw_bwd_in_f32(const float* dy, const float* w, float* dx, int Kg, const fc_dwg* g, float* buf, float* dyb)
     void fc_dw_bwd_in_f64(const double* dy, const double* w, double* dx, int Kg, const fc_dwg* g, double* buf, double* dyb)
-    void fc_dw_bwd_w_f32(const float* x, const float* dy, double* out, int Kg, const fc_dwg* g, float* buf, float* dyb,
-                         const float* nx, const float* ndy)
+    void fc_dw_bwd_w_f32(const float* x, const float* dy, double* out, int Kg, const fc_dwg* g, float* buf, float* dyb)
     void fc_dw_bwd_w_f64(const double* x, const double* dy, double* out, int Kg, const fc_dwg* g, double* buf,
-                         double* dyb, const double* nx, const double* ndy)
+                         double* dyb)
 
 cnp.import_array()
 
@@ -271,6 +270,12 @@ cdef inline Py_ssize_t _chunk(Py_ssize_t nplanes, int nt) noexcept nogil:
     return max(1, nplanes // (8 * nt))
 
 
+cdef inline int _edges(Py_ssize_t t, Py_ssize_t nplanes) noexcept nogil:
+    """Task t's planes' neighbours in the array: bit 0 one before them, bit 1 one after
+    (the unpadded kernels read a few elements across a row's borders and mask them)."""
+    return (1 if t > 0 else 0) | (2 if t + 1 < nplanes else 0)
+
+
 cdef inline Py_ssize_t _round16(Py_ssize_t n) noexcept nogil:
     return (n + 15) // 16 * 16
 
@@ -282,18 +287,18 @@ cdef void _fwd_dw(const real* x, const real* w, const real* b, real* y, const Ge
     cdef Py_ssize_t nplanes = <Py_ssize_t>g.N * g.C
     cdef int c
     cdef real* buf
-    cdef const real* nx
     with parallel(num_threads=nt):
         buf = work + threadid() * ws
-        # chunks of consecutive planes: a thread prefetches its next plane, and a thread
-        # slowed down by other work on the machine does not hold the others up
+        # chunks of consecutive planes: a thread slowed down by other work on the machine
+        # does not hold the others up
         for t in prange(nplanes, schedule="dynamic", chunksize=_chunk(nplanes, nt)):
             c = t % g.C
-            nx = x + (t + 1) * hw if t + 1 < nplanes else NULL
             if real is float:
-                fc_dw_fwd_f32(x + t * hw, w + c * krs, NULL if b == NULL else b + c * g.Kg, y + t * kpq, g.Kg, d, buf, nx)
+                fc_dw_fwd_f32(x + t * hw, w + c * krs, NULL if b == NULL else b + c * g.Kg, y + t * kpq, g.Kg, d, buf,
+                              _edges(t, nplanes))
             else:
-                fc_dw_fwd_f64(x + t * hw, w + c * krs, NULL if b == NULL else b + c * g.Kg, y + t * kpq, g.Kg, d, buf, nx)
+                fc_dw_fwd_f64(x + t * hw, w + c * krs, NULL if b == NULL else b + c * g.Kg, y + t * kpq, g.Kg, d, buf,
+                              _edges(t, nplanes))
 
 
 cdef void _bwd_input_dw(const real* dy, const real* w, real* dx, const Geo* g, const fc_dwg* d,
@@ -304,20 +309,18 @@ cdef void _bwd_input_dw(const real* dy, const real* w, real* dx, const Geo* g, c
     cdef Py_ssize_t nplanes = <Py_ssize_t>g.N * g.C
     cdef int c
     cdef real* buf
-    cdef const real* ndy
     with parallel(num_threads=nt):
         buf = work + threadid() * ws
         for t in prange(nplanes, schedule="dynamic", chunksize=_chunk(nplanes, nt)):
             c = t % g.C
-            ndy = dy + (t + 1) * kpq if t + 1 < nplanes else NULL
             if real is float:
                 if unit:
-                    fc_dw_bwd_in1_f32(dy + t * kpq, w + c * krs, dx + t * hw, g.Kg, d, buf, ndy)
+                    fc_dw_bwd_in1_f32(dy + t * kpq, w + c * krs, dx + t * hw, g.Kg, d, buf, _edges(t, nplanes))
                 else:
                     fc_dw_bwd_in_f32(dy + t * kpq, w + c * krs, dx + t * hw, g.Kg, d, buf, buf + _round16(d.nbuf))
             else:
                 if unit:
-                    fc_dw_bwd_in1_f64(dy + t * kpq, w + c * krs, dx + t * hw, g.Kg, d, buf, ndy)
+                    fc_dw_bwd_in1_f64(dy + t * kpq, w + c * krs, dx + t * hw, g.Kg, d, buf, _edges(t, nplanes))
                 else:
                     fc_dw_bwd_in_f64(dy + t * kpq, w + c * krs, dx + t * hw, g.Kg, d, buf, buf + _round16(d.nbuf))
 
@@ -329,17 +332,13 @@ cdef void _bwd_weight_dw(const real* dy, const real* x, double* part, const Geo*
     cdef Py_ssize_t krs = <Py_ssize_t>g.Kg * g.R * g.S
     cdef Py_ssize_t nplanes = <Py_ssize_t>g.N * g.C
     cdef real* buf
-    cdef const real* nx
-    cdef const real* ndy
     with parallel(num_threads=nt):
         buf = work + threadid() * ws
         for t in prange(nplanes, schedule="dynamic", chunksize=_chunk(nplanes, nt)):
-            nx = x + (t + 1) * hw if t + 1 < nplanes else NULL
-            ndy = dy + (t + 1) * kpq if t + 1 < nplanes else NULL
             if real is float:
-                fc_dw_bwd_w_f32(x + t * hw, dy + t * kpq, part + t * krs, g.Kg, d, buf, buf + _round16(d.nbuf), nx, ndy)
+                fc_dw_bwd_w_f32(x + t * hw, dy + t * kpq, part + t * krs, g.Kg, d, buf, buf + _round16(d.nbuf))
             else:
-                fc_dw_bwd_w_f64(x + t * hw, dy + t * kpq, part + t * krs, g.Kg, d, buf, buf + _round16(d.nbuf), nx, ndy)
+                fc_dw_bwd_w_f64(x + t * hw, dy + t * kpq, part + t * krs, g.Kg, d, buf, buf + _round16(d.nbuf))
 
 
 cdef tuple _work(const fc_dwg* d, int nt, dtype, bint with_dy):

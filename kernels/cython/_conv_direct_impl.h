@@ -16,6 +16,9 @@
 
 #define FC_DW_MAXS 32 /* widest filter (S) these kernels take; wider ones use the scalar loops */
 #define FC_DW_QB 16   /* dy rows / buffer rows are padded to multiples of 16 elements */
+/* the unpadded forward's rows in the task buffer (zero row, copies of the plane's first /
+ * last row): W elements between 16-element zero guards */
+#define FC_DW_GUARD(W) ((ptrdiff_t)((W) + FC_DW_QB - 1) / FC_DW_QB * FC_DW_QB + 2 * FC_DW_QB)
 
 /* 0: baseline (SSE2), 1: AVX2+FMA, 2: AVX-512F; -1 until first use. */
 static int fc_dw_level_ = -1;
@@ -89,6 +92,7 @@ static int fc_dw_setup(fc_dwg *g, int H, int W, int P, int Q, int R, int S, int 
     g->Lb = (lb + FC_DW_QB - 1) / FC_DW_QB * FC_DW_QB;
     g->RS = sw * g->Lb;
     g->nbuf = (ptrdiff_t)g->Hb * g->RS;
+    if (g->nbuf < 3 * FC_DW_GUARD(W)) g->nbuf = 3 * FC_DW_GUARD(W);
     g->DS = g->Qb + 3 * FC_DW_QB; /* scatter reads up to Qb + 2 * 16 - 1 past a row start */
     g->ndyb = (ptrdiff_t)P * g->DS;
     for (int s = 0; s < S; s++) g->off[s] = ((s * dw) % sw) * g->Lb + (s * dw) / sw + g->base;
@@ -185,20 +189,20 @@ static int fc_dw_setup(fc_dwg *g, int H, int W, int P, int Q, int R, int S, int 
 
 #define FC_DW_ENTRY(T, SFX)                                                                    \
 static void fc_dw_fwd_##SFX(const T *x, const T *w, const T *b, T *y, int Kg, const fc_dwg *g, \
-                            T *buf, const T *nx) {                                             \
-    FC_DW_DISPATCH(fwd_task, SFX, (x, w, b, y, Kg, g, buf, nx))                                \
+                            T *buf, int edges) {                                               \
+    FC_DW_DISPATCH(fwd_task, SFX, (x, w, b, y, Kg, g, buf, edges))                             \
 }                                                                                              \
 static void fc_dw_bwd_in1_##SFX(const T *dy, const T *wf, T *dx, int Kg, const fc_dwg *g,      \
-                                T *buf, const T *ndy) {                                        \
-    FC_DW_DISPATCH(bwd_in1_task, SFX, (dy, wf, dx, Kg, g, buf, ndy))                           \
+                                T *buf, int edges) {                                           \
+    FC_DW_DISPATCH(bwd_in1_task, SFX, (dy, wf, dx, Kg, g, buf, edges))                         \
 }                                                                                              \
 static void fc_dw_bwd_in_##SFX(const T *dy, const T *w, T *dx, int Kg, const fc_dwg *g,        \
                                T *buf, T *dyb) {                                               \
     FC_DW_DISPATCH(bwd_in_task, SFX, (dy, w, dx, Kg, g, buf, dyb))                             \
 }                                                                                              \
 static void fc_dw_bwd_w_##SFX(const T *x, const T *dy, double *out, int Kg, const fc_dwg *g,   \
-                              T *buf, T *dyb, const T *nx, const T *ndy) {                     \
-    FC_DW_DISPATCH(bwd_w_task, SFX, (x, dy, out, Kg, g, buf, dyb, nx, ndy))                    \
+                              T *buf, T *dyb) {                                                \
+    FC_DW_DISPATCH(bwd_w_task, SFX, (x, dy, out, Kg, g, buf, dyb))                             \
 }
 
 FC_DW_ENTRY(float, f32)

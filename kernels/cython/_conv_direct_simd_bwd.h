@@ -71,20 +71,14 @@ FC_AI double FN(hsum)(V a) {
 /* dw taps: out[r*S+s] += sum over p, q of dy[p][q] * buf[p*sh + r*dh][off[s] + q].
  * dy rows: d + p * ds; full vectors at q0 < nfull, then (qt >= 0) one vector at qt whose
  * lanes below nfull - qt (already counted) are masked off.  unit: off[s] = base + s.
- * While row p is summed, the next task's planes (nx, ndy: nlen elements) are prefetched. */
+ * (No software prefetch of the next task's planes: measured 13-28 % slower than leaving
+ * the sequential streams to the hardware prefetchers.) */
 typedef struct {
-    const T *d, *nx, *ndy;
-    ptrdiff_t ds, nlen;
+    const T *d;
+    ptrdiff_t ds;
     int nfull, qt;
     FC_IT keep; /* lanes >= nfull - qt of the tail vector: -1, others 0 */
 } FN(wsrc);
-
-FC_AI void FN(pf)(const T *nxt, ptrdiff_t nlen, int p, int P) {
-    if (!nxt) return;
-    const int L = 64 / (int)sizeof(T);
-    ptrdiff_t a = (ptrdiff_t)p * nlen / P / L * L, b = (ptrdiff_t)(p + 1) * nlen / P;
-    for (; a < b; a += L) __builtin_prefetch(nxt + a, 0, 3);
-}
 
 FC_AI V FN(tailmask)(V v, FC_IT keep) { return (V)((FC_IT)v & keep); }
 
@@ -111,8 +105,6 @@ FC_AI void FN(wgrad33)(const T *restrict buf, const FN(wsrc) *src, double *out, 
     } while (0)
     for (int p = 0; p < g->P; p++) {
         const T *d = src->d + p * src->ds, *x0 = buf + p * ps, *x1 = x0 + rs, *x2 = x1 + rs;
-        FN(pf)(src->nx, src->nlen, p, g->P);
-        FN(pf)(src->ndy, (ptrdiff_t)g->P * g->Q, p, g->P);
         for (int q0 = 0; q0 < nfull; q0 += VW) FC_W33(FN(ld)(d + q0), q0);
         if (qt >= 0) FC_W33(FN(tailmask)(FN(ld)(d + qt), src->keep), qt);
     }
@@ -145,10 +137,6 @@ FC_AI void FN(wgrad_rows)(const T *restrict buf, const FN(wsrc) *src, double *ou
         V a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0};
         for (int p = 0; p < g->P; p++) {
             const T *d = src->d + p * src->ds, *x = buf + p * ps + (ptrdiff_t)r * g->dh * g->RS;
-            if (r == 0) {
-                FN(pf)(src->nx, src->nlen, p, g->P);
-                FN(pf)(src->ndy, (ptrdiff_t)g->P * g->Q, p, g->P);
-            }
             for (int q0 = 0; q0 < nfull; q0 += VW) FC_WROW(FN(ld)(d + q0), q0);
             if (qt >= 0) FC_WROW(FN(tailmask)(FN(ld)(d + qt), src->keep), qt);
         }
@@ -200,10 +188,6 @@ FC_AI void FN(dwgrad_rows)(const T *restrict x, const T *restrict zrow, const FN
             rows[r] = ih >= 0 && ih < g->H ? x + (ptrdiff_t)ih * W : zrow;
         }
         const T *d = src->d + p * src->ds;
-        if (r0 == 0) {
-            FN(pf)(src->nx, src->nlen, p, g->P);
-            FN(pf)(src->ndy, (ptrdiff_t)g->P * Q, p, g->P);
-        }
         FC_DW(FN(ld)(d), 0, PW ? 0 : 1);
         for (int q0 = VW; q0 < nmid; q0 += VW) FC_DW(FN(ld)(d + q0), q0, 1);
         if (rfull) FC_DW(FN(ld)(d + Q - VW), Q - VW, 2);
@@ -284,20 +268,15 @@ FC_ATTR static void FN(bwd_in_task)(const T *dy, const T *w, T *dx, int Kg, cons
 
 /* out[kk*R*S + t] = tap t of dw[kk] summed over this image (out is overwritten). */
 /* Rows of at least one vector are read from dy in place (last vector overlapping, masked);
- * narrower ones through dyb (zero past column Q).  nx, ndy: the next task's x plane and
- * first dy plane (prefetched), or NULL. */
-FC_ATTR static void FN(bwd_w_task)(const T *x, const T *dy, double *out, int Kg, const fc_dwg *g, T *buf, T *dyb,
-                                   const T *nx, const T *ndy) {
+ * narrower ones through dyb (zero past column Q). */
+FC_ATTR static void FN(bwd_w_task)(const T *x, const T *dy, double *out, int Kg, const fc_dwg *g, T *buf, T *dyb) {
     const ptrdiff_t pq = (ptrdiff_t)g->P * g->Q;
     FN(wsrc) src;
-    src.nx = nx;
-    src.nlen = (ptrdiff_t)g->H * g->W;
     const int direct = FN(direct_ok)(g);
     if (!direct) FN(pad)(x, buf, g);
     for (int kk = 0; kk < Kg; kk++) {
         double *o = out + (ptrdiff_t)kk * g->R * g->S;
         for (int t = 0; t < g->R * g->S; t++) o[t] = 0;
-        src.ndy = kk + 1 < Kg ? dy + (kk + 1) * pq : ndy;
         if (g->Q >= VW) {
             src.d = dy + kk * pq;
             src.ds = g->Q;
@@ -315,7 +294,6 @@ FC_ATTR static void FN(bwd_w_task)(const T *x, const T *dy, double *out, int Kg,
             FN(dwgrad)(x, buf, &src, o, g);
         else
             FN(wgrad)(buf, &src, o, g);
-        src.nx = NULL;
     }
 }
 
