@@ -11,7 +11,7 @@
 
 cdef extern from "_conv_1x1.h" nogil:
     int fc_pw_available()
-    int fc_pw_no_buffer, fc_pw_shift, fc_pwb_pfa, fc_pwb_pfb
+    int fc_pw_no_buffer, fc_pw_shift, fc_pwb_pfa, fc_pwb_pfb, fc_pwb_kc
     void fc_pw_forward(int K, int C, const float* w, Py_ssize_t ldw, Py_ssize_t ask, const float* x, Py_ssize_t xs,
                        float* y, Py_ssize_t ys, Py_ssize_t hw, int N, int part, int nparts,
                        const float* bias)
@@ -157,3 +157,8 @@ def _pwb_tune(pfa=None, pfb=None):
 
 def _pwb_pfb(on):
     _pwb_tune(pfb=on)
+
+
+def _pwb_kc(kc):
+    global fc_pwb_kc
+    fc_pwb_kc = kc

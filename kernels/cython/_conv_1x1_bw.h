@@ -26,7 +26,8 @@
 
 #define FC_PWB_MR 6
 #define FC_PWB_NR 64
-#define FC_PWB_KC 256
+#define FC_PWB_KC fc_pwb_kc
+static int fc_pwb_kc = 256;
 #define FC_PWB_MINSEG 1024
 static int fc_pwb_pfa = 1, fc_pwb_pfb = 1;
 
@@ -169,7 +170,7 @@ FC_PW_TARGET __attribute__((noinline)) static void fc_pwb_tile(int np, const ptr
         const char *pf = (const char *)(a0 + FC_PWB_MR * hw);  /* the next row block's lines */
         for (int q0 = 0; q0 < len; q0 += 16) {
             if (pfa)
-                for (int r = 0; r < FC_PWB_MR; r++) _mm_prefetch(pf + (r * hw + q0) * 4, _MM_HINT_T0);
+                for (int r = 0; r < FC_PWB_MR; r++) _mm_prefetch(pf + (r * hw + q0) * 4, _MM_HINT_T2);
             const int qe = q0 + 16 < len ? q0 + 16 : len;
             for (int q = q0; q < qe; q++, bp += FC_PWB_NR) {
                 __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
@@ -187,8 +188,8 @@ FC_PW_TARGET static void fc_pwb_prefetch_b(int np, const ptrdiff_t *pn, const pt
     for (int j = j0; j < j1; j++)
         for (int i = 0; i < np; i++) {
             const char *s = (const char *)(b + pn[i] * bs + (ptrdiff_t)j * hw + pq[i]);
-            for (int q = 0; q < pl[i]; q += 16) _mm_prefetch(s + 4 * q, _MM_HINT_T0);
-            _mm_prefetch(s + 4 * (pl[i] - 1), _MM_HINT_T0);
+            for (int q = 0; q < pl[i]; q += 16) _mm_prefetch(s + 4 * q, _MM_HINT_T2);
+            _mm_prefetch(s + 4 * (pl[i] - 1), _MM_HINT_T2);
         }
 }
 
