@@ -61,6 +61,8 @@ cdef void _pk_fill_tab(const float* xp, const Geo* g, int Hp, int Wp, Py_ssize_t
     cdef int ns = fc_cg_segments(c0, c1, g.P, g.Q, Wp, g.C * plane, g.sh, g.sw, pstride, sg), c, r, s
     for c in range(g.C):
         for r in range(g.R):
+            if c + 2 < g.C:  # the rows two channels ahead (their first touch missed the caches: 10 % of fwd)
+                fc_bw_prefetch_row(xp + (c + 2) * plane + <Py_ssize_t>r * g.dh * Wp, sg, ns, g.sw, (g.S - 1) * g.dw + 1)
             for s in range(g.S):
                 fc_cg_im2col_tab(xp + c * plane + <Py_ssize_t>r * g.dh * Wp + s * g.dw, sg, ns, g.sw, dst)
                 dst += step

@@ -12,6 +12,7 @@ cdef extern from "_conv_gemm_bw.h" nogil:
     void fc_bw_pack_b_panel(const float* x, Py_ssize_t plane, int Wp, int R, int S, int dh, int dw, int crs,
                             int t, const fc_cg_segment* sg, int ns, int sw, int ncols, float* tmp, float* bp)
     int FC_BW_NR
+    void fc_bw_prefetch_row(const float* base, const fc_cg_segment* sg, int ns, int sw, int extra)
     void fc_bw_taps(int mr, const float* x, const Py_ssize_t* off, int mrows, const fc_cg_segment* sg,
                     int ns, int sw, const float* b, float* c, Py_ssize_t ldc)
     void fc_bw_pack_dyt(const float* src, Py_ssize_t ld, int m, int koff, int length, int kdt, float* bp)
