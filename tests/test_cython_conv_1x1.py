@@ -245,13 +245,18 @@ def test_backward_weight_matches_float64_torch(kernel, shape, dtype, nt):
 
 
 @pytest.mark.skipif(not HAS_AVX512, reason="CPU without AVX-512F: the kernel does not run")
-@pytest.mark.parametrize("mode", ["no_buffer", "no_prefetch"])
+@pytest.mark.parametrize("mode", ["no_buffer", "no_prefetch", "kc17", "kc1", "minseg1"])
 @pytest.mark.parametrize("nt", [1, 2])
-def test_backward_weight_fallbacks(mode, nt):
-    """Plain loops when the part buffer cannot be allocated; prefetches off: same dW."""
+def test_backward_weight_fallbacks_and_settings(mode, nt):
+    """Plain loops when the part buffer cannot be allocated; prefetches off; chunks of 17 / 1
+    columns (chunk ends inside 16-column blocks, one piece a column); a segment per part:
+    the same dW."""
     rng = np.random.default_rng(17)
-    shapes = [(2, 70, 15, 20, 13, 1), (3, 11, 12, 12, 20, 1), (2, 9, 32, 40, 7, 1)]
+    shapes = [(2, 70, 15, 20, 13, 1), (3, 11, 12, 12, 20, 1), (2, 9, 32, 40, 7, 1), (3, 20, 5, 5, 80, 2)]
     prev = CV._pw_use_avx512()
+    defaults = CV._pwb_tune()
+    settings = {"no_prefetch": dict(pfa=False, pfb=False), "kc17": dict(kc=17), "kc1": dict(kc=1),
+                "minseg1": dict(minseg=1)}
     try:
         CV._pw_use_avx512(True)
         for N, C, H, W, K, g in shapes:
@@ -260,15 +265,25 @@ def test_backward_weight_fallbacks(mode, nt):
             if mode == "no_buffer":
                 CV._pw_no_buffer(True)
             else:
-                CV._pwb_tune(pfa=False, pfb=False)
+                CV._pwb_tune(**settings[mode])
             dw = _bw(dy, x, K, g, nt)
             CV._pw_no_buffer(False)
-            CV._pwb_tune(pfa=True, pfb=True)
+            CV._pwb_tune(*defaults)
             np.testing.assert_allclose(dw, _ref_dw(dy, x, K, g), rtol=1e-4, atol=1e-3)
     finally:
         CV._pw_no_buffer(False)
-        CV._pwb_tune(pfa=True, pfb=True)
+        CV._pwb_tune(*defaults)
         CV._pw_use_avx512(prev)
+
+
+def test_backward_weight_tune_hook_validates():
+    defaults = CV._pwb_tune()
+    assert defaults == (True, True, 256, 1024)
+    with pytest.raises(ValueError, match="kc"):
+        CV._pwb_tune(kc=0)
+    with pytest.raises(ValueError, match="minseg"):
+        CV._pwb_tune(minseg=0)
+    assert CV._pwb_tune() == defaults
 
 
 @pytest.mark.parametrize("nt", [1, 2])

@@ -6,17 +6,19 @@
 # Elsewhere (float64, other CPUs, tiny images): one OpenBLAS GEMM per image, group and
 # column chunk.  Forward: _pw_fwd_item.  Backward-input (dx = W^T . dy, the same kernel
 # reading W transposed): _pw_bwd_input_item, conv.pyx's backward-input branch.
-# Test hooks: _pw_use_avx512, _pw_no_buffer, _pw_force_shift; _pw_backward_input drives
-# the backward-input items.
+# Backward-weight (dW += dY . X^T, _conv_1x1_bw.h's 6x64 kernel, any hw): _pw_bwd_weight_item.
+# Test hooks: _pw_use_avx512, _pw_no_buffer (both kernels), _pw_force_shift, _pwb_tune;
+# _pw_backward_input drives the backward-input items.
 
 cdef extern from "_conv_1x1.h" nogil:
     int fc_pw_available()
-    int fc_pw_no_buffer, fc_pw_shift, fc_pwb_pfa, fc_pwb_pfb, fc_pwb_kc
+    int fc_pw_no_buffer, fc_pw_shift
     void fc_pw_forward(int K, int C, const float* w, Py_ssize_t ldw, Py_ssize_t ask, const float* x, Py_ssize_t xs,
                        float* y, Py_ssize_t ys, Py_ssize_t hw, int N, int part, int nparts,
                        const float* bias)
 
 cdef extern from "_conv_1x1_bw.h" nogil:
+    int fc_pwb_pfa, fc_pwb_pfb, fc_pwb_kc, fc_pwb_minseg
     int fc_pwb_weight(int K, int C, const float* dy, Py_ssize_t dys, const float* x, Py_ssize_t xs, Py_ssize_t hw,
                      int N, float* dw, Py_ssize_t ldw, int part, int nparts)
 
@@ -144,21 +146,22 @@ def _pw_use_avx512(on=None):
     return bool(_PW_AVX512)
 
 
-def _pwb_tune(pfa=None, pfb=None):
-    """Benchmark hook: switch the backward-weight kernel's prefetches (pfa: the next row block's
-    A lines, pfb: the next panel's B lines); returns the settings."""
-    global fc_pwb_pfa, fc_pwb_pfb
+
+def _pwb_tune(pfa=None, pfb=None, kc=None, minseg=None):
+    """Test/benchmark hook of the backward-weight kernel: its prefetches (pfa: the next row
+    block's A lines, pfb: the next panel's B rows), chunk width ``kc`` and minimum reduction
+    segment ``minseg`` (columns); returns the settings (pfa, pfb, kc, minseg)."""
+    global fc_pwb_pfa, fc_pwb_pfb, fc_pwb_kc, fc_pwb_minseg
     if pfa is not None:
         fc_pwb_pfa = 1 if pfa else 0
     if pfb is not None:
         fc_pwb_pfb = 1 if pfb else 0
-    return fc_pwb_pfa, fc_pwb_pfb
-
-
-def _pwb_pfb(on):
-    _pwb_tune(pfb=on)
-
-
-def _pwb_kc(kc):
-    global fc_pwb_kc
-    fc_pwb_kc = kc
+    if kc is not None:
+        if not 1 <= kc <= 1 << 16:
+            raise ValueError(f"_pwb_tune: kc must be in [1, 65536], got {kc}")
+        fc_pwb_kc = kc
+    if minseg is not None:
+        if minseg < 1:
+            raise ValueError(f"_pwb_tune: minseg must be >= 1, got {minseg}")
+        fc_pwb_minseg = minseg
+    return bool(fc_pwb_pfa), bool(fc_pwb_pfb), fc_pwb_kc, fc_pwb_minseg

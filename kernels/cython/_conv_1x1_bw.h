@@ -2,33 +2,39 @@
  *
  * dW[K x C] += sum over the column space l = (image n, pixel q) of dY[k][l] X[c][l]: a GEMM
  * whose long dimension (N * hw: 25088 for the ResNet bottleneck) is the reduction.  Written
- * as out[M x Nv] = A[M x L] . B[Nv x L]^T with A the operand with more rows (the cost of
- * packing B is then 1/M of the FMAs): A = dY, B = X when K >= C (out = dW), else A = X,
- * B = dY (out = dW^T).  A 6 x 64 register tile (24 zmm accumulators) broadcasts A's values
- * straight from its rows (6 streams, contiguous along l within an image) and loads B from a
- * panel of 64 of B's rows packed transposed (l-major, 64 floats a line) by gathers, once per
- * chunk of <= FC_PWB_KC columns, then re-used by every 6-row block of A.  The tile keeps its
- * accumulators over a whole chunk, whose columns may span images (the A row pointers are
- * re-based per image: 7x7 layers reduce over 8 images per chunk, not 49 columns).  Each work
- * part accumulates into its own zeroed M x Nv buffer (rows padded to 6, columns to 64) and adds
- * it into dW (transposed when A = X) at its end, so tails need no masks in the tile: B's
- * padding lanes are zero, A's padding rows repeat row 0 into padding rows of the buffer.
+ * as out[M x Nv] = A[M x L] . B[Nv x L]^T with A the operand with more rows (packing B then
+ * costs 1/M of the FMAs): A = dY, B = X when K >= C (out = dW), else A = X, B = dY (out =
+ * dW^T; the bottleneck: A = X, 256 rows, B = dY, 64).  A 6 x 64 register tile (24 zmm
+ * accumulators) broadcasts A's values straight from its rows (6 streams, contiguous along l
+ * within an image) and loads B from a panel of 64 of B's rows packed transposed (bp[l][64],
+ * 16 x 16 blocks transposed in registers; gathers cost 20 % of the time on the bottleneck),
+ * once per chunk of <= FC_PWB_KC columns, then re-used by every 6-row block of A.  The tile
+ * keeps its accumulators over a whole chunk, whose columns may span images (the A row
+ * pointers are re-based per image: 7x7 layers reduce over 5 images a chunk, not 49 columns).
+ * Each work part accumulates into its own M x Nv buffer (rows padded to 6, columns to 64;
+ * the first chunk starts from zero) and adds it into dW at its end (dW^T by 16 x 16
+ * transposed blocks), so the tile needs no masks: B's padding lanes are zero, A's padding
+ * rows repeat row 0 into padding rows of the buffer.  Prefetches (hint T2; T0 overflowed
+ * L1): each tile, the next row block's A lines; spread over the row blocks, the next panel's
+ * B rows (the pack otherwise stalls on DRAM).  ~97 GF/s a core on the bottleneck (FMA peak
+ * ~115): the tile runs at ~91 % of peak, the pack takes ~7 %.
  *
  * Work split: `nparts` parts (conv.pyx's items of one group) = S reduction segments x T
  * ranges of A's row blocks, S the largest divisor of nparts leaving >= FC_PWB_MINSEG columns a
  * segment (bottleneck: 8 x 1; 7x7 layers: 1 x 8, each part re-packing all of B, the small
- * operand).  Parts of one segment write disjoint rows; segments are summed by conv.pyx
+ * operand; S = 1 everywhere cost the bottleneck 25 %, MINSEG 256..2048 and KC 128..512
+ * are within 2 %).  Parts of one segment write disjoint rows; segments are summed by conv.pyx
  * through its per-thread dW copies.  Rounding: FMA accumulation in column order. */
 #ifndef FC_CONV_1X1_BW_H
 #define FC_CONV_1X1_BW_H
-#include <string.h>
 #include "_conv_1x1.h"
 
 #define FC_PWB_MR 6
 #define FC_PWB_NR 64
 #define FC_PWB_KC fc_pwb_kc
 static int fc_pwb_kc = 256;
-#define FC_PWB_MINSEG 1024
+#define FC_PWB_MINSEG fc_pwb_minseg
+static int fc_pwb_minseg = 1024;
 static int fc_pwb_pfa = 1, fc_pwb_pfb = 1;
 
 /* the columns [g0, g1) of the column space as per-image runs: piece i is image pn[i], pixels

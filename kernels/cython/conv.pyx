@@ -4,8 +4,8 @@
 Algorithms (``algo=`` forces one; ``'auto'`` picks by shape):
 
 ``'1x1'``     1x1, stride 1, no padding: a GEMM straight on the input (no im2col):
-              forward and backward-input through _conv_1x1.pxi's AVX-512 kernel
-              (float32), else OpenBLAS per image and group.
+              forward, backward-input and backward-weight through _conv_1x1.pxi's
+              AVX-512 kernels (float32), else OpenBLAS per image and group.
 ``'gemm'``    im2col of a chunk of output rows (bounded by
               ``fastconv.config.workspace_bytes``) then GEMM; backward-input is
               GEMM + col2im, backward-weight a GEMM against im2col.  float32 with
