@@ -165,6 +165,8 @@ cdef void _pk_bwi_chunk(const float* dy, const float* ap, float* dx, float* ws, 
     ns = fc_cg_segments(c0, c1, g.P, g.Q, Wp, g.C * plane, g.sh, g.sw, 0, sg)
     for c in range(ca, cb):
         for r in range(g.R):
+            if c + 2 < cb:  # dx rows two channels ahead (as the im2col gathers)
+                fc_bw_prefetch_row(dx + (c + 2) * plane + <Py_ssize_t>r * g.dh * Wp, sg, ns, g.sw, (g.S - 1) * g.dw + 1)
             for s in range(g.S):
                 fc_cg_col2im_tab(dx + c * plane + <Py_ssize_t>r * g.dh * Wp + s * g.dw, sg, ns, g.sw, cs)
                 cs += ldc
