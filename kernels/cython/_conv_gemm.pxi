@@ -6,9 +6,11 @@
 # columns per image) and big ones are cut where the cache wants, not at row ends.
 #   forward:         Y[K, cols]   = W[K, crs] . im2col[crs, cols]
 #   backward-input:  dcol[crs, cols] = W^T[crs, K] . dY[K, cols], then col2im
-#   backward-weight: dW[K, crs]  += dY[K, cols] . im2col[crs, cols]^T
+#   backward-weight: dW[K, crs]  += dY[K, cols] . im2col[crs, cols]^T  (two variants, and
+#                    chunks of columns as the GEMM depth: see _conv_gemm_bw.pxi)
 # im2col rows are written straight into the packed B panels of _conv_gemm.h, so the
-# copy lands in L2 once (OpenBLAS would re-pack a separate im2col matrix).
+# copy lands in L2 once (OpenBLAS would re-pack a separate im2col matrix).  Workspaces
+# (and the zero-padded input copies) are reused across calls (_pk_scratch).
 
 cdef extern from "_conv_gemm.h" nogil:
     ctypedef struct fc_cg_segment:
@@ -323,9 +325,10 @@ cdef inline int _gcd(int a, int b) noexcept nogil:
 def _pk_eligible(x_dtype, int groups, w_shape=None, int which=-1, pq=0):
     """Packed path for float32, groups 1, where the GEMM has depth for the 8x48 kernel:
     forward C*R*S >= 32, backward-input K >= 16 (lenet_c1, C*R*S 25 / K 6: OpenBLAS was
-    1.1x / 2.5x faster), backward-weight C*R*S filling its 48-wide B panels >= 90 % (the
-    stem's 147 -> 192 ran 0.66x against OpenBLAS's 0.72x) or small images (pq = P*Q < 1024:
-    OpenBLAS then makes one thin GEMM per image; lenet_c3 0.83x against 0.68x).
+    1.1x / 2.5x faster), backward-weight C*R*S filling its 48-wide B panels >= 90 %, small
+    images (pq = P*Q < 1024: OpenBLAS then makes one thin GEMM per image; lenet_c3 0.83x
+    against 0.68x) or the taps variant's shapes (_bw_taps_pays: the stem, OpenBLAS 0.63x
+    of torch, taps 1.1x).
     which -1: dtype/groups only."""
     if not (use_packed and _PK_OK and groups == 1 and x_dtype == np.float32):
         return False

@@ -146,7 +146,7 @@ cdef void _bw_sum_block(const float* t, float* out, int which, int nt, const int
 
 import threading
 _pk_local = threading.local()
-PK_SCRATCH_KEEP = 64 << 20  # workspaces up to this many bytes are kept per Python thread
+PK_SCRATCH_KEEP = 32 << 20  # workspaces up to this many bytes are kept (per slot, per Python thread)
 
 
 def _pk_scratch(int slot, Py_ssize_t n):
