@@ -28,6 +28,18 @@ typedef FC_TI FN(vi) __attribute__((vector_size(FC_VB)));
 #define FC_AI static inline __attribute__((always_inline)) FC_ATTR
 
 FC_AI V FN(ld)(const T *p) { return *(const FN(vu) *)p; }
+
+/* v kept in a register: GCC otherwise folds a load that feeds two FMAs into both (two
+ * loads of the same vector, and the two-row kernels are load-bound). */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if FC_VB == 64
+#define FC_REG(v) __asm__("" : "+v"(v))
+#else
+#define FC_REG(v) __asm__("" : "+x"(v))
+#endif
+#else
+#define FC_REG(v) ((void)0)
+#endif
 FC_AI void FN(st)(T *p, V v) { *(FN(vu) *)p = v; }
 
 /* dst[0, n) = src[0, n) with vector moves (the last one overlapping when n % VW != 0). */
@@ -108,7 +120,8 @@ FC_AI void FN(gvec2)(const T *b0, const T *w, V *a0, V *a1, const int *off, ptrd
     for (int r = 0; r <= R; r++) {
         const T *rr = b0 + r * rstep;
         for (int s = 0; s < S; s++) {
-            const V x = FN(ld)(rr + (off ? off[s] : s));
+            V x = FN(ld)(rr + (off ? off[s] : s));
+            if (r > 0 && r < R) FC_REG(x);
             if (r < R) u += w[r * S + s] * x;
             if (r > 0) v += w[(r - 1) * S + s] * x;
         }
@@ -249,7 +262,8 @@ FC_AI void FN(dvec)(const T *const *rows, const T *w, V *a0, V *a1, int q0, cons
     V u = *a0, v = *a1;
     for (int r = 0; r < R + two; r++)
         for (int s = 0; s < S; s++) {
-            const V x = FN(xloadm)(rows[r], q0, s, PW, kind);
+            V x = FN(xloadm)(rows[r], q0, s, PW, kind);
+            if (two && r > 0 && r < R) FC_REG(x);
             if (r < R) u += w[r * S + s] * x;
             if (two && r > 0) v += w[(r - 1) * S + s] * x;
         }
@@ -390,4 +404,5 @@ FC_ATTR static void FN(bwd_in1_task)(const T *dy, const T *wf, T *dx, int Kg, co
 #undef T
 #undef VW
 #undef FC_AI
+#undef FC_REG
 #endif /* FC_T */
