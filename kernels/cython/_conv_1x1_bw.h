@@ -148,8 +148,9 @@ FC_PW_TARGET static void fc_pwb_add(const float *t, ptrdiff_t ldt, int m0, int m
     }
 }
 
-#define FC_PWB_LD(i) __m512 c##i##0 = _mm512_load_ps(t + (i) * ldt), c##i##1 = _mm512_load_ps(t + (i) * ldt + 16), \
-                           c##i##2 = _mm512_load_ps(t + (i) * ldt + 32), c##i##3 = _mm512_load_ps(t + (i) * ldt + 48);
+#define FC_PWB_ZERO(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = c##i##0, c##i##2 = c##i##0, c##i##3 = c##i##0;
+#define FC_PWB_LD(i) c##i##0 = _mm512_load_ps(t + (i) * ldt); c##i##1 = _mm512_load_ps(t + (i) * ldt + 16); \
+                     c##i##2 = _mm512_load_ps(t + (i) * ldt + 32); c##i##3 = _mm512_load_ps(t + (i) * ldt + 48);
 #define FC_PWB_ST(i) _mm512_store_ps(t + (i) * ldt, c##i##0); _mm512_store_ps(t + (i) * ldt + 16, c##i##1); \
                     _mm512_store_ps(t + (i) * ldt + 32, c##i##2); _mm512_store_ps(t + (i) * ldt + 48, c##i##3);
 #define FC_PWB_ROW(i)                                                                                  \
@@ -162,10 +163,9 @@ FC_PW_TARGET static void fc_pwb_add(const float *t, ptrdiff_t ldt, int m0, int m
 FC_PW_TARGET __attribute__((noinline)) static void fc_pwb_tile(int np, const ptrdiff_t *pn, const ptrdiff_t *pq, const int *pl,
                                     const float *a, ptrdiff_t as, ptrdiff_t hw, int mrows, const float *bp,
                                     float *t, ptrdiff_t ldt, int zero, int pfa) {
-    FC_PWB_LD(0) FC_PWB_LD(1) FC_PWB_LD(2) FC_PWB_LD(3) FC_PWB_LD(4) FC_PWB_LD(5)
-    if (zero) {
-        c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = c20 = c21 = c22 = c23 = _mm512_setzero_ps();
-        c30 = c31 = c32 = c33 = c40 = c41 = c42 = c43 = c50 = c51 = c52 = c53 = _mm512_setzero_ps();
+    FC_PWB_ZERO(0) FC_PWB_ZERO(1) FC_PWB_ZERO(2) FC_PWB_ZERO(3) FC_PWB_ZERO(4) FC_PWB_ZERO(5)
+    if (!zero) {  /* (the first chunk starts from zero: the workspace is not initialised) */
+        FC_PWB_LD(0) FC_PWB_LD(1) FC_PWB_LD(2) FC_PWB_LD(3) FC_PWB_LD(4) FC_PWB_LD(5)
     }
     for (int i = 0; i < np; i++) {
         const float *a0 = a + pn[i] * as + pq[i];
