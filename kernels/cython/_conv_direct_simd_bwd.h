@@ -166,7 +166,8 @@ FC_ATTR static void FN(wgrad_any)(const T *restrict buf, const FN(wsrc) *src, do
 }
 
 /* Unpadded input (direct_ok): filter rows [r0, r0 + NR) (NR * S <= 9) in registers, the
- * x rows read in place (zero row outside, lane shifts at the borders); dy as in wsrc. */
+ * x rows read in place (zero row outside, lane shifts at the borders); dy as in wsrc, two
+ * rows per pass. */
 FC_AI void FN(dwgrad_rows)(const T *restrict x, const T *restrict zrow, const FN(wsrc) *src, double *out,
                            const fc_dwg *g, int r0, const int NR, const int S, const int PW) {
     V acc[9];
@@ -181,7 +182,34 @@ FC_AI void FN(dwgrad_rows)(const T *restrict x, const T *restrict zrow, const FN
             for (int s = 0; s < S; s++)                                                  \
                 acc[r * S + s] += dv * FN(xload)(rows[r], (Q0), W, s, PW, (KIND));       \
     } while (0)
-    for (int p = 0; p < g->P; p++) {
+    int p = 0;
+    /* dy rows p and p + 1 together: the NR - 1 x rows they share are loaded once */
+#define FC_DW2(D0, D1, Q0, KIND)                                                         \
+    do {                                                                                 \
+        const V d0 = (D0), d1 = (D1);                                                    \
+        for (int r = 0; r <= NR; r++)                                                    \
+            for (int s = 0; s < S; s++) {                                                \
+                V xv = FN(xload)(rows[r], (Q0), W, s, PW, (KIND));                       \
+                if (r > 0 && r < NR) FC_REG(xv);                                         \
+                if (r < NR) acc[r * S + s] += d0 * xv;                                   \
+                if (r > 0) acc[(r - 1) * S + s] += d1 * xv;                              \
+            }                                                                            \
+    } while (0)
+    for (; p + 2 <= g->P; p += 2) {
+        const T *rows[4];
+        for (int r = 0; r <= NR; r++) {
+            int ih = p - g->ph + r0 + r;
+            rows[r] = ih >= 0 && ih < g->H ? x + (ptrdiff_t)ih * W : zrow;
+        }
+        const T *d = src->d + p * src->ds, *e = d + src->ds;
+        FC_DW2(FN(ld)(d), FN(ld)(e), 0, PW ? 0 : 1);
+        for (int q0 = VW; q0 < nmid; q0 += VW) FC_DW2(FN(ld)(d + q0), FN(ld)(e + q0), q0, 1);
+        if (rfull) FC_DW2(FN(ld)(d + Q - VW), FN(ld)(e + Q - VW), Q - VW, 2);
+        if (qt >= 0)
+            FC_DW2(FN(tailmask)(FN(ld)(d + qt), src->keep), FN(tailmask)(FN(ld)(e + qt), src->keep), qt, PW ? 2 : 1);
+    }
+#undef FC_DW2
+    for (; p < g->P; p++) {
         const T *rows[3];
         for (int r = 0; r < NR; r++) {
             int ih = p - g->ph + r0 + r;
