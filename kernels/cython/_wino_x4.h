@@ -94,7 +94,7 @@ FCW4X_T static inline void fcw4x_inter(__m512 o0, __m512 o1, __m512 o2, __m512 o
 FCW4X_T static void fcw4x_in(const float *r0, ptrdiff_t W, float *v, ptrdiff_t cs, int nl, unsigned keep) {
     float E[6][80] __attribute__((aligned(64)));
     int ncol = 4 * nl + 2;
-    for (int q = 0; q < 80; q += 16) {
+    for (int q = 0; q < (nl == 16 ? 80 : 64); q += 16) {  /* columns 64, 65: lane 15's only */
         __mmask16 m = fcw4x_lanes(ncol - q);
         __m512 d0 = _mm512_maskz_loadu_ps(m, r0 + q), d1 = _mm512_maskz_loadu_ps(m, r0 + W + q);
         __m512 d2 = _mm512_maskz_loadu_ps(m, r0 + 2 * W + q), d3 = _mm512_maskz_loadu_ps(m, r0 + 3 * W + q);
@@ -110,7 +110,7 @@ FCW4X_T static void fcw4x_in(const float *r0, ptrdiff_t W, float *v, ptrdiff_t c
     for (int a = 0; a < 6; a++) {
         __m512 e0, e1, e2, e3, o[6];
         fcw4x_deint(E[a], &e0, &e1, &e2, &e3);
-        __m512 nx = _mm512_load_ps(&E[a][64]);  /* E[64], E[65] in lanes 0, 1 */
+        __m512 nx = nl == 16 ? _mm512_load_ps(&E[a][64]) : _mm512_setzero_ps();  /* E[64], E[65] in lanes 0, 1 */
         __m512i ni = _mm512_castps_si512(nx), n1 = _mm512_alignr_epi32(ni, ni, 1);  /* E[65] in lane 0 */
         __m512 e4 = _mm512_castsi512_ps(_mm512_alignr_epi32(ni, _mm512_castps_si512(e0), 1));
         __m512 e5 = _mm512_castsi512_ps(_mm512_alignr_epi32(n1, _mm512_castps_si512(e1), 1));
