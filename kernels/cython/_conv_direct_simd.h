@@ -5,9 +5,12 @@
  * Vectors (GCC vector extensions) run along the output row, and the whole filter of an
  * output vector is summed in a register before one store (two output rows per pass
  * share their input rows).  Stride-1 3x3 / 5x5 layers with 'same' or no column padding
- * read the input plane in place (zero row above / below, lane shifts at the row ends);
+ * read the input plane in place (zero row above / below; at the row ends the forward
+ * loads across the border and masks, the backward-weight kernel shifts lanes);
  * any other plane is first copied into a zero-padded, column-phase-split buffer (see
  * fc_dwg), so that each tap is one contiguous unaligned load for any stride / dilation.
+ * Memory: streaming (non-temporal) stores of y measured 1.5-1.8x slower on the 2-core
+ * EPYC VM, cold or warm caches, so y is stored plainly.
  * This file: forward correlations (forward, stride-1 backward-input); the backward
  * kernels are in _conv_direct_simd_bwd.h, included at the end.
  *
