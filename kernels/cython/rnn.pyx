@@ -2,7 +2,8 @@
 # distutils: libraries = m
 """LSTM and GRU cells on the CPU (PyTorch's formulas and gate order).
 
-The products x W_ih^T and h W_hh^T are two BLAS GEMMs (NumPy matmul); all the
+The products x W_ih^T and h W_hh^T are two BLAS GEMMs (``_mm``: SciPy's BLAS on our OpenMP
+threads, not NumPy's matmul and its separate BLAS thread pool); all the
 element-wise gate math then runs as ONE fused pass over the (N, G*H) gate
 block (loops in ``_rnn_impl.h``: sigmoid/tanh, cell update, the saved state),
 instead of the reference's dozen NumPy passes with temporaries.  The
@@ -24,9 +25,11 @@ row), so fusing its gate math gains only 1-8%.
 """
 import numpy as np
 cimport numpy as cnp
+from cython.parallel cimport prange
+from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from .. import _checks as C
-from ..reference.rnn import _check_cell, _weight_grads
+from ..reference.rnn import _check_cell
 from ._threads import num_threads
 
 __all__ = ["lstm_cell_forward", "lstm_cell_backward", "gru_cell_forward", "gru_cell_backward"]
@@ -51,6 +54,70 @@ cdef extern from "_rnn_impl.h" nogil:
 
 cdef Py_ssize_t GRAIN = 65536  # gate elements per thread: below this an OpenMP barrier (and its clash with
 # BLAS threads on a busy machine) costs more than the split saves
+
+
+# ---- GEMMs on OUR thread pool ----------------------------------------------------------------
+# NumPy's matmul runs on NumPy's OpenBLAS, which keeps its own pool of threads.  In a process
+# where OpenMP threads are still spinning after a kernel (PyTorch's, or ours under OpenMP's
+# default wait policy) that pool fights them for the cores: the LSTM 64x256x512 forward took
+# 6 ms in `fastconv bench` where its arithmetic needs 1, and the 32x128x128 cells 4 ms where
+# they need 0.05.  Here the output columns are split over our OpenMP threads, each calling
+# SciPy's BLAS single-threaded (conv's scheme), so the process has one pool.
+MM_SPLIT_FLOPS = 1 << 22  # below this one thread, no parallel region
+
+
+cdef void _mm_run(bint ta, bint tb, int M, int N, int K, void* pa, int lda, void* pb, int ldb, void* pc,
+                  int nblk, int bw, int nt, bint f32) noexcept nogil:
+    cdef int i, n0, nn
+    cdef char opa = b'T' if tb else b'N', opb = b'T' if ta else b'N'
+    cdef float one32 = 1, zero32 = 0
+    cdef double one64 = 1, zero64 = 0
+    for i in prange(nblk, num_threads=nt, schedule="static"):
+        n0 = i * bw
+        nn = min(bw, N - n0)
+        if f32:
+            sgemm(&opa, &opb, &nn, &M, &K, &one32, <float*>pb + (<Py_ssize_t>n0 * ldb if tb else n0), &ldb,
+                  <float*>pa, &lda, &zero32, <float*>pc + n0, &N)
+        else:
+            dgemm(&opa, &opb, &nn, &M, &K, &one64, <double*>pb + (<Py_ssize_t>n0 * ldb if tb else n0), &ldb,
+                  <double*>pa, &lda, &zero64, <double*>pc + n0, &N)
+
+
+def _mm(a, b, bint ta=False, bint tb=False):
+    """op(a) @ op(b) for C-contiguous 2-D float arrays of one dtype (op: transpose when ta / tb),
+    a new C-contiguous array; column blocks over OpenMP threads, BLAS single-threaded."""
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    cdef int M = a.shape[1] if ta else a.shape[0], K = a.shape[0] if ta else a.shape[1]
+    cdef int N = b.shape[0] if tb else b.shape[1]
+    out = np.empty((M, N), a.dtype)
+    if M == 0 or N == 0:
+        return out
+    if K == 0:
+        out.fill(0)
+        return out
+    cdef int nt = max(1, min(num_threads(2 * <Py_ssize_t>M * N * K, MM_SPLIT_FLOPS), max(1, N // 16)))
+    cdef int bw = N if nt == 1 else ((N + nt - 1) // nt + 15) // 16 * 16
+    cdef int nblk = (N + bw - 1) // bw
+    cdef void* pa = cnp.PyArray_DATA(a)
+    cdef void* pb = cnp.PyArray_DATA(b)
+    cdef void* pc = cnp.PyArray_DATA(out)
+    cdef int lda = a.shape[1], ldb = b.shape[1]
+    cdef bint f32 = a.dtype == np.float32
+    from .conv import _BlasSerial
+    with _BlasSerial():
+        with nogil:
+            _mm_run(ta, tb, M, N, K, pa, lda, pb, ldb, pc, nblk, bw, min(nt, nblk), f32)
+    return out
+
+
+def _weight_grads(dgi, dgh, x, h, has_bias):
+    """(dw_ih, dw_hh, db_ih, db_hh) from the pre-activation gate gradients (the reference's, on _mm)."""
+    dw_ih = _mm(dgi, x, True, False)
+    dw_hh = _mm(dgh, h, True, False)
+    if not has_bias:
+        return dw_ih, dw_hh, None, None
+    return dw_ih, dw_hh, dgi.sum(axis=0), dgh.sum(axis=0)
 
 
 def _cpu(op, **arrays):
@@ -79,8 +146,8 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
         b = _bias(b_ih if b_hh is None else b_hh, 4 * H, dt)
     else:
         b = b_ih + b_hh
-    cdef cnp.ndarray gates = np.matmul(x, w_ih.T)
-    cdef cnp.ndarray gh = np.matmul(h, w_hh.T)
+    cdef cnp.ndarray gates = _mm(x, w_ih, False, True)
+    cdef cnp.ndarray gh = _mm(h, w_hh, False, True)
     cdef cnp.ndarray cc = c, bb = b
     cdef cnp.ndarray c_new = np.empty((N, H), dt)
     cdef cnp.ndarray h_new = np.empty((N, H), dt)
@@ -137,8 +204,8 @@ def lstm_cell_backward(dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new, has_bi
             with nogil:
                 fc_lstm_bwd_f64(<double*>ptr[0], <double*>ptr[1], <double*>ptr[2], <double*>ptr[3],
                                 <double*>ptr[4], <double*>ptr[5], <double*>ptr[6], n_, h_, nt)
-    dx = d @ w_ih
-    dh = d @ w_hh
+    dx = _mm(d, w_ih)
+    dh = _mm(d, w_hh)
     return (dx, dh, dc) + _weight_grads(d, d, x, h, has_bias)
 
 
@@ -150,8 +217,8 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     _cpu(op, x=x, h=h, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
     x, h, _, w_ih, w_hh, b_ih, b_hh, (N, I, H) = _check_cell(op, 3, x, h, w_ih, w_hh, b_ih, b_hh)
     dt = x.dtype
-    cdef cnp.ndarray gi = np.matmul(x, w_ih.T)
-    cdef cnp.ndarray gh = np.matmul(h, w_hh.T)
+    cdef cnp.ndarray gi = _mm(x, w_ih, False, True)
+    cdef cnp.ndarray gh = _mm(h, w_hh, False, True)
     cdef cnp.ndarray bi = _bias(b_ih, 3 * H, dt), bh = _bias(b_hh, 3 * H, dt), hh = h
     cdef cnp.ndarray saved = np.empty((N, 4 * H), dt)
     cdef cnp.ndarray h_new = np.empty((N, H), dt)
@@ -206,7 +273,7 @@ def gru_cell_backward(dh_new, x, h, w_ih, w_hh, saved, has_bias=True):
             with nogil:
                 fc_gru_bwd_f64(<double*>ptr[0], <double*>ptr[1], <double*>ptr[2], <double*>ptr[3],
                                <double*>ptr[4], <double*>ptr[5], n_, h_, nt)
-    dx = dgi @ w_ih
-    dh = dgh @ w_hh
+    dx = _mm(dgi, w_ih)
+    dh = _mm(dgh, w_hh)
     dh += dhz
     return (dx, dh) + _weight_grads(dgi, dgh, x, h, has_bias)
