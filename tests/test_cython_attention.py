@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as TF
 
+import fastconv
 from fastconv import dispatch
 from fastconv.kernels.cython import attention as A
 from fastconv.kernels.reference import attention as R
@@ -146,3 +147,33 @@ def test_backward_bad_inputs():
         A.scaled_dot_product_attention_backward(out[:, :1], q, k, v, out[:, :1], lse, None, None, False)
     with pytest.raises(TypeError, match="backward"):
         A.scaled_dot_product_attention_backward(out.astype(np.float32), q, k, v, out, lse, None, None, False)
+
+
+@pytest.mark.parametrize("lb", [None, 16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal", [False, True])
+def test_compiled_forward_blocks_and_threads(dtype, causal, lb, monkeypatch):
+    """The compiled no-mask forward (_attn.pyx, blocks of query rows over OpenMP threads) against
+    the reference: L below, at and past a block (and L > S for causal), odd E / Ev, 1-3 threads."""
+    from fastconv.kernels.reference import attention as RA
+    AT = pytest.importorskip("fastconv.kernels.cython._attn")
+    assert A._attn is AT
+    if lb:
+        monkeypatch.setattr(AT, "LB", lb)
+        monkeypatch.setattr(AT, "LB_CAUSAL", lb)
+    rng = np.random.default_rng(5)
+    prev = fastconv.get_num_threads()
+    try:
+        for nt in (1, 2, 3):
+            fastconv.set_num_threads(nt)
+            for L, S in ((1, 1), (63, 70), (64, 64), (65, 9), (130, 131)):
+                q = rng.standard_normal((2, 3, L, 5)).astype(dtype)
+                k = rng.standard_normal((2, 3, S, 5)).astype(dtype)
+                v = rng.standard_normal((2, 3, S, 7)).astype(dtype)
+                out, lse = A.scaled_dot_product_attention_forward(q, k, v, None, 0.3, causal)
+                rout, rlse = RA.scaled_dot_product_attention_forward(q, k, v, None, 0.3, causal)
+                tol = 1e-5 if dtype == np.float32 else 1e-12
+                np.testing.assert_allclose(out, rout, rtol=tol, atol=tol)
+                np.testing.assert_allclose(lse, rlse, rtol=tol, atol=tol)
+    finally:
+        fastconv.set_num_threads(prev)

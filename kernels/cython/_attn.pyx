@@ -1,0 +1,120 @@
+# cython: language_level=3
+# distutils: libraries = m
+"""Compiled forward of scaled dot-product attention without a mask (plain or causal), for
+``attention.py``: OpenMP over (batch*heads, block of query rows); per block two GEMMs through
+SciPy's BLAS, single-threaded inside the OpenMP threads (one thread pool in the process), and
+the row softmax in C (_attn_impl.h).  The scores of a block (LB query rows x the keys) are a
+per-thread workspace, so no (L, S) tensor is materialised.
+
+Why not NumPy: the NumPy version ran its matmuls on NumPy's OpenBLAS pool, which fights
+spinning OpenMP threads for the cores, and its exp/max/sum passes single-threaded; on the
+8x8x256x64 benchmark case it took 28 ms against PyTorch's 16."""
+import numpy as np
+cimport numpy as cnp
+from cython.parallel cimport prange, parallel, threadid
+from libc.math cimport log, INFINITY
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+from ._threads import num_threads
+
+cnp.import_array()
+
+ctypedef fused real:
+    float
+    double
+
+cdef extern from "_attn_impl.h" nogil:
+    float fa_row_f32(float* s, int n, float* mx)
+    double fa_row_f64(double* s, int n, double* mx)
+
+LB = 256  # query rows per block (non-causal), capped so a block's scores stay <= LB_ELEMS
+LB_CAUSAL = 32  # causal: small blocks skip more of the masked keys
+LB_ELEMS = 1 << 18
+# 8x8x256x64 float32, 2 threads, PyTorch / ours: non-causal 0.87 / 0.94 / 0.90 / 0.96 at 32 / 64 /
+# 128 / 256 rows, causal 1.35 / 1.25 / 0.98 / 0.70.
+
+
+cdef void _run(const real* q, const real* k, const real* v, real* out, real* lse, real* work,
+               Py_ssize_t wstride, int B, int L, int S, int E, int Ev, real scale, bint causal, int lb_max,
+               int nt) noexcept nogil:
+    cdef int nblk = (L + lb_max - 1) // lb_max, item, b, l0, lb, kend, i, j, tid = 0
+    cdef real* s
+    cdef real* den
+    cdef real* o
+    cdef real mx, d, inv
+    cdef real one = 1, zero = 0
+    cdef char tt = b'T', nn = b'N'
+    with parallel(num_threads=nt):
+        tid = threadid()
+        for item in prange(B * nblk, schedule="dynamic"):
+            b = item // nblk
+            l0 = (item % nblk) * lb_max
+            lb = min(lb_max, L - l0)
+            kend = min(S, l0 + lb) if causal else S
+            s = work + tid * wstride
+            den = s + <Py_ssize_t>lb_max * S
+            # s (lb x kend, row-major) = scale * q_blk . k^T
+            if real is float:
+                sgemm(&tt, &nn, &kend, &lb, &E, &scale, <float*>k + <Py_ssize_t>b * S * E, &E,
+                      <float*>q + (<Py_ssize_t>b * L + l0) * E, &E, &zero, s, &kend)
+            else:
+                dgemm(&tt, &nn, &kend, &lb, &E, &scale, <double*>k + <Py_ssize_t>b * S * E, &E,
+                      <double*>q + (<Py_ssize_t>b * L + l0) * E, &E, &zero, s, &kend)
+            mx = 0  # assigned in the loop body, so Cython makes it thread-private (fa_row writes it)
+            for i in range(lb):
+                if causal:
+                    for j in range(l0 + i + 1, kend):
+                        s[<Py_ssize_t>i * kend + j] = -INFINITY
+                if real is float:
+                    d = fa_row_f32(s + <Py_ssize_t>i * kend, kend, &mx)
+                else:
+                    d = fa_row_f64(s + <Py_ssize_t>i * kend, kend, &mx)
+                den[i] = d
+                # d == 0: no key left (-inf, output 0); d NaN: a NaN score (propagates)
+                lse[<Py_ssize_t>b * L + l0 + i] = (log(d) + mx) if d > 0 else (-INFINITY if d == 0 else d)
+            # o (lb x Ev) = p . v[:kend]
+            o = out + (<Py_ssize_t>b * L + l0) * Ev
+            if real is float:
+                sgemm(&nn, &nn, &Ev, &lb, &kend, &one, <float*>v + <Py_ssize_t>b * S * Ev, &Ev, s, &kend,
+                      &zero, o, &Ev)
+            else:
+                dgemm(&nn, &nn, &Ev, &lb, &kend, &one, <double*>v + <Py_ssize_t>b * S * Ev, &Ev, s, &kend,
+                      &zero, o, &Ev)
+            for i in range(lb):
+                inv = (1 / den[i]) if den[i] > 0 else (0 if den[i] == 0 else den[i])
+                for j in range(Ev):
+                    o[<Py_ssize_t>i * Ev + j] = o[<Py_ssize_t>i * Ev + j] * inv
+
+
+def forward(q3, k3, v3, scale, bint causal):
+    """(out (B, L, Ev), lse (B, L)) for C-contiguous float32/float64 q3 (B, L, E), k3 (B, S, E),
+    v3 (B, S, Ev) of one dtype, S > 0, no mask (validated by the caller)."""
+    cdef int B = q3.shape[0], L = q3.shape[1], E = q3.shape[2], S = k3.shape[1], Ev = v3.shape[2]
+    dt = q3.dtype
+    out = np.empty((B, L, Ev), dt)
+    lse = np.empty((B, L), dt)
+    if B == 0 or L == 0:
+        return out, lse
+    cdef int lb_max = max(1, min(LB_CAUSAL if causal else LB, L, max(16, LB_ELEMS // S)))
+    cdef int nt = max(1, min(num_threads(B * ((L + lb_max - 1) // lb_max)), B * ((L + lb_max - 1) // lb_max)))
+    cdef Py_ssize_t wstride = <Py_ssize_t>lb_max * S + lb_max + 16
+    work = np.empty(nt * wstride, dt)
+    cdef void* pq = cnp.PyArray_DATA(q3)
+    cdef void* pk = cnp.PyArray_DATA(k3)
+    cdef void* pv = cnp.PyArray_DATA(v3)
+    cdef void* po = cnp.PyArray_DATA(out)
+    cdef void* pl = cnp.PyArray_DATA(lse)
+    cdef void* pw = cnp.PyArray_DATA(work)
+    cdef float sc32 = scale
+    cdef double sc64 = scale
+    from .conv import _BlasSerial
+    with _BlasSerial():
+        if dt == np.float32:
+            with nogil:
+                _run(<float*>pq, <float*>pk, <float*>pv, <float*>po, <float*>pl, <float*>pw, wstride, B, L, S, E,
+                     Ev, sc32, causal, lb_max, nt)
+        else:
+            with nogil:
+                _run(<double*>pq, <double*>pk, <double*>pv, <double*>po, <double*>pl, <double*>pw, wstride, B, L,
+                     S, E, Ev, sc64, causal, lb_max, nt)
+    return out, lse
