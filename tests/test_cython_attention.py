@@ -97,7 +97,8 @@ def test_fully_masked_rows_nan_and_empty(block):
 
 
 def test_memory_is_blocked(monkeypatch):
-    """No score array larger than one block is ever built."""
+    """No score array larger than one block is ever built (the NumPy path, taken with a mask;
+    the compiled no-mask path keeps one block of LB_ELEMS scores per thread)."""
     seen = []
     real = A._block_scores
 
@@ -110,8 +111,9 @@ def test_memory_is_blocked(monkeypatch):
     monkeypatch.setattr(A, "BLOCK", 4096)
     rng = np.random.default_rng(1)
     q, k, v = (rng.standard_normal((3, 200, 8)).astype(np.float32) for _ in range(3))
-    out, lse = A.scaled_dot_product_attention_forward(q, k, v, None, None, True)
-    A.scaled_dot_product_attention_backward(out, q, k, v, out, lse, None, None, True)
+    mask = np.tril(np.ones((200, 200), bool))  # causal, as a mask: the NumPy path
+    out, lse = A.scaled_dot_product_attention_forward(q, k, v, mask, None, False)
+    A.scaled_dot_product_attention_backward(out, q, k, v, out, lse, mask, None, False)
     assert max(seen) <= 4096 and len(seen) >= 2 * 200 // (4096 // 200)
 
 
@@ -153,8 +155,9 @@ def test_backward_bad_inputs():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("causal", [False, True])
 def test_compiled_forward_blocks_and_threads(dtype, causal, lb, monkeypatch):
-    """The compiled no-mask forward (_attn.pyx, blocks of query rows over OpenMP threads) against
-    the reference: L below, at and past a block (and L > S for causal), odd E / Ev, 1-3 threads."""
+    """The compiled no-mask forward and backward (_attn.pyx, blocks of query rows over OpenMP
+    threads) against the reference: L below, at and past a block (and L > S for causal), odd
+    E / Ev, 1-3 threads."""
     from fastconv.kernels.reference import attention as RA
     AT = pytest.importorskip("fastconv.kernels.cython._attn")
     assert A._attn is AT
@@ -175,5 +178,11 @@ def test_compiled_forward_blocks_and_threads(dtype, causal, lb, monkeypatch):
                 tol = 1e-5 if dtype == np.float32 else 1e-12
                 np.testing.assert_allclose(out, rout, rtol=tol, atol=tol)
                 np.testing.assert_allclose(lse, rlse, rtol=tol, atol=tol)
+                do = rng.standard_normal(out.shape).astype(dtype)
+                got = A.scaled_dot_product_attention_backward(do, q, k, v, out, lse, None, 0.3, causal)
+                want = RA.scaled_dot_product_attention_backward(do, q, k, v, rout, rlse, None, 0.3, causal)
+                for g, w in zip(got, want):
+                    assert g.shape == w.shape and g.dtype == dtype
+                    np.testing.assert_allclose(g, w, rtol=10 * tol, atol=10 * tol)
     finally:
         fastconv.set_num_threads(prev)

@@ -26,6 +26,10 @@ ctypedef fused real:
 cdef extern from "_attn_impl.h" nogil:
     float fa_row_f32(float* s, int n, float* mx)
     double fa_row_f64(double* s, int n, double* mx)
+    void fa_expsub_f32(float* s, int n, float c)
+    void fa_expsub_f64(double* s, int n, double c)
+    void fa_ds_f32(float* ds, const float* p, int n, float delta, float scale)
+    void fa_ds_f64(double* ds, const double* p, int n, double delta, double scale)
 
 LB = 256  # query rows per block (non-causal), capped so a block's scores stay <= LB_ELEMS
 LB_CAUSAL = 32  # causal: small blocks skip more of the masked keys
@@ -118,3 +122,109 @@ def forward(q3, k3, v3, scale, bint causal):
                 _run(<double*>pq, <double*>pk, <double*>pv, <double*>po, <double*>pl, <double*>pw, wstride, B, L,
                      S, E, Ev, sc64, causal, lb_max, nt)
     return out, lse
+
+
+cdef void _run_bwd(const real* q, const real* k, const real* v, const real* do, const real* lse, const real* delta,
+                   real* dq, real* dk, real* dv, real* work, Py_ssize_t wstride, int B, int L, int S, int E, int Ev,
+                   real scale, bint causal, int lb_max, int nt) noexcept nogil:
+    """One item per batch element (its query blocks in turn: dk, dv accumulate over them)."""
+    cdef int b, l0, lb, kend, i, j, tid = 0
+    cdef real* p
+    cdef real* ds
+    cdef real c
+    cdef real one = 1, zero = 0
+    cdef char tt = b'T', nn = b'N'
+    with parallel(num_threads=nt):
+        tid = threadid()
+        for b in prange(B, schedule="dynamic"):
+            p = work + tid * wstride
+            ds = p + <Py_ssize_t>lb_max * S
+            l0 = 0
+            while l0 < L:
+                lb = min(lb_max, L - l0)
+                kend = min(S, l0 + lb) if causal else S
+                # p = exp(scale q_blk k^T - lse)
+                if real is float:
+                    sgemm(&tt, &nn, &kend, &lb, &E, &scale, <float*>k + <Py_ssize_t>b * S * E, &E,
+                          <float*>q + (<Py_ssize_t>b * L + l0) * E, &E, &zero, p, &kend)
+                else:
+                    dgemm(&tt, &nn, &kend, &lb, &E, &scale, <double*>k + <Py_ssize_t>b * S * E, &E,
+                          <double*>q + (<Py_ssize_t>b * L + l0) * E, &E, &zero, p, &kend)
+                for i in range(lb):
+                    if causal:
+                        for j in range(l0 + i + 1, kend):
+                            p[<Py_ssize_t>i * kend + j] = -INFINITY
+                    c = lse[<Py_ssize_t>b * L + l0 + i]
+                    if c == -INFINITY:  # a row with no key: p = 0
+                        c = INFINITY
+                    if real is float:
+                        fa_expsub_f32(p + <Py_ssize_t>i * kend, kend, c)
+                    else:
+                        fa_expsub_f64(p + <Py_ssize_t>i * kend, kend, c)
+                # dv[:kend] += p^T do_blk ; ds = do_blk v^T
+                if real is float:
+                    sgemm(&nn, &tt, &Ev, &kend, &lb, &one, <float*>do + (<Py_ssize_t>b * L + l0) * Ev, &Ev, p, &kend,
+                          &one, <float*>dv + <Py_ssize_t>b * S * Ev, &Ev)
+                    sgemm(&tt, &nn, &kend, &lb, &Ev, &one, <float*>v + <Py_ssize_t>b * S * Ev, &Ev,
+                          <float*>do + (<Py_ssize_t>b * L + l0) * Ev, &Ev, &zero, ds, &kend)
+                else:
+                    dgemm(&nn, &tt, &Ev, &kend, &lb, &one, <double*>do + (<Py_ssize_t>b * L + l0) * Ev, &Ev, p,
+                          &kend, &one, <double*>dv + <Py_ssize_t>b * S * Ev, &Ev)
+                    dgemm(&tt, &nn, &kend, &lb, &Ev, &one, <double*>v + <Py_ssize_t>b * S * Ev, &Ev,
+                          <double*>do + (<Py_ssize_t>b * L + l0) * Ev, &Ev, &zero, ds, &kend)
+                for i in range(lb):  # ds = p (dp - delta) scale
+                    if real is float:
+                        fa_ds_f32(ds + <Py_ssize_t>i * kend, p + <Py_ssize_t>i * kend, kend,
+                                  delta[<Py_ssize_t>b * L + l0 + i], scale)
+                    else:
+                        fa_ds_f64(ds + <Py_ssize_t>i * kend, p + <Py_ssize_t>i * kend, kend,
+                                  delta[<Py_ssize_t>b * L + l0 + i], scale)
+                # dq_blk = ds k[:kend] ; dk[:kend] += ds^T q_blk
+                if real is float:
+                    sgemm(&nn, &nn, &E, &lb, &kend, &one, <float*>k + <Py_ssize_t>b * S * E, &E, ds, &kend, &zero,
+                          <float*>dq + (<Py_ssize_t>b * L + l0) * E, &E)
+                    sgemm(&nn, &tt, &E, &kend, &lb, &one, <float*>q + (<Py_ssize_t>b * L + l0) * E, &E, ds, &kend,
+                          &one, <float*>dk + <Py_ssize_t>b * S * E, &E)
+                else:
+                    dgemm(&nn, &nn, &E, &lb, &kend, &one, <double*>k + <Py_ssize_t>b * S * E, &E, ds, &kend, &zero,
+                          <double*>dq + (<Py_ssize_t>b * L + l0) * E, &E)
+                    dgemm(&nn, &tt, &E, &kend, &lb, &one, <double*>q + (<Py_ssize_t>b * L + l0) * E, &E, ds, &kend,
+                          &one, <double*>dk + <Py_ssize_t>b * S * E, &E)
+                l0 = l0 + lb
+
+
+def backward(do3, q3, k3, v3, lse2, delta2, scale, bint causal):
+    """(dq, dk, dv) of the no-mask attention for C-contiguous float arrays of one dtype: do3 (B, L, Ev),
+    q3 (B, L, E), k3 (B, S, E), v3 (B, S, Ev), lse2 / delta2 (B, L) (delta = rowsum(dO * O)),
+    S > 0 (validated by the caller)."""
+    cdef int B = q3.shape[0], L = q3.shape[1], E = q3.shape[2], S = k3.shape[1], Ev = v3.shape[2]
+    dt = q3.dtype
+    dq = np.empty((B, L, E), dt)
+    dk = np.zeros((B, S, E), dt)
+    dv = np.zeros((B, S, Ev), dt)
+    if B == 0 or L == 0:
+        return dq, dk, dv
+    cdef int lb_max = max(1, min(LB_CAUSAL if causal else LB, L, max(16, LB_ELEMS // S)))
+    cdef int nt = max(1, min(num_threads(B), B))
+    cdef Py_ssize_t wstride = 2 * <Py_ssize_t>lb_max * S + 16
+    work = np.empty(nt * wstride, dt)
+    P = [q3, k3, v3, do3, lse2, delta2, dq, dk, dv, work]
+    cdef void* ptr[10]
+    cdef int t
+    for t in range(10):
+        ptr[t] = cnp.PyArray_DATA(<cnp.ndarray>P[t])
+    cdef float sc32 = scale
+    cdef double sc64 = scale
+    from .conv import _BlasSerial
+    with _BlasSerial():
+        if dt == np.float32:
+            with nogil:
+                _run_bwd(<float*>ptr[0], <float*>ptr[1], <float*>ptr[2], <float*>ptr[3], <float*>ptr[4], <float*>ptr[5],
+                         <float*>ptr[6], <float*>ptr[7], <float*>ptr[8], <float*>ptr[9], wstride, B, L, S, E, Ev, sc32,
+                         causal, lb_max, nt)
+        else:
+            with nogil:
+                _run_bwd(<double*>ptr[0], <double*>ptr[1], <double*>ptr[2], <double*>ptr[3], <double*>ptr[4],
+                         <double*>ptr[5], <double*>ptr[6], <double*>ptr[7], <double*>ptr[8], <double*>ptr[9], wstride,
+                         B, L, S, E, Ev, sc64, causal, lb_max, nt)
+    return dq, dk, dv

@@ -33,5 +33,16 @@ FA_CLONES static T fa_row_##SFX(T *restrict s, int n, T *mx) {                  
     return d;                                                                                      \
 }
 
+/* backward: p = exp(s - c) in place (c = the row's lse; +inf gives 0), and ds = p (ds - delta) scale */
+#define FA_BWD(T, SFX, EXP)                                                                        \
+FA_CLONES static void fa_expsub_##SFX(T *restrict s, int n, T c) {                                 \
+    for (int i = 0; i < n; i++) s[i] = EXP(s[i] - c);                                              \
+}                                                                                                  \
+FA_CLONES static void fa_ds_##SFX(T *restrict ds, const T *restrict p, int n, T delta, T scale) {  \
+    for (int i = 0; i < n; i++) ds[i] = p[i] * (ds[i] - delta) * scale;                            \
+}
+
 FA_ROW(float, f32, expf)
 FA_ROW(double, f64, exp)
+FA_BWD(float, f32, expf)
+FA_BWD(double, f64, exp)

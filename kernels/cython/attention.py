@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import _checks as C
 from ..reference.attention import _check
+from ._threads import numpy_blas_threads
 
 __all__ = ["scaled_dot_product_attention_forward", "scaled_dot_product_attention_backward"]
 
@@ -123,8 +124,18 @@ def scaled_dot_product_attention_forward(q, k, v, mask, scale, is_causal):
     return out.reshape(lead + (L, Ev)), lse.reshape(lead + (L,))
 
 
+BWD_BLAS_THREADS = 1  # NumPy's BLAS threads in the backward (None: leave NumPy's setting alone)
+
+
 def scaled_dot_product_attention_backward(dout, q, k, v, out, lse, mask, scale, is_causal):
     """-> (dq, dk, dv).  The probabilities are rebuilt from ``lse``; the mask gets no gradient."""
+    if BWD_BLAS_THREADS is None:
+        return _backward(dout, q, k, v, out, lse, mask, scale, is_causal)
+    with numpy_blas_threads(BWD_BLAS_THREADS):
+        return _backward(dout, q, k, v, out, lse, mask, scale, is_causal)
+
+
+def _backward(dout, q, k, v, out, lse, mask, scale, is_causal):
     op = "scaled_dot_product_attention_backward"
     q3, k3, v3, mask, scale, (lead, B, L, S, E, Ev) = _prepare(op, q, k, v, mask, scale, is_causal)
     for name, a in (("dout", dout), ("out", out), ("lse", lse)):
@@ -142,6 +153,12 @@ def scaled_dot_product_attention_backward(dout, q, k, v, out, lse, mask, scale, 
         raise ValueError(f"{op}: 'lse' shape {tuple(lse.shape)} must be {lead + (L,)}")
     dt = q3.dtype
     do3 = dout.reshape(B, L, Ev)
+    if mask is None and S and _attn is not None and dt in (np.float32, np.float64):  # compiled path
+        delta2 = np.einsum("blv,blv->bl", do3, out.reshape(B, L, Ev))
+        dq, dk, dv = _attn.backward(np.ascontiguousarray(do3), np.ascontiguousarray(q3), np.ascontiguousarray(k3),
+                                    np.ascontiguousarray(v3), np.ascontiguousarray(lse.reshape(B, L)),
+                                    np.ascontiguousarray(delta2), float(scale), bool(is_causal))
+        return dq.reshape(lead + (L, E)), dk.reshape(lead + (S, E)), dv.reshape(lead + (S, Ev))
     # rows with lse = -inf (fully masked) must give p = 0: exp(s - (+inf)) = 0
     lse_eff = np.where(np.isneginf(lse), dt.type(np.inf), lse).reshape(B, L, 1)
     delta = np.einsum("blv,blv->bl", do3, out.reshape(B, L, Ev))[..., None]  # rowsum(P * dP) = rowsum(dO * O)
