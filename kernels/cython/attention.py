@@ -11,7 +11,7 @@ score tensor (and several temporaries of that size); here the flattened
 block of about ``BLOCK`` score elements (plus one gradient block in the
 backward) exists at a time, and each block's mask/softmax/exp passes run in
 place while it is still in cache.  The GEMMs go to NumPy's BLAS.  Plain
-Python over NumPy, except the forward without a mask, which runs compiled (``_attn.pyx``:
+Python over NumPy, except without a mask, where forward and backward run compiled (``_attn.pyx``:
 OpenMP over blocks, SciPy's BLAS single-threaded inside them, the softmax in C): the NumPy
 version's matmuls ran on NumPy's own BLAS thread pool, which fights spinning OpenMP threads for
 the cores, and its softmax passes were single-threaded (the 8x8x256x64 benchmark forward: 28 ms
