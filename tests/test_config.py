@@ -57,3 +57,17 @@ def test_cli_applies_keep_heap(monkeypatch):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert calls == [1]
+
+
+def test_blas_threads_finds_both_openblas_copies_and_restores():
+    """The compiled kernels hold SciPy's OpenBLAS at one thread inside their OpenMP regions and the
+    NumPy-level attention backward NumPy's: both libraries must be found (threadpoolctl is a
+    dependency), lowered inside the block and restored after."""
+    T = pytest.importorskip("fastconv.kernels.cython._threads")
+    for which in ("scipy", "numpy"):
+        lib = T.blas_threads._find(which)
+        assert lib is not None, which
+        before = lib.get_num_threads()
+        with T.blas_threads(which, 1):
+            assert lib.get_num_threads() == 1
+        assert lib.get_num_threads() == before

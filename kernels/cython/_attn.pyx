@@ -15,7 +15,7 @@ from cython.parallel cimport prange, parallel, threadid
 from libc.math cimport log, INFINITY
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-from ._threads import num_threads
+from ._threads import blas_threads, num_threads
 
 cnp.import_array()
 
@@ -111,8 +111,7 @@ def forward(q3, k3, v3, scale, bint causal):
     cdef void* pw = cnp.PyArray_DATA(work)
     cdef float sc32 = scale
     cdef double sc64 = scale
-    from .conv import _BlasSerial
-    with _BlasSerial():
+    with blas_threads("scipy", 1):
         if dt == np.float32:
             with nogil:
                 _run(<float*>pq, <float*>pk, <float*>pv, <float*>po, <float*>pl, <float*>pw, wstride, B, L, S, E,
@@ -215,8 +214,7 @@ def backward(do3, q3, k3, v3, lse2, delta2, scale, bint causal):
         ptr[t] = cnp.PyArray_DATA(<cnp.ndarray>P[t])
     cdef float sc32 = scale
     cdef double sc64 = scale
-    from .conv import _BlasSerial
-    with _BlasSerial():
+    with blas_threads("scipy", 1):
         if dt == np.float32:
             with nogil:
                 _run_bwd(<float*>ptr[0], <float*>ptr[1], <float*>ptr[2], <float*>ptr[3], <float*>ptr[4], <float*>ptr[5],

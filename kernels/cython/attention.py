@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import _checks as C
 from ..reference.attention import _check
-from ._threads import numpy_blas_threads
+from ._threads import blas_threads
 
 __all__ = ["scaled_dot_product_attention_forward", "scaled_dot_product_attention_backward"]
 
@@ -131,7 +131,7 @@ def scaled_dot_product_attention_backward(dout, q, k, v, out, lse, mask, scale, 
     """-> (dq, dk, dv).  The probabilities are rebuilt from ``lse``; the mask gets no gradient."""
     if BWD_BLAS_THREADS is None:
         return _backward(dout, q, k, v, out, lse, mask, scale, is_causal)
-    with numpy_blas_threads(BWD_BLAS_THREADS):
+    with blas_threads("numpy", BWD_BLAS_THREADS):
         return _backward(dout, q, k, v, out, lse, mask, scale, is_causal)
 
 

@@ -39,7 +39,7 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 include "_conv_common.pxi"
 from .. import _checks as CK
 from . import _conv_direct as _direct
-from ._threads import num_threads
+from ._threads import blas_threads, num_threads
 
 cnp.import_array()
 
@@ -319,32 +319,9 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
     return (stride, padding, dilation, groups, out), algo
 
 
-class _BlasSerial:
-    """Hold SciPy's OpenBLAS at one thread while OpenMP threads call it (restored after)."""
-    _lib = False
-
-    def __enter__(self):
-        if _BlasSerial._lib is False:
-            _BlasSerial._lib = None
-            try:
-                import scipy.linalg  # noqa: F401  (loads the library cython_blas uses)
-                from threadpoolctl import ThreadpoolController
-                for lib in ThreadpoolController().lib_controllers:
-                    if lib.internal_api == "openblas" and "scipy.libs" in lib.filepath:
-                        _BlasSerial._lib = lib
-            except Exception:  # threadpoolctl missing: BLAS may oversubscribe, results stay right
-                pass
-        lib = _BlasSerial._lib
-        self.prev = None
-        if lib is not None:
-            self.prev = lib.get_num_threads()
-            if self.prev != 1:
-                lib.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        if self.prev is not None and self.prev != 1:
-            _BlasSerial._lib.set_num_threads(self.prev)
+def _BlasSerial():
+    """SciPy's OpenBLAS at one thread while OpenMP threads call it (restored after)."""
+    return blas_threads("scipy", 1)
 
 
 WINO_MIN_C = 16  # auto picks Winograd for 3x3/stride 1 when C and K are at least this

@@ -30,7 +30,7 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from .. import _checks as C
 from ..reference.rnn import _check_cell
-from ._threads import num_threads
+from ._threads import blas_threads, num_threads
 
 __all__ = ["lstm_cell_forward", "lstm_cell_backward", "gru_cell_forward", "gru_cell_backward"]
 
@@ -104,8 +104,7 @@ def _mm(a, b, bint ta=False, bint tb=False):
     cdef void* pc = cnp.PyArray_DATA(out)
     cdef int lda = a.shape[1], ldb = b.shape[1]
     cdef bint f32 = a.dtype == np.float32
-    from .conv import _BlasSerial
-    with _BlasSerial():
+    with blas_threads("scipy", 1):
         with nogil:
             _mm_run(ta, tb, M, N, K, pa, lda, pb, ldb, pc, nblk, bw, min(nt, nblk), f32)
     return out
