@@ -37,6 +37,7 @@ CASES = [
     ((1, 2, 12, 9), 7, (5, 5), 2, 2),      # stride 2, padding 2
     ((21, 3, 5, 6), 17, (5, 5), 1, 0),     # 1x2 output, 21 images: batch-vector lane tails, K = 17
     ((18, 16, 5, 5), 20, (5, 5), 1, 0),    # LeNet C5-like 1x1 output
+    ((33, 4, 10, 9), 11, (5, 5), 1, 2),    # 3 lane chunks (last: 1 image), padding rows, 90 positions
 ]
 
 

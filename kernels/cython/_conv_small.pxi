@@ -11,6 +11,7 @@ cdef extern from "_conv_small_impl.h" nogil:
     int FC_SM_NB
     int fc_sm_setup(fc_smg* g, int N, int C, int H, int W, int K, int P, int Q, int R, int S, int ph, int pw)
     int fc_sm_jalloc(const fc_smg* g)
+    Py_ssize_t fc_sm_nv_extra(const fc_smg* g, int lanes)
     int fc_sm_lanes(int es)
     void fc_sm_fwd_nv_f32(const float* x, const float* wp, const float* b, float* y, int n0, const fc_smg* g,
                           float* xt)
@@ -111,8 +112,9 @@ cdef object _small_forward(x, w, b, y, Geo g, int nt):
     nt = max(1, min(nt, (g.N + lanes - 1) // lanes if nv else g.N))
     cdef Py_ssize_t ws = _round16(<Py_ssize_t>g.C * s.L + 8 * <Py_ssize_t>fc_sm_jalloc(&s))
     if nv:
-        ws = _round16(<Py_ssize_t>g.C * (g.P + g.R - 1) * (g.Q + g.S - 1) * lanes)
-    work = np.zeros(nt * ws, dtype=x.dtype)
+        ws = _round16(<Py_ssize_t>g.C * (g.P + g.R - 1) * (g.Q + g.S - 1) * lanes + fc_sm_nv_extra(&s, lanes))
+    # (the batch-vector packing writes its buffer's padding zeros itself)
+    work = (np.empty if nv else np.zeros)(nt * ws, dtype=x.dtype)
     wp = np.empty(<Py_ssize_t>s.Kp * g.C * g.R * g.S, dtype=x.dtype)
     cdef void* px = _ptr(x)
     cdef void* pwt = _ptr(w)

@@ -19,6 +19,9 @@
  */
 #include <stddef.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #define FC_SM_MAXT 64 /* most taps (R * S) */
 #define FC_SM_NB 8    /* images per backward-weight chunk */
@@ -48,6 +51,12 @@ static int fc_sm_setup(fc_smg *g, int N, int C, int H, int W, int K, int P, int 
 
 /* lanes of the batch-vector kernels at the current level for elements of es bytes */
 static inline int fc_sm_lanes(int es) { return (16 << fc_dw_level()) / es; }
+
+/* elements after the batch-vector forward's C * Hb * Wb lane vectors: output staging of 8
+ * filters x P * Q rounded up to 16 positions (used by the AVX-512 float32 kernel) */
+static inline ptrdiff_t fc_sm_nv_extra(const fc_smg *g, int lanes) {
+    return (ptrdiff_t)8 * ((g->P * g->Q + 15) / 16 * 16) * lanes;
+}
 
 /* positions per forward buffer row (>= J, >= 64) */
 static inline int fc_sm_jalloc(const fc_smg *g) { return g->J < 64 ? 64 : g->J; }
@@ -106,7 +115,9 @@ static inline int fc_sm_jalloc(const fc_smg *g) { return g->J < 64 ? 64 : g->J; 
 #define FC_BT 5
 #define FC_T float
 #define FC_SFX f32_avx512
+#define FC_SM_TR16 1
 #include "_conv_small_simd.h"
+#undef FC_SM_TR16
 #undef FC_T
 #undef FC_SFX
 #define FC_T double

@@ -90,9 +90,27 @@ FC_ATTR static void SN(fwd_)(const ST *x, const ST *wp, const ST *b, ST *y, cons
     }
 }
 
-/* images n0 .. n0 + nl - 1 into lane-interleaved buffer planes (lanes >= nl: zero) */
+/* zero the padding border of the C lane-interleaved buffer planes (Hb x Wb vectors each) */
+FC_ATTR static void SN(zero_border_)(ST *xt, const fc_smg *g) {
+    const int Wb = g->Wb, top = g->ph, bot = g->Hb - g->ph - g->H, left = g->pw, right = Wb - g->pw - g->W;
+    const ptrdiff_t plane = (ptrdiff_t)g->Hb * Wb, vb = SVW * sizeof(ST);
+    if (top <= 0 && bot <= 0 && left <= 0 && right <= 0) return;
+    for (int c = 0; c < g->C; c++) {
+        ST *p = xt + c * plane * SVW;
+        if (top > 0) memset(p, 0, (size_t)top * Wb * vb);
+        if (bot > 0) memset(p + (ptrdiff_t)(g->ph + g->H) * Wb * SVW, 0, (size_t)bot * Wb * vb);
+        for (int i = g->ph; i < g->ph + g->H; i++) {
+            if (left > 0) memset(p + (ptrdiff_t)i * Wb * SVW, 0, (size_t)left * vb);
+            if (right > 0) memset(p + ((ptrdiff_t)i * Wb + g->pw + g->W) * SVW, 0, (size_t)right * vb);
+        }
+    }
+}
+
+/* images n0 .. n0 + nl - 1 into lane-interleaved buffer planes (lanes >= nl: zero; the padding
+ * border zeroed here too) */
 FC_ATTR static void SN(packxt_)(const ST *x, int n0, int nl, const fc_smg *g, ST *xt) {
     const int C = g->C, Wb = g->Wb;
+    SN(zero_border_)(xt, g);
     const ptrdiff_t hw = (ptrdiff_t)g->H * g->W, plane = (ptrdiff_t)g->Hb * Wb;
     for (int c = 0; c < C; c++)
         for (int i = 0; i < g->H; i++)
@@ -105,14 +123,78 @@ FC_ATTR static void SN(packxt_)(const ST *x, int n0, int nl, const fc_smg *g, ST
             }
 }
 
+#ifdef FC_SM_TR16
+/* AVX-512 float32: 16 x 16 transposes instead of one scalar lane store or load per element
+ * (the lane scatter of the forward's output and the lane gather of its packing were ~25 % of
+ * LeNet C3's forward).  r[i][j] -> r[j][i]. */
+SAI void SN(tr16)(__m512 *r) {
+    __m512 t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 16; i += 8) {
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+            t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+    }
+}
+
+/* packxt_ by transposes: 16 positions of the 16 images' planes at a time */
+FC_ATTR static void SN(packxt16_)(const ST *x, int n0, int nl, const fc_smg *g, ST *xt) {
+    const int C = g->C, W = g->W, Wb = g->Wb, hw = g->H * g->W;
+    const ptrdiff_t plane = (ptrdiff_t)g->Hb * Wb;
+    SN(zero_border_)(xt, g);
+    for (int c = 0; c < C; c++) {
+        const ST *src = x + ((ptrdiff_t)n0 * C + c) * hw;
+        ST *dst = xt + c * plane * 16;
+        for (int pos = 0, i0 = 0, j0 = 0; pos < hw; pos += 16) {
+            const int n = hw - pos < 16 ? hw - pos : 16;
+            const __mmask16 mk = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int l = 0; l < 16; l++)
+                r[l] = l < nl ? _mm512_maskz_loadu_ps(mk, src + (ptrdiff_t)l * C * hw + pos) : _mm512_setzero_ps();
+            SN(tr16)(r);
+            for (int e = 0; e < n; e++) {  /* (i0, j0): input row and column of position pos + e */
+                _mm512_storeu_ps(dst + ((ptrdiff_t)(i0 + g->ph) * Wb + j0 + g->pw) * 16, r[e]);
+                if (++j0 == W) j0 = 0, i0++;
+            }
+        }
+    }
+}
+#endif
+
 /* Batch-vector forward: lanes run over SVW images n0 .. (lanes past N: zero images, not
  * stored), so no position is wasted.  xt: C * Hb * Wb vectors (image buffer (i, j) per
- * lane; padding zeroed by the caller once and never written). */
+ * lane; the padding border zeroed by the packing) + the output staging of fc_sm_nv_extra. */
 FC_ATTR static void SN(fwd_nv_)(const ST *x, const ST *wp, const ST *b, ST *y, int n0, const fc_smg *g, ST *xt) {
     const int C = g->C, RS = g->R * g->S, PQ = g->P * g->Q, Q = g->Q, Wb = g->Wb;
     const int nl = g->N - n0 < SVW ? g->N - n0 : SVW;
     const ptrdiff_t plane = (ptrdiff_t)g->Hb * Wb;
+#ifdef FC_SM_TR16
+    SN(packxt16_)(x, n0, nl, g, xt);
+    ST *stg = xt + C * plane * SVW; /* output staging: FC_KB planes of PQ16 lane vectors */
+    const int PQ16 = (PQ + 15) / 16 * 16;
+#else
     SN(packxt_)(x, n0, nl, g, xt);
+#endif
     for (int k0 = 0; k0 < g->K; k0 += FC_KB) {
         const ST *wb = wp + (ptrdiff_t)(k0 / FC_KB) * C * RS * FC_KB;
         const int kn = g->K - k0 < FC_KB ? g->K - k0 : FC_KB;
@@ -157,6 +239,11 @@ FC_ATTR static void SN(fwd_nv_)(const ST *x, const ST *wp, const ST *b, ST *y, i
                     }
                 }
             }
+#ifdef FC_SM_TR16
+            for (int k = 0; k < kn; k++)
+#pragma GCC unroll 4
+                for (int u = 0; u < FC_JB; u++) SN(st)(stg + ((ptrdiff_t)k * PQ16 + m[u]) * SVW, acc[k][u]);
+#else
             for (int k = 0; k < kn; k++) {
                 const ST bv = b ? b[k0 + k] : 0;
                 for (int u = 0; u < FC_JB; u++) {
@@ -164,7 +251,26 @@ FC_ATTR static void SN(fwd_nv_)(const ST *x, const ST *wp, const ST *b, ST *y, i
                     for (int l = 0; l < nl; l++) yo[(ptrdiff_t)l * g->K * PQ] = acc[k][u][l] + bv;
                 }
             }
+#endif
         }
+#ifdef FC_SM_TR16
+        /* staging (position, lane) -> y rows of 16 positions per image (staging positions past PQ
+         * are never read into y: masked stores) */
+        for (int k = 0; k < kn; k++) {
+            const __m512 bv = _mm512_set1_ps(b ? b[k0 + k] : 0.f);
+            const ST *sk = stg + (ptrdiff_t)k * PQ16 * SVW;
+            for (int m0 = 0; m0 < PQ; m0 += 16) {
+                const __mmask16 mk = (__mmask16)(PQ - m0 >= 16 ? 0xffff : (1u << (PQ - m0)) - 1);
+                __m512 r[16];
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(sk + (ptrdiff_t)(m0 + i) * 16);
+                SN(tr16)(r);
+                ST *yo = y + ((ptrdiff_t)n0 * g->K + k0 + k) * PQ + m0;
+                for (int l = 0; l < nl; l++)
+                    _mm512_mask_storeu_ps(yo + (ptrdiff_t)l * g->K * PQ, mk, _mm512_add_ps(r[l], bv));
+            }
+        }
+#endif
     }
 }
 
