@@ -186,3 +186,27 @@ def test_compiled_forward_blocks_and_threads(dtype, causal, lb, monkeypatch):
                     np.testing.assert_allclose(g, w, rtol=10 * tol, atol=10 * tol)
     finally:
         fastconv.set_num_threads(prev)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_compiled_forward_polynomial_exp_extremes(causal):
+    """float32 softmax rows use _fast_exp.h's inlined exp: scores spanning ~[-300, 300] (exp
+    arguments down to -600: underflow, denormals, 0), row lengths off the SIMD width, and a NaN
+    key (every row that sees it turns NaN) against the float64 reference."""
+    from fastconv.kernels.reference import attention as RA
+    pytest.importorskip("fastconv.kernels.cython._attn")
+    rng = np.random.default_rng(11)
+    for S in (1, 17, 33, 100):
+        q = rng.standard_normal((3, 21, 8)).astype(np.float32)
+        k = rng.standard_normal((3, S, 8)).astype(np.float32)
+        v = rng.standard_normal((3, S, 4)).astype(np.float32)
+        out, lse = A.scaled_dot_product_attention_forward(q, k, v, None, 40.0, causal)
+        rout, rlse = RA.scaled_dot_product_attention_forward(*(a.astype(np.float64) for a in (q, k, v)), None, 40.0,
+                                                             causal)
+        np.testing.assert_allclose(out, rout, rtol=2e-4, atol=2e-4)
+        np.testing.assert_allclose(lse, rlse, rtol=2e-5, atol=2e-4)
+        k[1, S // 2, 3] = np.nan
+        out, lse = A.scaled_dot_product_attention_forward(q, k, v, None, 40.0, causal)
+        seen = np.arange(21) >= S // 2 if causal else np.ones(21, bool)
+        assert np.isnan(out[1][seen]).all() and np.isnan(lse[1][seen]).all()
+        assert np.isfinite(out[1][~seen]).all() and np.isfinite(out[[0, 2]]).all()
