@@ -56,6 +56,11 @@ try:
     ALGOS += ("winograd5",)
 except ImportError:  # pragma: no cover
     _wino5 = None
+try:  # stride-2 polyphase Winograd (float32, AVX-512F CPUs)
+    from . import _conv_wino_s2 as _ws2
+    ALGOS += ("winograd_s2",)
+except ImportError:  # pragma: no cover
+    _ws2 = None
 
 cdef inline void _gemm(char ta, char tb, int m, int n, int k, real alpha, real* a, int lda,
                        real* b, int ldb, real beta, real* c, int ldc) noexcept nogil:
@@ -271,7 +276,7 @@ cdef Geo _geo(tuple xs, tuple ws, stride, padding, dilation, int groups, tuple o
     return g
 
 
-def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
+def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo, dtype=np.float64):
     """Validate geometry and pick an algorithm; returns (Geo as dict, algo, rows per chunk)."""
     stride, padding, dilation, groups, out = CK.conv2d_geometry(op, x_shape, w_shape, stride, padding, dilation, groups)
     CK.choice(op, "algo", algo, ALGOS)
@@ -295,7 +300,11 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
                 and op != "conv2d_backward_weight" and (op != "conv2d_backward_input" or max(padding) <= 4))
     if algo == "auto":
         Kg = K // groups
-        if pointwise_ok:
+        if (_ws2 is not None and op == "conv2d_forward" and dtype == np.float32
+                and not _ws2.eligible(dtype, w_shape, stride, dilation, groups)
+                and _ws2.pick(tuple(x_shape), tuple(w_shape), padding) == "winograd_s2"):
+            algo = "winograd_s2"
+        elif pointwise_ok:
             algo = "1x1"
         elif wino_ok and C >= WINO_MIN_C and K >= WINO_MIN_C:
             algo = _wino.pick(op, tuple(x_shape), tuple(w_shape), padding)  # 'winograd', 'winograd4' or 'gemm'
@@ -306,6 +315,11 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo):
             algo = "direct"
         else:  # small-channel layers may go to direct loops too
             algo = _direct.pick(op, tuple(x_shape), tuple(w_shape), stride, padding, dilation, groups)
+    elif algo == "winograd_s2":
+        why = "is forward only" if op != "conv2d_forward" else _ws2.eligible(dtype, w_shape, stride, dilation, groups)
+        if why:
+            raise ValueError(f"{op}: algo 'winograd_s2' (polyphase Winograd) {why} (x {tuple(x_shape)}, dtype "
+                             f"{np.dtype(dtype).name}, w {tuple(w_shape)}, stride {stride}, dilation {dilation}, groups {groups})")
     elif algo == "1x1" and not pointwise_ok:
         raise ValueError(f"{op}: algo '1x1' needs a 1x1 kernel, stride 1 and no padding (w {tuple(w_shape)}, stride {stride}, padding {padding})")
     elif algo in ("winograd", "winograd4") and not wino_ok:
@@ -377,7 +391,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto"):
     w = CK.array(op, "w", w, ndim=4, device="cpu")
     b = CK.array(op, "b", b, ndim=1, allow_none=True, device="cpu")
     CK.same_dtype(op, x=x, w=w, b=b)
-    geo, algo = _setup(op, x.shape, w.shape, stride, padding, dilation, groups, algo)
+    geo, algo = _setup(op, x.shape, w.shape, stride, padding, dilation, groups, algo, x.dtype)
     stride, padding, dilation, groups, out = geo
     if b is not None and b.shape[0] != w.shape[0]:
         raise ValueError(f"{op}: bias shape {tuple(b.shape)} does not match K={w.shape[0]} (w shape {tuple(w.shape)})")
@@ -386,6 +400,8 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto"):
         return y
     cdef Geo g = _geo(x.shape, w.shape, stride, padding, dilation, groups, out)
     cdef int nt = num_threads(g.N * g.K * g.P * g.Q * g.Cg * g.R * g.S, 1 << 18)
+    if algo == "winograd_s2":
+        return _ws2.forward(x, w, b, padding, y, nt)
     if algo.startswith("winograd"):
         with _BlasSerial():
             return (_wino5 if algo == "winograd5" else _wino).forward(x, w, b, padding, y, nt, 4 if algo == "winograd4" else 2)

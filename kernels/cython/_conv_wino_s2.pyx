@@ -1,0 +1,139 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Polyphase Winograd forward for stride-2 convolutions (``algo='winograd_s2'``), float32 on
+AVX-512F CPUs.
+
+Called by the ``conv`` module's ``conv2d_forward`` (forced, or 'auto' through ``pick``) after it
+validated the arguments; ``eligible`` says which convolutions this module takes.
+
+Math.  Pad x by the conv padding and split it into its four phases Z_pq = xpad[:, :, p::2, q::2]
+(p, q in {0, 1}): a stride-1 problem with 4C channels c' = (2p + q) C + c.  Zero-pad the R x S
+filter (R, S <= 4) to 4 x 4 and split it the same way, w_pq = w4[:, :, p::2, q::2] (2 x 2).  Then
+y[o] = sum_r w[r] xpad[2o + r] = sum_p sum_r2 w_p[r2] Z_p[o + r2]: y = conv_stride1(Z, w_s2d),
+cropped to P x Q.  That conv runs as Winograd F(4x4, 2x2), alpha 5, points 0, 1, -1, 2, inf
+(B^T = V^-T of the Vandermonde-with-infinity matrix, G its first two columns, A^T the first four
+rows' transpose; generated and checked exactly with fractions): 25 products per 16 outputs per
+phase channel, 4C * 25 / 16 = 6.25 C multiplications per output against 9 C for a direct 3x3
+(1.44x fewer).  Points 0, 1, -1, 1/2 gave 8.1e-7 against 5.8e-7 for 2 on the same data.
+
+Work (``_wino_s2_impl.h``): the filter transform runs per call (OpenMP over output channels)
+into the B panels of _conv_gemm.h's 8 x 48 AVX-512 micro-kernel; OpenMP over blocks of tiles,
+each: input transform (masked gathers straight from x, so no padded copy of x) into V, then per
+group of output channels the 25 products V_xi (tiles x 4C) . U_xi (4C x K) into M and the
+output transform (+ bias, scattered into y).
+
+Measured error (float32, ||y - y64|| / ||y64|| against a float64 conv of the same float32 data,
+random normal): strided_3x3 (8,128,56^2 -> 256, 3x3, s2, p1) 6e-7 .. 8e-7; the small test
+shapes 3e-7 .. 1e-6 (the packed GEMM path: ~2e-7).  The tests bound it by 5e-6.
+"""
+import numpy as np
+cimport numpy as cnp
+from cython.parallel cimport prange, parallel, threadid
+
+cnp.import_array()
+
+cdef extern from "_wino_s2_impl.h" nogil:
+    ctypedef struct ws2_geo:
+        int N, C, H, W, K, R, S, P, Q, ph, pw, th, tw, Cp, npan, kg
+    int ws2_available()
+    int ws2_skip
+    void ws2_filters(const float* w, float* U, const ws2_geo* g, int k0, int k1)
+    void ws2_block(const float* x, const float* U, const float* bias, float* y, float* V, float* M,
+                   const ws2_geo* g, Py_ssize_t t0, int nt)
+
+from ._conv_winograd import _scratch
+
+AVAILABLE = bool(ws2_available())
+
+# Tunables
+MAXP = 8  # tile panels (8 tiles each) per block at most (<= 64: WS2_MAXP)
+SKIP = 0
+KG = 2  # 48-channel panels per output-channel group
+
+
+def eligible(x_dtype, w_shape, stride, dilation, groups):
+    """'' if this module can run the forward conv, else the reason (for the ValueError)."""
+    if not AVAILABLE:
+        return "needs a CPU with AVX-512F"
+    if np.dtype(x_dtype) != np.float32:
+        return f"runs in float32 only (got {np.dtype(x_dtype).name})"
+    if tuple(stride) != (2, 2) or tuple(dilation) != (1, 1) or groups != 1:
+        return "needs stride 2, dilation 1 and groups 1"
+    if w_shape[2] > 4 or w_shape[3] > 4:
+        return "needs a filter of at most 4 x 4"
+    return ""
+
+
+def pick(x_shape, w_shape, padding):
+    """'winograd_s2' or 'gemm' for an eligible float32 forward shape."""
+    N, C, H, W = x_shape
+    K = w_shape[0]
+    return "winograd_s2" if C >= 32 and K >= 32 else "gemm"
+
+
+cdef void _filters(const float* w, float* U, const ws2_geo* g, int nt) noexcept nogil:
+    cdef int ch, nch = (g.K + 15) // 16
+    for ch in prange(nch, num_threads=nt, schedule="static"):
+        ws2_filters(w, U, g, ch * 16, min(g.K, ch * 16 + 16))
+
+
+cdef void _run(const float* x, const float* U, const float* bias, float* y, float* work, Py_ssize_t wstride,
+               Py_ssize_t vsize, const ws2_geo* g, Py_ssize_t npt, int nblk, int nt) noexcept nogil:
+    cdef int blk, tid = 0
+    cdef Py_ssize_t p0, p1, T = <Py_ssize_t>g.N * g.th * g.tw, t0, t1
+    cdef float* V
+    with parallel(num_threads=nt):
+        tid = threadid()
+        for blk in prange(nblk, schedule="static"):
+            p0 = npt * blk // nblk
+            p1 = npt * (blk + 1) // nblk
+            t0 = 8 * p0
+            t1 = min(T, 8 * p1)
+            if t1 > t0:
+                V = work + tid * wstride
+                ws2_block(x, U, bias, y, V, V + vsize, g, t0, <int>(t1 - t0))
+
+
+def forward(x, w, b, padding, y, int nt):
+    """y[:] = conv2d(x, w, b, stride 2, padding) (dilation 1, groups 1, float32); arguments
+    validated by the caller (and ``eligible`` returned '')."""
+    cdef ws2_geo g
+    g.N, g.C, g.H, g.W = x.shape
+    g.K, _, g.R, g.S = w.shape
+    g.P, g.Q = y.shape[2], y.shape[3]
+    g.ph, g.pw = padding
+    g.th = (g.P + 3) // 4
+    g.tw = (g.Q + 3) // 4
+    g.Cp = 4 * g.C
+    g.npan = (g.K + 47) // 48
+    g.kg = min(<int>KG, g.npan)
+    if x.size >= 2 ** 31 or y.size >= 2 ** 31:
+        raise ValueError("conv2d_forward: algo 'winograd_s2' needs x and y under 2**31 elements")
+    cdef Py_ssize_t T = <Py_ssize_t>g.N * g.th * g.tw
+    if T == 0 or g.K == 0:
+        return y
+    cdef Py_ssize_t npt = (T + 7) // 8
+    cdef int maxp = min(64, MAXP)
+    cdef int nblk = max(1, (npt + maxp - 1) // maxp)
+    if nblk < npt:  # a multiple of the threads (blocks are equal to a panel)
+        nblk = min(npt, (nblk + nt - 1) // nt * nt)
+    nt = max(1, min(nt, nblk))
+    cdef Py_ssize_t npb = (npt + nblk - 1) // nblk
+    cdef Py_ssize_t vsize = 25 * (npb * 8 * g.Cp + 16)
+    cdef Py_ssize_t msize = 25 * (npb * 8 * 48 * g.kg + 16)
+    cdef Py_ssize_t wstride = (vsize + msize + 63) // 64 * 64
+    cdef Py_ssize_t usize = 25 * <Py_ssize_t>g.npan * g.Cp * 48
+    U = _scratch(2, usize, np.float32)
+    work = _scratch(3, nt * wstride + 16, np.float32)
+    cdef float* px = <float*>cnp.PyArray_DATA(x)
+    cdef float* pw = <float*>cnp.PyArray_DATA(w)
+    cdef float* pu = <float*>cnp.PyArray_DATA(U)
+    cdef float* pb = NULL if b is None else <float*>cnp.PyArray_DATA(b)
+    cdef float* py = <float*>cnp.PyArray_DATA(y)
+    cdef float* pk = <float*>cnp.PyArray_DATA(work)
+    global ws2_skip
+    ws2_skip = SKIP
+    with nogil:
+        if not (ws2_skip & 8):
+            _filters(pw, pu, &g, nt)
+        _run(px, pu, pb, py, pk, wstride, vsize, &g, npt, nblk, nt)
+    return y

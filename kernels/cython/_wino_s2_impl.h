@@ -1,0 +1,263 @@
+/* Polyphase Winograd for stride-2 convolutions (float32, AVX-512F), for _conv_wino_s2.pyx.
+ *
+ * A stride-2 conv with an R x S <= 4 x 4 filter is a stride-1 conv of the four phases
+ * Z_pq = xpad[:, :, p::2, q::2] (4C channels) with the filter zero-padded
+ * to 4 x 4 and split the same way (2 x 2 per phase).  That stride-1 conv runs as Winograd
+ * F(4x4, 2x2) (alpha 5, points 0, 1, -1, 2, inf): 25 products per 16 outputs per channel c'.
+ *
+ *   U[xi][j][c'][48]  = (G g G^T)[xi] of filter (k = 48 j + col, c'), zero for k >= K
+ *                       (the B panels of _conv_gemm.h's 8 x 48 micro-kernel)
+ *   V[xi][i][c'][8]   = (B^T d B)[xi] of the 5 x 5 phase tile d of tile 8 i + lane (A panels)
+ *   M[xi][t][k]       = sum_c' V . U  (fc_cg_kernel, one component at a time)
+ *   y tile (4 x 4)    = A^T M A + bias
+ *
+ * The input transform gathers the phase tiles straight from x (masked AVX-512 gathers: the
+ * padding and the bottom / right edges read as zeros), 8 tiles x 2 channels per vector; the
+ * output transform works on 16 output channels per vector and scatters into y (N, K, P, Q).
+ * Compiled for AVX-512F only (target attribute); ws2_available() says whether the CPU has it. */
+#include <stddef.h>
+#include <string.h>
+#include "_conv_gemm.h"
+
+#if defined(FC_CG_TARGET)
+#define WS2_OK 1
+#define WS2_T FC_CG_TARGET
+
+static int ws2_available(void) { return fc_cg_available(); }
+
+typedef struct {
+    int N, C, H, W, K, R, S, P, Q, ph, pw;
+    int th, tw;   /* tiles per column / row */
+    int Cp;       /* 4 C: the phase channels (GEMM depth) */
+    int npan;     /* 48-column panels of K */
+    int kg;       /* panels per output-channel group (M holds one group) */
+} ws2_geo;
+
+/* G (5 x 2) rows for points 0, 1, -1, 2, inf */
+static const float WS2_G[5][2] = {{1, 0}, {1, 1}, {1, -1}, {1, 2}, {0, 1}};
+
+/* Filter transform for output channels [k0, k1), k1 - k0 <= 16 inside one 48-panel (and the zero
+ * columns K .. 48 npan - 1 when k1 == K): U[xi][k / 48][c'][k % 48]; component stride
+ * us = npan * Cp * 48.  Lanes (output channels) innermost, so each U line is written once. */
+WS2_T static void ws2_filters(const float *w, float *U, const ws2_geo *g, int k0, int k1) {
+    ptrdiff_t us = (ptrdiff_t)g->npan * g->Cp * 48;
+    int R = g->R, S = g->S, kn = k1 - k0;
+    ptrdiff_t wk = (ptrdiff_t)g->C * R * S;
+    float *ub = U + (ptrdiff_t)(k0 / 48) * g->Cp * 48 + k0 % 48;
+    int kz = k1 == g->K ? (48 - k1 % 48) % 48 : 0;  /* zero columns after k1 in its panel */
+    for (int c = 0; c < g->C; c++) {
+        float f[4][4][16];
+        memset(f, 0, sizeof(f));
+        for (int r = 0; r < R; r++)
+            for (int s = 0; s < S; s++)
+                for (int l = 0; l < kn; l++) f[r][s][l] = w[(ptrdiff_t)(k0 + l) * wk + (ptrdiff_t)c * R * S + r * S + s];
+        for (int p = 0; p < 2; p++)
+            for (int q = 0; q < 2; q++) {
+                float t[5][2][16], u[25][16];
+                for (int a = 0; a < 5; a++)
+                    for (int b = 0; b < 2; b++)
+                        for (int l = 0; l < 16; l++)
+                            t[a][b][l] = WS2_G[a][0] * f[p][q + 2 * b][l] + WS2_G[a][1] * f[p + 2][q + 2 * b][l];
+                for (int a = 0; a < 5; a++)
+                    for (int b = 0; b < 5; b++)
+                        for (int l = 0; l < 16; l++)
+                            u[a * 5 + b][l] = t[a][0][l] * WS2_G[b][0] + t[a][1][l] * WS2_G[b][1];
+                float *uc = ub + (ptrdiff_t)(4 * c + 2 * p + q) * 48;
+                for (int xi = 0; xi < 25; xi++) {
+                    float *d = uc + xi * us;
+                    for (int l = 0; l < kn; l++) d[l] = u[xi][l];
+                    for (int l = kn; l < kn + kz; l++) d[l] = 0.0f;
+                }
+            }
+    }
+}
+
+/* 1-D B^T (points 0, 1, -1, 2, inf) */
+#define WS2_BT(d0, d1, d2, d3, d4, o0, o1, o2, o3, o4)                                     \
+    {                                                                                       \
+        __m512 h_ = _mm512_set1_ps(0.5f), s3_ = _mm512_set1_ps(1.0f / 3.0f);               \
+        __m512 s6_ = _mm512_set1_ps(1.0f / 6.0f), two_ = _mm512_set1_ps(2.0f);             \
+        __m512 d31_ = _mm512_sub_ps(d3, d1);                                                \
+        o0 = _mm512_fmadd_ps(h_, d31_, _mm512_sub_ps(d0, d2));                             \
+        o1 = _mm512_fmadd_ps(h_, _mm512_sub_ps(d2, d3), d1);                               \
+        o2 = _mm512_fmsub_ps(h_, d2, _mm512_fmadd_ps(s3_, d1, _mm512_mul_ps(s6_, d3)));    \
+        o3 = _mm512_mul_ps(s6_, d31_);                                                      \
+        o4 = _mm512_fmsub_ps(two_, _mm512_sub_ps(d1, d3), _mm512_sub_ps(d2, d4));          \
+    }
+
+/* 1-D A^T (4 x 5) */
+#define WS2_AT(m0, m1, m2, m3, m4, o0, o1, o2, o3)                                          \
+    {                                                                                       \
+        __m512 sp_ = _mm512_add_ps(m1, m2), sm_ = _mm512_sub_ps(m1, m2);                   \
+        o0 = _mm512_add_ps(_mm512_add_ps(m0, sp_), m3);                                    \
+        o1 = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), m3, sm_);                               \
+        o2 = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), m3, sp_);                               \
+        o3 = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), m3, sm_), m4);            \
+    }
+
+/* Input transform of tiles [t0, t0 + nt) (nt <= 8 * npb; missing lanes of the last panel are
+ * zero) into V (panels of 8 tiles: V[xi][i][c'][8], component stride vs). */
+#define WS2_MAXP 64 /* tile panels per block at most */
+/* Input transform of tiles [t0, t0 + nt) (nt <= 8 * WS2_MAXP; missing lanes of the last panel are
+ * zero) into V (panels of 8 tiles: V[xi][i][c'][8], component stride vs).  Per phase-channel pair
+ * (c, p, q = 0 / 1) and panel: the 10 columns of each tile's 5 phase rows are one masked
+ * contiguous load (zeros outside x), two rows of 8 tiles a 16 x 16 transpose into columns
+ * (AVX-512 gathers here ran 4x slower). */
+WS2_T static void ws2_inputs(const float *x, float *V, ptrdiff_t vs, const ws2_geo *g, ptrdiff_t t0, int nt) {
+    int npb = (nt + 7) / 8;
+    ptrdiff_t hw = (ptrdiff_t)g->H * g->W;
+    int tpi = g->th * g->tw;
+    ptrdiff_t off[WS2_MAXP][8];  /* x offset of the tile's first (padded) row and column, image n */
+    int rb[WS2_MAXP][8];         /* first row (may be < 0); dead lanes: far outside */
+    __mmask16 cm[WS2_MAXP][8];   /* the tile's 10 columns that lie inside x */
+    for (int i = 0; i < npb; i++)
+        for (int l = 0; l < 8; l++) {
+            ptrdiff_t t = t0 + 8 * i + l;
+            if (8 * i + l < nt) {
+                int n = (int)(t / tpi), r = (int)(t % tpi);
+                int r0 = 8 * (r / g->tw) - g->ph, c0 = 8 * (r % g->tw) - g->pw;
+                unsigned m = 0;
+                for (int j = 0; j < 10; j++)
+                    if (c0 + j >= 0 && c0 + j < g->W) m |= 1u << j;
+                rb[i][l] = r0;
+                cm[i][l] = (__mmask16)m;
+                off[i][l] = (ptrdiff_t)n * g->C * hw + (ptrdiff_t)r0 * g->W + c0;
+            } else {
+                rb[i][l] = -1000000;
+                cm[i][l] = 0;
+                off[i][l] = 0;
+            }
+        }
+    for (int cp = 0; cp < g->Cp; cp += 2) {
+        /* lanes 0-7: phase channel cp, lanes 8-15: cp + 1; c' = 4 c + 2 p + q, so both are channel
+         * c = cp / 4, phase row p = (cp / 2) % 2, phase columns q = 0 and 1 */
+        int c = cp >> 2, p = (cp >> 1) & 1;
+        const float *xc = x + (ptrdiff_t)c * hw + (ptrdiff_t)p * g->W;
+        for (int i = 0; i < npb; i++) {
+            __m512 d[5][5];
+            for (int a = 0; a < 5; a += 2) {
+                __m512 r[16];
+                for (int h = 0; h < 2; h++) {
+                    int aa = a + h;
+                    for (int l = 0; l < 8; l++) {
+                        int row = rb[i][l] + p + 2 * aa;
+                        r[8 * h + l] = (aa < 5 && row >= 0 && row < g->H)
+                                       ? _mm512_maskz_loadu_ps(cm[i][l], xc + off[i][l] + (ptrdiff_t)(2 * aa) * g->W)
+                                       : _mm512_setzero_ps();
+                    }
+                }
+                fc_cg_tr16(r);  /* r[j]: column j of the tiles' rows a (lanes 0-7) and a + 1 (8-15) */
+                for (int b = 0; b < 5; b++) {
+                    d[a][b] = _mm512_shuffle_f32x4(r[2 * b], r[2 * b + 1], 0x44);
+                    if (a + 1 < 5) d[a + 1][b] = _mm512_shuffle_f32x4(r[2 * b], r[2 * b + 1], 0xEE);
+                }
+            }
+            __m512 t[5][5];
+            for (int b = 0; b < 5; b++)
+                WS2_BT(d[0][b], d[1][b], d[2][b], d[3][b], d[4][b], t[0][b], t[1][b], t[2][b], t[3][b], t[4][b]);
+            float *vp = V + (ptrdiff_t)i * g->Cp * 8 + (ptrdiff_t)cp * 8;
+            for (int a = 0; a < 5; a++) {
+                __m512 o0, o1, o2, o3, o4;
+                WS2_BT(t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], o0, o1, o2, o3, o4);
+                float *o = vp + (ptrdiff_t)(a * 5) * vs;
+                _mm512_storeu_ps(o, o0);
+                _mm512_storeu_ps(o + vs, o1);
+                _mm512_storeu_ps(o + 2 * vs, o2);
+                _mm512_storeu_ps(o + 3 * vs, o3);
+                _mm512_storeu_ps(o + 4 * vs, o4);
+            }
+        }
+    }
+}
+
+/* Products for the output-channel group of panels [j0, j0 + nj): M[xi][t][k - 48 j0] for the npb
+ * tile panels of the block (ldm = 48 nj, component stride ms). */
+WS2_T static void ws2_products(const float *V, ptrdiff_t vs, const float *U, float *M, ptrdiff_t ms,
+                               const ws2_geo *g, int npb, int j0, int nj) {
+    ptrdiff_t us = (ptrdiff_t)g->npan * g->Cp * 48, ldm = 48 * nj;
+    int kd = g->Cp;
+    for (int xi = 0; xi < 25; xi++)
+        for (int j = 0; j < nj; j++) {
+            const float *b = U + xi * us + (ptrdiff_t)(j0 + j) * kd * 48;
+            for (int i = 0; i < npb; i++)
+                fc_cg_kernel(kd, V + xi * vs + (ptrdiff_t)i * kd * 8, b, M + xi * ms + (ptrdiff_t)i * 8 * ldm + j * 48,
+                             ldm, 0, 8, 48, NULL);
+        }
+}
+
+/* Output transform of tiles [t0, t0 + nt) for output channels [k0, k0 + kn) (M columns 0 .. kn-1,
+ * row stride ldm, component stride ms) into y, + bias. */
+WS2_T static void ws2_outputs(const float *M, ptrdiff_t ms, ptrdiff_t ldm, const float *bias, float *y,
+                              const ws2_geo *g, ptrdiff_t t0, int nt, int k0, int kn) {
+    int tpi = g->th * g->tw;
+    int pq = g->P * g->Q;
+    for (int tt = 0; tt < nt; tt++) {
+        ptrdiff_t t = t0 + tt;
+        int n = (int)(t / tpi), r = (int)(t % tpi);
+        int p0 = 4 * (r / g->tw), q0 = 4 * (r % g->tw);
+        int ra = g->P - p0 < 4 ? g->P - p0 : 4, rq = g->Q - q0 < 4 ? g->Q - q0 : 4;
+        const float *mt = M + (ptrdiff_t)tt * ldm;
+        for (int kk = 0; kk < kn; kk += 16) {
+            __mmask16 km = kn - kk >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (kn - kk)) - 1u);
+            __m512 s[4][5];
+            for (int a = 0; a < 5; a++) {
+                const float *m = mt + (ptrdiff_t)(a * 5) * ms + kk;
+                __m512 m0 = _mm512_loadu_ps(m), m1 = _mm512_loadu_ps(m + ms), m2 = _mm512_loadu_ps(m + 2 * ms);
+                __m512 m3 = _mm512_loadu_ps(m + 3 * ms), m4 = _mm512_loadu_ps(m + 4 * ms);
+                /* rows of A^T applied along b: s[.][a] = A^T (row a of M) */
+                WS2_AT(m0, m1, m2, m3, m4, s[0][a], s[1][a], s[2][a], s[3][a]);
+            }
+            __m512 bv = bias ? _mm512_maskz_loadu_ps(km, bias + k0 + kk) : _mm512_setzero_ps();
+            __m512 o[16];  /* o[4 i + j]: output (i, j) of the tile, 16 channels */
+            for (int j = 0; j < 4; j++) {
+                __m512 o0, o1, o2, o3;
+                WS2_AT(s[j][0], s[j][1], s[j][2], s[j][3], s[j][4], o0, o1, o2, o3);
+                o[j] = _mm512_add_ps(o0, bv);
+                o[4 + j] = _mm512_add_ps(o1, bv);
+                o[8 + j] = _mm512_add_ps(o2, bv);
+                o[12 + j] = _mm512_add_ps(o3, bv);
+            }
+            fc_cg_tr16(o);  /* o[l]: the 4 x 4 tile of channel k0 + kk + l, row-major */
+            int nl = kn - kk < 16 ? kn - kk : 16;
+            __mmask16 qm = (__mmask16)((1u << rq) - 1u);
+            float *yt = y + ((ptrdiff_t)n * g->K + k0 + kk) * pq + (ptrdiff_t)p0 * g->Q + q0;
+            for (int l = 0; l < nl; l++) {
+                float *yl = yt + (ptrdiff_t)l * pq;
+                /* row i is lanes 4i .. 4i + 3: a masked store of the whole vector at yl + i Q - 4 i */
+                for (int i = 0; i < ra; i++)
+                    _mm512_mask_storeu_ps(yl + (ptrdiff_t)i * g->Q - 4 * i, (__mmask16)(qm << (4 * i)), o[l]);
+            }
+        }
+    }
+}
+
+/* One block of tiles [t0, t0 + nt): V and M are this thread's workspaces. */
+static int ws2_skip = 0;
+WS2_T static void ws2_block(const float *x, const float *U, const float *bias, float *y, float *V, float *M,
+                            const ws2_geo *g, ptrdiff_t t0, int nt) {
+    int npb = (nt + 7) / 8;
+    ptrdiff_t vs = (ptrdiff_t)npb * 8 * g->Cp + 16;
+    ptrdiff_t ms_full = (ptrdiff_t)npb * 8 * 48 * g->kg + 16;
+    if (!(ws2_skip & 1)) ws2_inputs(x, V, vs, g, t0, nt);
+    for (int j0 = 0; j0 < g->npan; j0 += g->kg) {
+        int nj = g->npan - j0 < g->kg ? g->npan - j0 : g->kg;
+        ptrdiff_t ldm = 48 * nj;
+        if (!(ws2_skip & 2)) ws2_products(V, vs, U, M, ms_full, g, npb, j0, nj);
+        int k0 = 48 * j0, kn = g->K - k0 < 48 * nj ? g->K - k0 : 48 * nj;
+        if (!(ws2_skip & 4)) ws2_outputs(M, ms_full, ldm, bias, y, g, t0, nt, k0, kn);
+    }
+}
+#else
+#define WS2_OK 0
+static int ws2_available(void) { return 0; }
+typedef struct {
+    int N, C, H, W, K, R, S, P, Q, ph, pw, th, tw, Cp, npan, kg;
+} ws2_geo;
+static void ws2_filters(const float *w, float *U, const ws2_geo *g, int k0, int k1) {
+    (void)w; (void)U; (void)g; (void)k0; (void)k1;
+}
+static void ws2_block(const float *x, const float *U, const float *bias, float *y, float *V, float *M,
+                      const ws2_geo *g, ptrdiff_t t0, int nt) {
+    (void)x; (void)U; (void)bias; (void)y; (void)V; (void)M; (void)g; (void)t0; (void)nt;
+}
+#endif
