@@ -1,6 +1,9 @@
-/* Fused gate loops of the LSTM and GRU cells (restrict pointers, OpenMP over
- * rows, simd over the hidden units).  The GEMMs are done by the caller; these
- * loops read the two (N, G*H) products once and write every output once. */
+/* Fused gate loops of the LSTM and GRU cells over one block of hidden units
+ * [j0, j1) (all rows n, all gates of those units): rnn.pyx gives each OpenMP
+ * thread one block, runs that block's GEMM columns with BLAS, then this loop,
+ * with no barrier in between.  Single-threaded; simd over the hidden units.
+ * The GEMMs write straight into the outputs (gates, saved), which these loops
+ * then activate in place. */
 #include <math.h>
 #include <stddef.h>
 
@@ -27,33 +30,33 @@ FC_VEC double tanh(double);
 #define FC_SIG(T, EXP, a) ({ T _e = EXP((a) < 0 ? (a) : -(a)); (a) >= 0 ? 1 / (1 + _e) : _e / (1 + _e); })
 
 #define FC_RNN(T, SFX, EXP, TANH)                                                                  \
-/* gi (N,4H) = x W_ih^T, in: pre-activations; out: activated gates i,f,g,o.  gh = h W_hh^T. */     \
-FC_RCLONES static void fc_lstm_fwd_##SFX(T *restrict gi, const T *restrict gh, const T *restrict b,     \
-        const T *restrict c, T *restrict c_new, T *restrict h_new, ptrdiff_t N, ptrdiff_t H, int nt) { \
-    _Pragma("omp parallel for num_threads(nt) schedule(static)")                                   \
+/* g (N,4H): in, x W_ih^T + h W_hh^T; out, the activated gates i,f,g,o. */                         \
+FC_RCLONES static void fc_lstm_fwd_##SFX(T *restrict g, const T *restrict bi, const T *restrict bh,     \
+        const T *restrict c, T *restrict c_new, T *restrict h_new, ptrdiff_t N, ptrdiff_t H,        \
+        ptrdiff_t j0, ptrdiff_t j1) {                                                              \
     for (ptrdiff_t n = 0; n < N; n++) {                                                            \
-        T *restrict g4 = gi + n * 4 * H;                                                           \
-        const T *restrict h4 = gh + n * 4 * H;                                                     \
+        T *restrict g4 = g + n * 4 * H;                                                            \
         const T *restrict cr = c + n * H;                                                          \
         T *restrict cn = c_new + n * H, *restrict hn = h_new + n * H;                              \
         _Pragma("omp simd")                                                                        \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
-            T ai = g4[j] + h4[j] + b[j];                                                           \
-            T af = g4[H + j] + h4[H + j] + b[H + j];                                               \
-            T ag = g4[2 * H + j] + h4[2 * H + j] + b[2 * H + j];                                   \
-            T ao = g4[3 * H + j] + h4[3 * H + j] + b[3 * H + j];                                   \
-            T i = FC_SIG(T, EXP, ai), f = FC_SIG(T, EXP, af), g = TANH(ag), o = FC_SIG(T, EXP, ao); \
-            T cc = f * cr[j] + i * g;                                                              \
-            g4[j] = i; g4[H + j] = f; g4[2 * H + j] = g; g4[3 * H + j] = o;                       \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                      \
+            T ai = g4[j] + (bi[j] + bh[j]);                                                        \
+            T af = g4[H + j] + (bi[H + j] + bh[H + j]);                                            \
+            T ag = g4[2 * H + j] + (bi[2 * H + j] + bh[2 * H + j]);                                \
+            T ao = g4[3 * H + j] + (bi[3 * H + j] + bh[3 * H + j]);                                \
+            T i = FC_SIG(T, EXP, ai), f = FC_SIG(T, EXP, af), gg = TANH(ag), o = FC_SIG(T, EXP, ao); \
+            T cc = f * cr[j] + i * gg;                                                             \
+            g4[j] = i; g4[H + j] = f; g4[2 * H + j] = gg; g4[3 * H + j] = o;                      \
             cn[j] = cc; hn[j] = o * TANH(cc);                                                      \
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-/* d (N,4H): pre-activation gate gradients; dc (N,H) = dc_tot * f. */                              \
+/* d (N,4H): pre-activation gate gradients; dc (N,H) = dc_tot * f; db (4H) = sum over n of d. */   \
 FC_RCLONES static void fc_lstm_bwd_##SFX(const T *restrict dh_new, const T *restrict dc_new,            \
         const T *restrict gates, const T *restrict c, const T *restrict c_new, T *restrict d,       \
-        T *restrict dc, ptrdiff_t N, ptrdiff_t H, int nt) {                                        \
-    _Pragma("omp parallel for num_threads(nt) schedule(static)")                                   \
+        T *restrict dc, T *restrict db, ptrdiff_t N, ptrdiff_t H, ptrdiff_t j0, ptrdiff_t j1) {    \
+    for (ptrdiff_t k = 0; k < 4; k++)                                                              \
+        for (ptrdiff_t j = j0; j < j1; j++) db[k * H + j] = 0;                                     \
     for (ptrdiff_t n = 0; n < N; n++) {                                                            \
         const T *restrict g4 = gates + n * 4 * H;                                                  \
         T *restrict d4 = d + n * 4 * H;                                                            \
@@ -61,54 +64,57 @@ FC_RCLONES static void fc_lstm_bwd_##SFX(const T *restrict dh_new, const T *rest
         const T *restrict cr = c + n * H, *restrict cnr = c_new + n * H;                           \
         T *restrict dco = dc + n * H;                                                              \
         _Pragma("omp simd")                                                                        \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
-            T i = g4[j], f = g4[H + j], g = g4[2 * H + j], o = g4[3 * H + j];                      \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                      \
+            T i = g4[j], f = g4[H + j], gg = g4[2 * H + j], o = g4[3 * H + j];                     \
             T tc = TANH(cnr[j]), dh = dhr[j];                                                      \
             T dct = dcr[j] + dh * o * (1 - tc * tc);                                               \
-            d4[j] = dct * g * i * (1 - i);                                                         \
-            d4[H + j] = dct * cr[j] * f * (1 - f);                                                 \
-            d4[2 * H + j] = dct * i * (1 - g * g);                                                 \
-            d4[3 * H + j] = dh * tc * o * (1 - o);                                                 \
+            T di = dct * gg * i * (1 - i), df = dct * cr[j] * f * (1 - f);                         \
+            T dg = dct * i * (1 - gg * gg), dout = dh * tc * o * (1 - o);                          \
+            d4[j] = di; d4[H + j] = df; d4[2 * H + j] = dg; d4[3 * H + j] = dout;                  \
+            db[j] += di; db[H + j] += df; db[2 * H + j] += dg; db[3 * H + j] += dout;              \
             dco[j] = dct * f;                                                                      \
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-/* gi (N,3H) = x W_ih^T, gh (N,3H) = h W_hh^T (no biases); saved (N,4H) = r, z, n, hn. */          \
-FC_RCLONES static void fc_gru_fwd_##SFX(const T *restrict gi, const T *restrict gh, const T *restrict bi, \
-        const T *restrict bh, const T *restrict h, T *restrict saved, T *restrict h_new,           \
-        ptrdiff_t N, ptrdiff_t H, int nt) {                                                        \
-    _Pragma("omp parallel for num_threads(nt) schedule(static)")                                   \
+/* s (N,4H): in, [x W_ir^T + h W_hr^T, x W_iz^T + h W_hz^T, x W_in^T, h W_hn^T]; out, r, z, n,     \
+ * hn = h W_hn^T + b_hn (the saved state). */                                                      \
+FC_RCLONES static void fc_gru_fwd_##SFX(T *restrict s, const T *restrict bi, const T *restrict bh,      \
+        const T *restrict h, T *restrict h_new, ptrdiff_t N, ptrdiff_t H, ptrdiff_t j0, ptrdiff_t j1) { \
     for (ptrdiff_t n = 0; n < N; n++) {                                                            \
-        const T *restrict i3 = gi + n * 3 * H, *restrict h3 = gh + n * 3 * H, *restrict hr = h + n * H; \
-        T *restrict s4 = saved + n * 4 * H, *restrict ho = h_new + n * H;                          \
+        T *restrict s4 = s + n * 4 * H, *restrict ho = h_new + n * H;                              \
+        const T *restrict hr = h + n * H;                                                          \
         _Pragma("omp simd")                                                                        \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
-            T ar = i3[j] + bi[j] + h3[j] + bh[j];                                                  \
-            T az = i3[H + j] + bi[H + j] + h3[H + j] + bh[H + j];                                  \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                      \
+            T ar = s4[j] + (bi[j] + bh[j]);                                                        \
+            T az = s4[H + j] + (bi[H + j] + bh[H + j]);                                            \
             T r = FC_SIG(T, EXP, ar), z = FC_SIG(T, EXP, az);                                      \
-            T hn = h3[2 * H + j] + bh[2 * H + j];                                                  \
-            T nn = TANH(i3[2 * H + j] + bi[2 * H + j] + r * hn);                                   \
+            T hn = s4[3 * H + j] + bh[2 * H + j];                                                  \
+            T nn = TANH(s4[2 * H + j] + bi[2 * H + j] + r * hn);                                   \
             s4[j] = r; s4[H + j] = z; s4[2 * H + j] = nn; s4[3 * H + j] = hn;                      \
             ho[j] = nn + z * (hr[j] - nn);                                                         \
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-/* dgi, dgh (N,3H): pre-activation gradients of the input and hidden sides; dhz = dh_new * z. */   \
+/* dgi, dgh (N,3H): pre-activation gradients of the input and hidden sides; dhz = dh_new * z       \
+ * (the direct part of dh, which the dh GEMM then accumulates onto); dbi, dbh (3H): their sums. */ \
 FC_RCLONES static void fc_gru_bwd_##SFX(const T *restrict dh_new, const T *restrict h,                  \
         const T *restrict saved, T *restrict dgi, T *restrict dgh, T *restrict dhz,                \
-        ptrdiff_t N, ptrdiff_t H, int nt) {                                                        \
-    _Pragma("omp parallel for num_threads(nt) schedule(static)")                                   \
+        T *restrict dbi, T *restrict dbh, ptrdiff_t N, ptrdiff_t H, ptrdiff_t j0, ptrdiff_t j1) {  \
+    for (ptrdiff_t k = 0; k < 3; k++)                                                              \
+        for (ptrdiff_t j = j0; j < j1; j++) dbi[k * H + j] = dbh[k * H + j] = 0;                   \
     for (ptrdiff_t n = 0; n < N; n++) {                                                            \
         const T *restrict s4 = saved + n * 4 * H, *restrict dhr = dh_new + n * H, *restrict hr = h + n * H; \
         T *restrict di = dgi + n * 3 * H, *restrict dg = dgh + n * 3 * H, *restrict dz = dhz + n * H; \
         _Pragma("omp simd")                                                                        \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                      \
             T r = s4[j], z = s4[H + j], nn = s4[2 * H + j], hn = s4[3 * H + j], g = dhr[j];        \
             T dn = g * (1 - z) * (1 - nn * nn);                                                    \
             T dr = dn * hn * r * (1 - r);                                                          \
             T dzz = g * (hr[j] - nn) * z * (1 - z);                                                \
             di[j] = dr; di[H + j] = dzz; di[2 * H + j] = dn;                                       \
             dg[j] = dr; dg[H + j] = dzz; dg[2 * H + j] = dn * r;                                   \
+            dbi[j] += dr; dbi[H + j] += dzz; dbi[2 * H + j] += dn;                                 \
+            dbh[j] += dr; dbh[H + j] += dzz; dbh[2 * H + j] += dn * r;                             \
             dz[j] = g * z;                                                                         \
         }                                                                                          \
     }                                                                                              \

@@ -2,26 +2,24 @@
 # distutils: libraries = m
 """LSTM and GRU cells on the CPU (PyTorch's formulas and gate order).
 
-The products x W_ih^T and h W_hh^T are two BLAS GEMMs (``_mm``: SciPy's BLAS on our OpenMP
-threads, not NumPy's matmul and its separate BLAS thread pool); all the
-element-wise gate math then runs as ONE fused pass over the (N, G*H) gate
-block (loops in ``_rnn_impl.h``: sigmoid/tanh, cell update, the saved state),
-instead of the reference's dozen NumPy passes with temporaries.  The
-backward likewise computes every gate gradient in one fused pass, then the
-four GEMMs.  Validation and return conventions are the reference's.
+Each cell is ONE OpenMP region (two for the backward) with no NumPy temporaries:
+the hidden units are cut into one block per thread, and a thread runs the GEMM
+columns of its block with SciPy's BLAS (single-threaded, called from our
+threads), straight into the output (x W_ih^T, then h W_hh^T accumulated with
+beta = 1), then the fused gate math of its block (``_rnn_impl.h``:
+sigmoid/tanh, cell update, the saved state) -- no barrier in between, since a
+block's gates need only its own columns.  The backward's first region computes
+a block's gate gradients, bias gradients and the rows of dW_ih = d^T x and
+dW_hh = d^T h that belong to it; after the join, dx = d W_ih and dh = d W_hh
+are split by output columns.  Validation is the reference's; arguments that are
+already C-contiguous NumPy arrays of one float dtype and the right shapes skip
+it through a fast check (the small cells take 0.1-0.2 ms, of which the
+reference's checks and per-GEMM Python wrappers were a third).
 
 The gate loops call expf/tanhf; they vectorize through glibc's libmvec
 (declared SIMD in ``_rnn_impl.h``; glibc's libm.so linker script pulls in
 libmvec as needed, so ``libraries = m`` links it and stays portable).
 Without it (scalar libm calls) this module was 2x SLOWER than the reference.
-Measured (float32, one core, min of 200 interleaved runs; ms, ours /
-reference / torch, torch's backward column is its forward+backward):
-  LSTM N=64 I=128 H=256   fwd 0.91 / 1.11 / 0.98   bwd 1.30 / 1.31 / 2.77
-  LSTM N=256 I=64 H=128   fwd 0.69 / 1.21 / 0.84   bwd 1.15 / 1.26 / 2.36
-  GRU  N=64 I=128 H=256   fwd 0.57 / 0.73 / 0.60   bwd 0.92 / 0.93 / 1.82
-  GRU  N=256 I=64 H=128   fwd 0.50 / 0.85 / 0.61   bwd 0.89 / 0.96 / 1.75
-The backward is bound by its four GEMMs (1.05 of the 1.12 ms in the first
-row), so fusing its gate math gains only 1-8%.
 """
 import numpy as np
 cimport numpy as cnp
@@ -35,25 +33,226 @@ from ._threads import blas_threads, num_threads
 __all__ = ["lstm_cell_forward", "lstm_cell_backward", "gru_cell_forward", "gru_cell_backward"]
 
 cdef extern from "_rnn_impl.h" nogil:
-    void fc_lstm_fwd_f32(float*, const float*, const float*, const float*, float*, float*, Py_ssize_t, Py_ssize_t,
-                         int)
-    void fc_lstm_fwd_f64(double*, const double*, const double*, const double*, double*, double*, Py_ssize_t,
-                         Py_ssize_t, int)
+    void fc_lstm_fwd_f32(float*, const float*, const float*, const float*, float*, float*,
+                         Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
+    void fc_lstm_fwd_f64(double*, const double*, const double*, const double*, double*, double*,
+                         Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
     void fc_lstm_bwd_f32(const float*, const float*, const float*, const float*, const float*, float*, float*,
-                         Py_ssize_t, Py_ssize_t, int)
+                         float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
     void fc_lstm_bwd_f64(const double*, const double*, const double*, const double*, const double*, double*,
-                         double*, Py_ssize_t, Py_ssize_t, int)
-    void fc_gru_fwd_f32(const float*, const float*, const float*, const float*, const float*, float*, float*,
-                        Py_ssize_t, Py_ssize_t, int)
-    void fc_gru_fwd_f64(const double*, const double*, const double*, const double*, const double*, double*,
-                        double*, Py_ssize_t, Py_ssize_t, int)
-    void fc_gru_bwd_f32(const float*, const float*, const float*, float*, float*, float*, Py_ssize_t, Py_ssize_t,
-                        int)
-    void fc_gru_bwd_f64(const double*, const double*, const double*, double*, double*, double*, Py_ssize_t,
-                        Py_ssize_t, int)
+                         double*, double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
+    void fc_gru_fwd_f32(float*, const float*, const float*, const float*, float*,
+                        Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
+    void fc_gru_fwd_f64(double*, const double*, const double*, const double*, double*,
+                        Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
+    void fc_gru_bwd_f32(const float*, const float*, const float*, float*, float*, float*, float*, float*,
+                        Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
+    void fc_gru_bwd_f64(const double*, const double*, const double*, double*, double*, double*, double*, double*,
+                        Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
 
-cdef Py_ssize_t GRAIN = 65536  # gate elements per thread: below this an OpenMP barrier (and its clash with
-# BLAS threads on a busy machine) costs more than the split saves
+CELL_SPLIT_FLOPS = 1 << 21  # GEMM flops per thread: below this a cell runs on one thread
+
+
+# ---- row-major GEMM on a sub-block (called inside our OpenMP threads) ------------------------
+
+cdef inline void* _at(void* p, Py_ssize_t k, bint f32) noexcept nogil:
+    return <void*>(<char*>p + k * (4 if f32 else 8))
+
+
+cdef void _rgemm(bint f32, bint ta, bint tb, int M, int N, int K, void* a, int lda, void* b, int ldb,
+                 bint acc, void* c, int ldc) noexcept nogil:
+    """Row-major C (M x N, row stride ldc) = op(a) @ op(b), or += when acc."""
+    cdef char opa = b'T' if ta else b'N', opb = b'T' if tb else b'N'
+    cdef float one32 = 1, beta32 = 1 if acc else 0
+    cdef double one64 = 1, beta64 = 1 if acc else 0
+    cdef Py_ssize_t i, j
+    if M <= 0 or N <= 0:
+        return
+    if K <= 0:
+        if not acc:
+            for i in range(M):
+                for j in range(N):
+                    if f32:
+                        (<float*>c)[i * ldc + j] = 0
+                    else:
+                        (<double*>c)[i * ldc + j] = 0
+        return
+    if f32:  # column-major C^T = op(b)^T op(a)^T
+        sgemm(&opb, &opa, &N, &M, &K, &one32, <float*>b, &ldb, <float*>a, &lda, &beta32, <float*>c, &ldc)
+    else:
+        dgemm(&opb, &opa, &N, &M, &K, &one64, <double*>b, &ldb, <double*>a, &lda, &beta64, <double*>c, &ldc)
+
+
+cdef struct Cell:
+    bint f32
+    int nb, ni, nh, ng, LD      # N, I, H, gates; LD: row stride of the forward output (4H)
+    int bw, nblk, cw, hw        # hidden units per block and blocks; dx / dh columns per block
+    void* x
+    void* h
+    void* w_ih
+    void* w_hh
+    void* p[12]                 # op-specific arrays (see each caller)
+
+
+cdef void _fwd_gemms(Cell* s, void* out, int j0, int j1, int gates_x, int gates_h, int acc_h) noexcept nogil:
+    """out[:, g*H+j0 : g*H+j1] = x W_ih[g-rows]^T for the first gates_x gates, then += h W_hh[g-rows]^T
+    for the first gates_h gates (acc_h: accumulate; one call per gate block, one for all when whole)."""
+    cdef int g, r0, rows = j1 - j0, H = s.nh, ng
+    if j0 == 0 and j1 == H:  # whole rows: one GEMM per operand
+        _rgemm(s.f32, False, True, s.nb, gates_x * H, s.ni, s.x, s.ni, s.w_ih, s.ni, False, out, s.LD)
+        _rgemm(s.f32, False, True, s.nb, gates_h * H, H, s.h, H, s.w_hh, H, acc_h, out, s.LD)
+        return
+    for g in range(gates_x):
+        r0 = g * H + j0
+        _rgemm(s.f32, False, True, s.nb, rows, s.ni, s.x, s.ni, _at(s.w_ih, <Py_ssize_t>r0 * s.ni, s.f32), s.ni,
+               False, _at(out, r0, s.f32), s.LD)
+    for g in range(gates_h):
+        r0 = g * H + j0
+        _rgemm(s.f32, False, True, s.nb, rows, H, s.h, H, _at(s.w_hh, <Py_ssize_t>r0 * H, s.f32), H,
+               acc_h, _at(out, r0, s.f32), s.LD)
+
+
+cdef void _dw(Cell* s, void* d, int ldd, void* a, int K, void* dw, int j0, int j1) noexcept nogil:
+    """dw[g*H+j0 : g*H+j1] = d[:, those]^T a for every gate (a: (N, K))."""
+    cdef int g, r0, H = s.nh
+    if j0 == 0 and j1 == H:
+        _rgemm(s.f32, True, False, s.ng * H, K, s.nb, d, ldd, a, K, False, dw, K)
+        return
+    for g in range(s.ng):
+        r0 = g * H + j0
+        _rgemm(s.f32, True, False, j1 - j0, K, s.nb, _at(d, r0, s.f32), ldd, a, K, False,
+               _at(dw, <Py_ssize_t>r0 * K, s.f32), K)
+
+
+cdef void _lstm_fwd_blk(Cell* s, int t) noexcept nogil:
+    # p: gates, b_ih, b_hh, c, c_new, h_new
+    cdef int j0 = t * s.bw, j1 = min(s.nh, j0 + s.bw)
+    if j0 >= j1:
+        return
+    _fwd_gemms(s, s.p[0], j0, j1, 4, 4, True)
+    if s.f32:
+        fc_lstm_fwd_f32(<float*>s.p[0], <float*>s.p[1], <float*>s.p[2], <float*>s.p[3], <float*>s.p[4],
+                        <float*>s.p[5], s.nb, s.nh, j0, j1)
+    else:
+        fc_lstm_fwd_f64(<double*>s.p[0], <double*>s.p[1], <double*>s.p[2], <double*>s.p[3], <double*>s.p[4],
+                        <double*>s.p[5], s.nb, s.nh, j0, j1)
+
+
+cdef void _gru_fwd_blk(Cell* s, int t) noexcept nogil:
+    # p: saved, b_ih, b_hh, h_new
+    cdef int j0 = t * s.bw, j1 = min(s.nh, j0 + s.bw), H = s.nh
+    if j0 >= j1:
+        return
+    _fwd_gemms(s, s.p[0], j0, j1, 3, 2, True)  # r, z: both sides summed; n: x side
+    _rgemm(s.f32, False, True, s.nb, j1 - j0, H, s.h, H, _at(s.w_hh, <Py_ssize_t>(2 * H + j0) * H, s.f32), H,
+           False, _at(s.p[0], 3 * H + j0, s.f32), s.LD)  # hn = h W_hn^T into saved's last quarter
+    if s.f32:
+        fc_gru_fwd_f32(<float*>s.p[0], <float*>s.p[1], <float*>s.p[2], <float*>s.h, <float*>s.p[3],
+                       s.nb, H, j0, j1)
+    else:
+        fc_gru_fwd_f64(<double*>s.p[0], <double*>s.p[1], <double*>s.p[2], <double*>s.h, <double*>s.p[3],
+                       s.nb, H, j0, j1)
+
+
+cdef void _lstm_bwd_blk(Cell* s, int t) noexcept nogil:
+    # p: dh_new, dc_new, gates, c, c_new, d, dc, db, dw_ih, dw_hh
+    cdef int j0 = t * s.bw, j1 = min(s.nh, j0 + s.bw)
+    if j0 >= j1:
+        return
+    if s.f32:
+        fc_lstm_bwd_f32(<float*>s.p[0], <float*>s.p[1], <float*>s.p[2], <float*>s.p[3], <float*>s.p[4],
+                        <float*>s.p[5], <float*>s.p[6], <float*>s.p[7], s.nb, s.nh, j0, j1)
+    else:
+        fc_lstm_bwd_f64(<double*>s.p[0], <double*>s.p[1], <double*>s.p[2], <double*>s.p[3], <double*>s.p[4],
+                        <double*>s.p[5], <double*>s.p[6], <double*>s.p[7], s.nb, s.nh, j0, j1)
+    _dw(s, s.p[5], 4 * s.nh, s.x, s.ni, s.p[8], j0, j1)
+    _dw(s, s.p[5], 4 * s.nh, s.h, s.nh, s.p[9], j0, j1)
+
+
+cdef void _gru_bwd_blk(Cell* s, int t) noexcept nogil:
+    # p: dh_new, saved, dgi, dgh, dh, dbi, dbh, dw_ih, dw_hh
+    cdef int j0 = t * s.bw, j1 = min(s.nh, j0 + s.bw)
+    if j0 >= j1:
+        return
+    if s.f32:
+        fc_gru_bwd_f32(<float*>s.p[0], <float*>s.h, <float*>s.p[1], <float*>s.p[2], <float*>s.p[3],
+                       <float*>s.p[4], <float*>s.p[5], <float*>s.p[6], s.nb, s.nh, j0, j1)
+    else:
+        fc_gru_bwd_f64(<double*>s.p[0], <double*>s.h, <double*>s.p[1], <double*>s.p[2], <double*>s.p[3],
+                       <double*>s.p[4], <double*>s.p[5], <double*>s.p[6], s.nb, s.nh, j0, j1)
+    _dw(s, s.p[2], 3 * s.nh, s.x, s.ni, s.p[7], j0, j1)
+    _dw(s, s.p[3], 3 * s.nh, s.h, s.nh, s.p[8], j0, j1)
+
+
+cdef void _dxdh_blk(Cell* s, int t, void* di, void* dg, void* dx, void* dh, bint acc_h) noexcept nogil:
+    """dx[:, block t] = di W_ih[:, block t]; dh[:, block t] (+)= dg W_hh[:, block t]."""
+    cdef int GH = s.ng * s.nh, c0 = t * s.cw, c1 = min(s.ni, c0 + s.cw)
+    if c0 < c1:
+        _rgemm(s.f32, False, False, s.nb, c1 - c0, GH, di, GH, _at(s.w_ih, c0, s.f32), s.ni, False,
+               _at(dx, c0, s.f32), s.ni)
+    c0 = t * s.hw
+    c1 = min(s.nh, c0 + s.hw)
+    if c0 < c1:
+        _rgemm(s.f32, False, False, s.nb, c1 - c0, GH, dg, GH, _at(s.w_hh, c0, s.f32), s.nh, acc_h,
+               _at(dh, c0, s.f32), s.nh)
+
+
+cdef int _blocks(int n, int nt):
+    """Width (a multiple of 16 unless one block) of nt blocks covering n."""
+    return n if nt <= 1 else max(16, ((n + nt - 1) // nt + 15) // 16 * 16)
+
+
+cdef Cell _cell(bint f32, int N, int I, int H, int G, x, h, w_ih, w_hh, double flops):
+    cdef Cell s
+    s.f32, s.nb, s.ni, s.nh, s.ng, s.LD = f32, N, I, H, G, 4 * H
+    s.x, s.h = cnp.PyArray_DATA(x), cnp.PyArray_DATA(h)
+    s.w_ih, s.w_hh = cnp.PyArray_DATA(w_ih), cnp.PyArray_DATA(w_hh)
+    cdef int nt = max(1, min(num_threads(flops, CELL_SPLIT_FLOPS), (H + 15) // 16))
+    s.bw = _blocks(H, nt)
+    s.nblk = (H + s.bw - 1) // s.bw if H else 0
+    s.cw = _blocks(I, s.nblk)
+    s.hw = _blocks(H, s.nblk)
+    return s
+
+
+cdef void _set(Cell* s, list arrays):
+    cdef Py_ssize_t k
+    for k in range(len(arrays)):
+        s.p[k] = cnp.PyArray_DATA(<cnp.ndarray>arrays[k])
+
+
+# ---- fast argument check: already-right arrays skip the reference's validation ---------------
+
+cdef object F32 = np.dtype(np.float32), F64 = np.dtype(np.float64)
+
+
+cdef inline bint _ok(a, Py_ssize_t d0, Py_ssize_t d1, dt):
+    """a is a C-contiguous NumPy array of dtype dt and shape (d0, d1), or (d0,) when d1 < 0."""
+    if type(a) is not np.ndarray:
+        return False
+    cdef cnp.ndarray b = <cnp.ndarray>a
+    if <object>cnp.PyArray_DESCR(b) is not dt or not cnp.PyArray_IS_C_CONTIGUOUS(b):
+        return False
+    if d1 < 0:
+        return b.ndim == 1 and b.shape[0] == d0
+    return b.ndim == 2 and b.shape[0] == d0 and b.shape[1] == d1
+
+
+cdef tuple _fast_dims(x, h, int G, w_ih, w_hh, b_ih, b_hh):
+    """(N, I, H, dtype) when x, h, w_*, b_* need no validation or copy; None otherwise."""
+    if type(x) is not np.ndarray or type(h) is not np.ndarray:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x, ha = <cnp.ndarray>h
+    if xa.ndim != 2 or ha.ndim != 2:
+        return None
+    dt = <object>cnp.PyArray_DESCR(xa)
+    if dt is not F32 and dt is not F64:
+        return None
+    cdef Py_ssize_t N = xa.shape[0], I = xa.shape[1], H = ha.shape[1]
+    if not (_ok(x, N, I, dt) and _ok(h, N, H, dt) and _ok(w_ih, G * H, I, dt) and _ok(w_hh, G * H, H, dt)
+            and (b_ih is None or _ok(b_ih, G * H, -1, dt)) and (b_hh is None or _ok(b_hh, G * H, -1, dt))):
+        return None
+    return N, I, H, dt
 
 
 # ---- GEMMs on OUR thread pool ----------------------------------------------------------------
@@ -110,169 +309,156 @@ def _mm(a, b, bint ta=False, bint tb=False):
     return out
 
 
-def _weight_grads(dgi, dgh, x, h, has_bias):
-    """(dw_ih, dw_hh, db_ih, db_hh) from the pre-activation gate gradients (the reference's, on _mm)."""
-    dw_ih = _mm(dgi, x, True, False)
-    dw_hh = _mm(dgh, h, True, False)
-    if not has_bias:
-        return dw_ih, dw_hh, None, None
-    return dw_ih, dw_hh, dgi.sum(axis=0), dgh.sum(axis=0)
-
-
 def _cpu(op, **arrays):
     for name, a in arrays.items():
         if a is not None and type(a) is not np.ndarray:
             raise TypeError(f"{op}: argument '{name}' is a {type(a).__name__}; this CPU kernel needs a NumPy array")
 
 
-def _bias(b, n, dtype):
-    return np.zeros(n, dtype) if b is None else b
-
-
-def _nt(N, H, G):
-    return max(1, min(num_threads(N * G * H, GRAIN), N))
+def _zeros_for(b, n, dt):
+    return np.zeros(n, dt) if b is None else b
 
 
 # ---- LSTM ------------------------------------------------------------------------------------
 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     """-> (h_new, c_new, gates); gates (N, 4H) holds the activated i, f, g, o."""
-    op = "lstm_cell_forward"
-    _cpu(op, x=x, h=h, c=c, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    x, h, c, w_ih, w_hh, b_ih, b_hh, (N, I, H) = _check_cell(op, 4, x, h, w_ih, w_hh, b_ih, b_hh, c)
-    dt = x.dtype
-    if b_ih is None or b_hh is None:
-        b = _bias(b_ih if b_hh is None else b_hh, 4 * H, dt)
+    dims = _fast_dims(x, h, 4, w_ih, w_hh, b_ih, b_hh)
+    if dims is None or not _ok(c, dims[0], dims[2], dims[3]):
+        op = "lstm_cell_forward"
+        _cpu(op, x=x, h=h, c=c, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+        x, h, c, w_ih, w_hh, b_ih, b_hh, (N, I, H) = _check_cell(op, 4, x, h, w_ih, w_hh, b_ih, b_hh, c)
+        dt = x.dtype
     else:
-        b = b_ih + b_hh
-    cdef cnp.ndarray gates = _mm(x, w_ih, False, True)
-    cdef cnp.ndarray gh = _mm(h, w_hh, False, True)
-    cdef cnp.ndarray cc = c, bb = b
-    cdef cnp.ndarray c_new = np.empty((N, H), dt)
-    cdef cnp.ndarray h_new = np.empty((N, H), dt)
-    cdef Py_ssize_t n_ = N, h_ = H
-    cdef void* ptr[8]
-    cdef Py_ssize_t k
-    cdef int nt = _nt(N, H, 4)
-    if N and H:
-        P = [gates, gh, bb, cc, c_new, h_new]
-        for k in range(6):
-            ptr[k] = cnp.PyArray_DATA(<cnp.ndarray>P[k])
-        if dt == np.float32:
-            with nogil:
-                fc_lstm_fwd_f32(<float*>ptr[0], <float*>ptr[1], <float*>ptr[2], <float*>ptr[3],
-                                <float*>ptr[4], <float*>ptr[5], n_, h_, nt)
-        else:
-            with nogil:
-                fc_lstm_fwd_f64(<double*>ptr[0], <double*>ptr[1], <double*>ptr[2], <double*>ptr[3],
-                                <double*>ptr[4], <double*>ptr[5], n_, h_, nt)
+        N, I, H, dt = dims
+    gates = np.empty((N, 4 * H), dt)
+    c_new = np.empty((N, H), dt)
+    h_new = np.empty((N, H), dt)
+    if N == 0 or H == 0:
+        return h_new, c_new, gates
+    cdef Cell s = _cell(dt == F32, N, I, H, 4, x, h, w_ih, w_hh, 8.0 * N * H * (I + H))
+    _set(&s, [gates, _zeros_for(b_ih, 4 * H, dt), _zeros_for(b_hh, 4 * H, dt), c, c_new, h_new])
+    cdef int t
+    with blas_threads("scipy", 1):
+        with nogil:
+            if s.nblk == 1:
+                _lstm_fwd_blk(&s, 0)
+            else:
+                for t in prange(s.nblk, num_threads=s.nblk, schedule="static"):
+                    _lstm_fwd_blk(&s, t)
     return h_new, c_new, gates
 
 
 def lstm_cell_backward(dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new, has_bias=True):
     """-> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh); db_* are None when not has_bias (db_ih == db_hh)."""
-    op = "lstm_cell_backward"
-    _cpu(op, dh_new=dh_new, dc_new=dc_new, x=x, h=h, c=c, w_ih=w_ih, w_hh=w_hh, gates=gates, c_new=c_new)
-    x, h, c, w_ih, w_hh, _, _, (N, I, H) = _check_cell(op, 4, x, h, w_ih, w_hh, None, None, c)
-    dh_new = C.array(op, "dh_new", dh_new, ndim=2)
-    dc_new = C.array(op, "dc_new", dc_new, ndim=2)
-    gates = C.array(op, "gates", gates, ndim=2)
-    c_new = C.array(op, "c_new", c_new, ndim=2)
-    C.same_dtype(op, x=x, dh_new=dh_new, dc_new=dc_new, gates=gates, c_new=c_new)
-    for name, a in (("dh_new", dh_new), ("dc_new", dc_new), ("c_new", c_new)):
-        C.same_shape(op, name, a, "h", h)
-    if gates.shape != (N, 4 * H):
-        raise ValueError(f"{op}: 'gates' shape {tuple(gates.shape)} must be (N, 4*hidden_size) = ({N}, {4 * H})")
-    dt = x.dtype
-    cdef cnp.ndarray d = np.empty((N, 4 * H), dt)
-    cdef cnp.ndarray dc = np.empty((N, H), dt)
-    cdef cnp.ndarray a0 = dh_new, a1 = dc_new, a2 = gates, a3 = c, a4 = c_new
-    cdef Py_ssize_t n_ = N, h_ = H
-    cdef void* ptr[8]
-    cdef Py_ssize_t k
-    cdef int nt = _nt(N, H, 4)
-    if N and H:
-        P = [a0, a1, a2, a3, a4, d, dc]
-        for k in range(7):
-            ptr[k] = cnp.PyArray_DATA(<cnp.ndarray>P[k])
-        if dt == np.float32:
-            with nogil:
-                fc_lstm_bwd_f32(<float*>ptr[0], <float*>ptr[1], <float*>ptr[2], <float*>ptr[3], <float*>ptr[4],
-                                <float*>ptr[5], <float*>ptr[6], n_, h_, nt)
-        else:
-            with nogil:
-                fc_lstm_bwd_f64(<double*>ptr[0], <double*>ptr[1], <double*>ptr[2], <double*>ptr[3],
-                                <double*>ptr[4], <double*>ptr[5], <double*>ptr[6], n_, h_, nt)
-    dx = _mm(d, w_ih)
-    dh = _mm(d, w_hh)
-    return (dx, dh, dc) + _weight_grads(d, d, x, h, has_bias)
+    dims = _fast_dims(x, h, 4, w_ih, w_hh, None, None)
+    if dims is None or not (_ok(c, dims[0], dims[2], dims[3]) and _ok(dh_new, dims[0], dims[2], dims[3])
+                            and _ok(dc_new, dims[0], dims[2], dims[3]) and _ok(c_new, dims[0], dims[2], dims[3])
+                            and _ok(gates, dims[0], 4 * dims[2], dims[3])):
+        op = "lstm_cell_backward"
+        _cpu(op, dh_new=dh_new, dc_new=dc_new, x=x, h=h, c=c, w_ih=w_ih, w_hh=w_hh, gates=gates, c_new=c_new)
+        x, h, c, w_ih, w_hh, _, _, (N, I, H) = _check_cell(op, 4, x, h, w_ih, w_hh, None, None, c)
+        dh_new = C.array(op, "dh_new", dh_new, ndim=2)
+        dc_new = C.array(op, "dc_new", dc_new, ndim=2)
+        gates = C.array(op, "gates", gates, ndim=2)
+        c_new = C.array(op, "c_new", c_new, ndim=2)
+        C.same_dtype(op, x=x, dh_new=dh_new, dc_new=dc_new, gates=gates, c_new=c_new)
+        for name, a in (("dh_new", dh_new), ("dc_new", dc_new), ("c_new", c_new)):
+            C.same_shape(op, name, a, "h", h)
+        if gates.shape != (N, 4 * H):
+            raise ValueError(f"{op}: 'gates' shape {tuple(gates.shape)} must be (N, 4*hidden_size) = ({N}, {4 * H})")
+        dt = x.dtype
+    else:
+        N, I, H, dt = dims
+    d = np.empty((N, 4 * H), dt)
+    dc, dh, dx = np.empty((N, H), dt), np.empty((N, H), dt), np.empty((N, I), dt)
+    dw_ih, dw_hh, db = np.empty((4 * H, I), dt), np.empty((4 * H, H), dt), np.empty(4 * H, dt)
+    if H:
+        _run_bwd(_cell(dt == F32, N, I, H, 4, x, h, w_ih, w_hh, 16.0 * N * H * (I + H)),
+                 [dh_new, dc_new, gates, c, c_new, d, dc, db, dw_ih, dw_hh], d, d, dx, dh, False, True)
+    if not has_bias:
+        return dx, dh, dc, dw_ih, dw_hh, None, None
+    return dx, dh, dc, dw_ih, dw_hh, db, db.copy()
+
+
+cdef _run_bwd(Cell s, list arrays, di, dg, dx, dh, bint acc_h, bint lstm):
+    """Region 1: each block's gate and bias gradients and its rows of dW; region 2: dx, dh by columns."""
+    _set(&s, arrays)
+    cdef void* pdi = cnp.PyArray_DATA(di)
+    cdef void* pdg = cnp.PyArray_DATA(dg)
+    cdef void* pdx = cnp.PyArray_DATA(dx)
+    cdef void* pdh = cnp.PyArray_DATA(dh)
+    cdef int t
+    with blas_threads("scipy", 1):
+        with nogil:
+            if s.nblk == 1:
+                if lstm:
+                    _lstm_bwd_blk(&s, 0)
+                else:
+                    _gru_bwd_blk(&s, 0)
+                _dxdh_blk(&s, 0, pdi, pdg, pdx, pdh, acc_h)
+            else:
+                for t in prange(s.nblk, num_threads=s.nblk, schedule="static"):
+                    if lstm:
+                        _lstm_bwd_blk(&s, t)
+                    else:
+                        _gru_bwd_blk(&s, t)
+                for t in prange(s.nblk, num_threads=s.nblk, schedule="static"):
+                    _dxdh_blk(&s, t, pdi, pdg, pdx, pdh, acc_h)
 
 
 # ---- GRU -------------------------------------------------------------------------------------
 
 def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     """-> (h_new, saved); saved (N, 4H) = r, z, n, hn with hn = W_hn h + b_hn."""
-    op = "gru_cell_forward"
-    _cpu(op, x=x, h=h, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    x, h, _, w_ih, w_hh, b_ih, b_hh, (N, I, H) = _check_cell(op, 3, x, h, w_ih, w_hh, b_ih, b_hh)
-    dt = x.dtype
-    cdef cnp.ndarray gi = _mm(x, w_ih, False, True)
-    cdef cnp.ndarray gh = _mm(h, w_hh, False, True)
-    cdef cnp.ndarray bi = _bias(b_ih, 3 * H, dt), bh = _bias(b_hh, 3 * H, dt), hh = h
-    cdef cnp.ndarray saved = np.empty((N, 4 * H), dt)
-    cdef cnp.ndarray h_new = np.empty((N, H), dt)
-    cdef Py_ssize_t n_ = N, h_ = H
-    cdef void* ptr[8]
-    cdef Py_ssize_t k
-    cdef int nt = _nt(N, H, 3)
-    if N and H:
-        P = [gi, gh, bi, bh, hh, saved, h_new]
-        for k in range(7):
-            ptr[k] = cnp.PyArray_DATA(<cnp.ndarray>P[k])
-        if dt == np.float32:
-            with nogil:
-                fc_gru_fwd_f32(<float*>ptr[0], <float*>ptr[1], <float*>ptr[2], <float*>ptr[3], <float*>ptr[4],
-                               <float*>ptr[5], <float*>ptr[6], n_, h_, nt)
-        else:
-            with nogil:
-                fc_gru_fwd_f64(<double*>ptr[0], <double*>ptr[1], <double*>ptr[2], <double*>ptr[3],
-                               <double*>ptr[4], <double*>ptr[5], <double*>ptr[6], n_, h_, nt)
+    dims = _fast_dims(x, h, 3, w_ih, w_hh, b_ih, b_hh)
+    if dims is None:
+        op = "gru_cell_forward"
+        _cpu(op, x=x, h=h, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+        x, h, _, w_ih, w_hh, b_ih, b_hh, (N, I, H) = _check_cell(op, 3, x, h, w_ih, w_hh, b_ih, b_hh)
+        dt = x.dtype
+    else:
+        N, I, H, dt = dims
+    saved = np.empty((N, 4 * H), dt)
+    h_new = np.empty((N, H), dt)
+    if N == 0 or H == 0:
+        return h_new, saved
+    cdef Cell s = _cell(dt == F32, N, I, H, 3, x, h, w_ih, w_hh, 6.0 * N * H * (I + H))
+    _set(&s, [saved, _zeros_for(b_ih, 3 * H, dt), _zeros_for(b_hh, 3 * H, dt), h_new])
+    cdef int t
+    with blas_threads("scipy", 1):
+        with nogil:
+            if s.nblk == 1:
+                _gru_fwd_blk(&s, 0)
+            else:
+                for t in prange(s.nblk, num_threads=s.nblk, schedule="static"):
+                    _gru_fwd_blk(&s, t)
     return h_new, saved
 
 
 def gru_cell_backward(dh_new, x, h, w_ih, w_hh, saved, has_bias=True):
     """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); db_* are None when not has_bias."""
-    op = "gru_cell_backward"
-    _cpu(op, dh_new=dh_new, x=x, h=h, w_ih=w_ih, w_hh=w_hh, saved=saved)
-    x, h, _, w_ih, w_hh, _, _, (N, I, H) = _check_cell(op, 3, x, h, w_ih, w_hh, None, None)
-    dh_new = C.array(op, "dh_new", dh_new, ndim=2)
-    saved = C.array(op, "saved", saved, ndim=2)
-    C.same_dtype(op, x=x, dh_new=dh_new, saved=saved)
-    C.same_shape(op, "dh_new", dh_new, "h", h)
-    if saved.shape != (N, 4 * H):
-        raise ValueError(f"{op}: 'saved' shape {tuple(saved.shape)} must be (N, 4*hidden_size) = ({N}, {4 * H})")
-    dt = x.dtype
-    cdef cnp.ndarray dgi = np.empty((N, 3 * H), dt)
-    cdef cnp.ndarray dgh = np.empty((N, 3 * H), dt)
-    cdef cnp.ndarray dhz = np.empty((N, H), dt)
-    cdef cnp.ndarray a0 = dh_new, a1 = h, a2 = saved
-    cdef Py_ssize_t n_ = N, h_ = H
-    cdef void* ptr[8]
-    cdef Py_ssize_t k
-    cdef int nt = _nt(N, H, 3)
-    if N and H:
-        P = [a0, a1, a2, dgi, dgh, dhz]
-        for k in range(6):
-            ptr[k] = cnp.PyArray_DATA(<cnp.ndarray>P[k])
-        if dt == np.float32:
-            with nogil:
-                fc_gru_bwd_f32(<float*>ptr[0], <float*>ptr[1], <float*>ptr[2], <float*>ptr[3], <float*>ptr[4],
-                               <float*>ptr[5], n_, h_, nt)
-        else:
-            with nogil:
-                fc_gru_bwd_f64(<double*>ptr[0], <double*>ptr[1], <double*>ptr[2], <double*>ptr[3],
-                               <double*>ptr[4], <double*>ptr[5], n_, h_, nt)
-    dx = _mm(dgi, w_ih)
-    dh = _mm(dgh, w_hh)
-    dh += dhz
-    return (dx, dh) + _weight_grads(dgi, dgh, x, h, has_bias)
+    dims = _fast_dims(x, h, 3, w_ih, w_hh, None, None)
+    if dims is None or not (_ok(dh_new, dims[0], dims[2], dims[3]) and _ok(saved, dims[0], 4 * dims[2], dims[3])):
+        op = "gru_cell_backward"
+        _cpu(op, dh_new=dh_new, x=x, h=h, w_ih=w_ih, w_hh=w_hh, saved=saved)
+        x, h, _, w_ih, w_hh, _, _, (N, I, H) = _check_cell(op, 3, x, h, w_ih, w_hh, None, None)
+        dh_new = C.array(op, "dh_new", dh_new, ndim=2)
+        saved = C.array(op, "saved", saved, ndim=2)
+        C.same_dtype(op, x=x, dh_new=dh_new, saved=saved)
+        C.same_shape(op, "dh_new", dh_new, "h", h)
+        if saved.shape != (N, 4 * H):
+            raise ValueError(f"{op}: 'saved' shape {tuple(saved.shape)} must be (N, 4*hidden_size) = ({N}, {4 * H})")
+        dt = x.dtype
+    else:
+        N, I, H, dt = dims
+    dgi, dgh = np.empty((N, 3 * H), dt), np.empty((N, 3 * H), dt)
+    dh, dx = np.empty((N, H), dt), np.empty((N, I), dt)
+    dw_ih, dw_hh = np.empty((3 * H, I), dt), np.empty((3 * H, H), dt)
+    dbi, dbh = np.empty(3 * H, dt), np.empty(3 * H, dt)
+    if H:
+        _run_bwd(_cell(dt == F32, N, I, H, 3, x, h, w_ih, w_hh, 12.0 * N * H * (I + H)),
+                 [dh_new, saved, dgi, dgh, dh, dbi, dbh, dw_ih, dw_hh], dgi, dgh, dx, dh, True, False)
+    if not has_bias:
+        return dx, dh, dw_ih, dw_hh, None, None
+    return dx, dh, dw_ih, dw_hh, dbi, dbh
