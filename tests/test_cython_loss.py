@@ -137,3 +137,24 @@ def test_functional_cross_entropy_uses_it_and_matches_torch():
     np.testing.assert_allclose(loss.numpy(), tl.detach().numpy(), rtol=1e-6)
     np.testing.assert_allclose(fx.grad, tx.grad.numpy(), rtol=1e-5, atol=1e-7)
     assert dispatch.resolve("softmax_cross_entropy_forward", "cpu")[0] == "cython"
+
+
+@pytest.mark.parametrize("C", [1, 15, 16, 33, 1000])
+def test_float32_polynomial_exp_rows(C):
+    """float32 rows use _fast_exp.h's inlined exp: widths around the SIMD width, N=1 and N=7,
+    logits spread so that exp(x - max) underflows to 0, and a -inf logit, against float64 torch."""
+    rng = np.random.default_rng(C)
+    for N in (1, 7):
+        logits = (rng.standard_normal((N, C)) * 40).astype(np.float32)
+        logits[0, C // 2] = -np.inf
+        logits[-1, 0] = max(logits[-1].max(), 0) + 1  # the max at a row's first element
+        target = rng.integers(0, C, N)
+        target[0] = (C // 2 + 1) % C if C > 1 else 0
+        dloss = rng.standard_normal(N).astype(np.float32)
+        loss, lp = K().softmax_cross_entropy_forward(logits, target, None, 0.0, "none", -100)
+        d = K().softmax_cross_entropy_backward(dloss, lp, target, None, 0.0, "none", -100)
+        tl, tg = torch_ce(logits.astype(np.float64), target, None, 0.0, "none", -100, dloss.astype(np.float64))
+        finite = np.isfinite(lp)
+        assert (finite == np.isfinite(logits)).all()
+        np.testing.assert_allclose(loss, tl, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(d, tg, rtol=1e-5, atol=1e-6)

@@ -49,7 +49,7 @@ FA_CLONES static void fa_ds_##SFX(T *restrict ds, const T *restrict p, int n, T 
     for (int i = 0; i < n; i++) ds[i] = p[i] * (ds[i] - delta) * scale;                            \
 }
 
-FA_ROW(float, f32, fc_expf)
+FA_ROW(float, f32, fc_expf_sm)
 FA_ROW(double, f64, exp)
-FA_BWD(float, f32, fc_expf)
+FA_BWD(float, f32, fc_expf_sm)
 FA_BWD(double, f64, exp)
