@@ -75,3 +75,54 @@ def test_bad_input():
         k.leaky_relu_forward(np.ones(3, np.float32), "a")
     x = np.arange(-6, 6, dtype=np.float32).reshape(3, 4)[:, ::2]  # non-contiguous: copied
     np.testing.assert_allclose(k.sigmoid_forward(x), R.sigmoid_forward(np.ascontiguousarray(x)), rtol=1e-6)
+
+
+def _relu_bwd_want(dy, y):
+    return np.where((y > 0) | np.isnan(y), dy, 0).astype(dy.dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_aligned_thread_shares(dtype):
+    """The element-wise loops cut each thread's share where the output is 64-byte aligned (the
+    head before it goes to thread 0): every length 1..80 and a few past a 64-byte multiple, 1-3
+    threads, against the reference (NumPy's small arrays start at varied offsets in a line)."""
+    import fastconv
+
+    k = dispatch.load("cython")
+    rng = np.random.default_rng(3)
+    prev = fastconv.get_num_threads()
+    try:
+        for nt in (1, 2, 3):
+            fastconv.set_num_threads(nt)
+            for n in list(range(1, 81)) + [70001, 98317]:
+                x = rng.standard_normal(n).astype(dtype)
+                x[n // 2] = np.nan
+                dy = rng.standard_normal(n).astype(dtype)
+                y = k.relu_forward(x)
+                np.testing.assert_array_equal(y, R.relu_forward(x))
+                np.testing.assert_array_equal(k.relu_backward(dy, y), _relu_bwd_want(dy, y))
+                np.testing.assert_allclose(k.tanh_backward(dy, x), R.tanh_backward(dy, x), rtol=1e-5, atol=1e-6)
+    finally:
+        fastconv.set_num_threads(prev)
+
+
+def test_relu_backward_streaming_stores():
+    """float32 relu backward past 16 MB of output streams dx with non-temporal stores (AVX-512 or
+    AVX2 path chosen at run time): odd length, NaN and zero in y, 1 and 2 threads."""
+    import fastconv
+
+    k = dispatch.load("cython")
+    rng = np.random.default_rng(4)
+    n = (4 << 20) + 13
+    y = rng.standard_normal(n).astype(np.float32)
+    y[[0, 5, n - 1, n // 2]] = [np.nan, 0.0, np.nan, -0.0]
+    dy = rng.standard_normal(n).astype(np.float32)
+    want = _relu_bwd_want(dy, y)
+    prev = fastconv.get_num_threads()
+    try:
+        for nt in (1, 2):
+            fastconv.set_num_threads(nt)
+            np.testing.assert_array_equal(k.relu_backward(dy, y), want)
+            np.testing.assert_array_equal(k.relu_backward(dy[1:], y[1:]), want[1:])  # another alignment of dy/y
+    finally:
+        fastconv.set_num_threads(prev)
