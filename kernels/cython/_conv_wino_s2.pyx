@@ -36,18 +36,18 @@ cdef extern from "_wino_s2_impl.h" nogil:
         int N, C, H, W, K, R, S, P, Q, ph, pw, th, tw, Cp, npan, kg
     int ws2_available()
     int ws2_skip
-    void ws2_filters(const float* w, float* U, const ws2_geo* g, int k0, int k1)
-    void ws2_block(const float* x, const float* U, const float* bias, float* y, float* V, float* M,
-                   const ws2_geo* g, Py_ssize_t t0, int nt)
+    void ws2_filters(const float* w, float* Wp, const ws2_geo* g, int k0, int k1)
+    void ws2_block(const float* x, const float* Wp, const float* bias, float* y, float* V, float* M,
+                   float* B, const ws2_geo* g, Py_ssize_t t0, int nt)
 
 from ._conv_winograd import _scratch
 
 AVAILABLE = bool(ws2_available())
 
 # Tunables
-MAXP = 8  # tile panels (8 tiles each) per block at most (<= 64: WS2_MAXP)
+MAXP = 16  # tile panels (8 tiles each) per block at most (<= 64: WS2_MAXP)
 SKIP = 0
-KG = 2  # 48-channel panels per output-channel group
+KG = 1  # 48-channel panels per output-channel group
 
 
 def eligible(x_dtype, w_shape, stride, dilation, groups):
@@ -67,7 +67,7 @@ def pick(x_shape, w_shape, padding):
     """'winograd_s2' or 'gemm' for an eligible float32 forward shape."""
     N, C, H, W = x_shape
     K = w_shape[0]
-    return "winograd_s2" if C >= 32 and K >= 32 else "gemm"
+    return "gemm"  # (provisional: not faster yet)
 
 
 cdef void _filters(const float* w, float* U, const ws2_geo* g, int nt) noexcept nogil:
@@ -77,7 +77,7 @@ cdef void _filters(const float* w, float* U, const ws2_geo* g, int nt) noexcept 
 
 
 cdef void _run(const float* x, const float* U, const float* bias, float* y, float* work, Py_ssize_t wstride,
-               Py_ssize_t vsize, const ws2_geo* g, Py_ssize_t npt, int nblk, int nt) noexcept nogil:
+               Py_ssize_t vsize, Py_ssize_t msize, const ws2_geo* g, Py_ssize_t npt, int nblk, int nt) noexcept nogil:
     cdef int blk, tid = 0
     cdef Py_ssize_t p0, p1, T = <Py_ssize_t>g.N * g.th * g.tw, t0, t1
     cdef float* V
@@ -90,7 +90,7 @@ cdef void _run(const float* x, const float* U, const float* bias, float* y, floa
             t1 = min(T, 8 * p1)
             if t1 > t0:
                 V = work + tid * wstride
-                ws2_block(x, U, bias, y, V, V + vsize, g, t0, <int>(t1 - t0))
+                ws2_block(x, U, bias, y, V, V + vsize, V + vsize + msize, g, t0, <int>(t1 - t0))
 
 
 def forward(x, w, b, padding, y, int nt):
@@ -120,8 +120,8 @@ def forward(x, w, b, padding, y, int nt):
     cdef Py_ssize_t npb = (npt + nblk - 1) // nblk
     cdef Py_ssize_t vsize = 25 * (npb * 8 * g.Cp + 16)
     cdef Py_ssize_t msize = 25 * (npb * 8 * 48 * g.kg + 16)
-    cdef Py_ssize_t wstride = (vsize + msize + 63) // 64 * 64
-    cdef Py_ssize_t usize = 25 * <Py_ssize_t>g.npan * g.Cp * 48
+    cdef Py_ssize_t wstride = (vsize + msize + 5 * (<Py_ssize_t>g.Cp * 48 + 16) + 63) // 64 * 64
+    cdef Py_ssize_t usize = 4 * <Py_ssize_t>g.npan * g.Cp * 48
     U = _scratch(2, usize, np.float32)
     work = _scratch(3, nt * wstride + 16, np.float32)
     cdef float* px = <float*>cnp.PyArray_DATA(x)
@@ -135,5 +135,5 @@ def forward(x, w, b, padding, y, int nt):
     with nogil:
         if not (ws2_skip & 8):
             _filters(pw, pu, &g, nt)
-        _run(px, pu, pb, py, pk, wstride, vsize, &g, npt, nblk, nt)
+        _run(px, pu, pb, py, pk, wstride, vsize, msize, &g, npt, nblk, nt)
     return y

@@ -36,40 +36,50 @@ typedef struct {
 /* G (5 x 2) rows for points 0, 1, -1, 2, inf */
 static const float WS2_G[5][2] = {{1, 0}, {1, 1}, {1, -1}, {1, 2}, {0, 1}};
 
-/* Filter transform for output channels [k0, k1), k1 - k0 <= 16 inside one 48-panel (and the zero
- * columns K .. 48 npan - 1 when k1 == K): U[xi][k / 48][c'][k % 48]; component stride
- * us = npan * Cp * 48.  Lanes (output channels) innermost, so each U line is written once. */
-WS2_T static void ws2_filters(const float *w, float *U, const ws2_geo *g, int k0, int k1) {
-    ptrdiff_t us = (ptrdiff_t)g->npan * g->Cp * 48;
+/* Phase filters for output channels [k0, k1), k1 - k0 <= 16 inside one 48-panel (and the zero
+ * columns K .. 48 npan - 1 when k1 == K): Wp[j][c'][t][48], j = k / 48, column k % 48, tap
+ * t = 2 r2 + s2 of the 2 x 2 phase filter of c' = 4 c + 2 p + q (w[k][c][2 r2 + p][2 s2 + q], zero
+ * outside R x S).  The Winograd filter transform (G g G^T) runs per block on one B panel at a
+ * time (ws2_bpanel), so the 25-component U (13 MB for strided_3x3) never goes through memory. */
+WS2_T static void ws2_filters(const float *w, float *Wp, const ws2_geo *g, int k0, int k1) {
     int R = g->R, S = g->S, kn = k1 - k0;
     ptrdiff_t wk = (ptrdiff_t)g->C * R * S;
-    float *ub = U + (ptrdiff_t)(k0 / 48) * g->Cp * 48 + k0 % 48;
+    float *wb = Wp + (ptrdiff_t)(k0 / 48) * g->Cp * 4 * 48 + k0 % 48;
     int kz = k1 == g->K ? (48 - k1 % 48) % 48 : 0;  /* zero columns after k1 in its panel */
-    for (int c = 0; c < g->C; c++) {
-        float f[4][4][16];
-        memset(f, 0, sizeof(f));
-        for (int r = 0; r < R; r++)
-            for (int s = 0; s < S; s++)
-                for (int l = 0; l < kn; l++) f[r][s][l] = w[(ptrdiff_t)(k0 + l) * wk + (ptrdiff_t)c * R * S + r * S + s];
-        for (int p = 0; p < 2; p++)
-            for (int q = 0; q < 2; q++) {
-                float t[5][2][16], u[25][16];
-                for (int a = 0; a < 5; a++)
-                    for (int b = 0; b < 2; b++)
-                        for (int l = 0; l < 16; l++)
-                            t[a][b][l] = WS2_G[a][0] * f[p][q + 2 * b][l] + WS2_G[a][1] * f[p + 2][q + 2 * b][l];
-                for (int a = 0; a < 5; a++)
-                    for (int b = 0; b < 5; b++)
-                        for (int l = 0; l < 16; l++)
-                            u[a * 5 + b][l] = t[a][0][l] * WS2_G[b][0] + t[a][1][l] * WS2_G[b][1];
-                float *uc = ub + (ptrdiff_t)(4 * c + 2 * p + q) * 48;
-                for (int xi = 0; xi < 25; xi++) {
-                    float *d = uc + xi * us;
-                    for (int l = 0; l < kn; l++) d[l] = u[xi][l];
-                    for (int l = kn; l < kn + kz; l++) d[l] = 0.0f;
+    for (int c = 0; c < g->C; c++)
+        for (int ph = 0; ph < 4; ph++)
+            for (int t = 0; t < 4; t++) {
+                int r = 2 * (t >> 1) + (ph >> 1), s = 2 * (t & 1) + (ph & 1);
+                float *d = wb + ((ptrdiff_t)(4 * c + ph) * 4 + t) * 48;
+                if (r < R && s < S) {
+                    const float *src = w + (ptrdiff_t)k0 * wk + ((ptrdiff_t)c * R + r) * S + s;
+                    for (int l = 0; l < kn; l++) d[l] = src[l * wk];
+                } else {
+                    for (int l = 0; l < kn; l++) d[l] = 0.0f;
                 }
+                for (int l = kn; l < kn + kz; l++) d[l] = 0.0f;
             }
-    }
+}
+
+/* The five B panels of components xi = 5 a + b, b = 0 .. 4, for the 48-column panel j:
+ * B[b][c'][col] = (G g G^T)[a][b] of the phase filters in Wp (first 16 nv columns), through the
+ * separable form T = G[a] g (two vectors), B[b] = T G[b]^T (G rows 1 0 / 1 1 / 1 -1 / 1 2 / 0 1);
+ * bs = the panels' stride. */
+WS2_T static void ws2_bpanels(const float *Wp, float *B, ptrdiff_t bs, const ws2_geo *g, int a, int j, int nv) {
+    const float *src = Wp + (ptrdiff_t)j * g->Cp * 4 * 48;
+    __m512 ga0 = _mm512_set1_ps(WS2_G[a][0]), ga1 = _mm512_set1_ps(WS2_G[a][1]), two = _mm512_set1_ps(2.0f);
+    for (int cp = 0; cp < g->Cp; cp++, src += 4 * 48, B += 48)
+        for (int v = 0; v < nv; v++) {
+            const float *sv = src + 16 * v;
+            __m512 t0 = _mm512_fmadd_ps(ga0, _mm512_loadu_ps(sv), _mm512_mul_ps(ga1, _mm512_loadu_ps(sv + 96)));
+            __m512 t1 = _mm512_fmadd_ps(ga0, _mm512_loadu_ps(sv + 48), _mm512_mul_ps(ga1, _mm512_loadu_ps(sv + 144)));
+            float *d = B + 16 * v;
+            _mm512_storeu_ps(d, t0);
+            _mm512_storeu_ps(d + bs, _mm512_add_ps(t0, t1));
+            _mm512_storeu_ps(d + 2 * bs, _mm512_sub_ps(t0, t1));
+            _mm512_storeu_ps(d + 3 * bs, _mm512_fmadd_ps(two, t1, t0));
+            _mm512_storeu_ps(d + 4 * bs, t1);
+        }
 }
 
 /* 1-D B^T (points 0, 1, -1, 2, inf) */
@@ -97,6 +107,7 @@ WS2_T static void ws2_filters(const float *w, float *U, const ws2_geo *g, int k0
 
 /* Input transform of tiles [t0, t0 + nt) (nt <= 8 * npb; missing lanes of the last panel are
  * zero) into V (panels of 8 tiles: V[xi][i][c'][8], component stride vs). */
+static int ws2_skip = 0;
 #define WS2_MAXP 64 /* tile panels per block at most */
 /* Input transform of tiles [t0, t0 + nt) (nt <= 8 * WS2_MAXP; missing lanes of the last panel are
  * zero) into V (panels of 8 tiles: V[xi][i][c'][8], component stride vs).  Per phase-channel pair
@@ -170,19 +181,63 @@ WS2_T static void ws2_inputs(const float *x, float *V, ptrdiff_t vs, const ws2_g
     }
 }
 
+/* c (8 x 16 NV, row stride ldc) = a (panel [kd][8]) . b ([kd][ldb], first 16 NV columns) */
+#define WS2_ROW(i)                                                                          \
+    {                                                                                       \
+        __m512 av = _mm512_set1_ps(a[i]);                                                   \
+        c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                         \
+        if (NV > 1) c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                             \
+        if (NV > 2) c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);                             \
+    }
+#define WS2_ST(i)                                                                           \
+    {                                                                                       \
+        _mm512_storeu_ps(c + (i) * ldc, c##i##0);                                           \
+        if (NV > 1) _mm512_storeu_ps(c + (i) * ldc + 16, c##i##1);                          \
+        if (NV > 2) _mm512_storeu_ps(c + (i) * ldc + 32, c##i##2);                          \
+    }
+#define WS2_KERNEL(NVV)                                                                                 \
+    WS2_T static void ws2_kernel##NVV(int kd, const float *restrict a, const float *restrict b, int ldb,\
+                                      float *restrict c, ptrdiff_t ldc) {                               \
+        const int NV = NVV;                                                                             \
+        FC_ZERO(0) FC_ZERO(1) FC_ZERO(2) FC_ZERO(3) FC_ZERO(4) FC_ZERO(5) FC_ZERO(6) FC_ZERO(7)         \
+        for (int k = 0; k < kd; k++) {                                                                  \
+            __m512 b0 = _mm512_loadu_ps(b), b1 = b0, b2 = b0;                                           \
+            if (NV > 1) b1 = _mm512_loadu_ps(b + 16);                                                   \
+            if (NV > 2) b2 = _mm512_loadu_ps(b + 32);                                                   \
+            WS2_ROW(0) WS2_ROW(1) WS2_ROW(2) WS2_ROW(3) WS2_ROW(4) WS2_ROW(5) WS2_ROW(6) WS2_ROW(7)     \
+            a += 8;                                                                                     \
+            b += ldb;                                                                                   \
+        }                                                                                               \
+        WS2_ST(0) WS2_ST(1) WS2_ST(2) WS2_ST(3) WS2_ST(4) WS2_ST(5) WS2_ST(6) WS2_ST(7)                 \
+    }
+WS2_KERNEL(1)
+WS2_KERNEL(2)
+WS2_KERNEL(3)
+
 /* Products for the output-channel group of panels [j0, j0 + nj): M[xi][t][k - 48 j0] for the npb
- * tile panels of the block (ldm = 48 nj, component stride ms). */
-WS2_T static void ws2_products(const float *V, ptrdiff_t vs, const float *U, float *M, ptrdiff_t ms,
+ * tile panels of the block (ldm = 48 nj, component stride ms).  The last panel of K runs only
+ * its 16-column vectors that hold channels < K (K = 256: 5 1/3 panels). */
+WS2_T static void ws2_products(const float *V, ptrdiff_t vs, const float *Wp, float *B, float *M, ptrdiff_t ms,
                                const ws2_geo *g, int npb, int j0, int nj) {
-    ptrdiff_t us = (ptrdiff_t)g->npan * g->Cp * 48, ldm = 48 * nj;
+    ptrdiff_t ldm = 48 * nj, bs = (ptrdiff_t)g->Cp * 48 + 16;
     int kd = g->Cp;
-    for (int xi = 0; xi < 25; xi++)
-        for (int j = 0; j < nj; j++) {
-            const float *b = U + xi * us + (ptrdiff_t)(j0 + j) * kd * 48;
-            for (int i = 0; i < npb; i++)
-                fc_cg_kernel(kd, V + xi * vs + (ptrdiff_t)i * kd * 8, b, M + xi * ms + (ptrdiff_t)i * 8 * ldm + j * 48,
-                             ldm, 0, 8, 48, NULL);
+    for (int j = 0; j < nj; j++) {
+        int rem = g->K - 48 * (j0 + j), nv = rem >= 48 ? 3 : (rem + 15) / 16;
+        for (int ra = 0; ra < 5; ra++) {
+            if (!(ws2_skip & 16)) ws2_bpanels(Wp, B, bs, g, ra, j0 + j, nv);
+            for (int rb = 0; rb < 5; rb++) {
+                int xi = 5 * ra + rb;
+                const float *b = B + rb * bs;
+                for (int i = 0; i < npb; i++) {
+                    const float *a = V + xi * vs + (ptrdiff_t)i * kd * 8;
+                    float *c = M + xi * ms + (ptrdiff_t)i * 8 * ldm + j * 48;
+                    if (nv == 3) ws2_kernel3(kd, a, b, 48, c, ldm);
+                    else if (nv == 2) ws2_kernel2(kd, a, b, 48, c, ldm);
+                    else ws2_kernel1(kd, a, b, 48, c, ldm);
+                }
+            }
         }
+    }
 }
 
 /* Output transform of tiles [t0, t0 + nt) for output channels [k0, k0 + kn) (M columns 0 .. kn-1,
@@ -232,9 +287,8 @@ WS2_T static void ws2_outputs(const float *M, ptrdiff_t ms, ptrdiff_t ldm, const
 }
 
 /* One block of tiles [t0, t0 + nt): V and M are this thread's workspaces. */
-static int ws2_skip = 0;
-WS2_T static void ws2_block(const float *x, const float *U, const float *bias, float *y, float *V, float *M,
-                            const ws2_geo *g, ptrdiff_t t0, int nt) {
+WS2_T static void ws2_block(const float *x, const float *Wp, const float *bias, float *y, float *V, float *M,
+                            float *B, const ws2_geo *g, ptrdiff_t t0, int nt) {
     int npb = (nt + 7) / 8;
     ptrdiff_t vs = (ptrdiff_t)npb * 8 * g->Cp + 16;
     ptrdiff_t ms_full = (ptrdiff_t)npb * 8 * 48 * g->kg + 16;
@@ -242,7 +296,7 @@ WS2_T static void ws2_block(const float *x, const float *U, const float *bias, f
     for (int j0 = 0; j0 < g->npan; j0 += g->kg) {
         int nj = g->npan - j0 < g->kg ? g->npan - j0 : g->kg;
         ptrdiff_t ldm = 48 * nj;
-        if (!(ws2_skip & 2)) ws2_products(V, vs, U, M, ms_full, g, npb, j0, nj);
+        if (!(ws2_skip & 2)) ws2_products(V, vs, Wp, B, M, ms_full, g, npb, j0, nj);
         int k0 = 48 * j0, kn = g->K - k0 < 48 * nj ? g->K - k0 : 48 * nj;
         if (!(ws2_skip & 4)) ws2_outputs(M, ms_full, ldm, bias, y, g, t0, nt, k0, kn);
     }
@@ -253,11 +307,11 @@ static int ws2_available(void) { return 0; }
 typedef struct {
     int N, C, H, W, K, R, S, P, Q, ph, pw, th, tw, Cp, npan, kg;
 } ws2_geo;
-static void ws2_filters(const float *w, float *U, const ws2_geo *g, int k0, int k1) {
-    (void)w; (void)U; (void)g; (void)k0; (void)k1;
+static void ws2_filters(const float *w, float *Wp, const ws2_geo *g, int k0, int k1) {
+    (void)w; (void)Wp; (void)g; (void)k0; (void)k1;
 }
-static void ws2_block(const float *x, const float *U, const float *bias, float *y, float *V, float *M,
-                      const ws2_geo *g, ptrdiff_t t0, int nt) {
-    (void)x; (void)U; (void)bias; (void)y; (void)V; (void)M; (void)g; (void)t0; (void)nt;
+static void ws2_block(const float *x, const float *Wp, const float *bias, float *y, float *V, float *M,
+                      float *B, const ws2_geo *g, ptrdiff_t t0, int nt) {
+    (void)x; (void)Wp; (void)bias; (void)y; (void)V; (void)M; (void)B; (void)g; (void)t0; (void)nt;
 }
 #endif
