@@ -12,7 +12,7 @@ spinning OpenMP threads for the cores, and its exp/max/sum passes single-threade
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange, parallel, threadid
-from libc.math cimport log, INFINITY
+from libc.math cimport INFINITY
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from ._threads import blas_threads, num_threads
@@ -30,6 +30,8 @@ cdef extern from "_attn_impl.h" nogil:
     void fa_expsub_f64(double* s, int n, double c)
     void fa_ds_f32(float* ds, const float* p, int n, float delta, float scale)
     void fa_ds_f64(double* ds, const double* p, int n, double delta, double scale)
+    void fa_finish_f32(const float* den, const float* mx, float* lse, float* o, int lb, int ev)
+    void fa_finish_f64(const double* den, const double* mx, double* lse, double* o, int lb, int ev)
 
 LB = 256  # query rows per block (non-causal), capped so a block's scores stay <= LB_ELEMS
 LB_CAUSAL = 32  # causal: small blocks skip more of the masked keys
@@ -45,8 +47,8 @@ cdef void _run(const real* q, const real* k, const real* v, real* out, real* lse
     cdef int nblk = (L + lb_max - 1) // lb_max, item, b, l0, lb, kend, i, j, tid = 0
     cdef real* s
     cdef real* den
+    cdef real* mxs
     cdef real* o
-    cdef real mx, d, inv
     cdef real one = 1, zero = 0
     cdef char tt = b'T', nn = b'N'
     with parallel(num_threads=nt):
@@ -58,6 +60,7 @@ cdef void _run(const real* q, const real* k, const real* v, real* out, real* lse
             kend = min(S, l0 + lb) if causal else S
             s = work + tid * wstride
             den = s + <Py_ssize_t>lb_max * S
+            mxs = den + lb_max
             # s (lb x kend, row-major) = scale * q_blk . k^T
             if real is float:
                 sgemm(&tt, &nn, &kend, &lb, &E, &scale, <float*>k + <Py_ssize_t>b * S * E, &E,
@@ -65,18 +68,14 @@ cdef void _run(const real* q, const real* k, const real* v, real* out, real* lse
             else:
                 dgemm(&tt, &nn, &kend, &lb, &E, &scale, <double*>k + <Py_ssize_t>b * S * E, &E,
                       <double*>q + (<Py_ssize_t>b * L + l0) * E, &E, &zero, s, &kend)
-            mx = 0  # assigned in the loop body, so Cython makes it thread-private (fa_row writes it)
             for i in range(lb):
                 if causal:
                     for j in range(l0 + i + 1, kend):
                         s[<Py_ssize_t>i * kend + j] = -INFINITY
                 if real is float:
-                    d = fa_row_f32(s + <Py_ssize_t>i * kend, kend, &mx)
+                    den[i] = fa_row_f32(s + <Py_ssize_t>i * kend, kend, &mxs[i])
                 else:
-                    d = fa_row_f64(s + <Py_ssize_t>i * kend, kend, &mx)
-                den[i] = d
-                # d == 0: no key left (-inf, output 0); d NaN: a NaN score (propagates)
-                lse[<Py_ssize_t>b * L + l0 + i] = (log(d) + mx) if d > 0 else (-INFINITY if d == 0 else d)
+                    den[i] = fa_row_f64(s + <Py_ssize_t>i * kend, kend, &mxs[i])
             # o (lb x Ev) = p . v[:kend]
             o = out + (<Py_ssize_t>b * L + l0) * Ev
             if real is float:
@@ -85,10 +84,11 @@ cdef void _run(const real* q, const real* k, const real* v, real* out, real* lse
             else:
                 dgemm(&nn, &nn, &Ev, &lb, &kend, &one, <double*>v + <Py_ssize_t>b * S * Ev, &Ev, s, &kend,
                       &zero, o, &Ev)
-            for i in range(lb):
-                inv = (1 / den[i]) if den[i] > 0 else (0 if den[i] == 0 else den[i])
-                for j in range(Ev):
-                    o[<Py_ssize_t>i * Ev + j] = o[<Py_ssize_t>i * Ev + j] * inv
+            # lse of the rows and o /= den (vectorised in _attn_impl.h)
+            if real is float:
+                fa_finish_f32(den, mxs, lse + <Py_ssize_t>b * L + l0, o, lb, Ev)
+            else:
+                fa_finish_f64(den, mxs, lse + <Py_ssize_t>b * L + l0, o, lb, Ev)
 
 
 def forward(q3, k3, v3, scale, bint causal):
@@ -102,7 +102,7 @@ def forward(q3, k3, v3, scale, bint causal):
         return out, lse
     cdef int lb_max = max(1, min(LB_CAUSAL if causal else LB, L, max(16, LB_ELEMS // S)))
     cdef int nt = max(1, min(num_threads(B * ((L + lb_max - 1) // lb_max)), B * ((L + lb_max - 1) // lb_max)))
-    cdef Py_ssize_t wstride = <Py_ssize_t>lb_max * S + lb_max + 16
+    cdef Py_ssize_t wstride = <Py_ssize_t>lb_max * S + 2 * lb_max + 16
     work = np.empty(nt * wstride, dt)
     cdef void* pq = cnp.PyArray_DATA(q3)
     cdef void* pk = cnp.PyArray_DATA(k3)

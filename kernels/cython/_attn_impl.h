@@ -20,6 +20,8 @@
 #define FA_VEC __attribute__((__simd__("notinbranch")))
 FA_VEC float expf(float);
 FA_VEC double exp(double);
+FA_VEC float logf(float);
+FA_VEC double log(double);
 #endif
 
 #define FA_ROW(T, SFX, EXP)                                                                        \
@@ -49,7 +51,27 @@ FA_CLONES static void fa_ds_##SFX(T *restrict ds, const T *restrict p, int n, T 
     for (int i = 0; i < n; i++) ds[i] = p[i] * (ds[i] - delta) * scale;                            \
 }
 
+/* After the block's PV GEMM: lse = log(den) + max per row (den == 0: no key left, -inf;
+ * den NaN: a NaN score, propagates) and o /= den (0 where den == 0), libmvec's vector log. */
+#define FA_FINISH(T, SFX, LOG)                                                                     \
+FA_CLONES static void fa_finish_##SFX(const T *restrict den, const T *restrict mx, T *restrict lse, \
+                                     T *restrict o, int lb, int ev) {                              \
+    _Pragma("omp simd")                                                                            \
+    for (int i = 0; i < lb; i++) {                                                                 \
+        T d = den[i], l = LOG(d > 0 ? d : 1) + mx[i];                                              \
+        lse[i] = d > 0 ? l : (d == 0 ? (T)-INFINITY : d);                                          \
+    }                                                                                              \
+    for (int i = 0; i < lb; i++) {                                                                 \
+        T d = den[i], inv = d > 0 ? 1 / d : (d == 0 ? 0 : d);                                      \
+        T *restrict r = o + (ptrdiff_t)i * ev;                                                     \
+        _Pragma("omp simd")                                                                        \
+        for (int j = 0; j < ev; j++) r[j] *= inv;                                                  \
+    }                                                                                              \
+}
+
 FA_ROW(float, f32, fc_expf_sm)
 FA_ROW(double, f64, exp)
 FA_BWD(float, f32, fc_expf_sm)
 FA_BWD(double, f64, exp)
+FA_FINISH(float, f32, logf)
+FA_FINISH(double, f64, log)
