@@ -63,11 +63,20 @@ def eligible(x_dtype, w_shape, stride, dilation, groups):
     return ""
 
 
+MIN_C = 64  # auto: C and K at least this ...
+MIN_TILES = 128  # ... and at least this many 4x4 output tiles
+
+
 def pick(x_shape, w_shape, padding):
     """'winograd_s2' or 'gemm' for an eligible float32 forward shape."""
     N, C, H, W = x_shape
-    K = w_shape[0]
-    return "gemm"  # (provisional: not faster yet)
+    K, _, R, S = w_shape
+    P = (H + 2 * padding[0] - R) // 2 + 1
+    Q = (W + 2 * padding[1] - S) // 2 + 1
+    T = N * (-(-P // 4)) * (-(-Q // 4))
+    if (R, S) == (3, 3) and C >= MIN_C and K >= MIN_C and T >= MIN_TILES:
+        return "winograd_s2"
+    return "gemm"
 
 
 cdef void _filters(const float* w, float* U, const ws2_geo* g, int nt) noexcept nogil:
