@@ -61,25 +61,60 @@ WS2_T static void ws2_filters(const float *w, float *Wp, const ws2_geo *g, int k
             }
 }
 
+/* Phases that matter per component: U[xi = 5 a + b] of phase (p, q) is zero unless some tap
+ * (r2, s2) of the phase filter lies inside the R x S filter (2 r2 + p < R, 2 s2 + q < S) with
+ * G[a][r2] G[b][s2] != 0 (G row 0 reads only tap 0, row 4 only tap 1).  For a 3x3 filter, rows
+ * a = 4 / columns b = 4 see only phases p = 0 / q = 0, so the 25 products run over
+ * 16 x 4C + 8 x 2C + C = 81 C phase channels instead of 100 C (19 % fewer multiplications).
+ * V and the B panels of component xi hold only its live phase channels, c'' = c * nl + rank. */
+typedef struct {
+    int nl[25];       /* live phases per component (0 .. 4) */
+    int rank[25][4];  /* rank of phase ph among the live ones, -1 when dead */
+} ws2_live;
+
+static void ws2_plan(const ws2_geo *g, ws2_live *lv) {
+    for (int xi = 0; xi < 25; xi++) {
+        int a = xi / 5, b = xi % 5, n = 0;
+        for (int ph = 0; ph < 4; ph++) {
+            int p = ph >> 1, q = ph & 1, rok = 0, cok = 0;
+            for (int r2 = 0; r2 < 2; r2++) rok |= WS2_G[a][r2] != 0.0f && 2 * r2 + p < g->R;
+            for (int s2 = 0; s2 < 2; s2++) cok |= WS2_G[b][s2] != 0.0f && 2 * s2 + q < g->S;
+            lv->rank[xi][ph] = rok && cok ? n++ : -1;
+        }
+        lv->nl[xi] = n;
+    }
+}
+
 /* The five B panels of components xi = 5 a + b, b = 0 .. 4, for the 48-column panel j:
  * B[b][c'][col] = (G g G^T)[a][b] of the phase filters in Wp (first 16 nv columns), through the
  * separable form T = G[a] g (two vectors), B[b] = T G[b]^T (G rows 1 0 / 1 1 / 1 -1 / 1 2 / 0 1);
  * bs = the panels' stride. */
-WS2_T static void ws2_bpanels(const float *Wp, float *B, ptrdiff_t bs, const ws2_geo *g, int a, int j, int nv) {
+WS2_T static void ws2_bpanels(const float *Wp, float *B, ptrdiff_t bs, const ws2_geo *g, const ws2_live *lv,
+                              int a, int j, int nv) {
     const float *src = Wp + (ptrdiff_t)j * g->Cp * 4 * 48;
     __m512 ga0 = _mm512_set1_ps(WS2_G[a][0]), ga1 = _mm512_set1_ps(WS2_G[a][1]), two = _mm512_set1_ps(2.0f);
-    for (int cp = 0; cp < g->Cp; cp++, src += 4 * 48, B += 48)
+    const int *nl = lv->nl + 5 * a;
+    for (int cp = 0; cp < g->Cp; cp++, src += 4 * 48) {
+        int c = cp >> 2, ph = cp & 3;
+        const int (*rk)[4] = lv->rank + 5 * a;
+        float *d[5];
+        int any = 0;
+        for (int b = 0; b < 5; b++) {
+            d[b] = rk[b][ph] >= 0 ? B + b * bs + (ptrdiff_t)(c * nl[b] + rk[b][ph]) * 48 : NULL;
+            any |= d[b] != NULL;
+        }
+        if (!any) continue;
         for (int v = 0; v < nv; v++) {
             const float *sv = src + 16 * v;
             __m512 t0 = _mm512_fmadd_ps(ga0, _mm512_loadu_ps(sv), _mm512_mul_ps(ga1, _mm512_loadu_ps(sv + 96)));
             __m512 t1 = _mm512_fmadd_ps(ga0, _mm512_loadu_ps(sv + 48), _mm512_mul_ps(ga1, _mm512_loadu_ps(sv + 144)));
-            float *d = B + 16 * v;
-            _mm512_storeu_ps(d, t0);
-            _mm512_storeu_ps(d + bs, _mm512_add_ps(t0, t1));
-            _mm512_storeu_ps(d + 2 * bs, _mm512_sub_ps(t0, t1));
-            _mm512_storeu_ps(d + 3 * bs, _mm512_fmadd_ps(two, t1, t0));
-            _mm512_storeu_ps(d + 4 * bs, t1);
+            if (d[0]) _mm512_storeu_ps(d[0] + 16 * v, t0);
+            if (d[1]) _mm512_storeu_ps(d[1] + 16 * v, _mm512_add_ps(t0, t1));
+            if (d[2]) _mm512_storeu_ps(d[2] + 16 * v, _mm512_sub_ps(t0, t1));
+            if (d[3]) _mm512_storeu_ps(d[3] + 16 * v, _mm512_fmadd_ps(two, t1, t0));
+            if (d[4]) _mm512_storeu_ps(d[4] + 16 * v, t1);
         }
+    }
 }
 
 /* 1-D B^T (points 0, 1, -1, 2, inf) */
@@ -114,7 +149,8 @@ static int ws2_skip = 0;
  * (c, p, q = 0 / 1) and panel: the 10 columns of each tile's 5 phase rows are one masked
  * contiguous load (zeros outside x), two rows of 8 tiles a 16 x 16 transpose into columns
  * (AVX-512 gathers here ran 4x slower). */
-WS2_T static void ws2_inputs(const float *x, float *V, ptrdiff_t vs, const ws2_geo *g, ptrdiff_t t0, int nt) {
+WS2_T static void ws2_inputs(const float *x, float *V, ptrdiff_t vs, const ws2_geo *g, const ws2_live *lv,
+                             ptrdiff_t t0, int nt) {
     int npb = (nt + 7) / 8;
     ptrdiff_t hw = (ptrdiff_t)g->H * g->W;
     int tpi = g->th * g->tw;
@@ -166,16 +202,17 @@ WS2_T static void ws2_inputs(const float *x, float *V, ptrdiff_t vs, const ws2_g
             __m512 t[5][5];
             for (int b = 0; b < 5; b++)
                 WS2_BT(d[0][b], d[1][b], d[2][b], d[3][b], d[4][b], t[0][b], t[1][b], t[2][b], t[3][b], t[4][b]);
-            float *vp = V + (ptrdiff_t)i * g->Cp * 8 + (ptrdiff_t)cp * 8;
             for (int a = 0; a < 5; a++) {
-                __m512 o0, o1, o2, o3, o4;
-                WS2_BT(t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], o0, o1, o2, o3, o4);
-                float *o = vp + (ptrdiff_t)(a * 5) * vs;
-                _mm512_storeu_ps(o, o0);
-                _mm512_storeu_ps(o + vs, o1);
-                _mm512_storeu_ps(o + 2 * vs, o2);
-                _mm512_storeu_ps(o + 3 * vs, o3);
-                _mm512_storeu_ps(o + 4 * vs, o4);
+                __m512 o[5];
+                WS2_BT(t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], o[0], o[1], o[2], o[3], o[4]);
+                for (int b = 0; b < 5; b++) {
+                    /* lanes 0-7: phase (p, 0), 8-15: (p, 1); store the live half or halves */
+                    int xi = 5 * a + b, r0 = lv->rank[xi][2 * p], r1 = lv->rank[xi][2 * p + 1];
+                    float *o0 = V + xi * vs + (ptrdiff_t)i * lv->nl[xi] * g->C * 8 + (ptrdiff_t)c * lv->nl[xi] * 8;
+                    if (r0 >= 0 && r1 >= 0) _mm512_storeu_ps(o0 + r0 * 8, o[b]);
+                    else if (r0 >= 0) _mm256_storeu_ps(o0 + r0 * 8, _mm512_castps512_ps256(o[b]));
+                    else if (r1 >= 0) _mm256_storeu_ps(o0 + r1 * 8, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(o[b]), 1)));
+                }
             }
         }
     }
@@ -218,15 +255,14 @@ WS2_KERNEL(3)
  * tile panels of the block (ldm = 48 nj, component stride ms).  The last panel of K runs only
  * its 16-column vectors that hold channels < K (K = 256: 5 1/3 panels). */
 WS2_T static void ws2_products(const float *V, ptrdiff_t vs, const float *Wp, float *B, float *M, ptrdiff_t ms,
-                               const ws2_geo *g, int npb, int j0, int nj) {
+                               const ws2_geo *g, const ws2_live *lv, int npb, int j0, int nj) {
     ptrdiff_t ldm = 48 * nj, bs = (ptrdiff_t)g->Cp * 48 + 16;
-    int kd = g->Cp;
     for (int j = 0; j < nj; j++) {
         int rem = g->K - 48 * (j0 + j), nv = rem >= 48 ? 3 : (rem + 15) / 16;
         for (int ra = 0; ra < 5; ra++) {
-            if (!(ws2_skip & 16)) ws2_bpanels(Wp, B, bs, g, ra, j0 + j, nv);
+            if (!(ws2_skip & 16)) ws2_bpanels(Wp, B, bs, g, lv, ra, j0 + j, nv);
             for (int rb = 0; rb < 5; rb++) {
-                int xi = 5 * ra + rb;
+                int xi = 5 * ra + rb, kd = g->C * lv->nl[xi];
                 const float *b = B + rb * bs;
                 for (int i = 0; i < npb; i++) {
                     const float *a = V + xi * vs + (ptrdiff_t)i * kd * 8;
@@ -292,11 +328,13 @@ WS2_T static void ws2_block(const float *x, const float *Wp, const float *bias, 
     int npb = (nt + 7) / 8;
     ptrdiff_t vs = (ptrdiff_t)npb * 8 * g->Cp + 16;
     ptrdiff_t ms_full = (ptrdiff_t)npb * 8 * 48 * g->kg + 16;
-    if (!(ws2_skip & 1)) ws2_inputs(x, V, vs, g, t0, nt);
+    ws2_live lv;
+    ws2_plan(g, &lv);
+    if (!(ws2_skip & 1)) ws2_inputs(x, V, vs, g, &lv, t0, nt);
     for (int j0 = 0; j0 < g->npan; j0 += g->kg) {
         int nj = g->npan - j0 < g->kg ? g->npan - j0 : g->kg;
         ptrdiff_t ldm = 48 * nj;
-        if (!(ws2_skip & 2)) ws2_products(V, vs, Wp, B, M, ms_full, g, npb, j0, nj);
+        if (!(ws2_skip & 2)) ws2_products(V, vs, Wp, B, M, ms_full, g, &lv, npb, j0, nj);
         int k0 = 48 * j0, kn = g->K - k0 < 48 * nj ? g->K - k0 : 48 * nj;
         if (!(ws2_skip & 4)) ws2_outputs(M, ms_full, ldm, bias, y, g, t0, nt, k0, kn);
     }
