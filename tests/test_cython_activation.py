@@ -106,9 +106,9 @@ def test_aligned_thread_shares(dtype):
         fastconv.set_num_threads(prev)
 
 
-def test_relu_backward_streaming_stores():
-    """float32 relu backward past 16 MB of output streams dx with non-temporal stores (AVX-512 or
-    AVX2 path chosen at run time): odd length, NaN and zero in y, 1 and 2 threads."""
+def test_relu_streaming_stores():
+    """float32 relu forward and backward touching >= 16 MB stream the output with non-temporal stores
+    (AVX-512 or AVX2 path chosen at run time): odd length, NaN, 0 and -0.0, 1 and 2 threads."""
     import fastconv
 
     k = dispatch.load("cython")
@@ -124,5 +124,9 @@ def test_relu_backward_streaming_stores():
             fastconv.set_num_threads(nt)
             np.testing.assert_array_equal(k.relu_backward(dy, y), want)
             np.testing.assert_array_equal(k.relu_backward(dy[1:], y[1:]), want[1:])  # another alignment of dy/y
+            for x in (y, y[3:]):
+                got = k.relu_forward(x)
+                np.testing.assert_array_equal(got, R.relu_forward(x))
+                assert np.signbit(got[x == 0]).tolist() == np.signbit(x[x == 0]).tolist()  # -0.0 stays -0.0
     finally:
         fastconv.set_num_threads(prev)
