@@ -45,12 +45,24 @@ cdef extern from "_rnn_impl.h" nogil:
                         Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
     void fc_gru_fwd_f64(const double*, const double*, const double*, const double*, double*, double*,
                         Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
+    int fc_has_avx512()
+    void fc_wx_f32(const float*, const float*, Py_ssize_t, const float*, const float*, Py_ssize_t, float*,
+                   Py_ssize_t, Py_ssize_t, Py_ssize_t)
     void fc_gru_bwd_f32(const float*, const float*, const float*, float*, float*, float*, float*, float*,
                         Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
     void fc_gru_bwd_f64(const double*, const double*, const double*, double*, double*, double*, double*, double*,
                         Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
 
 CELL_SPLIT_FLOPS = 1 << 21  # GEMM flops per thread: below this a cell runs on one thread
+cdef bint _WX = fc_has_avx512()  # float32 forward GEMMs by fc_wx_f32 (no weight packing) rather than BLAS
+
+
+def _use_wx(flag):
+    """Tests: switch the float32 forward between fc_wx_f32 and BLAS; returns the previous setting."""
+    global _WX
+    prev = _WX
+    _WX = bool(flag) and fc_has_avx512()
+    return prev
 
 
 # ---- row-major GEMM on a sub-block (called inside our OpenMP threads) ------------------------
@@ -86,6 +98,9 @@ cdef void _rgemm(bint f32, bint ta, bint tb, int M, int N, int K, void* a, int l
 cdef struct Cell:
     bint f32
     int nb, ni, nh, ng          # N, I, H, gates
+    bint wx                     # forward GEMMs by fc_wx_f32 from xT, hT (x, h transposed)
+    void* xT
+    void* hT
     int bw, nblk, cw, hw        # hidden units per block and blocks; dx / dh columns per block
     void* x
     void* h
@@ -94,14 +109,27 @@ cdef struct Cell:
     void* p[12]                 # op-specific arrays (see each caller)
 
 
-cdef void _fwd_gemms(Cell* s, void* gT, int j0, int j1, int gates_x, int gates_h, int acc_h) noexcept nogil:
-    """gT (rows g*H+j0 : g*H+j1, N) = W_ih[those] x^T for the first gates_x gates, then += W_hh[those] h^T
-    for the first gates_h gates (acc_h: accumulate; one call per gate block, one for all when whole).
-    Transposed output: this orientation of the GEMM is 15-20% faster in OpenBLAS than x W^T."""
+cdef void _fwd_gemms(Cell* s, void* gT, int j0, int j1, int gates_x, int gates_h) noexcept nogil:
+    """gT (rows g*H+j0 : g*H+j1, N) = W_ih[those] x^T for the first gates_x gates, plus W_hh[those] h^T
+    for the first gates_h gates (one call per gate block, one for all when whole).  Transposed
+    output: with BLAS this orientation is 15-20% faster than x W^T at these shapes."""
     cdef int g, r0, rows = j1 - j0, H = s.nh, Nb = s.nb
-    if j0 == 0 and j1 == H:  # whole rows: one GEMM per operand
+    if s.wx:
+        for g in range(1 if rows == H else gates_x):
+            r0 = g * H + j0
+            if rows == H:  # whole: the gates with both products, then those with x only
+                fc_wx_f32(<float*>s.w_ih, <float*>s.xT, s.ni, <float*>s.w_hh, <float*>s.hT, H, <float*>gT, Nb,
+                          0, gates_h * H)
+                if gates_x > gates_h:
+                    fc_wx_f32(<float*>s.w_ih, <float*>s.xT, s.ni, <float*>s.w_hh, <float*>s.hT, 0, <float*>gT,
+                              Nb, gates_h * H, gates_x * H)
+            else:
+                fc_wx_f32(<float*>s.w_ih, <float*>s.xT, s.ni, <float*>s.w_hh, <float*>s.hT, H if g < gates_h else 0,
+                          <float*>gT, Nb, r0, r0 + rows)
+        return
+    if rows == H:  # whole rows: one GEMM per operand
         _rgemm(s.f32, False, True, gates_x * H, Nb, s.ni, s.w_ih, s.ni, s.x, s.ni, False, gT, Nb)
-        _rgemm(s.f32, False, True, gates_h * H, Nb, H, s.w_hh, H, s.h, H, acc_h, gT, Nb)
+        _rgemm(s.f32, False, True, gates_h * H, Nb, H, s.w_hh, H, s.h, H, True, gT, Nb)
         return
     for g in range(gates_x):
         r0 = g * H + j0
@@ -110,7 +138,7 @@ cdef void _fwd_gemms(Cell* s, void* gT, int j0, int j1, int gates_x, int gates_h
     for g in range(gates_h):
         r0 = g * H + j0
         _rgemm(s.f32, False, True, rows, Nb, H, _at(s.w_hh, <Py_ssize_t>r0 * H, s.f32), H, s.h, H,
-               acc_h, _at(gT, <Py_ssize_t>r0 * Nb, s.f32), Nb)
+               True, _at(gT, <Py_ssize_t>r0 * Nb, s.f32), Nb)
 
 
 cdef void _dw(Cell* s, void* d, int ldd, void* a, int K, void* dw, int j0, int j1) noexcept nogil:
@@ -130,7 +158,7 @@ cdef void _lstm_fwd_blk(Cell* s, int t) noexcept nogil:
     cdef int j0 = t * s.bw, j1 = min(s.nh, j0 + s.bw)
     if j0 >= j1:
         return
-    _fwd_gemms(s, s.p[0], j0, j1, 4, 4, True)
+    _fwd_gemms(s, s.p[0], j0, j1, 4, 4)
     if s.f32:
         fc_lstm_fwd_f32(<float*>s.p[0], <float*>s.p[1], <float*>s.p[2], <float*>s.p[3], <float*>s.p[4],
                         <float*>s.p[5], <float*>s.p[6], s.nb, s.nh, j0, j1)
@@ -144,9 +172,13 @@ cdef void _gru_fwd_blk(Cell* s, int t) noexcept nogil:
     cdef int j0 = t * s.bw, j1 = min(s.nh, j0 + s.bw), H = s.nh
     if j0 >= j1:
         return
-    _fwd_gemms(s, s.p[0], j0, j1, 3, 2, True)  # r, z: both sides summed; n: x side
-    _rgemm(s.f32, False, True, j1 - j0, s.nb, H, _at(s.w_hh, <Py_ssize_t>(2 * H + j0) * H, s.f32), H, s.h, H,
-           False, _at(s.p[0], <Py_ssize_t>(3 * H + j0) * s.nb, s.f32), s.nb)  # h W_hn^T: gT's last quarter
+    _fwd_gemms(s, s.p[0], j0, j1, 3, 2)  # r, z: both sides summed; n: x side
+    if s.wx:  # h W_hn^T into gT's last quarter: W_hh's rows 2H + j land on gT's rows 3H + j
+        fc_wx_f32(<float*>s.w_hh, <float*>s.hT, H, <float*>s.w_hh, <float*>s.hT, 0,
+                  <float*>s.p[0] + <Py_ssize_t>H * s.nb, s.nb, 2 * H + j0, 2 * H + j1)
+    else:
+        _rgemm(s.f32, False, True, j1 - j0, s.nb, H, _at(s.w_hh, <Py_ssize_t>(2 * H + j0) * H, s.f32), H, s.h, H,
+               False, _at(s.p[0], <Py_ssize_t>(3 * H + j0) * s.nb, s.f32), s.nb)
     if s.f32:
         fc_gru_fwd_f32(<float*>s.p[0], <float*>s.p[1], <float*>s.p[2], <float*>s.h, <float*>s.p[3],
                        <float*>s.p[4], s.nb, H, j0, j1)
@@ -208,6 +240,7 @@ cdef Cell _cell(bint f32, int N, int I, int H, int G, x, h, w_ih, w_hh, double f
     s.f32, s.nb, s.ni, s.nh, s.ng = f32, N, I, H, G
     s.x, s.h = cnp.PyArray_DATA(x), cnp.PyArray_DATA(h)
     s.w_ih, s.w_hh = cnp.PyArray_DATA(w_ih), cnp.PyArray_DATA(w_hh)
+    s.wx, s.xT, s.hT = False, NULL, NULL
     cdef int nt = max(1, min(num_threads(flops, CELL_SPLIT_FLOPS), (H + 15) // 16))
     s.bw = _blocks(H, nt)
     s.nblk = (H + s.bw - 1) // s.bw if H else 0
@@ -220,6 +253,15 @@ cdef void _set(Cell* s, list arrays):
     cdef Py_ssize_t k
     for k in range(len(arrays)):
         s.p[k] = cnp.PyArray_DATA(<cnp.ndarray>arrays[k])
+
+
+cdef void _transposed(Cell* s, x, h, list keep):
+    """For fc_wx_f32 (float32 where the CPU has AVX-512): x and h transposed, kept alive in keep."""
+    if not (s.f32 and _WX):
+        return
+    xT, hT = np.ascontiguousarray(x.T), np.ascontiguousarray(h.T)
+    keep += [xT, hT]
+    s.wx, s.xT, s.hT = True, cnp.PyArray_DATA(xT), cnp.PyArray_DATA(hT)
 
 
 # ---- fast argument check: already-right arrays skip the reference's validation ---------------
@@ -340,6 +382,7 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     cdef Cell s = _cell(dt == F32, N, I, H, 4, x, h, w_ih, w_hh, 8.0 * N * H * (I + H))
     keep = [np.empty((4 * H, N), dt), _zeros_for(b_ih, 4 * H, dt), _zeros_for(b_hh, 4 * H, dt), c, gates, c_new, h_new]
     _set(&s, keep)  # keep: the scratch and zero biases live until the kernel is done
+    _transposed(&s, x, h, keep)
     cdef int t
     with blas_threads("scipy", 1):
         with nogil:
@@ -428,6 +471,7 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     cdef Cell s = _cell(dt == F32, N, I, H, 3, x, h, w_ih, w_hh, 6.0 * N * H * (I + H))
     keep = [np.empty((4 * H, N), dt), _zeros_for(b_ih, 3 * H, dt), _zeros_for(b_hh, 3 * H, dt), saved, h_new]
     _set(&s, keep)
+    _transposed(&s, x, h, keep)
     cdef int t
     with blas_threads("scipy", 1):
         with nogil:
