@@ -35,7 +35,6 @@ cdef extern from "_wino_s2_impl.h" nogil:
     ctypedef struct ws2_geo:
         int N, C, H, W, K, R, S, P, Q, ph, pw, th, tw, Cp, npan, kg
     int ws2_available()
-    int ws2_skip
     void ws2_filters(const float* w, float* Wp, const ws2_geo* g, int k0, int k1)
     void ws2_block(const float* x, const float* Wp, const float* bias, float* y, float* V, float* M,
                    float* B, const ws2_geo* g, Py_ssize_t t0, int nt)
@@ -46,7 +45,6 @@ AVAILABLE = bool(ws2_available())
 
 # Tunables
 MAXP = 16  # tile panels (8 tiles each) per block at most (<= 64: WS2_MAXP)
-SKIP = 0
 KG = 1  # 48-channel panels per output-channel group
 
 
@@ -63,18 +61,34 @@ def eligible(x_dtype, w_shape, stride, dilation, groups):
     return ""
 
 
-MIN_C = 64  # auto: C and K at least this ...
-MIN_TILES = 128  # ... and at least this many 4x4 output tiles
+MIN_C = 64  # auto: C and K at least this, ...
+MIN_TILES = 32  # ... at least this many 4x4 output tiles, ...
+MAX_WASTE = 1.15  # ... at most this many computed outputs (whole tiles) per output, ...
+MAX_KC_PER_TILE = 1024  # ... and K * C at most this times the tiles (filter transform per block)
 
 
 def pick(x_shape, w_shape, padding):
-    """'winograd_s2' or 'gemm' for an eligible float32 forward shape."""
+    """'winograd_s2' or 'gemm' for an eligible float32 forward shape.
+
+    Rule (from 1-thread CPU-time medians of interleaved runs, gemm / winograd_s2 and
+    torch / winograd_s2): 3x3 .. 4x4 filters, C, K >= MIN_C, T >= MIN_TILES tiles, tile waste
+    (4 th x 4 tw) / (P Q) <= MAX_WASTE and K C <= MAX_KC_PER_TILE T.  Measured (N = 8 unless
+    said, padding 1): C 128, 56^2 -> 256 (strided_3x3) 1.33 / 1.33; 64, 56^2 -> 128 1.25 / 1.21;
+    128, 56^2 -> 256 padding 0 1.24 / 1.30; 64, 16^2 -> 64 1.13 / 1.07; 4x4 64, 56^2 -> 64
+    1.56 / 1.47.  Kept on gemm: tile waste 1.31 (P = 14 or 7: 128, 28^2 -> 256 1.00;
+    256, 14^2 -> 512 1.15; 2 x 64, 28^2 -> 64 1.01), few tiles (512, 7^2 -> 512, 8 tiles: 0.77;
+    1 x 64, 14^2 -> 128: 0.87), few channels (32, 32^2 -> 64: 1.00), 1x1 (256, 28^2 -> 256: 0.46:
+    a quarter of the phase channels carry the whole filter)."""
     N, C, H, W = x_shape
     K, _, R, S = w_shape
     P = (H + 2 * padding[0] - R) // 2 + 1
     Q = (W + 2 * padding[1] - S) // 2 + 1
-    T = N * (-(-P // 4)) * (-(-Q // 4))
-    if (R, S) == (3, 3) and C >= MIN_C and K >= MIN_C and T >= MIN_TILES:
+    if P <= 0 or Q <= 0:
+        return "gemm"
+    th, tw = -(-P // 4), -(-Q // 4)
+    T = N * th * tw
+    if (3 <= R <= 4 and 3 <= S <= 4 and C >= MIN_C and K >= MIN_C and T >= MIN_TILES
+            and 16 * th * tw <= MAX_WASTE * P * Q and K * C <= MAX_KC_PER_TILE * T):
         return "winograd_s2"
     return "gemm"
 
@@ -139,10 +153,7 @@ def forward(x, w, b, padding, y, int nt):
     cdef float* pb = NULL if b is None else <float*>cnp.PyArray_DATA(b)
     cdef float* py = <float*>cnp.PyArray_DATA(y)
     cdef float* pk = <float*>cnp.PyArray_DATA(work)
-    global ws2_skip
-    ws2_skip = SKIP
     with nogil:
-        if not (ws2_skip & 8):
-            _filters(pw, pu, &g, nt)
+        _filters(pw, pu, &g, nt)
         _run(px, pu, pb, py, pk, wstride, vsize, msize, &g, npt, nblk, nt)
     return y

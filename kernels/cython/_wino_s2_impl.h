@@ -142,7 +142,6 @@ WS2_T static void ws2_bpanels(const float *Wp, float *B, ptrdiff_t bs, const ws2
 
 /* Input transform of tiles [t0, t0 + nt) (nt <= 8 * npb; missing lanes of the last panel are
  * zero) into V (panels of 8 tiles: V[xi][i][c'][8], component stride vs). */
-static int ws2_skip = 0;
 #define WS2_MAXP 64 /* tile panels per block at most */
 /* Input transform of tiles [t0, t0 + nt) (nt <= 8 * WS2_MAXP; missing lanes of the last panel are
  * zero) into V (panels of 8 tiles: V[xi][i][c'][8], component stride vs).  Per phase-channel pair
@@ -260,7 +259,7 @@ WS2_T static void ws2_products(const float *V, ptrdiff_t vs, const float *Wp, fl
     for (int j = 0; j < nj; j++) {
         int rem = g->K - 48 * (j0 + j), nv = rem >= 48 ? 3 : (rem + 15) / 16;
         for (int ra = 0; ra < 5; ra++) {
-            if (!(ws2_skip & 16)) ws2_bpanels(Wp, B, bs, g, lv, ra, j0 + j, nv);
+            ws2_bpanels(Wp, B, bs, g, lv, ra, j0 + j, nv);
             for (int rb = 0; rb < 5; rb++) {
                 int xi = 5 * ra + rb, kd = g->C * lv->nl[xi];
                 const float *b = B + rb * bs;
@@ -330,13 +329,13 @@ WS2_T static void ws2_block(const float *x, const float *Wp, const float *bias, 
     ptrdiff_t ms_full = (ptrdiff_t)npb * 8 * 48 * g->kg + 16;
     ws2_live lv;
     ws2_plan(g, &lv);
-    if (!(ws2_skip & 1)) ws2_inputs(x, V, vs, g, &lv, t0, nt);
+    ws2_inputs(x, V, vs, g, &lv, t0, nt);
     for (int j0 = 0; j0 < g->npan; j0 += g->kg) {
         int nj = g->npan - j0 < g->kg ? g->npan - j0 : g->kg;
         ptrdiff_t ldm = 48 * nj;
-        if (!(ws2_skip & 2)) ws2_products(V, vs, Wp, B, M, ms_full, g, &lv, npb, j0, nj);
+        ws2_products(V, vs, Wp, B, M, ms_full, g, &lv, npb, j0, nj);
         int k0 = 48 * j0, kn = g->K - k0 < 48 * nj ? g->K - k0 : 48 * nj;
-        if (!(ws2_skip & 4)) ws2_outputs(M, ms_full, ldm, bias, y, g, t0, nt, k0, kn);
+        ws2_outputs(M, ms_full, ldm, bias, y, g, t0, nt, k0, kn);
     }
 }
 #else
