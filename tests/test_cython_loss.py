@@ -158,3 +158,36 @@ def test_float32_polynomial_exp_rows(C):
         assert (finite == np.isfinite(logits)).all()
         np.testing.assert_allclose(loss, tl, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(d, tg, rtol=1e-5, atol=1e-6)
+
+
+def test_fast_argument_path_matches_checked_path():
+    """Plain arguments (C-contiguous ndarrays, int64 targets, float 0 smoothing, int ignore_index)
+    skip the per-argument checks; everything else takes them (copies, int32 targets, int 0
+    smoothing, NumPy-scalar ignore_index) -- same results either way, for every reduction."""
+    rng = np.random.default_rng(9)
+    base = (rng.standard_normal((7, 13)) * 3).astype(np.float32)
+    t64 = rng.integers(0, 13, 7)
+    t64[2] = 5
+    t64[4] = -100
+    fwd, bwd = K().softmax_cross_entropy_forward, K().softmax_cross_entropy_backward
+    for red in REDUCTIONS:
+        dl = np.linspace(0.5, 2, 7, dtype=np.float32) if red == "none" else np.asarray(0.7, np.float32)
+        want_l, want_lp = fwd(base, t64, None, 0.0, red, -100)
+        want_d = bwd(dl, want_lp, t64, None, 0.0, red, -100)
+        tl, tg = torch_ce(base, t64, None, 0.0, red, -100, dl)
+        np.testing.assert_allclose(want_l, tl, rtol=1e-5)
+        np.testing.assert_allclose(want_d, tg, rtol=1e-5, atol=1e-7)
+        for lg, t, eps, ig, dloss in ((np.asfortranarray(base), t64, 0.0, -100, dl),
+                                      (base, t64.astype(np.int32), 0, np.int64(-100), dl.astype(np.float32)),
+                                      (base, t64[::-1].copy()[::-1], 0.0, -100, np.array(dl, order="F"))):
+            loss, lp = fwd(lg, t, None, eps, red, ig)  # a copy's alignment may change the sum order: last bits
+            np.testing.assert_allclose(loss, want_l, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(lp, want_lp, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(bwd(dloss, lp, t, None, eps, red, ig), want_d, rtol=1e-6, atol=1e-7)
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        bwd(np.asarray(1.0), want_lp, t64, None, 0.0, "mean", -100)
+    with pytest.raises(ValueError, match="class index 13"):
+        fwd(base, np.full(7, 13), None, 0.0, "mean", -100)
+    all_ignored = np.full(7, 3)
+    _, lp = fwd(base, all_ignored, None, 0.0, "mean", 3)
+    assert (bwd(np.asarray(1.0, np.float32), lp, all_ignored, None, 0.0, "mean", 3) == 0).all()
