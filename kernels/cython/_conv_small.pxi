@@ -166,7 +166,7 @@ cdef object _small_backward_weight(dy, x, dw, Geo g, int nt):
     cdef Py_ssize_t ws = _round16(<Py_ssize_t>FC_SM_NB * (g.C * <Py_ssize_t>s.L + s.Kp * <Py_ssize_t>s.J))
     if lanes > 0:
         ws = _round16(<Py_ssize_t>lanes * (g.C * <Py_ssize_t>(g.P + g.R - 1) * (g.Q + g.S - 1) + g.K * g.P * g.Q))
-    work = np.zeros(nt * ws, dtype=x.dtype)
+    work = (np.empty if lanes > 0 else np.zeros)(nt * ws, dtype=x.dtype)  # (lanes: packing writes all)
     part = np.empty((nchunk, g.K * g.C * g.R * g.S), dtype=np.float64)
     cdef void* px = _ptr(x)
     cdef void* pdy = _ptr(dy)

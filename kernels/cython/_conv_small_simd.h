@@ -335,6 +335,12 @@ FC_ATTR static void SN(bww_nv_)(const ST *x, const ST *dy, int n0, const fc_smg 
     const int C = g->C, K = g->K, RS = g->R * g->S, P = g->P, Q = g->Q, Wb = g->Wb, PQ = P * Q;
     const int nl = g->N - n0 < SVW ? g->N - n0 : SVW;
     const ptrdiff_t plane = (ptrdiff_t)g->Hb * Wb;
+#ifdef FC_SM_TR16
+    SN(packxt16_)(x, n0, nl, g, xt);
+    fc_smg gd = *g; /* dy's K planes of P x Q, unpadded, packed the same way */
+    gd.C = K, gd.H = gd.Hb = P, gd.W = gd.Wb = Q, gd.ph = gd.pw = 0;
+    SN(packxt16_)(dy, n0, nl, &gd, dyt);
+#else
     SN(packxt_)(x, n0, nl, g, xt);
     for (int k = 0; k < K; k++)
         for (int m = 0; m < PQ; m++) {
@@ -344,6 +350,7 @@ FC_ATTR static void SN(bww_nv_)(const ST *x, const ST *dy, int n0, const fc_smg 
             for (; l < nl; l++) d[l] = s[(ptrdiff_t)l * K * PQ];
             for (; l < SVW; l++) d[l] = 0;
         }
+#endif
     for (int c = 0; c < C; c++)
         for (int k0 = 0; k0 < K; k0 += FC_BK)
             for (int t0 = 0; t0 < RS; t0 += FC_BT) {
