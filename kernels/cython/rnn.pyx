@@ -48,17 +48,20 @@ cdef extern from "_rnn_impl.h" nogil:
     int fc_has_avx512()
     void fc_wx_f32(const float*, const float*, Py_ssize_t, const float*, const float*, Py_ssize_t, float*,
                    Py_ssize_t, Py_ssize_t, Py_ssize_t)
+    void fc_mm_f32(const float*, Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t, Py_ssize_t,
+                   const float*, Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t, Py_ssize_t,
+                   float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int)
     void fc_gru_bwd_f32(const float*, const float*, const float*, float*, float*, float*, float*, float*,
                         Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
     void fc_gru_bwd_f64(const double*, const double*, const double*, double*, double*, double*, double*, double*,
                         Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t)
 
 CELL_SPLIT_FLOPS = 1 << 21  # GEMM flops per thread: below this a cell runs on one thread
-cdef bint _WX = fc_has_avx512()  # float32 forward GEMMs by fc_wx_f32 (no weight packing) rather than BLAS
+cdef bint _WX = fc_has_avx512()  # float32 GEMMs by fc_mm_f32 (no weight packing) rather than BLAS
 
 
 def _use_wx(flag):
-    """Tests: switch the float32 forward between fc_wx_f32 and BLAS; returns the previous setting."""
+    """Tests: switch the float32 GEMMs between fc_mm_f32 and BLAS; returns the previous setting."""
     global _WX
     prev = _WX
     _WX = bool(flag) and fc_has_avx512()
@@ -98,7 +101,7 @@ cdef void _rgemm(bint f32, bint ta, bint tb, int M, int N, int K, void* a, int l
 cdef struct Cell:
     bint f32
     int nb, ni, nh, ng          # N, I, H, gates
-    bint wx                     # forward GEMMs by fc_wx_f32 from xT, hT (x, h transposed)
+    bint wx                     # GEMMs by fc_mm_f32 (the forward's from xT, hT: x, h transposed)
     void* xT
     void* hT
     int bw, nblk, cw, hw        # hidden units per block and blocks; dx / dh columns per block
@@ -145,12 +148,20 @@ cdef void _dw(Cell* s, void* d, int ldd, void* a, int K, void* dw, int j0, int j
     """dw[g*H+j0 : g*H+j1] = d[:, those]^T a for every gate (a: (N, K))."""
     cdef int g, r0, H = s.nh
     if j0 == 0 and j1 == H:
-        _rgemm(s.f32, True, False, s.ng * H, K, s.nb, d, ldd, a, K, False, dw, K)
+        if s.wx:
+            fc_mm_f32(<float*>d, 1, ldd, <float*>a, K, s.nb, <float*>d, 0, 0, <float*>a, 0, 0, <float*>dw, K, K,
+                      0, s.ng * H, 0)
+        else:
+            _rgemm(s.f32, True, False, s.ng * H, K, s.nb, d, ldd, a, K, False, dw, K)
         return
     for g in range(s.ng):
         r0 = g * H + j0
-        _rgemm(s.f32, True, False, j1 - j0, K, s.nb, _at(d, r0, s.f32), ldd, a, K, False,
-               _at(dw, <Py_ssize_t>r0 * K, s.f32), K)
+        if s.wx:
+            fc_mm_f32(<float*>d, 1, ldd, <float*>a, K, s.nb, <float*>d, 0, 0, <float*>a, 0, 0, <float*>dw, K, K,
+                      r0, r0 + j1 - j0, 0)
+        else:
+            _rgemm(s.f32, True, False, j1 - j0, K, s.nb, _at(d, r0, s.f32), ldd, a, K, False,
+                   _at(dw, <Py_ssize_t>r0 * K, s.f32), K)
 
 
 cdef void _lstm_fwd_blk(Cell* s, int t) noexcept nogil:
@@ -221,13 +232,21 @@ cdef void _dxdh_blk(Cell* s, int t, void* di, void* dg, void* dx, void* dh, bint
     """dx[:, block t] = di W_ih[:, block t]; dh[:, block t] (+)= dg W_hh[:, block t]."""
     cdef int GH = s.ng * s.nh, c0 = t * s.cw, c1 = min(s.ni, c0 + s.cw)
     if c0 < c1:
-        _rgemm(s.f32, False, False, s.nb, c1 - c0, GH, di, GH, _at(s.w_ih, c0, s.f32), s.ni, False,
-               _at(dx, c0, s.f32), s.ni)
+        if s.wx:
+            fc_mm_f32(<float*>di, GH, 1, <float*>s.w_ih + c0, s.ni, GH, <float*>di, 0, 0, <float*>s.w_ih, 0, 0,
+                      <float*>dx + c0, s.ni, c1 - c0, 0, s.nb, 0)
+        else:
+            _rgemm(s.f32, False, False, s.nb, c1 - c0, GH, di, GH, _at(s.w_ih, c0, s.f32), s.ni, False,
+                   _at(dx, c0, s.f32), s.ni)
     c0 = t * s.hw
     c1 = min(s.nh, c0 + s.hw)
     if c0 < c1:
-        _rgemm(s.f32, False, False, s.nb, c1 - c0, GH, dg, GH, _at(s.w_hh, c0, s.f32), s.nh, acc_h,
-               _at(dh, c0, s.f32), s.nh)
+        if s.wx:
+            fc_mm_f32(<float*>dg, GH, 1, <float*>s.w_hh + c0, s.nh, GH, <float*>dg, 0, 0, <float*>s.w_hh, 0, 0,
+                      <float*>dh + c0, s.nh, c1 - c0, 0, s.nb, acc_h)
+        else:
+            _rgemm(s.f32, False, False, s.nb, c1 - c0, GH, dg, GH, _at(s.w_hh, c0, s.f32), s.nh, acc_h,
+                   _at(dh, c0, s.f32), s.nh)
 
 
 cdef int _blocks(int n, int nt):
@@ -240,7 +259,7 @@ cdef Cell _cell(bint f32, int N, int I, int H, int G, x, h, w_ih, w_hh, double f
     s.f32, s.nb, s.ni, s.nh, s.ng = f32, N, I, H, G
     s.x, s.h = cnp.PyArray_DATA(x), cnp.PyArray_DATA(h)
     s.w_ih, s.w_hh = cnp.PyArray_DATA(w_ih), cnp.PyArray_DATA(w_hh)
-    s.wx, s.xT, s.hT = False, NULL, NULL
+    s.wx, s.xT, s.hT = f32 and _WX, NULL, NULL
     cdef int nt = max(1, min(num_threads(flops, CELL_SPLIT_FLOPS), (H + 15) // 16))
     s.bw = _blocks(H, nt)
     s.nblk = (H + s.bw - 1) // s.bw if H else 0
@@ -257,11 +276,10 @@ cdef void _set(Cell* s, list arrays):
 
 cdef void _transposed(Cell* s, x, h, list keep):
     """For fc_wx_f32 (float32 where the CPU has AVX-512): x and h transposed, kept alive in keep."""
-    if not (s.f32 and _WX):
-        return
-    xT, hT = np.ascontiguousarray(x.T), np.ascontiguousarray(h.T)
-    keep += [xT, hT]
-    s.wx, s.xT, s.hT = True, cnp.PyArray_DATA(xT), cnp.PyArray_DATA(hT)
+    if s.wx:
+        xT, hT = np.ascontiguousarray(x.T), np.ascontiguousarray(h.T)
+        keep += [xT, hT]
+        s.xT, s.hT = cnp.PyArray_DATA(xT), cnp.PyArray_DATA(hT)
 
 
 # ---- fast argument check: already-right arrays skip the reference's validation ---------------
