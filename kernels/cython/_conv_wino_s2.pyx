@@ -6,24 +6,43 @@ Called by the ``conv`` module's ``conv2d_forward`` (forced, or 'auto' through ``
 validated the arguments; ``eligible`` says which convolutions this module takes.
 
 Math.  Pad x by the conv padding and split it into its four phases Z_pq = xpad[:, :, p::2, q::2]
-(p, q in {0, 1}): a stride-1 problem with 4C channels c' = (2p + q) C + c.  Zero-pad the R x S
+(p, q in {0, 1}): a stride-1 problem with 4C channels c' = 4c + 2p + q.  Zero-pad the R x S
 filter (R, S <= 4) to 4 x 4 and split it the same way, w_pq = w4[:, :, p::2, q::2] (2 x 2).  Then
 y[o] = sum_r w[r] xpad[2o + r] = sum_p sum_r2 w_p[r2] Z_p[o + r2]: y = conv_stride1(Z, w_s2d),
 cropped to P x Q.  That conv runs as Winograd F(4x4, 2x2), alpha 5, points 0, 1, -1, 2, inf
 (B^T = V^-T of the Vandermonde-with-infinity matrix, G its first two columns, A^T the first four
 rows' transpose; generated and checked exactly with fractions): 25 products per 16 outputs per
 phase channel, 4C * 25 / 16 = 6.25 C multiplications per output against 9 C for a direct 3x3
-(1.44x fewer).  Points 0, 1, -1, 1/2 gave 8.1e-7 against 5.8e-7 for 2 on the same data.
+(1.44x fewer; fewer still, below).
 
-Work (``_wino_s2_impl.h``): the filter transform runs per call (OpenMP over output channels)
-into the B panels of _conv_gemm.h's 8 x 48 AVX-512 micro-kernel; OpenMP over blocks of tiles,
-each: input transform (masked gathers straight from x, so no padded copy of x) into V, then per
-group of output channels the 25 products V_xi (tiles x 4C) . U_xi (4C x K) into M and the
-output transform (+ bias, scattered into y).
+Only the phase channels whose transformed filter can be nonzero enter a component's product:
+for a 3x3 filter, rows a = 4 / columns b = 4 of U see only phases p = 0 / q = 0, so the 25
+products run over 81 C phase channels instead of 100 C (81 C products per 16 outputs against
+144 C direct: 1.78x fewer).
+
+Work (``_wino_s2_impl.h``): the phase-split filters are laid out once per call (OpenMP over
+output channels); OpenMP over blocks of up to MAXP panels of 8 tiles (a multiple of the
+threads), each: input transform (each tile's 10 columns of a phase row one masked load, 16 x 16
+transposes into 8 tiles x 2 phases per vector) into V; then per 48-channel panel of K and row a
+of the components: the five filter-transform B panels (G g G^T, from the phase filters, in L2),
+the products V_xi (tiles x live phase channels) . B through an 8 x 48 (or 8 x 16 / 8 x 32 for
+K's tail) AVX-512 register-blocked kernel into M, and the output transform (A^T M A + bias, 16
+output channels per vector, a 16 x 16 transpose, masked stores into y).
+
+Performance (1-thread CPU-time medians of interleaved pairs, see ``pick``): strided_3x3
+(8,128,56^2 -> 256, 3x3, s2, p1) torch / this 1.31-1.38 (torch / gemm 1.0); the products run
+at the kernel's ~110 GF/s and take ~2/3 of the time, the input transform ~15 %.  Tried:
+AVX-512 gathers for the input transform (4x slower than loads + transposes), a 25-component U
+(13 MB) computed once per call (3.3 ms of memory traffic: slower than the per-block B panels),
+one B panel at a time (the phase filters re-read 25 times per block), blocks of 8 / 12 / 25
+panels (flat within noise), output-channel groups of 2 panels (slower: the phase filters of a
+panel no longer stay in L2), scatters for the output stores (slower than the transpose).
 
 Measured error (float32, ||y - y64|| / ||y64|| against a float64 conv of the same float32 data,
-random normal): strided_3x3 (8,128,56^2 -> 256, 3x3, s2, p1) 6e-7 .. 8e-7; the small test
-shapes 3e-7 .. 1e-6 (the packed GEMM path: ~2e-7).  The tests bound it by 5e-6.
+random normal, with bias): strided_3x3 2.1e-6, (8,64,56^2 -> 128) 1.5e-6, 4x4 (8,64,56^2 -> 64)
+1.9e-6 (the packed GEMM path: 3.5e-7); the small test shapes 3e-7 .. 1e-6.  Points 0, 1, -1,
+1/2 instead of 2 gave 8.1e-7 against 5.8e-7 on a small shape.  The tests bound it by 5e-6 (the
+contract allows 1e-3 for Winograd).
 """
 import numpy as np
 cimport numpy as cnp

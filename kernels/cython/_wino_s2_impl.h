@@ -5,15 +5,17 @@
  * to 4 x 4 and split the same way (2 x 2 per phase).  That stride-1 conv runs as Winograd
  * F(4x4, 2x2) (alpha 5, points 0, 1, -1, 2, inf): 25 products per 16 outputs per channel c'.
  *
- *   U[xi][j][c'][48]  = (G g G^T)[xi] of filter (k = 48 j + col, c'), zero for k >= K
- *                       (the B panels of _conv_gemm.h's 8 x 48 micro-kernel)
- *   V[xi][i][c'][8]   = (B^T d B)[xi] of the 5 x 5 phase tile d of tile 8 i + lane (A panels)
- *   M[xi][t][k]       = sum_c' V . U  (fc_cg_kernel, one component at a time)
+ *   Wp[j][c'][t][48]  phase filter taps t (once per call), 48-column panels j of K
+ *   B[b][c''][48]     = (G g G^T)[5 a + b] for one panel j and row a (per block, ws2_bpanels;
+ *                       c'' runs over the live phase channels of the component, ws2_plan)
+ *   V[xi][i][c''][8]  = (B^T d B)[xi] of the 5 x 5 phase tile d of tile 8 i + lane (A panels)
+ *   M[xi][t][k]       = sum_c'' V . B  (8 x 48 register-blocked kernel, 8 x 16 / 8 x 32 tails)
  *   y tile (4 x 4)    = A^T M A + bias
  *
- * The input transform gathers the phase tiles straight from x (masked AVX-512 gathers: the
- * padding and the bottom / right edges read as zeros), 8 tiles x 2 channels per vector; the
- * output transform works on 16 output channels per vector and scatters into y (N, K, P, Q).
+ * The input transform reads each tile's phase rows with masked contiguous loads (the padding
+ * and the bottom / right edges read as zeros) and transposes them into 8 tiles x 2 phases per
+ * vector; the output transform works on 16 output channels per vector, transposes and stores
+ * 4-float rows into y (N, K, P, Q) with masks at the edges.
  * Compiled for AVX-512F only (target attribute); ws2_available() says whether the CPU has it. */
 #include <stddef.h>
 #include <string.h>
