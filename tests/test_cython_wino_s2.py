@@ -91,7 +91,7 @@ def test_auto_follows_pick():
     (dict(stride=(2, 1)), np.float32),
     (dict(dilation=2), np.float32),
     (dict(groups=2), np.float32),
-    (dict(R=5), np.float32),
+    (dict(R=9), np.float32),
     (dict(), np.float64),
 ])
 def test_forced_ineligible_raises(kw, dtype):

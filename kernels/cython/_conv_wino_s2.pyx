@@ -52,7 +52,7 @@ cnp.import_array()
 
 cdef extern from "_wino_s2_impl.h" nogil:
     ctypedef struct ws2_geo:
-        int N, C, H, W, K, R, S, P, Q, ph, pw, th, tw, Cp, npan, kg
+        int N, C, H, W, K, R, S, P, Q, ph, pw, th, tw, nr, ns, nsp, Cp, npan, kg
     int ws2_available()
     void ws2_filters(const float* w, float* Wp, const ws2_geo* g, int k0, int k1)
     void ws2_block(const float* x, const float* Wp, const float* bias, float* y, float* V, float* M,
@@ -75,8 +75,8 @@ def eligible(x_dtype, w_shape, stride, dilation, groups):
         return f"runs in float32 only (got {np.dtype(x_dtype).name})"
     if tuple(stride) != (2, 2) or tuple(dilation) != (1, 1) or groups != 1:
         return "needs stride 2, dilation 1 and groups 1"
-    if w_shape[2] > 4 or w_shape[3] > 4:
-        return "needs a filter of at most 4 x 4"
+    if w_shape[2] > 8 or w_shape[3] > 8:
+        return "needs a filter of at most 8 x 8"
     return ""
 
 
@@ -145,7 +145,10 @@ def forward(x, w, b, padding, y, int nt):
     g.ph, g.pw = padding
     g.th = (g.P + 3) // 4
     g.tw = (g.Q + 3) // 4
-    g.Cp = 4 * g.C
+    g.nr = (g.R + 3) // 4
+    g.ns = (g.S + 3) // 4
+    g.nsp = 4 * g.nr * g.ns
+    g.Cp = g.nsp * g.C
     g.npan = (g.K + 47) // 48
     g.kg = min(<int>KG, g.npan)
     if x.size >= 2 ** 31 or y.size >= 2 ** 31:

@@ -30,7 +30,9 @@ static int ws2_available(void) { return fc_cg_available(); }
 typedef struct {
     int N, C, H, W, K, R, S, P, Q, ph, pw;
     int th, tw;   /* tiles per column / row */
-    int Cp;       /* 4 C: the phase channels (GEMM depth) */
+    int nr, ns;   /* 2 x 2 blocks of the phase filters per column / row (1: R / S <= 4, 2: <= 8) */
+    int nsp;      /* sub-phases per input channel: 4 nr ns (phase p, q and block u, v) */
+    int Cp;       /* nsp C: the phase channels (GEMM depth at most) */
     int npan;     /* 48-column panels of K */
     int kg;       /* panels per output-channel group (M holds one group) */
 } ws2_geo;
@@ -49,10 +51,11 @@ WS2_T static void ws2_filters(const float *w, float *Wp, const ws2_geo *g, int k
     float *wb = Wp + (ptrdiff_t)(k0 / 48) * g->Cp * 4 * 48 + k0 % 48;
     int kz = k1 == g->K ? (48 - k1 % 48) % 48 : 0;  /* zero columns after k1 in its panel */
     for (int c = 0; c < g->C; c++)
-        for (int ph = 0; ph < 4; ph++)
+        for (int sp = 0; sp < g->nsp; sp++)
             for (int t = 0; t < 4; t++) {
-                int r = 2 * (t >> 1) + (ph >> 1), s = 2 * (t & 1) + (ph & 1);
-                float *d = wb + ((ptrdiff_t)(4 * c + ph) * 4 + t) * 48;
+                int u = (sp >> 2) / g->ns, v = (sp >> 2) % g->ns;
+                int r = 2 * (2 * u + (t >> 1)) + ((sp >> 1) & 1), s = 2 * (2 * v + (t & 1)) + (sp & 1);
+                float *d = wb + ((ptrdiff_t)(c * g->nsp + sp) * 4 + t) * 48;
                 if (r < R && s < S) {
                     const float *src = w + (ptrdiff_t)k0 * wk + ((ptrdiff_t)c * R + r) * S + s;
                     for (int l = 0; l < kn; l++) d[l] = src[l * wk];
@@ -70,18 +73,18 @@ WS2_T static void ws2_filters(const float *w, float *Wp, const ws2_geo *g, int k
  * 16 x 4C + 8 x 2C + C = 81 C phase channels instead of 100 C (19 % fewer multiplications).
  * V and the B panels of component xi hold only its live phase channels, c'' = c * nl + rank. */
 typedef struct {
-    int nl[25];       /* live phases per component (0 .. 4) */
-    int rank[25][4];  /* rank of phase ph among the live ones, -1 when dead */
+    int nl[25];        /* live sub-phases per component (0 .. nsp) */
+    int rank[25][16];  /* rank of sub-phase sp among the live ones, -1 when dead */
 } ws2_live;
 
 static void ws2_plan(const ws2_geo *g, ws2_live *lv) {
     for (int xi = 0; xi < 25; xi++) {
         int a = xi / 5, b = xi % 5, n = 0;
-        for (int ph = 0; ph < 4; ph++) {
-            int p = ph >> 1, q = ph & 1, rok = 0, cok = 0;
-            for (int r2 = 0; r2 < 2; r2++) rok |= WS2_G[a][r2] != 0.0f && 2 * r2 + p < g->R;
-            for (int s2 = 0; s2 < 2; s2++) cok |= WS2_G[b][s2] != 0.0f && 2 * s2 + q < g->S;
-            lv->rank[xi][ph] = rok && cok ? n++ : -1;
+        for (int sp = 0; sp < g->nsp; sp++) {
+            int p = (sp >> 1) & 1, q = sp & 1, u = (sp >> 2) / g->ns, v = (sp >> 2) % g->ns, rok = 0, cok = 0;
+            for (int r2 = 0; r2 < 2; r2++) rok |= WS2_G[a][r2] != 0.0f && 2 * (2 * u + r2) + p < g->R;
+            for (int s2 = 0; s2 < 2; s2++) cok |= WS2_G[b][s2] != 0.0f && 2 * (2 * v + s2) + q < g->S;
+            lv->rank[xi][sp] = rok && cok ? n++ : -1;
         }
         lv->nl[xi] = n;
     }
@@ -97,8 +100,8 @@ WS2_T static void ws2_bpanels(const float *Wp, float *B, ptrdiff_t bs, const ws2
     __m512 ga0 = _mm512_set1_ps(WS2_G[a][0]), ga1 = _mm512_set1_ps(WS2_G[a][1]), two = _mm512_set1_ps(2.0f);
     const int *nl = lv->nl + 5 * a;
     for (int cp = 0; cp < g->Cp; cp++, src += 4 * 48) {
-        int c = cp >> 2, ph = cp & 3;
-        const int (*rk)[4] = lv->rank + 5 * a;
+        int c = cp / g->nsp, ph = cp % g->nsp;
+        const int (*rk)[16] = lv->rank + 5 * a;
         float *d[5];
         int any = 0;
         for (int b = 0; b < 5; b++) {
@@ -157,30 +160,34 @@ WS2_T static void ws2_inputs(const float *x, float *V, ptrdiff_t vs, const ws2_g
     int tpi = g->th * g->tw;
     ptrdiff_t off[WS2_MAXP][8];  /* x offset of the tile's first (padded) row and column, image n */
     int rb[WS2_MAXP][8];         /* first row (may be < 0); dead lanes: far outside */
-    __mmask16 cm[WS2_MAXP][8];   /* the tile's 10 columns that lie inside x */
+    __mmask16 cm[WS2_MAXP][8][2];  /* the tile's 10 columns (shifted by 4 v) that lie inside x */
     for (int i = 0; i < npb; i++)
         for (int l = 0; l < 8; l++) {
             ptrdiff_t t = t0 + 8 * i + l;
             if (8 * i + l < nt) {
                 int n = (int)(t / tpi), r = (int)(t % tpi);
                 int r0 = 8 * (r / g->tw) - g->ph, c0 = 8 * (r % g->tw) - g->pw;
-                unsigned m = 0;
-                for (int j = 0; j < 10; j++)
-                    if (c0 + j >= 0 && c0 + j < g->W) m |= 1u << j;
+                for (int v = 0; v < 2; v++) {
+                    unsigned m = 0;
+                    for (int j = 0; j < 10; j++)
+                        if (c0 + 4 * v + j >= 0 && c0 + 4 * v + j < g->W) m |= 1u << j;
+                    cm[i][l][v] = (__mmask16)m;
+                }
                 rb[i][l] = r0;
-                cm[i][l] = (__mmask16)m;
                 off[i][l] = (ptrdiff_t)n * g->C * hw + (ptrdiff_t)r0 * g->W + c0;
             } else {
                 rb[i][l] = -1000000;
-                cm[i][l] = 0;
+                cm[i][l][0] = cm[i][l][1] = 0;
                 off[i][l] = 0;
             }
         }
     for (int cp = 0; cp < g->Cp; cp += 2) {
-        /* lanes 0-7: phase channel cp, lanes 8-15: cp + 1; c' = 4 c + 2 p + q, so both are channel
-         * c = cp / 4, phase row p = (cp / 2) % 2, phase columns q = 0 and 1 */
-        int c = cp >> 2, p = (cp >> 1) & 1;
-        const float *xc = x + (ptrdiff_t)c * hw + (ptrdiff_t)p * g->W;
+        /* lanes 0-7: phase channel cp, lanes 8-15: cp + 1; c' = nsp c + sp, sub-phase
+         * sp = 4 (u ns + v) + 2 p + q, so both are channel c, phase row p, block (u, v) and phase
+         * columns q = 0 and 1: x rows 2 (4 u + a) + p, columns 2 (4 v + b) + q of the tile */
+        int c = cp / g->nsp, sp = cp % g->nsp, p = (sp >> 1) & 1, u = (sp >> 2) / g->ns, v = (sp >> 2) % g->ns;
+        int pr = p + 4 * u;  /* row offset of the sub-phase */
+        const float *xc = x + (ptrdiff_t)c * hw + (ptrdiff_t)pr * g->W + 4 * v;
         for (int i = 0; i < npb; i++) {
             __m512 d[5][5];
             for (int a = 0; a < 5; a += 2) {
@@ -188,9 +195,9 @@ WS2_T static void ws2_inputs(const float *x, float *V, ptrdiff_t vs, const ws2_g
                 for (int h = 0; h < 2; h++) {
                     int aa = a + h;
                     for (int l = 0; l < 8; l++) {
-                        int row = rb[i][l] + p + 2 * aa;
+                        int row = rb[i][l] + pr + 2 * aa;
                         r[8 * h + l] = (aa < 5 && row >= 0 && row < g->H)
-                                       ? _mm512_maskz_loadu_ps(cm[i][l], xc + off[i][l] + (ptrdiff_t)(2 * aa) * g->W)
+                                       ? _mm512_maskz_loadu_ps(cm[i][l][v], xc + off[i][l] + (ptrdiff_t)(2 * aa) * g->W)
                                        : _mm512_setzero_ps();
                     }
                 }
@@ -208,7 +215,7 @@ WS2_T static void ws2_inputs(const float *x, float *V, ptrdiff_t vs, const ws2_g
                 WS2_BT(t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], o[0], o[1], o[2], o[3], o[4]);
                 for (int b = 0; b < 5; b++) {
                     /* lanes 0-7: phase (p, 0), 8-15: (p, 1); store the live half or halves */
-                    int xi = 5 * a + b, r0 = lv->rank[xi][2 * p], r1 = lv->rank[xi][2 * p + 1];
+                    int xi = 5 * a + b, r0 = lv->rank[xi][sp], r1 = lv->rank[xi][sp + 1];
                     float *o0 = V + xi * vs + (ptrdiff_t)i * lv->nl[xi] * g->C * 8 + (ptrdiff_t)c * lv->nl[xi] * 8;
                     if (r0 >= 0 && r1 >= 0) _mm512_storeu_ps(o0 + r0 * 8, o[b]);
                     else if (r0 >= 0) _mm256_storeu_ps(o0 + r0 * 8, _mm512_castps512_ps256(o[b]));
@@ -315,9 +322,17 @@ WS2_T static void ws2_outputs(const float *M, ptrdiff_t ms, ptrdiff_t ldm, const
             float *yt = y + ((ptrdiff_t)n * g->K + k0 + kk) * pq + (ptrdiff_t)p0 * g->Q + q0;
             for (int l = 0; l < nl; l++) {
                 float *yl = yt + (ptrdiff_t)l * pq;
-                /* row i is lanes 4i .. 4i + 3: a masked store of the whole vector at yl + i Q - 4 i */
-                for (int i = 0; i < ra; i++)
-                    _mm512_mask_storeu_ps(yl + (ptrdiff_t)i * g->Q - 4 * i, (__mmask16)(qm << (4 * i)), o[l]);
+                /* row i is lanes 4i .. 4i + 3: 128-bit stores (masked stores of the whole vector at
+                 * yl + i Q - 4 i only at the right edge: they were the stem's hottest instructions) */
+                if (rq == 4) {
+                    _mm_storeu_ps(yl, _mm512_castps512_ps128(o[l]));
+                    if (ra > 1) _mm_storeu_ps(yl + g->Q, _mm512_extractf32x4_ps(o[l], 1));
+                    if (ra > 2) _mm_storeu_ps(yl + 2 * (ptrdiff_t)g->Q, _mm512_extractf32x4_ps(o[l], 2));
+                    if (ra > 3) _mm_storeu_ps(yl + 3 * (ptrdiff_t)g->Q, _mm512_extractf32x4_ps(o[l], 3));
+                } else {
+                    for (int i = 0; i < ra; i++)
+                        _mm512_mask_storeu_ps(yl + (ptrdiff_t)i * g->Q - 4 * i, (__mmask16)(qm << (4 * i)), o[l]);
+                }
             }
         }
     }
@@ -344,7 +359,7 @@ WS2_T static void ws2_block(const float *x, const float *Wp, const float *bias, 
 #define WS2_OK 0
 static int ws2_available(void) { return 0; }
 typedef struct {
-    int N, C, H, W, K, R, S, P, Q, ph, pw, th, tw, Cp, npan, kg;
+    int N, C, H, W, K, R, S, P, Q, ph, pw, th, tw, nr, ns, nsp, Cp, npan, kg;
 } ws2_geo;
 static void ws2_filters(const float *w, float *Wp, const ws2_geo *g, int k0, int k1) {
     (void)w; (void)Wp; (void)g; (void)k0; (void)k1;
