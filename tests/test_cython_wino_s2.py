@@ -1,7 +1,7 @@
 """Polyphase Winograd forward for stride-2 convolutions (Cython conv, ``algo='winograd_s2'``).
 
 Against the NumPy reference in float64 (the truth, on the same float32 data) and PyTorch:
-filters 1x1 .. 4x4 (also non-square), odd and even H / W, paddings 0 .. 3, N = 1, C = 1,
+filters 1x1 .. 8x8 (also non-square), odd and even H / W, paddings 0 .. 3, N = 1, C = 1,
 K not a multiple of 16 / 48 (the 8x16 / 8x32 tail kernels), bias or not, several tile blocks
 and two threads.  Also: 'auto' picks it where ``pick`` says so, forced calls it cannot run
 raise ValueError, N = 0 gives an empty result, NaN propagates.
@@ -31,6 +31,11 @@ CASES = [
     ((2, 6, 12, 12), 9, (4, 4), 2),        # 4x4 (the largest filter), even sizes
     ((1, 2, 8, 7), 4, (3, 1), (1, 0)),     # 3x1, asymmetric padding
     ((2, 4, 70, 66), 20, (3, 3), 1),       # 2 x 9 x 9 tiles: several blocks (threads)
+    ((2, 3, 30, 30), 8, (7, 7), 3),        # stem-like 7x7: 2 x 2 blocks of sub-phases
+    ((1, 2, 17, 19), 5, (5, 5), 2),        # 5x5, odd sizes
+    ((2, 3, 20, 21), 50, (6, 8), 3),       # 6x8, K tail
+    ((1, 4, 13, 12), 7, (7, 2), (3, 0)),   # 7x2: blocks along one side only
+    ((1, 3, 8, 8), 4, (8, 8), 0),          # 8x8 (the largest), one output row of tiles
 ]
 
 
@@ -82,8 +87,9 @@ def test_auto_follows_pick():
         # float64 never goes to it
         _, algo64 = CV._setup("conv2d_forward", xs, ws, 2, pad, 1, 1, "auto", np.float64)
         assert algo64 != "winograd_s2"
-    # strided_3x3 (issue #4's shape) is taken
+    # strided_3x3 and resnet_conv1 (issue #4's shapes) are taken
     assert WS.pick((8, 128, 56, 56), (256, 128, 3, 3), (1, 1)) == "winograd_s2"
+    assert WS.pick((8, 3, 224, 224), (64, 3, 7, 7), (3, 3)) == "winograd_s2"
 
 
 @pytest.mark.parametrize("kw, dtype", [

@@ -7,13 +7,19 @@ validated the arguments; ``eligible`` says which convolutions this module takes.
 
 Math.  Pad x by the conv padding and split it into its four phases Z_pq = xpad[:, :, p::2, q::2]
 (p, q in {0, 1}): a stride-1 problem with 4C channels c' = 4c + 2p + q.  Zero-pad the R x S
-filter (R, S <= 4) to 4 x 4 and split it the same way, w_pq = w4[:, :, p::2, q::2] (2 x 2).  Then
+filter (R, S <= 4; larger below) to 4 x 4 and split it the same way, w_pq = w4[:, :, p::2, q::2] (2 x 2).  Then
 y[o] = sum_r w[r] xpad[2o + r] = sum_p sum_r2 w_p[r2] Z_p[o + r2]: y = conv_stride1(Z, w_s2d),
 cropped to P x Q.  That conv runs as Winograd F(4x4, 2x2), alpha 5, points 0, 1, -1, 2, inf
 (B^T = V^-T of the Vandermonde-with-infinity matrix, G its first two columns, A^T the first four
 rows' transpose; generated and checked exactly with fractions): 25 products per 16 outputs per
 phase channel, 4C * 25 / 16 = 6.25 C multiplications per output against 9 C for a direct 3x3
 (1.44x fewer; fewer still, below).
+
+Filters up to 8 x 8: zero-pad to 4 nr x 4 ns (nr, ns = 1 or 2) and cut each phase filter
+(2 nr x 2 ns) into 2 x 2 blocks (u, v): block (u, v) is the 2 x 2 conv of the phase image shifted
+by (2u, 2v), i.e. another 2 x 2 "sub-phase" channel, so the same F(4x4, 2x2) runs over
+4 nr ns C channels c' = 4 nr ns c + sp, sp = 4 (u ns + v) + 2p + q.  The stem's 7x7 (C = 3):
+48 phase channels, ~68 multiplications per output against 147 direct.
 
 Only the phase channels whose transformed filter can be nonzero enter a component's product:
 for a 3x3 filter, rows a = 4 / columns b = 4 of U see only phases p = 0 / q = 0, so the 25
@@ -30,7 +36,8 @@ K's tail) AVX-512 register-blocked kernel into M, and the output transform (A^T 
 output channels per vector, a 16 x 16 transpose, masked stores into y).
 
 Performance (1-thread CPU-time medians of interleaved pairs, see ``pick``): strided_3x3
-(8,128,56^2 -> 256, 3x3, s2, p1) torch / this 1.31-1.38 (torch / gemm 1.0); the products run
+(8,128,56^2 -> 256, 3x3, s2, p1) torch / this 1.31-1.38 (torch / gemm 1.0), resnet_conv1 (stem,
+7x7) 1.16 (gemm 1.0: its output stores and input transform weigh more); the products run
 at the kernel's ~110 GF/s and take ~2/3 of the time, the input transform ~15 %.  Tried:
 AVX-512 gathers for the input transform (4x slower than loads + transposes), a 25-component U
 (13 MB) computed once per call (3.3 ms of memory traffic: slower than the per-block B panels),
@@ -80,8 +87,9 @@ def eligible(x_dtype, w_shape, stride, dilation, groups):
     return ""
 
 
-MIN_C = 64  # auto: C and K at least this, ...
-MIN_TILES = 32  # ... at least this many 4x4 output tiles, ...
+MIN_C = 64  # auto, 3x3 .. 4x4 filters: C and K at least this
+MIN_K_LARGE = 32  # auto, 5x5 .. 8x8 filters: K at least this (and C >= 16 below 6x6)
+MIN_TILES = 32  # auto: at least this many 4x4 output tiles, ...
 MAX_WASTE = 1.15  # ... at most this many computed outputs (whole tiles) per output, ...
 MAX_KC_PER_TILE = 1024  # ... and K * C at most this times the tiles (filter transform per block)
 
@@ -89,15 +97,19 @@ MAX_KC_PER_TILE = 1024  # ... and K * C at most this times the tiles (filter tra
 def pick(x_shape, w_shape, padding):
     """'winograd_s2' or 'gemm' for an eligible float32 forward shape.
 
-    Rule (from 1-thread CPU-time medians of interleaved runs, gemm / winograd_s2 and
-    torch / winograd_s2): 3x3 .. 4x4 filters, C, K >= MIN_C, T >= MIN_TILES tiles, tile waste
-    (4 th x 4 tw) / (P Q) <= MAX_WASTE and K C <= MAX_KC_PER_TILE T.  Measured (N = 8 unless
-    said, padding 1): C 128, 56^2 -> 256 (strided_3x3) 1.33 / 1.33; 64, 56^2 -> 128 1.25 / 1.21;
-    128, 56^2 -> 256 padding 0 1.24 / 1.30; 64, 16^2 -> 64 1.13 / 1.07; 4x4 64, 56^2 -> 64
-    1.56 / 1.47.  Kept on gemm: tile waste 1.31 (P = 14 or 7: 128, 28^2 -> 256 1.00;
+    Rule (from 1-thread CPU-time medians of interleaved runs; figures are gemm / winograd_s2 and
+    torch / winograd_s2): T >= MIN_TILES tiles, tile waste (4 th x 4 tw) / (P Q) <= MAX_WASTE,
+    K C <= MAX_KC_PER_TILE T, and either 3x3 .. 4x4 filters with C, K >= MIN_C or 5x5 .. 8x8
+    filters with K >= MIN_K_LARGE (and C >= 16 unless both sides are >= 6).  Measured (N = 8
+    unless said, 3x3 padding 1): C 128, 56^2 -> 256 (strided_3x3) 1.33 / 1.36; 64, 56^2 -> 128
+    1.25 / 1.21; 128, 56^2 -> 256 padding 0 1.24 / 1.30; 64, 16^2 -> 64 1.13 / 1.07; 4x4 64,
+    56^2 -> 64 1.56 / 1.47; 7x7 stem 3, 224^2 -> 64 p3 (resnet_conv1) 1.16 / 1.17, N = 1 1.23 /
+    1.25; 7x7 2 x 3, 112^2 -> 32 1.20 / 1.12; 7x7 16, 56^2 -> 32 1.18 / 0.97; 5x5 32, 64^2 -> 64
+    p2 1.15 / 1.09.  Kept on gemm: tile waste 1.31 (P = 14 or 7: 128, 28^2 -> 256 1.00;
     256, 14^2 -> 512 1.15; 2 x 64, 28^2 -> 64 1.01), few tiles (512, 7^2 -> 512, 8 tiles: 0.77;
-    1 x 64, 14^2 -> 128: 0.87), few channels (32, 32^2 -> 64: 1.00), 1x1 (256, 28^2 -> 256: 0.46:
-    a quarter of the phase channels carry the whole filter)."""
+    1 x 64, 14^2 -> 128: 0.87), few channels (3x3 32, 32^2 -> 64: 1.00; 3, 224^2 -> 64: 0.94;
+    5x5 3, 64^2 -> 32: 0.90), 1x1 (256, 28^2 -> 256: 0.46: a quarter of the phase channels
+    carry the whole filter)."""
     N, C, H, W = x_shape
     K, _, R, S = w_shape
     P = (H + 2 * padding[0] - R) // 2 + 1
@@ -106,8 +118,11 @@ def pick(x_shape, w_shape, padding):
         return "gemm"
     th, tw = -(-P // 4), -(-Q // 4)
     T = N * th * tw
-    if (3 <= R <= 4 and 3 <= S <= 4 and C >= MIN_C and K >= MIN_C and T >= MIN_TILES
-            and 16 * th * tw <= MAX_WASTE * P * Q and K * C <= MAX_KC_PER_TILE * T):
+    if T < MIN_TILES or 16 * th * tw > MAX_WASTE * P * Q or K * C > MAX_KC_PER_TILE * T:
+        return "gemm"
+    if 3 <= R <= 4 and 3 <= S <= 4 and C >= MIN_C and K >= MIN_C:
+        return "winograd_s2"
+    if 5 <= R <= 8 and 5 <= S <= 8 and K >= MIN_K_LARGE and (C >= 16 or min(R, S) >= 6):
         return "winograd_s2"
     return "gemm"
 

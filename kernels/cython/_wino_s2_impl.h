@@ -2,7 +2,8 @@
  *
  * A stride-2 conv with an R x S <= 4 x 4 filter is a stride-1 conv of the four phases
  * Z_pq = xpad[:, :, p::2, q::2] (4C channels) with the filter zero-padded
- * to 4 x 4 and split the same way (2 x 2 per phase).  That stride-1 conv runs as Winograd
+ * to 4 x 4 and split the same way (2 x 2 per phase); up to 8 x 8, each phase filter is cut into
+ * 2 x 2 blocks (u, v), conv'd with the phase image shifted by (2u, 2v): 4 nr ns sub-phases.  That stride-1 conv runs as Winograd
  * F(4x4, 2x2) (alpha 5, points 0, 1, -1, 2, inf): 25 products per 16 outputs per channel c'.
  *
  *   Wp[j][c'][t][48]  phase filter taps t (once per call), 48-column panels j of K

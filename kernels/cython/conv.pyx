@@ -19,14 +19,16 @@ Algorithms (``algo=`` forces one; ``'auto'`` picks by shape):
               backward-input and backward-weight (``'winograd4'``: F(4x4, 3x3),
               forward and backward-input); module
               ``_conv_winograd``, float32 error 5e-7 (F2) / 2.5e-6 (F4).
-``'winograd_s2'`` forward of stride-2 convs with filters up to 4x4, dilation 1, groups 1,
-              float32 on AVX-512F CPUs: the four phases of the padded input as a stride-1
-              conv with 4C channels and 2x2 filters, run as Winograd F(4x4, 2x2)
+``'winograd_s2'`` forward of stride-2 convs with filters up to 8x8, dilation 1, groups 1,
+              float32 on AVX-512F CPUs: the four phases of the padded input (and their
+              2-pixel shifts for filters over 4x4) as a stride-1 conv with 2x2 filters,
+              run as Winograd F(4x4, 2x2)
               (module ``_conv_wino_s2``; 3x3: 81C products per 16 outputs against 144C
               direct; float32 error ~1e-6).  Forced elsewhere it raises ValueError.
 ``'auto'``    1x1 -> '1x1'; depthwise (C/groups = 1) -> 'direct'; 3x3
               stride 1 with C, K >= WINO_MIN_C -> 'winograd'; float32 3x3 stride 2
-              forward where ``_conv_wino_s2.pick`` says so -> 'winograd_s2'; else 'gemm'.
+              or 5x5..8x8 stride 2 (e.g. the ResNet stem) forward where
+              ``_conv_wino_s2.pick`` says so -> 'winograd_s2'; else 'gemm'.
 
 Threading: work is cut into independent items (image, group, chunk of rows or
 channels); OpenMP threads take items, and each calls BLAS single-threaded on
