@@ -1,4 +1,6 @@
 """Blocked CPU attention (kernels/cython/attention.py) against torch and the reference, forward and backward."""
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -210,3 +212,36 @@ def test_compiled_forward_polynomial_exp_extremes(causal):
         seen = np.arange(21) >= S // 2 if causal else np.ones(21, bool)
         assert np.isnan(out[1][seen]).all() and np.isnan(lse[1][seen]).all()
         assert np.isfinite(out[1][~seen]).all() and np.isfinite(out[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("mm", [True, False])
+def test_compiled_forward_unpacked_gemm(mm, monkeypatch):
+    """float32 non-causal forward on AVX-512 CPUs: both GEMMs in fa_mm_f32 (8x32 register tiles,
+    the scale folded into the transposed keys) instead of OpenBLAS (mm=False).  Full and partial
+    tiles in every dimension (E, Ev, S up to 2 tiles + tail; L not a multiple of 8 or of a block),
+    1 and 2 threads, against the float64 reference; the backward from its lse still matches."""
+    from fastconv.kernels.reference import attention as RA
+    AT = pytest.importorskip("fastconv.kernels.cython._attn")
+    monkeypatch.setattr(AT, "MM", mm)
+    rng = np.random.default_rng(12)
+    prev = fastconv.get_num_threads()
+    try:
+        for nt, (B, L, S, E, Ev, lb) in itertools.product((1, 2), ((3, 70, 77, 64, 40, None), (2, 33, 96, 33, 64, 16),
+                                                                     (1, 1, 1, 1, 1, None), (2, 9, 31, 16, 32, 8))):
+            fastconv.set_num_threads(nt)
+            monkeypatch.setattr(AT, "LB", lb or 256)
+            q = rng.standard_normal((B, L, E)).astype(np.float32)
+            k = rng.standard_normal((B, S, E)).astype(np.float32)
+            v = rng.standard_normal((B, S, Ev)).astype(np.float32)
+            out, lse = A.scaled_dot_product_attention_forward(q, k, v, None, None, False)
+            r64 = [a.astype(np.float64) for a in (q, k, v)]
+            rout, rlse = RA.scaled_dot_product_attention_forward(*r64, None, None, False)
+            np.testing.assert_allclose(out, rout, rtol=2e-5, atol=2e-5)
+            np.testing.assert_allclose(lse, rlse, rtol=2e-5, atol=2e-5)
+            do = rng.standard_normal(out.shape).astype(np.float32)
+            got = A.scaled_dot_product_attention_backward(do, q, k, v, out, lse, None, None, False)
+            want = RA.scaled_dot_product_attention_backward(do.astype(np.float64), *r64, rout, rlse, None, None, False)
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-4)
+    finally:
+        fastconv.set_num_threads(prev)
