@@ -18,6 +18,7 @@
  *   into y's rows.
  */
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #define FS2X_TB 6   /* tiles per register block */
@@ -36,7 +37,7 @@ static void fs2x_setup(fs2x_geo *g, int N, int C, int H, int W, int K, int R, in
     g->ph = ph, g->pw = pw;
     g->th = (P + 2) / 3, g->tw = (Q + 2) / 3;
     g->C4 = 4 * C, g->Cp = (4 * C + 15) / 16 * 16, g->Kp = (K + 15) / 16 * 16;
-    const int twp = (g->tw + FS2X_TG - 1) / FS2X_TG * FS2X_TG;
+    const int twp = (g->tw + FS2X_TB - 1) / FS2X_TB * FS2X_TB; /* tiles run in whole register blocks */
     g->Wz = 3 * twp + 3;
     g->Qs = (3 * g->tw + 15) / 16 * 16;
     for (int xi = 0; xi < 36; xi++) { /* phase classes 2p + q whose transformed filter can be nonzero */
@@ -57,7 +58,7 @@ static void fs2x_setup(fs2x_geo *g, int N, int C, int H, int W, int K, int R, in
 /* floats of work per thread */
 static ptrdiff_t fs2x_work(const fs2x_geo *g) {
     return (ptrdiff_t)6 * g->Wz * g->Cp + (ptrdiff_t)36 * FS2X_TG * g->Cp + (ptrdiff_t)36 * FS2X_TG * g->Kp +
-           (ptrdiff_t)3 * g->Qs * g->Kp + 64;
+           (ptrdiff_t)3 * (g->Qs + 32) * g->Kp + 64;
 }
 
 /* U[(xi * Cp + c') * Kp + k] = (G w_pq[k, c] G^T)[xi], c' = (2p + q) C + c, w_pq[a][b] = w[2a + p][2b + q]
@@ -118,6 +119,29 @@ static int fs2x_available(void) { return __builtin_cpu_supports("avx512f"); }
         o2 = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4.f), p34, p12), v[5]);              \
     } while (0)
 
+FS2X_AI void fs2x_tr16(__m512 *r) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    for (int i = 0; i < 16; i += 8)
+        for (int j = 0; j < 4; j++) {
+            t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+            t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+    }
+}
+
 /* Zb[i'][j][c'] for the band's 6 phase rows 3 ti .. 3 ti + 5 (zero outside the padded input) */
 FS2X_ATTR static void fs2x_pack(const float *x, float *Zb, const fs2x_geo *g, int n, int ti) {
     const int C = g->C, H = g->H, W = g->W, Wz = g->Wz, Cp = g->Cp;
@@ -136,6 +160,40 @@ FS2X_ATTR static void fs2x_pack(const float *x, float *Zb, const fs2x_geo *g, in
                     if (ic + 1 >= 0 && ic + 1 < W) dst[(ptrdiff_t)j * Cp + C] = src[ic + 1];
                 }
             }
+}
+
+/* fs2x_pack for Cp = 16 (C <= 4): per phase row and 16 columns, the 4C rows (c, p, q) of 16
+ * columns (even / odd input columns split by permutes) transposed into 16 column vectors of the
+ * channel-last layout; every vector written whole (zeros included), no memset. */
+FS2X_ATTR static void fs2x_pack16(const float *x, float *Zb, const fs2x_geo *g, int n, int ti) {
+    const int C = g->C, H = g->H, W = g->W, Wz = g->Wz;
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (int i = 0; i < 6; i++)
+        for (int j0 = 0; j0 < Wz; j0 += 16) {
+            __m512 r[16];
+            for (int e = 0; e < 16; e++) r[e] = _mm512_setzero_ps();
+            const int ic0 = 2 * j0 - g->pw; /* input column of (j0, q = 0) */
+            for (int p = 0; p < 2; p++) {
+                const int ir = 2 * (3 * ti + i) + p - g->ph;
+                if (ir < 0 || ir >= H) continue;
+                for (int c = 0; c < C; c++) {
+                    const float *src = x + (((ptrdiff_t)n * C + c) * H + ir) * W;
+                    __m512 h[2];
+                    for (int hh = 0; hh < 2; hh++) { /* input columns ic0 + 16 hh .. + 15, inside [0, W) */
+                        const int a0 = ic0 + 16 * hh;
+                        const int lo = a0 < 0 ? -a0 : 0, hi = W - a0 < 16 ? W - a0 : 16;
+                        const __mmask16 mk = hi <= lo ? 0 : (__mmask16)((0xffffu >> (16 - hi)) & (0xffffu << lo));
+                        h[hh] = _mm512_maskz_loadu_ps(mk, src + a0);
+                    }
+                    r[2 * p * C + c] = _mm512_permutex2var_ps(h[0], ev, h[1]);
+                    r[(2 * p + 1) * C + c] = _mm512_permutex2var_ps(h[0], od, h[1]);
+                }
+            }
+            fs2x_tr16(r);
+            float *dst = Zb + ((ptrdiff_t)i * Wz + j0) * 16;
+            for (int e = 0; e < 16 && j0 + e < Wz; e++) _mm512_storeu_ps(dst + (ptrdiff_t)e * 16, r[e]);
+        }
 }
 
 /* V[(xi * TG + u) * Cp + c'] for tiles tj0 .. tj0 + nu - 1 of the band */
@@ -218,7 +276,7 @@ FS2X_ATTR static void fs2x_output(const float *M, const float *bias, float *St, 
             for (int a = 0; a < 3; a++) {
                 __m512 o0, o1, o2;
                 FS2X_AT(s[a], o0, o1, o2);
-                float *o = St + ((ptrdiff_t)a * Qs + 3 * (tj0 + u)) * Kp + k0;
+                float *o = St + ((ptrdiff_t)a * (Qs + 32) + 16 + 3 * (tj0 + u)) * Kp + k0;
                 _mm512_storeu_ps(o, _mm512_add_ps(o0, bv));
                 _mm512_storeu_ps(o + Kp, _mm512_add_ps(o1, bv));
                 _mm512_storeu_ps(o + 2 * Kp, _mm512_add_ps(o2, bv));
@@ -226,43 +284,30 @@ FS2X_ATTR static void fs2x_output(const float *M, const float *bias, float *St, 
         }
 }
 
-FS2X_AI void fs2x_tr16(__m512 *r) {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-    }
-    for (int i = 0; i < 16; i += 8)
-        for (int j = 0; j < 4; j++) {
-            t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
-            t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
-        }
-    for (int j = 0; j < 8; j++) {
-        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
-    }
-}
-
-/* staging St[oy][x][k] -> y[n][k][3 ti + oy][x] (rows < P, x < Q, k < K) */
+/* staging St[oy][16 + x][k] -> y[n][k][3 ti + oy][x] (rows < P, x < Q, k < K).  Blocks of 16 x
+ * start where y's rows reach a 64-byte line (St has 16 columns of slack either side); whole
+ * aligned blocks are streamed (y is written once and is larger than the caches on the shapes
+ * this runs: no read-for-ownership), the row ends masked. */
 FS2X_ATTR static void fs2x_store(const float *St, float *y, const fs2x_geo *g, int n, int ti) {
-    const int K = g->K, P = g->P, Q = g->Q, Kp = g->Kp, Qs = g->Qs;
+    const int K = g->K, P = g->P, Q = g->Q, Kp = g->Kp, Qs2 = g->Qs + 32;
     for (int a = 0; a < 3 && 3 * ti + a < P; a++)
-        for (int x0 = 0; x0 < Q; x0 += 16) {
-            const __mmask16 mk = (__mmask16)(Q - x0 >= 16 ? 0xffff : (1u << (Q - x0)) - 1);
-            for (int k0 = 0; k0 < K; k0 += 16) {
+        for (int k0 = 0; k0 < K; k0 += 16) {
+            float *yr = y + (((ptrdiff_t)n * K + k0) * P + 3 * ti + a) * Q;
+            const int mis = (int)(((uintptr_t)yr >> 2) & 15);
+            for (int x0 = mis ? -mis : 0; x0 < Q; x0 += 16) {
+                const int lo = x0 < 0 ? -x0 : 0, hi = Q - x0 < 16 ? Q - x0 : 16;
+                const __mmask16 mk = (__mmask16)((0xffffu >> (16 - hi)) & (0xffffu << lo));
                 __m512 r[16];
-                for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(St + ((ptrdiff_t)a * Qs + x0 + i) * Kp + k0);
+                for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(St + ((ptrdiff_t)a * Qs2 + 16 + x0 + i) * Kp + k0);
                 fs2x_tr16(r);
-                float *yo = y + (((ptrdiff_t)n * K + k0) * P + 3 * ti + a) * Q + x0;
-                for (int kk = 0; kk < 16 && k0 + kk < K; kk++) _mm512_mask_storeu_ps(yo + (ptrdiff_t)kk * P * Q, mk, r[kk]);
+                for (int kk = 0; kk < 16 && k0 + kk < K; kk++) {
+                    float *yo = yr + (ptrdiff_t)kk * P * Q + x0;
+                    if (mk == 0xffff && ((uintptr_t)yo & 63) == 0) _mm512_stream_ps(yo, r[kk]);
+                    else _mm512_mask_storeu_ps(yo, mk, r[kk]);
+                }
             }
         }
+    _mm_sfence();
 }
 
 /* one work item: image n, tile row ti */
@@ -270,7 +315,10 @@ FS2X_ATTR static void fs2x_band(const float *x, const float *U, const float *bia
                                 const fs2x_geo *g, int n, int ti) {
     float *Zb = work, *V = Zb + (ptrdiff_t)6 * g->Wz * g->Cp, *M = V + (ptrdiff_t)36 * FS2X_TG * g->Cp;
     float *St = M + (ptrdiff_t)36 * FS2X_TG * g->Kp;
-    fs2x_pack(x, Zb, g, n, ti);
+    if (g->Cp == 16)
+        fs2x_pack16(x, Zb, g, n, ti);
+    else
+        fs2x_pack(x, Zb, g, n, ti);
     for (int tj0 = 0; tj0 < g->tw; tj0 += FS2X_TG) {
         /* whole register blocks of tiles (those past tw read the band's zero columns) */
         const int left = g->tw - tj0 < FS2X_TG ? g->tw - tj0 : FS2X_TG;
