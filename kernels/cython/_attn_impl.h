@@ -85,13 +85,52 @@ FA_FINISH(double, f64, log)
  * operands of both GEMMs on every block (the 256x256 probabilities included) and zeroed C
  * first (beta = 0): ~20% of the 8x8x256x64 forward.  Scores: kt = scale k^T, once per block
  * (E x kend, so B's rows run along the keys), s = q_blk kt; output: o = p v. */
-static void fa_kt_f32(const float *restrict k, float *restrict kt, int n, int e, float scale) {
-    for (int j0 = 0; j0 < n; j0 += 16) {
-        int jn = n - j0 < 16 ? n - j0 : 16;
-        for (int c = 0; c < e; c++) {
-            float *restrict d = kt + (ptrdiff_t)c * n + j0;
-            for (int j = 0; j < jn; j++) d[j] = scale * k[(ptrdiff_t)(j0 + j) * e + c];
+#if defined(__GNUC__) && defined(__x86_64__)
+/* dst[c * ld + j] = scale * src[j * ls + c] for a 16 x 16 block: three rounds of shuffles */
+__attribute__((target("avx512f"))) static inline void fa_tr16(const float *src, ptrdiff_t ls, float *dst,
+                                                              ptrdiff_t ld, __m512 sc) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_mul_ps(_mm512_loadu_ps(src + i * ls), sc);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
         }
+    for (int i = 0; i < 8; i++) {
+        _mm512_storeu_ps(dst + i * ld, _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88));
+        _mm512_storeu_ps(dst + (i + 8) * ld, _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD));
+    }
+}
+#endif
+
+/* kt (e x n) = scale * k (n x e)^T; 16 x 16 register transposes (AVX-512: fa_kt_f32 runs only on the
+ * fa_mm_f32 path), scalar edges */
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("avx512f")))
+#endif
+static void fa_kt_f32(const float *restrict k, float *restrict kt, int n, int e, float scale) {
+    int n16 = 0, e16 = 0;
+#if defined(__GNUC__) && defined(__x86_64__)
+    n16 = n & ~15;
+    e16 = e & ~15;
+    __m512 sc = _mm512_set1_ps(scale);
+    for (int j0 = 0; j0 < n16; j0 += 16)
+        for (int c0 = 0; c0 < e16; c0 += 16)
+            fa_tr16(k + (ptrdiff_t)j0 * e + c0, e, kt + (ptrdiff_t)c0 * n + j0, n, sc);
+#endif
+    for (int c = 0; c < e; c++) {
+        float *restrict d = kt + (ptrdiff_t)c * n;
+        for (int j = c < e16 ? n16 : 0; j < n; j++) d[j] = scale * k[(ptrdiff_t)j * e + c];
     }
 }
 static void fa_mm_f32(const float *a, int lda, const float *b, int ldb, int kdim, float *c, int ldc, int ncols,
