@@ -78,3 +78,22 @@ def test_eligibility():
     assert "stride 2" in X.eligible(**{**ok, "groups": 3})
     assert "5 x 5" in X.eligible(**{**ok, "w_shape": (64, 3, 3, 3)})
     assert "5 x 5" in X.eligible(**{**ok, "w_shape": (64, 3, 9, 9)})
+
+
+def test_conv_routes_7x7_stride2_here():
+    """conv2d_forward's 'winograd_s2' runs 7x7 / 8x8 filters on this engine (5x5 and smaller on
+    _conv_wino_s2's), and 'auto' takes it for the ResNet stem's shape."""
+    from fastconv.kernels.cython import conv as CV
+    assert CV._s2_engine(np.float32, (64, 3, 7, 7), (2, 2), (1, 1), 1) is X
+    assert CV._s2_engine(np.float32, (64, 3, 8, 8), (2, 2), (1, 1), 1) is X
+    assert CV._s2_engine(np.float32, (64, 32, 5, 5), (2, 2), (1, 1), 1) is not X
+    assert CV._setup("conv2d_forward", (8, 3, 224, 224), (64, 3, 7, 7), 2, 3, 1, 1, "auto", np.float32)[1] == "winograd_s2"
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 40, 36)).astype(np.float32)
+    w = rng.standard_normal((24, 3, 7, 7)).astype(np.float32)
+    b = rng.standard_normal(24).astype(np.float32)
+    y = CV.conv2d_forward(x, w, b, 2, 3, 1, 1, algo="winograd_s2")
+    want = F.conv2d(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
+                    torch.from_numpy(b.astype(np.float64)), stride=2, padding=3).numpy()
+    assert rel_error(y, want) < TOL
+    assert np.array_equal(y, _run(x, w, b, 3, 2))
