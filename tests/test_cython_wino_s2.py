@@ -131,3 +131,24 @@ def test_empty_batch_and_nan():
     # outputs whose 4x4 Winograd tile saw no NaN stay finite and right
     ok = ~np.isnan(y)
     assert ok.any() and np.allclose(y[ok], ref[ok], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shift", [0, 4, 12])
+def test_whole_row_output_stores_at_any_alignment(shift):
+    """Four side-by-side tiles go out as 16-float rows, streamed where 64-byte aligned: y at
+    every 16-byte offset of a cache line (rows of 32 floats: all aligned or none)."""
+    x, w, b = _data((2, 5, 64, 66), 21, (3, 3), 7)
+    buf = np.empty(2 * 21 * 32 * 33 + 64, np.float32)
+    base = (-(buf.ctypes.data // 4)) % 16 + shift
+    y = buf[base:base + 2 * 21 * 32 * 33].reshape(2, 21, 32, 33)
+    WS.forward(x, w, b, (1, 1), y, 2)
+    ref = REF.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 2, 1, 1, 1)
+    assert rel_error(y, ref) < TOL
+    y2 = np.empty((2, 21, 32, 32), np.float32)[:, :, :, :]
+    x2 = np.ascontiguousarray(x[:, :, :, :64])
+    buf2 = np.empty(y2.size + 64, np.float32)
+    base2 = (-(buf2.ctypes.data // 4)) % 16 + shift
+    y2 = buf2[base2:base2 + y2.size].reshape(2, 21, 32, 32)
+    WS.forward(x2, w, b, (1, 1), y2, 1)
+    ref2 = REF.conv2d_forward(x2.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 2, 1, 1, 1)
+    assert rel_error(y2, ref2) < TOL

@@ -149,36 +149,56 @@ WS2_T static void ws2_bpanels(const float *Wp, float *B, ptrdiff_t bs, const ws2
 /* Input transform of tiles [t0, t0 + nt) (nt <= 8 * npb; missing lanes of the last panel are
  * zero) into V (panels of 8 tiles: V[xi][i][c'][8], component stride vs). */
 #define WS2_MAXP 64 /* tile panels per block at most */
+/* B^T d B of one vector of tiles (8 tiles x phase columns q = 0 / 1 of sub-phase pair sp, sp + 1,
+ * channel c, tile panel i) into V: the live half or halves per component. */
+WS2_T static inline void ws2_in_store(__m512 d[5][5], float *V, ptrdiff_t vs, const ws2_geo *g,
+                                      const ws2_live *lv, int i, int c, int sp) {
+    __m512 t[5][5];
+    for (int b = 0; b < 5; b++)
+        WS2_BT(d[0][b], d[1][b], d[2][b], d[3][b], d[4][b], t[0][b], t[1][b], t[2][b], t[3][b], t[4][b]);
+    for (int a = 0; a < 5; a++) {
+        __m512 o[5];
+        WS2_BT(t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], o[0], o[1], o[2], o[3], o[4]);
+        for (int b = 0; b < 5; b++) {
+            /* lanes 0-7: phase (p, 0), 8-15: (p, 1); store the live half or halves */
+            int xi = 5 * a + b, r0 = lv->rank[xi][sp], r1 = lv->rank[xi][sp + 1];
+            float *o0 = V + xi * vs + (ptrdiff_t)i * lv->nl[xi] * g->C * 8 + (ptrdiff_t)c * lv->nl[xi] * 8;
+            if (r0 >= 0 && r1 >= 0) _mm512_storeu_ps(o0 + r0 * 8, o[b]);
+            else if (r0 >= 0) _mm256_storeu_ps(o0 + r0 * 8, _mm512_castps512_ps256(o[b]));
+            else if (r1 >= 0) _mm256_storeu_ps(o0 + r1 * 8, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(o[b]), 1)));
+        }
+    }
+}
+
 /* Input transform of tiles [t0, t0 + nt) (nt <= 8 * WS2_MAXP; missing lanes of the last panel are
- * zero) into V (panels of 8 tiles: V[xi][i][c'][8], component stride vs).  Per phase-channel pair
- * (c, p, q = 0 / 1) and panel: the 10 columns of each tile's 5 phase rows are one masked
- * contiguous load (zeros outside x), two rows of 8 tiles a 16 x 16 transpose into columns
+ * zero) into V (panels of 8 tiles: V[xi][i][c''][8], component stride vs).  Per phase-channel pair
+ * (c, p, u, q = 0 / 1) and panel: the columns of each tile's 5 phase rows are one masked
+ * contiguous load (zeros outside x; 10 columns, or 14 when ns = 2: blocks v = 0 and 1 share the
+ * load, v = 1 reads columns 4 .. 13), two rows of 8 tiles a 16 x 16 transpose into columns
  * (AVX-512 gathers here ran 4x slower). */
 WS2_T static void ws2_inputs(const float *x, float *V, ptrdiff_t vs, const ws2_geo *g, const ws2_live *lv,
                              ptrdiff_t t0, int nt) {
-    int npb = (nt + 7) / 8;
+    int npb = (nt + 7) / 8, ncols = g->ns == 2 ? 14 : 10;
     ptrdiff_t hw = (ptrdiff_t)g->H * g->W;
     int tpi = g->th * g->tw;
     ptrdiff_t off[WS2_MAXP][8];  /* x offset of the tile's first (padded) row and column, image n */
     int rb[WS2_MAXP][8];         /* first row (may be < 0); dead lanes: far outside */
-    __mmask16 cm[WS2_MAXP][8][2];  /* the tile's 10 columns (shifted by 4 v) that lie inside x */
+    __mmask16 cm[WS2_MAXP][8];   /* the tile's ncols columns that lie inside x */
     for (int i = 0; i < npb; i++)
         for (int l = 0; l < 8; l++) {
             ptrdiff_t t = t0 + 8 * i + l;
             if (8 * i + l < nt) {
                 int n = (int)(t / tpi), r = (int)(t % tpi);
                 int r0 = 8 * (r / g->tw) - g->ph, c0 = 8 * (r % g->tw) - g->pw;
-                for (int v = 0; v < 2; v++) {
-                    unsigned m = 0;
-                    for (int j = 0; j < 10; j++)
-                        if (c0 + 4 * v + j >= 0 && c0 + 4 * v + j < g->W) m |= 1u << j;
-                    cm[i][l][v] = (__mmask16)m;
-                }
+                unsigned m = 0;
+                for (int j = 0; j < ncols; j++)
+                    if (c0 + j >= 0 && c0 + j < g->W) m |= 1u << j;
+                cm[i][l] = (__mmask16)m;
                 rb[i][l] = r0;
                 off[i][l] = (ptrdiff_t)n * g->C * hw + (ptrdiff_t)r0 * g->W + c0;
             } else {
                 rb[i][l] = -1000000;
-                cm[i][l][0] = cm[i][l][1] = 0;
+                cm[i][l] = 0;
                 off[i][l] = 0;
             }
         }
@@ -187,10 +207,11 @@ WS2_T static void ws2_inputs(const float *x, float *V, ptrdiff_t vs, const ws2_g
          * sp = 4 (u ns + v) + 2 p + q, so both are channel c, phase row p, block (u, v) and phase
          * columns q = 0 and 1: x rows 2 (4 u + a) + p, columns 2 (4 v + b) + q of the tile */
         int c = cp / g->nsp, sp = cp % g->nsp, p = (sp >> 1) & 1, u = (sp >> 2) / g->ns, v = (sp >> 2) % g->ns;
+        if (v == 1) continue;  /* done with v = 0 */
         int pr = p + 4 * u;  /* row offset of the sub-phase */
-        const float *xc = x + (ptrdiff_t)c * hw + (ptrdiff_t)pr * g->W + 4 * v;
+        const float *xc = x + (ptrdiff_t)c * hw + (ptrdiff_t)pr * g->W;
         for (int i = 0; i < npb; i++) {
-            __m512 d[5][5];
+            __m512 d[2][5][5];
             for (int a = 0; a < 5; a += 2) {
                 __m512 r[16];
                 for (int h = 0; h < 2; h++) {
@@ -198,31 +219,20 @@ WS2_T static void ws2_inputs(const float *x, float *V, ptrdiff_t vs, const ws2_g
                     for (int l = 0; l < 8; l++) {
                         int row = rb[i][l] + pr + 2 * aa;
                         r[8 * h + l] = (aa < 5 && row >= 0 && row < g->H)
-                                       ? _mm512_maskz_loadu_ps(cm[i][l][v], xc + off[i][l] + (ptrdiff_t)(2 * aa) * g->W)
+                                       ? _mm512_maskz_loadu_ps(cm[i][l], xc + off[i][l] + (ptrdiff_t)(2 * aa) * g->W)
                                        : _mm512_setzero_ps();
                     }
                 }
                 fc_cg_tr16(r);  /* r[j]: column j of the tiles' rows a (lanes 0-7) and a + 1 (8-15) */
-                for (int b = 0; b < 5; b++) {
-                    d[a][b] = _mm512_shuffle_f32x4(r[2 * b], r[2 * b + 1], 0x44);
-                    if (a + 1 < 5) d[a + 1][b] = _mm512_shuffle_f32x4(r[2 * b], r[2 * b + 1], 0xEE);
-                }
+                for (int vv = 0; vv < g->ns; vv++)
+                    for (int b = 0; b < 5; b++) {
+                        int j = 2 * b + 4 * vv;
+                        d[vv][a][b] = _mm512_shuffle_f32x4(r[j], r[j + 1], 0x44);
+                        if (a + 1 < 5) d[vv][a + 1][b] = _mm512_shuffle_f32x4(r[j], r[j + 1], 0xEE);
+                    }
             }
-            __m512 t[5][5];
-            for (int b = 0; b < 5; b++)
-                WS2_BT(d[0][b], d[1][b], d[2][b], d[3][b], d[4][b], t[0][b], t[1][b], t[2][b], t[3][b], t[4][b]);
-            for (int a = 0; a < 5; a++) {
-                __m512 o[5];
-                WS2_BT(t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], o[0], o[1], o[2], o[3], o[4]);
-                for (int b = 0; b < 5; b++) {
-                    /* lanes 0-7: phase (p, 0), 8-15: (p, 1); store the live half or halves */
-                    int xi = 5 * a + b, r0 = lv->rank[xi][sp], r1 = lv->rank[xi][sp + 1];
-                    float *o0 = V + xi * vs + (ptrdiff_t)i * lv->nl[xi] * g->C * 8 + (ptrdiff_t)c * lv->nl[xi] * 8;
-                    if (r0 >= 0 && r1 >= 0) _mm512_storeu_ps(o0 + r0 * 8, o[b]);
-                    else if (r0 >= 0) _mm256_storeu_ps(o0 + r0 * 8, _mm512_castps512_ps256(o[b]));
-                    else if (r1 >= 0) _mm256_storeu_ps(o0 + r1 * 8, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(o[b]), 1)));
-                }
-            }
+            for (int vv = 0; vv < g->ns; vv++)
+                ws2_in_store(d[vv], V, vs, g, lv, i, c, sp + 4 * vv);
         }
     }
 }
@@ -285,44 +295,83 @@ WS2_T static void ws2_products(const float *V, ptrdiff_t vs, const float *Wp, fl
     }
 }
 
+/* The 4 x 4 output tiles (+ bias) of 16 channels k0 + kk + l of block tile tt: o[l] row-major. */
+WS2_T static inline void ws2_out_tile(const float *M, ptrdiff_t ms, ptrdiff_t ldm, const float *bias, int tt,
+                                      int k0, int kk, int kn, __m512 o[16]) {
+    const float *mt = M + (ptrdiff_t)tt * ldm;
+    __mmask16 km = kn - kk >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (kn - kk)) - 1u);
+    __m512 s[4][5];
+    for (int a = 0; a < 5; a++) {
+        const float *m = mt + (ptrdiff_t)(a * 5) * ms + kk;
+        __m512 m0 = _mm512_loadu_ps(m), m1 = _mm512_loadu_ps(m + ms), m2 = _mm512_loadu_ps(m + 2 * ms);
+        __m512 m3 = _mm512_loadu_ps(m + 3 * ms), m4 = _mm512_loadu_ps(m + 4 * ms);
+        /* rows of A^T applied along b: s[.][a] = A^T (row a of M) */
+        WS2_AT(m0, m1, m2, m3, m4, s[0][a], s[1][a], s[2][a], s[3][a]);
+    }
+    __m512 bv = bias ? _mm512_maskz_loadu_ps(km, bias + k0 + kk) : _mm512_setzero_ps();
+    for (int j = 0; j < 4; j++) {  /* o[4 i + j]: output (i, j) of the tile, 16 channels */
+        __m512 o0, o1, o2, o3;
+        WS2_AT(s[j][0], s[j][1], s[j][2], s[j][3], s[j][4], o0, o1, o2, o3);
+        o[j] = _mm512_add_ps(o0, bv);
+        o[4 + j] = _mm512_add_ps(o1, bv);
+        o[8 + j] = _mm512_add_ps(o2, bv);
+        o[12 + j] = _mm512_add_ps(o3, bv);
+    }
+    fc_cg_tr16(o);  /* o[l]: the 4 x 4 tile of channel k0 + kk + l, row-major */
+}
+
 /* Output transform of tiles [t0, t0 + nt) for output channels [k0, k0 + kn) (M columns 0 .. kn-1,
- * row stride ldm, component stride ms) into y, + bias. */
+ * row stride ldm, component stride ms) into y, + bias.  Four side-by-side tiles of one tile row
+ * whose 16 columns lie inside y go out as whole 16-float rows (streaming stores where 64-byte
+ * aligned: y is written once and not read back here; the stem's 128-bit stores stalled on it),
+ * other tiles as 4-float rows (masked at the right edge). */
 WS2_T static void ws2_outputs(const float *M, ptrdiff_t ms, ptrdiff_t ldm, const float *bias, float *y,
                               const ws2_geo *g, ptrdiff_t t0, int nt, int k0, int kn) {
     int tpi = g->th * g->tw;
-    int pq = g->P * g->Q;
-    for (int tt = 0; tt < nt; tt++) {
+    ptrdiff_t pq = (ptrdiff_t)g->P * g->Q;
+    int streamed = 0;
+    for (int tt = 0; tt < nt;) {
         ptrdiff_t t = t0 + tt;
         int n = (int)(t / tpi), r = (int)(t % tpi);
-        int p0 = 4 * (r / g->tw), q0 = 4 * (r % g->tw);
+        int tj = r % g->tw, p0 = 4 * (r / g->tw), q0 = 4 * tj;
         int ra = g->P - p0 < 4 ? g->P - p0 : 4, rq = g->Q - q0 < 4 ? g->Q - q0 : 4;
-        const float *mt = M + (ptrdiff_t)tt * ldm;
+        float *yt = y + (ptrdiff_t)n * g->K * pq + (ptrdiff_t)p0 * g->Q + q0;
+        if (tt + 4 <= nt && tj + 4 <= g->tw && q0 + 16 <= g->Q) {  /* four tiles, whole rows */
+            for (int kk = 0; kk < kn; kk += 16) {
+                float buf[4][16][16] __attribute__((aligned(64)));
+                for (int e = 0; e < 4; e++) {
+                    __m512 o[16];
+                    ws2_out_tile(M, ms, ldm, bias, tt + e, k0, kk, kn, o);
+                    for (int l = 0; l < 16; l++) _mm512_store_ps(buf[e][l], o[l]);
+                }
+                int nl = kn - kk < 16 ? kn - kk : 16;
+                for (int l = 0; l < nl; l++) {
+                    float *yl = yt + (ptrdiff_t)(k0 + kk + l) * pq;
+                    for (int i = 0; i < ra; i++) {
+                        __m512 v = _mm512_castps128_ps512(_mm_load_ps(buf[0][l] + 4 * i));
+                        v = _mm512_insertf32x4(v, _mm_load_ps(buf[1][l] + 4 * i), 1);
+                        v = _mm512_insertf32x4(v, _mm_load_ps(buf[2][l] + 4 * i), 2);
+                        v = _mm512_insertf32x4(v, _mm_load_ps(buf[3][l] + 4 * i), 3);
+                        float *d = yl + (ptrdiff_t)i * g->Q;
+                        if (((size_t)d & 63) == 0) {
+                            _mm512_stream_ps(d, v);
+                            streamed = 1;
+                        } else {
+                            _mm512_storeu_ps(d, v);
+                        }
+                    }
+                }
+            }
+            tt += 4;
+            continue;
+        }
         for (int kk = 0; kk < kn; kk += 16) {
-            __mmask16 km = kn - kk >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (kn - kk)) - 1u);
-            __m512 s[4][5];
-            for (int a = 0; a < 5; a++) {
-                const float *m = mt + (ptrdiff_t)(a * 5) * ms + kk;
-                __m512 m0 = _mm512_loadu_ps(m), m1 = _mm512_loadu_ps(m + ms), m2 = _mm512_loadu_ps(m + 2 * ms);
-                __m512 m3 = _mm512_loadu_ps(m + 3 * ms), m4 = _mm512_loadu_ps(m + 4 * ms);
-                /* rows of A^T applied along b: s[.][a] = A^T (row a of M) */
-                WS2_AT(m0, m1, m2, m3, m4, s[0][a], s[1][a], s[2][a], s[3][a]);
-            }
-            __m512 bv = bias ? _mm512_maskz_loadu_ps(km, bias + k0 + kk) : _mm512_setzero_ps();
-            __m512 o[16];  /* o[4 i + j]: output (i, j) of the tile, 16 channels */
-            for (int j = 0; j < 4; j++) {
-                __m512 o0, o1, o2, o3;
-                WS2_AT(s[j][0], s[j][1], s[j][2], s[j][3], s[j][4], o0, o1, o2, o3);
-                o[j] = _mm512_add_ps(o0, bv);
-                o[4 + j] = _mm512_add_ps(o1, bv);
-                o[8 + j] = _mm512_add_ps(o2, bv);
-                o[12 + j] = _mm512_add_ps(o3, bv);
-            }
-            fc_cg_tr16(o);  /* o[l]: the 4 x 4 tile of channel k0 + kk + l, row-major */
+            __m512 o[16];
+            ws2_out_tile(M, ms, ldm, bias, tt, k0, kk, kn, o);
             int nl = kn - kk < 16 ? kn - kk : 16;
             __mmask16 qm = (__mmask16)((1u << rq) - 1u);
-            float *yt = y + ((ptrdiff_t)n * g->K + k0 + kk) * pq + (ptrdiff_t)p0 * g->Q + q0;
             for (int l = 0; l < nl; l++) {
-                float *yl = yt + (ptrdiff_t)l * pq;
+                float *yl = yt + (ptrdiff_t)(k0 + kk + l) * pq;
                 /* row i is lanes 4i .. 4i + 3: 128-bit stores (masked stores of the whole vector at
                  * yl + i Q - 4 i only at the right edge: they were the stem's hottest instructions) */
                 if (rq == 4) {
@@ -336,7 +385,9 @@ WS2_T static void ws2_outputs(const float *M, ptrdiff_t ms, ptrdiff_t ldm, const
                 }
             }
         }
+        tt++;
     }
+    if (streamed) _mm_sfence();
 }
 
 /* One block of tiles [t0, t0 + nt): V and M are this thread's workspaces. */
