@@ -214,12 +214,14 @@ def test_compiled_forward_polynomial_exp_extremes(causal):
         assert np.isfinite(out[1][~seen]).all() and np.isfinite(out[[0, 2]]).all()
 
 
+@pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("mm", [True, False])
-def test_compiled_forward_unpacked_gemm(mm, monkeypatch):
-    """float32 non-causal forward on AVX-512 CPUs: both GEMMs in fa_mm_f32 (8x32 register tiles,
-    the scale folded into the transposed keys) instead of OpenBLAS (mm=False).  Full and partial
-    tiles in every dimension (E, Ev, S up to 2 tiles + tail; L not a multiple of 8 or of a block),
-    1 and 2 threads, against the float64 reference; the backward from its lse still matches."""
+def test_compiled_unpacked_gemm(mm, causal, monkeypatch):
+    """float32 on AVX-512 CPUs: the GEMMs in fa_mm_f32 (8x32 register tiles; forward without a
+    causal mask, backward both ways; the scale folded into the transposed keys, p^T and ds^T read
+    through strides) instead of OpenBLAS (mm=False).  Full and partial tiles in every dimension
+    (E, Ev, S up to 2 tiles + tail; L not a multiple of 8 or of a block), 1 and 2 threads,
+    against the float64 reference."""
     from fastconv.kernels.reference import attention as RA
     AT = pytest.importorskip("fastconv.kernels.cython._attn")
     monkeypatch.setattr(AT, "MM", mm)
@@ -230,17 +232,18 @@ def test_compiled_forward_unpacked_gemm(mm, monkeypatch):
                                                                      (1, 1, 1, 1, 1, None), (2, 9, 31, 16, 32, 8))):
             fastconv.set_num_threads(nt)
             monkeypatch.setattr(AT, "LB", lb or 256)
+            monkeypatch.setattr(AT, "LB_CAUSAL", lb or 32)
             q = rng.standard_normal((B, L, E)).astype(np.float32)
             k = rng.standard_normal((B, S, E)).astype(np.float32)
             v = rng.standard_normal((B, S, Ev)).astype(np.float32)
-            out, lse = A.scaled_dot_product_attention_forward(q, k, v, None, None, False)
+            out, lse = A.scaled_dot_product_attention_forward(q, k, v, None, None, causal)
             r64 = [a.astype(np.float64) for a in (q, k, v)]
-            rout, rlse = RA.scaled_dot_product_attention_forward(*r64, None, None, False)
+            rout, rlse = RA.scaled_dot_product_attention_forward(*r64, None, None, causal)
             np.testing.assert_allclose(out, rout, rtol=2e-5, atol=2e-5)
             np.testing.assert_allclose(lse, rlse, rtol=2e-5, atol=2e-5)
             do = rng.standard_normal(out.shape).astype(np.float32)
-            got = A.scaled_dot_product_attention_backward(do, q, k, v, out, lse, None, None, False)
-            want = RA.scaled_dot_product_attention_backward(do.astype(np.float64), *r64, rout, rlse, None, None, False)
+            got = A.scaled_dot_product_attention_backward(do, q, k, v, out, lse, None, None, causal)
+            want = RA.scaled_dot_product_attention_backward(do.astype(np.float64), *r64, rout, rlse, None, None, causal)
             for g, w in zip(got, want):
                 np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-4)
     finally:

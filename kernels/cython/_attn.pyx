@@ -5,7 +5,8 @@
 SciPy's BLAS, single-threaded inside the OpenMP threads (one thread pool in the process), and
 the row softmax in C (_attn_impl.h).  float32 without a causal mask on AVX-512 CPUs: both GEMMs in
 fa_mm_f32 (the RNN cells' unpacked register-tile GEMM) instead, with no packing of the probabilities
-(8x8x256x64, one thread, CPU time: torch/ours 1.07 -> 1.20).  The scores of a block (LB query rows x the keys) are a
+(8x8x256x64, one thread, CPU time: torch/ours 1.07 -> 1.20); the float32 backward's four GEMMs too
+(1.07 -> 1.24, causal 1.69 -> 1.89).  The scores of a block (LB query rows x the keys) are a
 per-thread workspace, so no (L, S) tensor is materialised.
 
 Why not NumPy: the NumPy version ran its matmuls on NumPy's OpenBLAS pool, which fights
@@ -35,8 +36,8 @@ cdef extern from "_attn_impl.h" nogil:
     void fa_finish_f32(const float* den, const float* mx, float* lse, float* o, int lb, int ev)
     void fa_finish_f64(const double* den, const double* mx, double* lse, double* o, int lb, int ev)
     void fa_kt_f32(const float* k, float* kt, int n, int e, float scale)
-    void fa_mm_f32(const float* a, int lda, const float* b, int ldb, int kdim, float* c, int ldc, int ncols,
-                   int rows)
+    void fa_mm_f32(const float* a, int sr, int sk, const float* b, int ldb, int kdim, float* c, int ldc,
+                   int ncols, int rows, int acc)
     int fa_has_avx512()
 
 LB = 256  # query rows per block (non-causal), capped so a block's scores stay <= LB_ELEMS
@@ -73,7 +74,7 @@ cdef void _run(const real* q, const real* k, const real* v, real* out, real* lse
             # s (lb x kend, row-major) = scale * q_blk . k^T
             if real is float and mm:
                 fa_kt_f32(<float*>k + <Py_ssize_t>b * S * E, kt, kend, E, scale)
-                fa_mm_f32(<float*>q + (<Py_ssize_t>b * L + l0) * E, E, kt, kend, E, s, kend, kend, lb)
+                fa_mm_f32(<float*>q + (<Py_ssize_t>b * L + l0) * E, E, 1, kt, kend, E, s, kend, kend, lb, 0)
             elif real is float:
                 sgemm(&tt, &nn, &kend, &lb, &E, &scale, <float*>k + <Py_ssize_t>b * S * E, &E,
                       <float*>q + (<Py_ssize_t>b * L + l0) * E, &E, &zero, s, &kend)
@@ -91,7 +92,7 @@ cdef void _run(const real* q, const real* k, const real* v, real* out, real* lse
             # o (lb x Ev) = p . v[:kend]
             o = out + (<Py_ssize_t>b * L + l0) * Ev
             if real is float and mm:
-                fa_mm_f32(s, kend, <float*>v + <Py_ssize_t>b * S * Ev, Ev, kend, o, Ev, Ev, lb)
+                fa_mm_f32(s, kend, 1, <float*>v + <Py_ssize_t>b * S * Ev, Ev, kend, o, Ev, Ev, lb, 0)
             elif real is float:
                 sgemm(&nn, &nn, &Ev, &lb, &kend, &one, <float*>v + <Py_ssize_t>b * S * Ev, &Ev, s, &kend,
                       &zero, o, &Ev)
@@ -141,11 +142,16 @@ def forward(q3, k3, v3, scale, bint causal):
 
 cdef void _run_bwd(const real* q, const real* k, const real* v, const real* do, const real* lse, const real* delta,
                    real* dq, real* dk, real* dv, real* work, Py_ssize_t wstride, int B, int L, int S, int E, int Ev,
-                   real scale, bint causal, int lb_max, int nt) noexcept nogil:
-    """One item per batch element (its query blocks in turn: dk, dv accumulate over them)."""
+                   real scale, bint causal, int lb_max, int nt, bint mm) noexcept nogil:
+    """One item per batch element (its query blocks in turn: dk, dv accumulate over them).  mm (float32,
+    AVX-512): the GEMMs in fa_mm_f32, with scale k^T and v^T transposed once per batch element."""
     cdef int b, l0, lb, kend, i, j, tid = 0
     cdef real* p
     cdef real* ds
+    cdef real* kt
+    cdef real* vt
+    cdef real* qb
+    cdef real* dob
     cdef real c
     cdef real one = 1, zero = 0
     cdef char tt = b'T', nn = b'N'
@@ -154,12 +160,21 @@ cdef void _run_bwd(const real* q, const real* k, const real* v, const real* do, 
         for b in prange(B, schedule="dynamic"):
             p = work + tid * wstride
             ds = p + <Py_ssize_t>lb_max * S
+            kt = ds + <Py_ssize_t>lb_max * S
+            vt = kt + <Py_ssize_t>E * S
+            if real is float and mm:
+                fa_kt_f32(<float*>k + <Py_ssize_t>b * S * E, kt, S, E, scale)
+                fa_kt_f32(<float*>v + <Py_ssize_t>b * S * Ev, vt, S, Ev, 1)
             l0 = 0
             while l0 < L:
                 lb = min(lb_max, L - l0)
                 kend = min(S, l0 + lb) if causal else S
+                qb = <real*>q + (<Py_ssize_t>b * L + l0) * E
+                dob = <real*>do + (<Py_ssize_t>b * L + l0) * Ev
                 # p = exp(scale q_blk k^T - lse)
-                if real is float:
+                if real is float and mm:
+                    fa_mm_f32(qb, E, 1, kt, S, E, p, kend, kend, lb, 0)
+                elif real is float:
                     sgemm(&tt, &nn, &kend, &lb, &E, &scale, <float*>k + <Py_ssize_t>b * S * E, &E,
                           <float*>q + (<Py_ssize_t>b * L + l0) * E, &E, &zero, p, &kend)
                 else:
@@ -177,7 +192,10 @@ cdef void _run_bwd(const real* q, const real* k, const real* v, const real* do, 
                     else:
                         fa_expsub_f64(p + <Py_ssize_t>i * kend, kend, c)
                 # dv[:kend] += p^T do_blk ; ds = do_blk v^T
-                if real is float:
+                if real is float and mm:
+                    fa_mm_f32(p, 1, kend, dob, Ev, lb, <float*>dv + <Py_ssize_t>b * S * Ev, Ev, Ev, kend, 1)
+                    fa_mm_f32(dob, Ev, 1, vt, S, Ev, ds, kend, kend, lb, 0)
+                elif real is float:
                     sgemm(&nn, &tt, &Ev, &kend, &lb, &one, <float*>do + (<Py_ssize_t>b * L + l0) * Ev, &Ev, p, &kend,
                           &one, <float*>dv + <Py_ssize_t>b * S * Ev, &Ev)
                     sgemm(&tt, &nn, &kend, &lb, &Ev, &one, <float*>v + <Py_ssize_t>b * S * Ev, &Ev,
@@ -195,7 +213,11 @@ cdef void _run_bwd(const real* q, const real* k, const real* v, const real* do, 
                         fa_ds_f64(ds + <Py_ssize_t>i * kend, p + <Py_ssize_t>i * kend, kend,
                                   delta[<Py_ssize_t>b * L + l0 + i], scale)
                 # dq_blk = ds k[:kend] ; dk[:kend] += ds^T q_blk
-                if real is float:
+                if real is float and mm:
+                    fa_mm_f32(ds, kend, 1, <float*>k + <Py_ssize_t>b * S * E, E, kend,
+                              <float*>dq + (<Py_ssize_t>b * L + l0) * E, E, E, lb, 0)
+                    fa_mm_f32(ds, 1, kend, qb, E, lb, <float*>dk + <Py_ssize_t>b * S * E, E, E, kend, 1)
+                elif real is float:
                     sgemm(&nn, &nn, &E, &lb, &kend, &one, <float*>k + <Py_ssize_t>b * S * E, &E, ds, &kend, &zero,
                           <float*>dq + (<Py_ssize_t>b * L + l0) * E, &E)
                     sgemm(&nn, &tt, &E, &kend, &lb, &one, <float*>q + (<Py_ssize_t>b * L + l0) * E, &E, ds, &kend,
@@ -221,7 +243,8 @@ def backward(do3, q3, k3, v3, lse2, delta2, scale, bint causal):
         return dq, dk, dv
     cdef int lb_max = max(1, min(LB_CAUSAL if causal else LB, L, max(16, LB_ELEMS // S)))
     cdef int nt = max(1, min(num_threads(B), B))
-    cdef Py_ssize_t wstride = 2 * <Py_ssize_t>lb_max * S + 16
+    cdef bint mm = MM and dt == np.float32 and fa_has_avx512()
+    cdef Py_ssize_t wstride = 2 * <Py_ssize_t>lb_max * S + (<Py_ssize_t>(E + Ev) * S if mm else 0) + 16
     work = np.empty(nt * wstride, dt)
     P = [q3, k3, v3, do3, lse2, delta2, dq, dk, dv, work]
     cdef void* ptr[10]
@@ -235,10 +258,10 @@ def backward(do3, q3, k3, v3, lse2, delta2, scale, bint causal):
             with nogil:
                 _run_bwd(<float*>ptr[0], <float*>ptr[1], <float*>ptr[2], <float*>ptr[3], <float*>ptr[4], <float*>ptr[5],
                          <float*>ptr[6], <float*>ptr[7], <float*>ptr[8], <float*>ptr[9], wstride, B, L, S, E, Ev, sc32,
-                         causal, lb_max, nt)
+                         causal, lb_max, nt, mm)
         else:
             with nogil:
                 _run_bwd(<double*>ptr[0], <double*>ptr[1], <double*>ptr[2], <double*>ptr[3], <double*>ptr[4],
                          <double*>ptr[5], <double*>ptr[6], <double*>ptr[7], <double*>ptr[8], <double*>ptr[9], wstride,
-                         B, L, S, E, Ev, sc64, causal, lb_max, nt)
+                         B, L, S, E, Ev, sc64, causal, lb_max, nt, False)
     return dq, dk, dv

@@ -80,11 +80,12 @@ FA_BWD(double, f64, exp)
 FA_FINISH(float, f32, logf)
 FA_FINISH(double, f64, log)
 
-/* float32 forward GEMMs without OpenBLAS's packing, on CPUs with AVX-512 (fc_mm_f32: 8x32
- * register tiles, A broadcast through strides, B rows as vectors).  OpenBLAS packed both
- * operands of both GEMMs on every block (the 256x256 probabilities included) and zeroed C
- * first (beta = 0): ~20% of the 8x8x256x64 forward.  Scores: kt = scale k^T, once per block
- * (E x kend, so B's rows run along the keys), s = q_blk kt; output: o = p v. */
+/* float32 GEMMs without OpenBLAS's packing, on CPUs with AVX-512 (fc_mm_f32: 8x32 register
+ * tiles, A broadcast through strides, B rows as vectors).  OpenBLAS packed both operands of
+ * every GEMM on every block (the 256x256 probabilities included) and zeroed C first
+ * (beta = 0): ~20% of the 8x8x256x64 forward.  Scores: kt = scale k^T (E x keys, so B's rows
+ * run along the keys), s = q_blk kt; output: o = p v; the backward's transposed operands
+ * (p^T, ds^T) are A read through strides, v^T one more transpose per batch element. */
 #if defined(__GNUC__) && defined(__x86_64__)
 /* dst[c * ld + j] = scale * src[j * ls + c] for a 16 x 16 block: three rounds of shuffles */
 __attribute__((target("avx512f"))) static inline void fa_tr16(const float *src, ptrdiff_t ls, float *dst,
@@ -133,8 +134,9 @@ static void fa_kt_f32(const float *restrict k, float *restrict kt, int n, int e,
         for (int j = c < e16 ? n16 : 0; j < n; j++) d[j] = scale * k[(ptrdiff_t)j * e + c];
     }
 }
-static void fa_mm_f32(const float *a, int lda, const float *b, int ldb, int kdim, float *c, int ldc, int ncols,
-                      int rows) {
-    fc_mm_f32(a, lda, 1, b, ldb, kdim, a, lda, 1, b, ldb, 0, c, ldc, ncols, 0, rows, 0);
+/* c[r * ldc + n] (+= if acc) sum_k a[r * sr + k * sk] b[k * ldb + n], r < rows, n < ncols */
+static void fa_mm_f32(const float *a, int sr, int sk, const float *b, int ldb, int kdim, float *c, int ldc,
+                      int ncols, int rows, int acc) {
+    fc_mm_f32(a, sr, sk, b, ldb, kdim, a, sr, sk, b, ldb, 0, c, ldc, ncols, 0, rows, acc);
 }
 static int fa_has_avx512(void) { return fc_has_avx512(); }
