@@ -144,11 +144,11 @@ def test_whole_row_output_stores_at_any_alignment(shift):
     WS.forward(x, w, b, (1, 1), y, 2)
     ref = REF.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 2, 1, 1, 1)
     assert rel_error(y, ref) < TOL
-    y2 = np.empty((2, 21, 32, 32), np.float32)[:, :, :, :]
-    x2 = np.ascontiguousarray(x[:, :, :, :64])
-    buf2 = np.empty(y2.size + 64, np.float32)
+    x2 = np.ascontiguousarray(x[:, :, :, :64])  # rows of 32 outputs: 128 bytes
+    n2 = 2 * 21 * 32 * 32
+    buf2 = np.empty(n2 + 64, np.float32)
     base2 = (-(buf2.ctypes.data // 4)) % 16 + shift
-    y2 = buf2[base2:base2 + y2.size].reshape(2, 21, 32, 32)
+    y2 = buf2[base2:base2 + n2].reshape(2, 21, 32, 32)
     WS.forward(x2, w, b, (1, 1), y2, 1)
     ref2 = REF.conv2d_forward(x2.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 2, 1, 1, 1)
     assert rel_error(y2, ref2) < TOL
