@@ -185,8 +185,9 @@ static int fc_has_avx512(void) { return __builtin_cpu_supports("avx512f"); }
 #define FC_MM_TILE(LOAD0, LOAD1)                                                                   \
     {   __m512 o[16];                                                                              \
         for (int i = 0; i < 8; i++) {                                                              \
-            o[2 * i] = acc && i < mr ? _mm512_maskz_loadu_ps(m0, C + (r + i) * ldc + n) : _mm512_setzero_ps(); \
-            o[2 * i + 1] = acc && i < mr ? _mm512_maskz_loadu_ps(m1, C + (r + i) * ldc + n + 16) : _mm512_setzero_ps(); \
+            int ld_ = acc && i < mr;                                                               \
+            o[2 * i] = ld_ ? _mm512_maskz_loadu_ps(m0, C + (r + i) * ldc + n) : _mm512_setzero_ps(); \
+            o[2 * i + 1] = ld_ ? _mm512_maskz_loadu_ps(m1, C + (r + i) * ldc + n + 16) : _mm512_setzero_ps(); \
         }                                                                                          \
         __m512 c00 = o[0], c01 = o[1], c10 = o[2], c11 = o[3], c20 = o[4], c21 = o[5], c30 = o[6], \
                c31 = o[7], c40 = o[8], c41 = o[9], c50 = o[10], c51 = o[11], c60 = o[12],          \
