@@ -47,7 +47,8 @@ panel no longer stay in L2), scatters for the output stores (slower than the tra
 
 Measured error (float32, ||y - y64|| / ||y64|| against a float64 conv of the same float32 data,
 random normal, with bias): strided_3x3 2.1e-6, (8,64,56^2 -> 128) 1.5e-6, 4x4 (8,64,56^2 -> 64)
-1.9e-6 (the packed GEMM path: 3.5e-7); the small test shapes 3e-7 .. 1e-6.  Points 0, 1, -1,
+1.9e-6 (the packed GEMM path: 3.5e-7); the small test shapes 3e-7 .. 1e-6; it grows with the
+reduction length (C = 1024, 3x3: 5.5e-6).  Points 0, 1, -1,
 1/2 instead of 2 gave 8.1e-7 against 5.8e-7 on a small shape.  The tests bound it by 5e-6 (the
 contract allows 1e-3 for Winograd).
 """
@@ -70,7 +71,8 @@ from ._conv_winograd import _scratch
 AVAILABLE = bool(ws2_available())
 
 # Tunables
-MAXP = 16  # tile panels (8 tiles each) per block at most (<= 64: WS2_MAXP)
+MAXP = 16  # tile panels (8 tiles each) per block at most (<= 64: WS2_MAXP) ...
+V_BUDGET = 8 << 20  # ... and the block's V (25 x 8 tiles x 4C floats a panel) at most this many bytes
 KG = 1  # 48-channel panels per output-channel group
 
 
@@ -172,7 +174,7 @@ def forward(x, w, b, padding, y, int nt):
     if T == 0 or g.K == 0:
         return y
     cdef Py_ssize_t npt = (T + 7) // 8
-    cdef int maxp = min(64, MAXP)
+    cdef int maxp = max(1, min(64, MAXP, V_BUDGET // (25 * 8 * 4 * g.Cp)))
     cdef int nblk = max(1, (npt + maxp - 1) // maxp)
     if nblk < npt:  # a multiple of the threads (blocks are equal to a panel)
         nblk = min(npt, (nblk + nt - 1) // nt * nt)
