@@ -412,7 +412,7 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     _set(&s, keep)  # keep: the scratch and zero biases live until the kernel is done
     _transposed(&s, x, h, keep)
     cdef int t
-    with blas_threads("scipy", 1):
+    with blas_threads("scipy", None if s.wx else 1):  # fc_mm_f32 calls no BLAS
         with nogil:
             if s.nblk == 1:
                 _lstm_fwd_blk(&s, 0)
@@ -462,7 +462,7 @@ cdef _run_bwd(Cell s, list arrays, di, dg, dx, dh, bint acc_h, bint lstm):
     cdef void* pdx = cnp.PyArray_DATA(dx)
     cdef void* pdh = cnp.PyArray_DATA(dh)
     cdef int t
-    with blas_threads("scipy", 1):
+    with blas_threads("scipy", None if s.wx else 1):  # fc_mm_f32 calls no BLAS
         with nogil:
             if s.nblk == 1:
                 if lstm:
@@ -501,7 +501,7 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     _set(&s, keep)
     _transposed(&s, x, h, keep)
     cdef int t
-    with blas_threads("scipy", 1):
+    with blas_threads("scipy", None if s.wx else 1):  # fc_mm_f32 calls no BLAS
         with nogil:
             if s.nblk == 1:
                 _gru_fwd_blk(&s, 0)
