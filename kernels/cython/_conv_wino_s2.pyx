@@ -27,7 +27,7 @@ products run over 81 C phase channels instead of 100 C (81 C products per 16 out
 144 C direct: 1.78x fewer).
 
 Work (``_wino_s2_impl.h``): the phase-split filters are laid out once per call (OpenMP over
-output channels); OpenMP over blocks of up to MAXP panels of 8 tiles (a multiple of the
+output channels); OpenMP (dynamic) over blocks of up to MAXP panels of 8 tiles (a multiple of the
 threads), each: input transform (each tile's 10 columns of a phase row one masked load, 16 x 16
 transposes into 8 tiles x 2 phases per vector) into V; then per 48-channel panel of K and row a
 of the components: the five filter-transform B panels (G g G^T, from the phase filters, in L2),
@@ -142,7 +142,7 @@ cdef void _run(const float* x, const float* U, const float* bias, float* y, floa
     cdef float* V
     with parallel(num_threads=nt):
         tid = threadid()
-        for blk in prange(nblk, schedule="static"):
+        for blk in prange(nblk, schedule="dynamic"):
             p0 = npt * blk // nblk
             p1 = npt * (blk + 1) // nblk
             t0 = 8 * p0
