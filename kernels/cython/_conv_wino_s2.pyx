@@ -36,8 +36,8 @@ K's tail) AVX-512 register-blocked kernel into M, and the output transform (A^T 
 output channels per vector, a 16 x 16 transpose, masked stores into y).
 
 Performance (1-thread CPU-time medians of interleaved pairs, see ``pick``): strided_3x3
-(8,128,56^2 -> 256, 3x3, s2, p1) torch / this 1.31-1.38 (torch / gemm 1.0), resnet_conv1 (stem,
-7x7) 1.16 (gemm 1.0: its output stores and input transform weigh more); the products run
+(8,128,56^2 -> 256, 3x3, s2, p1) torch / this 1.37-1.40 (torch / gemm 1.0), resnet_conv1 (stem,
+7x7) 1.59 (gemm 1.0); 2 threads, wall clock, in a quiet moment: 1.35 and 1.44; the products run
 at the kernel's ~110 GF/s and take ~2/3 of the time, the input transform ~15 %.  Tried:
 AVX-512 gathers for the input transform (4x slower than loads + transposes), a 25-component U
 (13 MB) computed once per call (3.3 ms of memory traffic: slower than the per-block B panels),
@@ -89,9 +89,10 @@ def eligible(x_dtype, w_shape, stride, dilation, groups):
     return ""
 
 
-MIN_C = 64  # auto, 3x3 .. 4x4 filters: C and K at least this
-MIN_K_LARGE = 32  # auto, 5x5 .. 8x8 filters: K at least this (and C >= 16 below 6x6)
-MIN_TILES = 32  # auto: at least this many 4x4 output tiles, ...
+MIN_C = 3  # auto: C at least this, ...
+MIN_K = 64  # ... K at least this (MIN_K_LARGE for filters of 6x6 and more), ...
+MIN_K_LARGE = 32
+MIN_TILES = 32  # ... at least this many 4x4 output tiles, ...
 MAX_WASTE = 1.15  # ... at most this many computed outputs (whole tiles) per output, ...
 MAX_KC_PER_TILE = 1024  # ... and K * C at most this times the tiles (filter transform per block)
 
@@ -100,31 +101,30 @@ def pick(x_shape, w_shape, padding):
     """'winograd_s2' or 'gemm' for an eligible float32 forward shape.
 
     Rule (from 1-thread CPU-time medians of interleaved runs; figures are gemm / winograd_s2 and
-    torch / winograd_s2): T >= MIN_TILES tiles, tile waste (4 th x 4 tw) / (P Q) <= MAX_WASTE,
-    K C <= MAX_KC_PER_TILE T, and either 3x3 .. 4x4 filters with C, K >= MIN_C or 5x5 .. 8x8
-    filters with K >= MIN_K_LARGE (and C >= 16 unless both sides are >= 6).  Measured (N = 8
-    unless said, 3x3 padding 1): C 128, 56^2 -> 256 (strided_3x3) 1.33 / 1.36; 64, 56^2 -> 128
-    1.25 / 1.21; 128, 56^2 -> 256 padding 0 1.24 / 1.30; 64, 16^2 -> 64 1.13 / 1.07; 4x4 64,
-    56^2 -> 64 1.56 / 1.47; 7x7 stem 3, 224^2 -> 64 p3 (resnet_conv1) 1.16 / 1.17, N = 1 1.23 /
-    1.25; 7x7 2 x 3, 112^2 -> 32 1.20 / 1.12; 7x7 16, 56^2 -> 32 1.18 / 0.97; 5x5 32, 64^2 -> 64
-    p2 1.15 / 1.09.  Kept on gemm: tile waste 1.31 (P = 14 or 7: 128, 28^2 -> 256 1.00;
-    256, 14^2 -> 512 1.15; 2 x 64, 28^2 -> 64 1.01), few tiles (512, 7^2 -> 512, 8 tiles: 0.77;
-    1 x 64, 14^2 -> 128: 0.87), few channels (3x3 32, 32^2 -> 64: 1.00; 3, 224^2 -> 64: 0.94;
-    5x5 3, 64^2 -> 32: 0.90), 1x1 (256, 28^2 -> 256: 0.46: a quarter of the phase channels
+    torch / winograd_s2): filters 3x3 .. 8x8, C >= MIN_C, K >= MIN_K (MIN_K_LARGE from 6x6 on),
+    T >= MIN_TILES tiles, tile waste (4 th x 4 tw) / (P Q) <= MAX_WASTE, K C <= MAX_KC_PER_TILE T.
+    Measured (N = 8 unless said, 3x3 padding 1): C 128, 56^2 -> 256 (strided_3x3) 1.40 / 1.40;
+    64, 56^2 -> 128 1.27 / 1.22; 128, 56^2 -> 256 padding 0 1.26 / 1.32; 64, 16^2 -> 64 1.25 /
+    1.12; 32, 32^2 -> 64 1.11 / 1.06; 3, 224^2 -> 64 1.41 / 1.38; 4x4 64, 56^2 -> 64 1.59 / 1.51;
+    7x7 stem 3, 224^2 -> 64 p3 (resnet_conv1) 1.51 / 1.49, N = 1 1.37 / 1.50; 7x7 3, 112^2 -> 64
+    1.25 / 1.18; 7x7 2 x 3, 112^2 -> 32 1.28 / 1.12; 7x7 16, 56^2 -> 32 1.20 / 0.97; 5x5 32,
+    64^2 -> 64 p2 1.20 / 1.11.  Kept on gemm: tile waste 1.31 (P = 14 or 7: 128, 28^2 -> 256
+    0.99; 256, 14^2 -> 512 1.10; 2 x 64, 28^2 -> 64 0.99), few tiles (512, 7^2 -> 512, 8 tiles:
+    0.74; 1 x 64, 14^2 -> 128: 0.79), K = 32 below 6x6 (3, 32^2 -> 32 1.00; 3, 64^2 -> 32 0.98;
+    1, 64^2 -> 32 0.75; 4 x 32, 64^2 -> 32 0.89; 16, 32^2 -> 32 1.04; 5x5 16 x 3, 32^2 -> 32
+    0.96; 5x5 3, 64^2 -> 32 1.10), 1x1 (256, 28^2 -> 256: 0.45: a quarter of the phase channels
     carry the whole filter)."""
     N, C, H, W = x_shape
     K, _, R, S = w_shape
     P = (H + 2 * padding[0] - R) // 2 + 1
     Q = (W + 2 * padding[1] - S) // 2 + 1
-    if P <= 0 or Q <= 0:
+    if P <= 0 or Q <= 0 or not (3 <= R <= 8 and 3 <= S <= 8):
         return "gemm"
     th, tw = -(-P // 4), -(-Q // 4)
     T = N * th * tw
-    if T < MIN_TILES or 16 * th * tw > MAX_WASTE * P * Q or K * C > MAX_KC_PER_TILE * T:
-        return "gemm"
-    if 3 <= R <= 4 and 3 <= S <= 4 and C >= MIN_C and K >= MIN_C:
-        return "winograd_s2"
-    if 5 <= R <= 8 and 5 <= S <= 8 and K >= MIN_K_LARGE and (C >= 16 or min(R, S) >= 6):
+    kmin = MIN_K_LARGE if min(R, S) >= 6 else MIN_K
+    if (C >= MIN_C and K >= kmin and T >= MIN_TILES and 16 * th * tw <= MAX_WASTE * P * Q
+            and K * C <= MAX_KC_PER_TILE * T):
         return "winograd_s2"
     return "gemm"
 
