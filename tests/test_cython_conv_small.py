@@ -3,7 +3,8 @@
 The flattened-row SIMD kernels (_conv_small.pxi / _conv_small_impl.h: stride 1, dilation 1,
 groups 1) and the scalar loops 'direct' falls back to for other small shapes, against
 PyTorch (float64 truth) and the NumPy reference: forward, backward-input, backward-weight,
-float32 and float64, at every instruction-set level this CPU runs; odd sizes, padding 0 / 2,
+float32 and float64, at every instruction-set level this CPU runs (the forward's three
+kernels each); odd sizes, padding 0 / 2,
 stride 1 / 2, N = 1, C = 1, K not a multiple of the register blocks.  Also: 'auto' sends
 exactly the shapes ``pick`` names to the direct kernels, backward-weight is bitwise the
 same for 1 and 2 threads, and NaN propagates.
@@ -68,9 +69,10 @@ def level(request):
     DR._simd_level(prev)
 
 
-@pytest.fixture(params=["flat", "nv"])
+@pytest.fixture(params=["flat", "nv", "w1"])
 def mode(request):
-    """Force the flattened-row or the batch-vector forward kernel (also backward-input)."""
+    """Force the flattened-row, the batch-vector or the batch-vector row-Winograd F(2, 5) forward
+    kernel ('w1': filters 5 wide; others fall back to 'nv'), also for backward-input."""
     DR._small_mode[0] = request.param
     yield request.param
     DR._small_mode[0] = "auto"

@@ -58,6 +58,15 @@ static inline ptrdiff_t fc_sm_nv_extra(const fc_smg *g, int lanes) {
     return (ptrdiff_t)8 * ((g->P * g->Q + 15) / 16 * 16) * lanes;
 }
 
+/* the row-Winograd forward (fwd_nv1w_, S = 5): g's buffer rows widened to whole 6-wide windows
+ * (g->Wb updated); returns its work per thread in elements */
+static inline ptrdiff_t fc_sm_w1_setup(fc_smg *g, int lanes) {
+    const int tw = (g->Q + 1) / 2;
+    g->Wb = 2 * tw + 4;
+    return ((ptrdiff_t)g->C * g->Hb * g->Wb + (ptrdiff_t)g->C * g->Hb * tw * 6 + 6 * 8 * 3 +
+            (ptrdiff_t)8 * ((g->P * g->Q + 15) / 16 * 16)) * lanes;
+}
+
 /* positions per forward buffer row (>= J, >= 64) */
 static inline int fc_sm_jalloc(const fc_smg *g) { return g->J < 64 ? 64 : g->J; }
 
@@ -155,6 +164,13 @@ static void fc_sm_packw_##SFX(const T *w, T *wp, const fc_smg *g) {             
 static void fc_sm_fwd_##SFX(const T *x, const T *wp, const T *b, T *y, const fc_smg *g,      \
                             T *xb, T *yb) {                                                  \
     FC_SM_DISPATCH(fwd_, SFX, (x, wp, b, y, g, xb, yb))                                      \
+}                                                                                            \
+static void fc_sm_packw1_##SFX(const T *w, T *up, const fc_smg *g) {                          \
+    FC_SM_DISPATCH(packw1_, SFX, (w, up, g))                                                 \
+}                                                                                            \
+static void fc_sm_fwd_nv1w_##SFX(const T *x, const T *up, const T *b, T *y, int n0,            \
+                                 const fc_smg *g, T *xt) {                                   \
+    FC_SM_DISPATCH(fwd_nv1w_, SFX, (x, up, b, y, n0, g, xt))                                 \
 }                                                                                            \
 static void fc_sm_fwd_nv_##SFX(const T *x, const T *wp, const T *b, T *y, int n0,              \
                                const fc_smg *g, T *xt) {                                     \

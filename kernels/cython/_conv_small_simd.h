@@ -181,6 +181,29 @@ FC_ATTR static void SN(packxt16_)(const ST *x, int n0, int nl, const fc_smg *g, 
 }
 #endif
 
+#ifdef FC_SM_TR16
+/* output staging (filter k0 + k: PQ16 positions x 16 image lanes) -> y rows of 16 positions per
+ * image, + bias (staging positions past PQ are never read into y: masked stores) */
+FC_ATTR static void SN(stage_out_)(const ST *stg, const ST *b, ST *y, int n0, int nl, int k0, int kn,
+                                   const fc_smg *g) {
+    const int PQ = g->P * g->Q, PQ16 = (PQ + 15) / 16 * 16;
+    for (int k = 0; k < kn; k++) {
+        const __m512 bv = _mm512_set1_ps(b ? b[k0 + k] : 0.f);
+        const ST *sk = stg + (ptrdiff_t)k * PQ16 * SVW;
+        for (int m0 = 0; m0 < PQ; m0 += 16) {
+            const __mmask16 mk = (__mmask16)(PQ - m0 >= 16 ? 0xffff : (1u << (PQ - m0)) - 1);
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(sk + (ptrdiff_t)(m0 + i) * 16);
+            SN(tr16)(r);
+            ST *yo = y + ((ptrdiff_t)n0 * g->K + k0 + k) * PQ + m0;
+            for (int l = 0; l < nl; l++)
+                _mm512_mask_storeu_ps(yo + (ptrdiff_t)l * g->K * PQ, mk, _mm512_add_ps(r[l], bv));
+        }
+    }
+}
+#endif
+
 /* Batch-vector forward: lanes run over SVW images n0 .. (lanes past N: zero images, not
  * stored), so no position is wasted.  xt: C * Hb * Wb vectors (image buffer (i, j) per
  * lane; the padding border zeroed by the packing) + the output staging of fc_sm_nv_extra. */
@@ -254,22 +277,7 @@ FC_ATTR static void SN(fwd_nv_)(const ST *x, const ST *wp, const ST *b, ST *y, i
 #endif
         }
 #ifdef FC_SM_TR16
-        /* staging (position, lane) -> y rows of 16 positions per image (staging positions past PQ
-         * are never read into y: masked stores) */
-        for (int k = 0; k < kn; k++) {
-            const __m512 bv = _mm512_set1_ps(b ? b[k0 + k] : 0.f);
-            const ST *sk = stg + (ptrdiff_t)k * PQ16 * SVW;
-            for (int m0 = 0; m0 < PQ; m0 += 16) {
-                const __mmask16 mk = (__mmask16)(PQ - m0 >= 16 ? 0xffff : (1u << (PQ - m0)) - 1);
-                __m512 r[16];
-#pragma GCC unroll 16
-                for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(sk + (ptrdiff_t)(m0 + i) * 16);
-                SN(tr16)(r);
-                ST *yo = y + ((ptrdiff_t)n0 * g->K + k0 + k) * PQ + m0;
-                for (int l = 0; l < nl; l++)
-                    _mm512_mask_storeu_ps(yo + (ptrdiff_t)l * g->K * PQ, mk, _mm512_add_ps(r[l], bv));
-            }
-        }
+        SN(stage_out_)(stg, b, y, n0, nl, k0, kn, g);
 #endif
     }
 }
@@ -386,6 +394,8 @@ FC_ATTR static void SN(bww_nv_)(const ST *x, const ST *dy, int n0, const fc_smg 
                         out[((ptrdiff_t)(k0 + k) * C + c) * RS + t0 + t] = SN(hsum)(acc[k][t]);
             }
 }
+
+#include "_conv_small_w1.h"
 
 #undef SN
 #undef SV
