@@ -329,9 +329,11 @@ WS2_T static inline void ws2_out_tile(const float *M, ptrdiff_t ms, ptrdiff_t ld
 
 /* Output transform of tiles [t0, t0 + nt) for output channels [k0, k0 + kn) (M columns 0 .. kn-1,
  * row stride ldm, component stride ms) into y, + bias.  Four side-by-side tiles of one tile row
- * whose 16 columns lie inside y go out as whole 16-float rows (streaming stores where 64-byte
- * aligned: y is written once and not read back here; the stem's 128-bit stores stalled on it),
- * other tiles as 4-float rows (masked at the right edge). */
+ * whose 16 columns lie inside y and start a 64-byte line (in the first row of channel k0; the
+ * quads' start follows y's alignment: one to three single tiles first) go out as whole 16-float
+ * rows, streamed where aligned (y is written once and not read back here; the stem's 128-bit
+ * stores stalled on it: 1-thread 1.15 -> 1.5; unaligned 16-float rows gained nothing), other
+ * tiles as 4-float rows (masked at the right edge). */
 WS2_T static void ws2_outputs(const float *M, ptrdiff_t ms, ptrdiff_t ldm, const float *bias, float *y,
                               const ws2_geo *g, ptrdiff_t t0, int nt, int k0, int kn) {
     int tpi = g->th * g->tw;
@@ -343,7 +345,8 @@ WS2_T static void ws2_outputs(const float *M, ptrdiff_t ms, ptrdiff_t ldm, const
         int tj = r % g->tw, p0 = 4 * (r / g->tw), q0 = 4 * tj;
         int ra = g->P - p0 < 4 ? g->P - p0 : 4, rq = g->Q - q0 < 4 ? g->Q - q0 : 4;
         float *yt = y + (ptrdiff_t)n * g->K * pq + (ptrdiff_t)p0 * g->Q + q0;
-        if (tt + 4 <= nt && tj + 4 <= g->tw && q0 + 16 <= g->Q) {  /* four tiles, whole rows */
+        if (tt + 4 <= nt && tj + 4 <= g->tw && q0 + 16 <= g->Q
+            && ((size_t)(yt + (ptrdiff_t)k0 * pq) & 63) == 0) {  /* four tiles, whole 64-byte rows */
             for (int kk = 0; kk < kn; kk += 16) {
                 float buf[4][16][16] __attribute__((aligned(64)));
                 for (int e = 0; e < 4; e++) {
