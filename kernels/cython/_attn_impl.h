@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stddef.h>
 #include "_fast_exp.h"
+#include "_tr16.h"
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function" /* the RNN cells' loops, not used here */
 #include "_rnn_impl.h" /* fc_mm_f32, fc_has_avx512: the unpacked AVX-512 GEMM of the RNN cells */
@@ -87,30 +88,13 @@ FA_FINISH(double, f64, log)
  * run along the keys), s = q_blk kt; output: o = p v; the backward's transposed operands
  * (p^T, ds^T) are A read through strides, v^T one more transpose per batch element. */
 #if defined(__GNUC__) && defined(__x86_64__)
-/* dst[c * ld + j] = scale * src[j * ls + c] for a 16 x 16 block: three rounds of shuffles */
+/* dst[c * ld + j] = scale * src[j * ls + c] for a 16 x 16 block */
 __attribute__((target("avx512f"))) static inline void fa_tr16(const float *src, ptrdiff_t ls, float *dst,
                                                               ptrdiff_t ld, __m512 sc) {
-    __m512 r[16], t[16];
+    __m512 r[16];
     for (int i = 0; i < 16; i++) r[i] = _mm512_mul_ps(_mm512_loadu_ps(src + i * ls), sc);
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int h = 0; h < 16; h += 8)
-        for (int i = 0; i < 4; i++) {
-            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
-            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
-        }
-    for (int i = 0; i < 8; i++) {
-        _mm512_storeu_ps(dst + i * ld, _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88));
-        _mm512_storeu_ps(dst + (i + 8) * ld, _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD));
-    }
+    fc_tr16(r);
+    for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + i * ld, r[i]);
 }
 #endif
 

@@ -28,6 +28,7 @@
 #ifndef FC_CONV_1X1_BW_H
 #define FC_CONV_1X1_BW_H
 #include "_conv_1x1.h"
+#include "_tr16.h"
 
 #define FC_PWB_MR 6
 #define FC_PWB_NR 64
@@ -65,30 +66,6 @@ static void fc_pwb_plain(int Nv, const float *a, ptrdiff_t as, const float *b, p
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FC_NO_AVX512_1X1)
 
-/* r[i] <- column i of the 16 x 16 block whose row j is r[j] */
-FC_PW_TARGET static inline __attribute__((always_inline)) void fc_pwb_tr16(__m512 *r) {
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 4; j++) {
-            t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0x88);
-            t[8 * i + j + 4] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0xDD);
-        }
-    for (int j = 0; j < 8; j++) {
-        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
-    }
-}
-
 static inline __mmask16 fc_pwb_mask(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u); }
 
 /* B rows [0, nrows) (nrows <= 64; row j at b + j*hw, image n at + n*bs) over the pieces,
@@ -112,7 +89,7 @@ FC_PW_TARGET __attribute__((noinline)) static void fc_pwb_pack(int np, const ptr
                 }
                 for (int j = 0; j < 16; j++)
                     r[j] = j < nr ? _mm512_maskz_loadu_ps(lm, s + (ptrdiff_t)(16 * v + j) * hw + q) : z;
-                fc_pwb_tr16(r);
+                fc_tr16(r);
                 for (int c = 0; c < w; c++) _mm512_store_ps(bp + c * FC_PWB_NR + 16 * v, r[c]);
             }
             bp += w * FC_PWB_NR;
@@ -128,7 +105,7 @@ FC_PW_TARGET static void fc_pwb_add_tr(const float *t, ptrdiff_t ldt, int m0, in
             __mmask16 mm = fc_pwb_mask(m1 - m);
             __m512 r[16];
             for (int i = 0; i < 16; i++) r[i] = m + i < m1 ? _mm512_load_ps(t + (ptrdiff_t)(m - m0 + i) * ldt + j) : z;
-            fc_pwb_tr16(r);
+            fc_tr16(r);
             for (int c = 0; c < 16 && j + c < Nv; c++) {
                 float *d = dw + (ptrdiff_t)(j + c) * ldw + m;
                 _mm512_mask_storeu_ps(d, mm, _mm512_add_ps(_mm512_maskz_loadu_ps(mm, d), r[c]));

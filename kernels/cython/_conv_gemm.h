@@ -22,6 +22,7 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FC_NO_AVX512_GEMM)
 #include <immintrin.h>
+#include "_tr16.h"
 #define FC_CG_TARGET __attribute__((target("avx512f")))
 
 static int fc_cg_available(void) {
@@ -220,32 +221,8 @@ FC_CG_CLONES static void fc_cg_im2col(const float *xc, int H, int W, int Q, int 
 }
 
 #if defined(FC_CG_TARGET)
-/* 16 x 16 transpose: r[i] row i in, r[j] column j out */
-FC_CG_TARGET static inline void fc_cg_tr16(__m512 *r) {
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int m = 0; m < 4; m++) {
-        __m512 u0 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x88), u1 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xdd);
-        __m512 u2 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x88), u3 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xdd);
-        t[m] = _mm512_shuffle_f32x4(u0, u2, 0x88);
-        t[m + 8] = _mm512_shuffle_f32x4(u0, u2, 0xdd);
-        t[m + 4] = _mm512_shuffle_f32x4(u1, u3, 0x88);
-        t[m + 12] = _mm512_shuffle_f32x4(u1, u3, 0xdd);
-    }
-    for (int i = 0; i < 16; i++) r[i] = t[i];
-}
-
+/* (the Winograd stride-2 module calls it by this name) */
+FC_CG_TARGET static inline void fc_cg_tr16(__m512 *r) { fc_tr16(r); }
 #endif
 
 /* ---- stride-1 forward over the padded width (no im2col) ---- */

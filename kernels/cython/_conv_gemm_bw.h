@@ -67,7 +67,7 @@ FC_CG_TARGET static void fc_bw_tr16_panel(const float *tmp, ptrdiff_t ld, int nc
     for (; k0 + 16 <= ncols; k0 += 16) {
         __m512 r[16];
         for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(tmp + (ptrdiff_t)i * ld + k0);
-        fc_cg_tr16(r);
+        fc_tr16(r);
         for (int i = 0; i < 16; i++) _mm512_storeu_ps(bp + (ptrdiff_t)(k0 + i) * FC_NR, r[i]);
     }
     for (int k = k0; k < ncols; k++)
@@ -177,7 +177,7 @@ FC_CG_TARGET static void fc_bw_pack_dyt(const float *src, ptrdiff_t ld, int m, i
             for (; j + 16 <= len; j += 16) {
                 __m512 r[16];
                 for (int i = 0; i < 16; i++) r[i] = i < nr ? _mm512_loadu_ps(s + (ptrdiff_t)i * ld + j) : _mm512_setzero_ps();
-                fc_cg_tr16(r);
+                fc_tr16(r);
                 for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (ptrdiff_t)(j + i) * FC_BW_NR, r[i]);
             }
             for (; j < len; j++)

@@ -21,6 +21,7 @@
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include "_tr16.h"
 #endif
 
 #define FC_SM_MAXT 64 /* most taps (R * S) */

@@ -126,36 +126,7 @@ FC_ATTR static void SN(packxt_)(const ST *x, int n0, int nl, const fc_smg *g, ST
 #ifdef FC_SM_TR16
 /* AVX-512 float32: 16 x 16 transposes instead of one scalar lane store or load per element
  * (the lane scatter of the forward's output and the lane gather of its packing were ~25 % of
- * LeNet C3's forward).  r[i][j] -> r[j][i]. */
-SAI void SN(tr16)(__m512 *r) {
-    __m512 t[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-    }
-#pragma GCC unroll 2
-    for (int i = 0; i < 16; i += 8) {
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
-            t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
-        }
-    }
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; j++) {
-        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
-    }
-}
-
+ * LeNet C3's forward): fc_tr16 of _tr16.h. */
 /* packxt_ by transposes: 16 positions of the 16 images' planes at a time */
 FC_ATTR static void SN(packxt16_)(const ST *x, int n0, int nl, const fc_smg *g, ST *xt) {
     const int C = g->C, W = g->W, Wb = g->Wb, hw = g->H * g->W;
@@ -171,7 +142,7 @@ FC_ATTR static void SN(packxt16_)(const ST *x, int n0, int nl, const fc_smg *g, 
 #pragma GCC unroll 16
             for (int l = 0; l < 16; l++)
                 r[l] = l < nl ? _mm512_maskz_loadu_ps(mk, src + (ptrdiff_t)l * C * hw + pos) : _mm512_setzero_ps();
-            SN(tr16)(r);
+            fc_tr16(r);
             for (int e = 0; e < n; e++) {  /* (i0, j0): input row and column of position pos + e */
                 _mm512_storeu_ps(dst + ((ptrdiff_t)(i0 + g->ph) * Wb + j0 + g->pw) * 16, r[e]);
                 if (++j0 == W) j0 = 0, i0++;
@@ -195,7 +166,7 @@ FC_ATTR static void SN(stage_out_)(const ST *stg, const ST *b, ST *y, int n0, in
             __m512 r[16];
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(sk + (ptrdiff_t)(m0 + i) * 16);
-            SN(tr16)(r);
+            fc_tr16(r);
             ST *yo = y + ((ptrdiff_t)n0 * g->K + k0 + k) * PQ + m0;
             for (int l = 0; l < nl; l++)
                 _mm512_mask_storeu_ps(yo + (ptrdiff_t)l * g->K * PQ, mk, _mm512_add_ps(r[l], bv));

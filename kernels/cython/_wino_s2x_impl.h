@@ -92,6 +92,7 @@ static void fs2x_filters(const float *w, float *U, const fs2x_geo *g, int k0, in
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
+#include "_tr16.h"
 #define FS2X_ATTR __attribute__((target("avx512f")))
 #define FS2X_AI static inline __attribute__((always_inline)) FS2X_ATTR
 
@@ -118,29 +119,6 @@ static int fs2x_available(void) { return __builtin_cpu_supports("avx512f"); }
         o1 = _mm512_fmadd_ps(_mm512_set1_ps(2.f), m34, m12);                                   \
         o2 = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4.f), p34, p12), v[5]);              \
     } while (0)
-
-FS2X_AI void fs2x_tr16(__m512 *r) {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-    }
-    for (int i = 0; i < 16; i += 8)
-        for (int j = 0; j < 4; j++) {
-            t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
-            t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
-        }
-    for (int j = 0; j < 8; j++) {
-        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
-    }
-}
 
 /* Zb[i'][j][c'] for the band's 6 phase rows 3 ti .. 3 ti + 5 (zero outside the padded input) */
 FS2X_ATTR static void fs2x_pack(const float *x, float *Zb, const fs2x_geo *g, int n, int ti) {
@@ -190,7 +168,7 @@ FS2X_ATTR static void fs2x_pack16(const float *x, float *Zb, const fs2x_geo *g, 
                     r[(2 * p + 1) * C + c] = _mm512_permutex2var_ps(h[0], od, h[1]);
                 }
             }
-            fs2x_tr16(r);
+            fc_tr16(r);
             float *dst = Zb + ((ptrdiff_t)i * Wz + j0) * 16;
             for (int e = 0; e < 16 && j0 + e < Wz; e++) _mm512_storeu_ps(dst + (ptrdiff_t)e * 16, r[e]);
         }
@@ -299,7 +277,7 @@ FS2X_ATTR static void fs2x_store(const float *St, float *y, const fs2x_geo *g, i
                 const __mmask16 mk = (__mmask16)((0xffffu >> (16 - hi)) & (0xffffu << lo));
                 __m512 r[16];
                 for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(St + ((ptrdiff_t)a * Qs2 + 16 + x0 + i) * Kp + k0);
-                fs2x_tr16(r);
+                fc_tr16(r);
                 for (int kk = 0; kk < 16 && k0 + kk < K; kk++) {
                     float *yo = yr + (ptrdiff_t)kk * P * Q + x0;
                     if (mk == 0xffff && ((uintptr_t)yo & 63) == 0) _mm512_stream_ps(yo, r[kk]);
