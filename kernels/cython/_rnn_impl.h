@@ -29,15 +29,39 @@ FC_VEC double tanh(double);
 /* sigmoid without overflow: exp only ever sees -|a| */
 #define FC_SIG(T, EXP, a) ({ T _e = EXP((a) < 0 ? (a) : -(a)); (a) >= 0 ? 1 / (1 + _e) : _e / (1 + _e); })
 
-/* loc[k][q][j] = gT[(k*H + jt + j) * N + nt + q] for the 4 row groups k (a tile transpose). */
+/* loc[k][q][j] = gT[(k*H + jt + j) * N + nt + q] for the 4 row groups k (a tile transpose):
+ * full float32 tiles on AVX-512 CPUs in registers (fc_tr16, _tr16.h; the scalar copies were
+ * a third of the LSTM forward's gate loop), the rest element by element. */
 #define FC_TJ 16
 #define FC_TN 16
+static int fc_has_avx512(void);
+#if defined(__GNUC__) && defined(__x86_64__)
+#include "_tr16.h"
+__attribute__((target("avx512f"), noinline)) static void fc_tile16_f32(const float *gT, ptrdiff_t N, ptrdiff_t H,
+        ptrdiff_t jt, ptrdiff_t nt, float *loc) {
+    for (int k = 0; k < 4; k++) {
+        __m512 r[16];
+        for (int j = 0; j < 16; j++) r[j] = _mm512_loadu_ps(gT + (k * H + jt + j) * N + nt);
+        fc_tr16(r);
+        for (int q = 0; q < 16; q++) _mm512_storeu_ps(loc + (k * FC_TN + q) * FC_TJ, r[q]);
+    }
+}
+#define FC_TILE16_OK 1
+#else
+static void fc_tile16_f32(const float *gT, ptrdiff_t N, ptrdiff_t H, ptrdiff_t jt, ptrdiff_t nt, float *loc) {
+    (void)gT; (void)N; (void)H; (void)jt; (void)nt; (void)loc;
+}
+#define FC_TILE16_OK 0
+#endif
 #define FC_TILE(T, gT, N, H, jt, jn, nt, nn, loc)                                                  \
-    for (int k_ = 0; k_ < 4; k_++)                                                                 \
-        for (ptrdiff_t j_ = 0; j_ < (jn); j_++) {                                                  \
-            const T *restrict src_ = (gT) + (k_ * (H) + (jt) + j_) * (N) + (nt);                   \
-            for (ptrdiff_t q_ = 0; q_ < (nn); q_++) (loc)[k_][q_][j_] = src_[q_];                  \
-        }
+    if (sizeof(T) == 4 && FC_TILE16_OK && av && (jn) == FC_TJ && (nn) == FC_TN)                    \
+        fc_tile16_f32((const float *)(gT), N, H, jt, nt, (float *)(loc));                          \
+    else                                                                                           \
+        for (int k_ = 0; k_ < 4; k_++)                                                             \
+            for (ptrdiff_t j_ = 0; j_ < (jn); j_++) {                                              \
+                const T *restrict src_ = (gT) + (k_ * (H) + (jt) + j_) * (N) + (nt);               \
+                for (ptrdiff_t q_ = 0; q_ < (nn); q_++) (loc)[k_][q_][j_] = src_[q_];              \
+            }
 
 #define FC_RNN(T, SFX, EXP, TANH)                                                                  \
 /* gT (4H, N): x W_ih^T + h W_hh^T TRANSPOSED (that GEMM orientation is 15-20% faster in       \
@@ -47,6 +71,7 @@ FC_RCLONES static void fc_lstm_fwd_##SFX(const T *restrict gT, const T *restrict
         const T *restrict c, T *restrict g, T *restrict c_new, T *restrict h_new, ptrdiff_t N,      \
         ptrdiff_t H, ptrdiff_t j0, ptrdiff_t j1) {                                                 \
     T loc[4][FC_TN][FC_TJ];                                                                        \
+    int av = fc_has_avx512();                                                                      \
     for (ptrdiff_t jt = j0; jt < j1; jt += FC_TJ) {                                                \
         ptrdiff_t jn = j1 - jt < FC_TJ ? j1 - jt : FC_TJ;                                          \
         for (ptrdiff_t nt = 0; nt < N; nt += FC_TN) {                                              \
@@ -103,6 +128,7 @@ FC_RCLONES static void fc_gru_fwd_##SFX(const T *restrict gT, const T *restrict 
         const T *restrict h, T *restrict s, T *restrict h_new, ptrdiff_t N, ptrdiff_t H,           \
         ptrdiff_t j0, ptrdiff_t j1) {                                                              \
     T loc[4][FC_TN][FC_TJ];                                                                        \
+    int av = fc_has_avx512();                                                                      \
     for (ptrdiff_t jt = j0; jt < j1; jt += FC_TJ) {                                                \
         ptrdiff_t jn = j1 - jt < FC_TJ ? j1 - jt : FC_TJ;                                          \
         for (ptrdiff_t nt = 0; nt < N; nt += FC_TN) {                                              \
