@@ -220,11 +220,6 @@ FC_CG_CLONES static void fc_cg_im2col(const float *xc, int H, int W, int Q, int 
     }
 }
 
-#if defined(FC_CG_TARGET)
-/* (the Winograd stride-2 module calls it by this name) */
-FC_CG_TARGET static inline void fc_cg_tr16(__m512 *r) { fc_tr16(r); }
-#endif
-
 /* ---- stride-1 forward over the padded width (no im2col) ---- */
 #if defined(__GNUC__) && !defined(__clang__)
 #define FC_CG_NOMEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))

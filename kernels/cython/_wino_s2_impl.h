@@ -230,7 +230,7 @@ WS2_T static void ws2_inputs(const float *x, float *V, ptrdiff_t vs, const ws2_g
                                        : _mm512_setzero_ps();
                     }
                 }
-                fc_cg_tr16(r);  /* r[j]: column j of the tiles' rows a (lanes 0-7) and a + 1 (8-15) */
+                fc_tr16(r);  /* r[j]: column j of the tiles' rows a (lanes 0-7) and a + 1 (8-15) */
                 for (int vv = 0; vv < g->ns; vv++)
                     for (int b = 0; b < 5; b++) {
                         int j = 2 * b + 4 * vv;
@@ -324,7 +324,7 @@ WS2_T static inline void ws2_out_tile(const float *M, ptrdiff_t ms, ptrdiff_t ld
         o[8 + j] = _mm512_add_ps(o2, bv);
         o[12 + j] = _mm512_add_ps(o3, bv);
     }
-    fc_cg_tr16(o);  /* o[l]: the 4 x 4 tile of channel k0 + kk + l, row-major */
+    fc_tr16(o);  /* o[l]: the 4 x 4 tile of channel k0 + kk + l, row-major */
 }
 
 /* Output transform of tiles [t0, t0 + nt) for output channels [k0, k0 + kn) (M columns 0 .. kn-1,
