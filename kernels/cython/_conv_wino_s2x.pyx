@@ -38,21 +38,18 @@ cdef extern from "_wino_s2x_impl.h" nogil:
                    int n, int ti)
 
 from ._conv_winograd import _scratch
+from . import _conv_wino_s2 as _ws2
 
 AVAILABLE = bool(fs2x_available())
 
 
 def eligible(x_dtype, w_shape, stride, dilation, groups):
-    """'' if this module can run the forward conv, else the reason (for the ValueError)."""
-    if not AVAILABLE:
-        return "needs a CPU with AVX-512F"
-    if np.dtype(x_dtype) != np.float32:
-        return f"runs in float32 only (got {np.dtype(x_dtype).name})"
-    if tuple(stride) != (2, 2) or tuple(dilation) != (1, 1) or groups != 1:
-        return "needs stride 2, dilation 1 and groups 1"
-    if not (4 < max(w_shape[2], w_shape[3]) <= 8):
-        return "needs a filter of 5 x 5 .. 8 x 8"
-    return ""
+    """'' if this module can run the forward conv, else the reason (for the ValueError): the
+    stride-2 module's conditions, and a filter of 5x5 .. 8x8."""
+    why = _ws2.eligible(x_dtype, w_shape, stride, dilation, groups) if AVAILABLE else "needs a CPU with AVX-512F"
+    if not why and not (4 < max(w_shape[2], w_shape[3]) <= 8):
+        why = "needs a filter of 5 x 5 .. 8 x 8"
+    return why
 
 
 def forward(x, w, b, padding, y, int nt):
