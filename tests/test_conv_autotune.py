@@ -110,3 +110,18 @@ def test_off_by_default_and_errors_still_raised(monkeypatch):
     with pytest.raises(ValueError, match="bias"):
         CV.conv2d_forward(x, w, np.ones(5, np.float32), 1, 1, 1, 1)
     TUNE.clear()
+
+
+def test_layer_api_is_tuned(autotune):
+    """fastconv.nn / functional convs reach the kernels with 'auto', so the switch applies there:
+    a forward and backward through the layer fill one cache entry per direction."""
+    from fastconv import Tensor
+    from fastconv.functional import conv2d
+    x, w = _data((2, 8, 10, 10), (8, 8, 3, 3))
+    tx, tw = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+    y = conv2d(tx, tw, None, 1, 1)
+    y.sum().backward()
+    ops = sorted(k[0] for k in TUNE.cache())
+    assert ops == ["conv2d_backward_input", "conv2d_backward_weight", "conv2d_forward"]
+    ref = REF.conv2d_forward(x.astype(np.float64), w.astype(np.float64), None, 1, 1, 1, 1)
+    assert rel_error(y.data, ref) < 1e-5
