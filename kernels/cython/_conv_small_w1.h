@@ -88,15 +88,21 @@ FC_ATTR static void SN(fwd_nv1w_)(const ST *x, const ST *up, const ST *b, ST *y,
                 pos[u] = bi * FC_JB + u < NPOS ? bi * FC_JB + u : NPOS - 1;
                 base[u] = ((ptrdiff_t)(pos[u] / TW) * xrow + (pos[u] % TW) * 6) * SVW;
             }
+            /* filter rows r that read only padding rows for every output row of the block are
+             * skipped (the stride-1 backward-input's full correlation: C3 dx, 20 of 70 rows) */
+            const int pmin = pos[0] / TW, pmax = pos[FC_JB - 1] / TW;
+            const int r0 = g->ph - pmax > 0 ? g->ph - pmax : 0;
+            const int r1 = g->ph + g->H - pmin < R ? g->ph + g->H - pmin : R;
             for (int e = 0; e < 6; e++) {
                 SV acc[FC_KB][FC_JB];
 #pragma GCC unroll 16
                 for (int k = 0; k < FC_KB; k++)
 #pragma GCC unroll 4
                     for (int u = 0; u < FC_JB; u++) acc[k][u] = (SV){0};
-                const ST *wc = ub + (ptrdiff_t)e * C * R * FC_KB;
+                const ST *we = ub + (ptrdiff_t)e * C * R * FC_KB;
                 for (int c = 0; c < C; c++)
-                    for (int r = 0; r < R; r++, wc += FC_KB) {
+                    for (int r = r0; r < r1; r++) {
+                        const ST *wc = we + ((ptrdiff_t)c * R + r) * FC_KB;
                         const ST *xp = Xt + (((ptrdiff_t)c * Hb + r) * xrow + e) * SVW;
                         SV xv[FC_JB];
 #pragma GCC unroll 4
