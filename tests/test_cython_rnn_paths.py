@@ -11,8 +11,9 @@ from fastconv.kernels.reference import rnn as R
 pytestmark = pytest.mark.skipif(not dispatch.available("cython")[0], reason="Cython extension not built")
 
 TOL = {np.float32: 3e-5, np.float64: 1e-12}
-# (N, I, H): N across the 32-column tiles (1, 16, 31, 33, 70), 4H / 3H rows not a multiple of 8, N = 0, I = 0
-SIZES = [(1, 3, 5), (3, 1, 37), (16, 19, 8), (31, 7, 33), (33, 40, 20), (70, 6, 40), (0, 4, 6), (5, 0, 9)]
+# (N, I, H): N across the 32-column tiles (1, 16, 31, 33, 70), 4H / 3H rows not a multiple of 8, N = 0, I = 0,
+# more hidden-unit blocks than threads (H = 130: five blocks of 32 units, the last of 2)
+SIZES = [(1, 3, 5), (3, 1, 37), (16, 19, 8), (31, 7, 33), (33, 40, 20), (70, 6, 40), (0, 4, 6), (5, 0, 9), (9, 5, 130)]
 
 
 @pytest.fixture

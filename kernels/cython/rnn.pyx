@@ -114,7 +114,7 @@ cdef struct Cell:
     bint wx                     # GEMMs by fc_mm_f32 (the forward's from xT, hT: x, h transposed)
     void* xT
     void* hT
-    int bw, nblk, cw, hw        # hidden units per block and blocks; dx / dh columns per block
+    int nt, bw, nblk, cw, hw    # threads; hidden units per block, blocks; dx / dh columns per block
     void* x
     void* h
     void* w_ih
@@ -259,22 +259,32 @@ cdef void _dxdh_blk(Cell* s, int t, void* di, void* dg, void* dx, void* dh, bint
                    _at(dh, c0, s.f32), s.nh)
 
 
-cdef int _blocks(int n, int nt):
-    """Width (a multiple of 16 unless one block) of nt blocks covering n."""
-    return n if nt <= 1 else max(16, ((n + nt - 1) // nt + 15) // 16 * 16)
+cdef int _blocks(int n, int nb, int q):
+    """Width (a multiple of q unless one block) of nb blocks covering n."""
+    return n if nb <= 1 else max(q, ((n + nb - 1) // nb + q - 1) // q * q)
+
+
+cdef int SUB_BLOCKS = 4  # fc_mm_f32 path: blocks per thread, handed out dynamically (below)
 
 
 cdef Cell _cell(bint f32, int N, int I, int H, int G, x, h, w_ih, w_hh, double flops):
+    """Pointers, dims and the split.  Threaded, the fc_mm_f32 path cuts the work into
+    SUB_BLOCKS blocks per thread taken dynamically: on a shared machine one descheduled thread
+    then holds up only its current block, not half the cell (the LSTM 64x256x512 forward had a
+    9 ms median at 2 threads in `fastconv bench` on a loaded machine with one static block per
+    thread); its kernels lose nothing on 32-row blocks.  BLAS keeps one block per thread."""
     cdef Cell s
     s.f32, s.nb, s.ni, s.nh, s.ng = f32, N, I, H, G
     s.x, s.h = cnp.PyArray_DATA(x), cnp.PyArray_DATA(h)
     s.w_ih, s.w_hh = cnp.PyArray_DATA(w_ih), cnp.PyArray_DATA(w_hh)
     s.wx, s.xT, s.hT = f32 and _WX, NULL, NULL
     cdef int nt = max(1, min(num_threads(flops, CELL_SPLIT_FLOPS), (H + 15) // 16))
-    s.bw = _blocks(H, nt)
+    cdef int q = 32 if s.wx else 16
+    s.bw = _blocks(H, nt * (SUB_BLOCKS if s.wx and nt > 1 else 1), q)
     s.nblk = (H + s.bw - 1) // s.bw if H else 0
-    s.cw = _blocks(I, s.nblk)
-    s.hw = _blocks(H, s.nblk)
+    s.nt = max(1, min(nt, s.nblk))
+    s.cw = _blocks(I, s.nblk, q)
+    s.hw = _blocks(H, s.nblk, q)
     return s
 
 
@@ -414,10 +424,11 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     cdef int t
     with blas_threads("scipy", None if s.wx else 1):  # fc_mm_f32 calls no BLAS
         with nogil:
-            if s.nblk == 1:
-                _lstm_fwd_blk(&s, 0)
+            if s.nt == 1:
+                for t in range(s.nblk):
+                    _lstm_fwd_blk(&s, t)
             else:
-                for t in prange(s.nblk, num_threads=s.nblk, schedule="static"):
+                for t in prange(s.nblk, num_threads=s.nt, schedule="dynamic"):
                     _lstm_fwd_blk(&s, t)
     return h_new, c_new, gates
 
@@ -464,19 +475,21 @@ cdef _run_bwd(Cell s, list arrays, di, dg, dx, dh, bint acc_h, bint lstm):
     cdef int t
     with blas_threads("scipy", None if s.wx else 1):  # fc_mm_f32 calls no BLAS
         with nogil:
-            if s.nblk == 1:
-                if lstm:
-                    _lstm_bwd_blk(&s, 0)
-                else:
-                    _gru_bwd_blk(&s, 0)
-                _dxdh_blk(&s, 0, pdi, pdg, pdx, pdh, acc_h)
-            else:
-                for t in prange(s.nblk, num_threads=s.nblk, schedule="static"):
+            if s.nt == 1:
+                for t in range(s.nblk):
                     if lstm:
                         _lstm_bwd_blk(&s, t)
                     else:
                         _gru_bwd_blk(&s, t)
-                for t in prange(s.nblk, num_threads=s.nblk, schedule="static"):
+                for t in range(s.nblk):
+                    _dxdh_blk(&s, t, pdi, pdg, pdx, pdh, acc_h)
+            else:
+                for t in prange(s.nblk, num_threads=s.nt, schedule="dynamic"):
+                    if lstm:
+                        _lstm_bwd_blk(&s, t)
+                    else:
+                        _gru_bwd_blk(&s, t)
+                for t in prange(s.nblk, num_threads=s.nt, schedule="dynamic"):
                     _dxdh_blk(&s, t, pdi, pdg, pdx, pdh, acc_h)
 
 
@@ -503,10 +516,11 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     cdef int t
     with blas_threads("scipy", None if s.wx else 1):  # fc_mm_f32 calls no BLAS
         with nogil:
-            if s.nblk == 1:
-                _gru_fwd_blk(&s, 0)
+            if s.nt == 1:
+                for t in range(s.nblk):
+                    _gru_fwd_blk(&s, t)
             else:
-                for t in prange(s.nblk, num_threads=s.nblk, schedule="static"):
+                for t in prange(s.nblk, num_threads=s.nt, schedule="dynamic"):
                     _gru_fwd_blk(&s, t)
     return h_new, saved
 
