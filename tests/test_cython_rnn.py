@@ -164,27 +164,3 @@ def test_backward_bad_inputs():
         K().gru_cell_backward(h[:1], x, h, *w3, s)
     with pytest.raises(TypeError, match="gru_cell_forward"):
         K().gru_cell_forward(x, "h", *w3, None, None)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("split", [True, False])
-def test_mm_all_transposes(dtype, split, monkeypatch):
-    """The cells' GEMM helper (SciPy BLAS on OpenMP column blocks) against NumPy for every
-    transpose combination, odd sizes (column blocks with a short last one), empty and K = 0."""
-    R = pytest.importorskip("fastconv.kernels.cython.rnn")
-    monkeypatch.setattr(R, "MM_SPLIT_FLOPS", 1 if split else 1 << 40)
-    prev = fastconv.get_num_threads()
-    fastconv.set_num_threads(3)
-    try:
-        rng = np.random.default_rng(7)
-        for M, K, N in ((5, 7, 37), (33, 1, 70), (1, 9, 1), (0, 4, 6), (4, 0, 6), (3, 5, 0)):
-            for ta in (False, True):
-                for tb in (False, True):
-                    a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
-                    b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
-                    want = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
-                    got = R._mm(a, b, ta, tb)
-                    assert got.shape == (M, N) and got.dtype == dtype and got.flags.c_contiguous
-                    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * (1 + np.abs(want).max(initial=0)))
-    finally:
-        fastconv.set_num_threads(prev)

@@ -19,7 +19,9 @@ sums both products in the same registers -- OpenBLAS re-packs the weights on
 every call, ~20% of the 64x256x512 LSTM forward (measured, one thread: that
 kernel at 105-130 GFLOP/s where SciPy's sgemm gave 85-97 on the same shapes).
 Otherwise (float64, older CPUs) SciPy's BLAS, called single-threaded from our
-threads (``_rgemm``), in the orientation measured fastest for each product.
+threads (``_rgemm``), in the orientation measured fastest for each product --
+not NumPy's matmul, whose OpenBLAS copy keeps its own thread pool that fought
+OpenMP threads still spinning after a kernel (6 ms for a 1 ms cell).
 
 Validation is the reference's; arguments that are already C-contiguous NumPy
 arrays of one float dtype and the right shapes skip it through a fast check
@@ -334,60 +336,6 @@ cdef tuple _fast_dims(x, h, int G, w_ih, w_hh, b_ih, b_hh):
             and (b_ih is None or _ok(b_ih, G * H, -1, dt)) and (b_hh is None or _ok(b_hh, G * H, -1, dt))):
         return None
     return N, I, H, dt
-
-
-# ---- GEMMs on OUR thread pool ----------------------------------------------------------------
-# NumPy's matmul runs on NumPy's OpenBLAS, which keeps its own pool of threads.  In a process
-# where OpenMP threads are still spinning after a kernel (PyTorch's, or ours under OpenMP's
-# default wait policy) that pool fights them for the cores: the LSTM 64x256x512 forward took
-# 6 ms in `fastconv bench` where its arithmetic needs 1, and the 32x128x128 cells 4 ms where
-# they need 0.05.  Here the output columns are split over our OpenMP threads, each calling
-# SciPy's BLAS single-threaded (conv's scheme), so the process has one pool.
-MM_SPLIT_FLOPS = 1 << 22  # below this one thread, no parallel region
-
-
-cdef void _mm_run(bint ta, bint tb, int M, int N, int K, void* pa, int lda, void* pb, int ldb, void* pc,
-                  int nblk, int bw, int nt, bint f32) noexcept nogil:
-    cdef int i, n0, nn
-    cdef char opa = b'T' if tb else b'N', opb = b'T' if ta else b'N'
-    cdef float one32 = 1, zero32 = 0
-    cdef double one64 = 1, zero64 = 0
-    for i in prange(nblk, num_threads=nt, schedule="static"):
-        n0 = i * bw
-        nn = min(bw, N - n0)
-        if f32:
-            sgemm(&opa, &opb, &nn, &M, &K, &one32, <float*>pb + (<Py_ssize_t>n0 * ldb if tb else n0), &ldb,
-                  <float*>pa, &lda, &zero32, <float*>pc + n0, &N)
-        else:
-            dgemm(&opa, &opb, &nn, &M, &K, &one64, <double*>pb + (<Py_ssize_t>n0 * ldb if tb else n0), &ldb,
-                  <double*>pa, &lda, &zero64, <double*>pc + n0, &N)
-
-
-def _mm(a, b, bint ta=False, bint tb=False):
-    """op(a) @ op(b) for C-contiguous 2-D float arrays of one dtype (op: transpose when ta / tb),
-    a new C-contiguous array; column blocks over OpenMP threads, BLAS single-threaded."""
-    a = np.ascontiguousarray(a)
-    b = np.ascontiguousarray(b)
-    cdef int M = a.shape[1] if ta else a.shape[0], K = a.shape[0] if ta else a.shape[1]
-    cdef int N = b.shape[0] if tb else b.shape[1]
-    out = np.empty((M, N), a.dtype)
-    if M == 0 or N == 0:
-        return out
-    if K == 0:
-        out.fill(0)
-        return out
-    cdef int nt = max(1, min(num_threads(2 * <Py_ssize_t>M * N * K, MM_SPLIT_FLOPS), max(1, N // 16)))
-    cdef int bw = N if nt == 1 else ((N + nt - 1) // nt + 15) // 16 * 16
-    cdef int nblk = (N + bw - 1) // bw
-    cdef void* pa = cnp.PyArray_DATA(a)
-    cdef void* pb = cnp.PyArray_DATA(b)
-    cdef void* pc = cnp.PyArray_DATA(out)
-    cdef int lda = a.shape[1], ldb = b.shape[1]
-    cdef bint f32 = a.dtype == np.float32
-    with blas_threads("scipy", 1):
-        with nogil:
-            _mm_run(ta, tb, M, N, K, pa, lda, pb, ldb, pc, nblk, bw, min(nt, nblk), f32)
-    return out
 
 
 def _cpu(op, **arrays):
