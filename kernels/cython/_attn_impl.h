@@ -10,7 +10,7 @@
 #include "_tr16.h"
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function" /* the RNN cells' loops, not used here */
-#include "_rnn_impl.h" /* fc_mm_f32, fc_has_avx512: the unpacked AVX-512 GEMM of the RNN cells */
+#include "_mm_f32.h" /* fc_mm_f32, fc_has_avx512: the unpacked AVX-512 GEMM (shared with the RNN cells) */
 #pragma GCC diagnostic pop
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FC_NO_CLONES)

@@ -13,7 +13,7 @@ gradients (summed in the same loop) and its rows of dW_ih = d^T x and
 dW_hh = d^T h; after the join, dx = d W_ih and dh = d W_hh are split by output
 columns.
 
-GEMMs: float32 on CPUs with AVX-512 use ``fc_mm_f32`` (``_rnn_impl.h``), which
+GEMMs: float32 on CPUs with AVX-512 use ``fc_mm_f32`` (``_mm_f32.h``), which
 streams the weights unpacked as broadcast operands into 8x32 register tiles and
 sums both products in the same registers -- OpenBLAS re-packs the weights on
 every call, ~20% of the 64x256x512 LSTM forward (measured, one thread: that
