@@ -143,6 +143,11 @@ def number(op, name, v, minimum=None, maximum=None, min_inclusive=True, max_incl
 
 def tuple_n(op, name, v, n=2, minimum=None):
     """An int or a sequence of ``n`` ints -> tuple of ``n`` ints (each >= minimum)."""
+    if type(v) is int and (minimum is None or v >= minimum):  # the common cases, without the ABC checks
+        return (v,) * n
+    if (type(v) is tuple and len(v) == n and all(type(e) is int for e in v)
+            and (minimum is None or min(v, default=minimum) >= minimum)):
+        return v
     if type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool)):
         v = (int(v),) * n
     try:
