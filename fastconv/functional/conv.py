@@ -8,11 +8,13 @@ odd total padding puts the extra row/column at the bottom/right, like
 torch: the kernel pads one more on both sides and the first output
 row/column is dropped).
 """
+import inspect
+
 from ..kernels import _checks as C
 from ..tensor import Function
 from ._base import KernelFunction, prepare, tensor_arg
 
-__all__ = ["conv2d", "conv1d"]
+__all__ = ["conv2d", "conv2d_relu", "conv1d"]
 
 
 class Conv2d(KernelFunction, Function):
@@ -33,6 +35,41 @@ class Conv2d(KernelFunction, Function):
         return dx, dw, db
 
 
+_FUSED = {}
+
+
+def _has_epilogue(fn):
+    """Whether a backend's conv2d_forward takes ``activation`` (reference, Cython, CuPy)."""
+    ok = _FUSED.get(fn)
+    if ok is None:
+        try:
+            ok = _FUSED[fn] = "activation" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):  # no introspectable signature: compose
+            ok = _FUSED[fn] = False
+    return ok
+
+
+class Conv2dReLU(Conv2d):
+    """relu(conv2d(x, w) + b) as one op: the backend's fused epilogue where it has one (else its
+    relu kernel after the conv); only the output is kept (the relu mask comes from it)."""
+
+    def forward(self, x, w, b, stride=1, padding=0, dilation=1, groups=1, backend=None):
+        prepare(self, x, backend)
+        self.geom = (stride, padding, dilation, groups)
+        self.x_shape, self.w_shape = x.shape, w.shape
+        fwd = self.k("conv2d_forward")
+        if _has_epilogue(fwd):
+            y = fwd(x, w, b, *self.geom, activation="relu")
+        else:
+            y = self.k("relu_forward")(fwd(x, w, b, *self.geom))
+        self.y = y
+        self.save_for_backward(x, w)
+        return y
+
+    def backward(self, dy):
+        return super().backward(self.k("relu_backward")(dy, self.y))
+
+
 def _same_padding(op, kernel, stride, dilation):
     """'same' -> (symmetric padding per axis, axes whose total padding is odd)."""
     if any(s != 1 for s in stride):
@@ -47,7 +84,18 @@ def _same_padding(op, kernel, stride, dilation):
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, backend=None):
     """2-D cross-correlation of x (N, C, H, W) or (C, H, W) with weight (K, C/groups, R, S)."""
-    op = "conv2d"
+    return _conv2d("conv2d", Conv2d, x, weight, bias, stride, padding, dilation, groups, backend)
+
+
+def conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, backend=None):
+    """``relu(conv2d(x, weight, bias, ...))`` as one op: the bias and the ReLU run in the conv
+    kernel's epilogue where the backend has one (Cython, CuPy, reference), and neither the
+    pre-activation nor a separate ReLU node is kept.  ``nn.Sequential`` uses it for a
+    ``Conv2d`` followed by a ``ReLU``."""
+    return _conv2d("conv2d_relu", Conv2dReLU, x, weight, bias, stride, padding, dilation, groups, backend)
+
+
+def _conv2d(op, fn, x, weight, bias, stride, padding, dilation, groups, backend):
     x = tensor_arg("x", x, op)
     weight = tensor_arg("weight", weight, op)
     bias = None if bias is None else tensor_arg("bias", bias, op)
@@ -65,8 +113,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, back
                                          C.tuple_n(op, "dilation", dilation, 2))
         else:
             raise ValueError(f"{op}: argument 'padding' must be an int, a pair, 'valid' or 'same', got {padding!r}")
-    y = Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                     backend=backend)
+    y = fn.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                 backend=backend)
     if any(odd):
         y = y[:, :, 1 if odd[0] else 0:, 1 if odd[1] else 0:]
     if unbatched:

@@ -2,6 +2,7 @@
 import collections
 
 from .activation import ReLU
+from .conv import Conv2d
 from .module import Module
 from .norm import _BatchNorm
 
@@ -43,9 +44,18 @@ class Sequential(Module):
                 x = m.forward_act(x)
                 i += 2
                 continue
+            if i + 1 < n and _conv_then_relu(m, mods[i + 1]):  # the conv kernel's relu epilogue
+                x = m.forward_relu(x)
+                i += 2
+                continue
             x = m(x)
             i += 1
         return x
+
+
+def _conv_then_relu(a, b):
+    """True for a plain Conv2d layer followed by a plain ReLU."""
+    return type(b) is ReLU and type(a) is Conv2d
 
 
 def _bn_then_relu(a, b):

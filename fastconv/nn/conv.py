@@ -83,6 +83,12 @@ class Conv2d(_ConvNd):
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
                         dilation=self.dilation, groups=self.groups)
 
+    def forward_relu(self, x):
+        """``relu(self(x))`` through ``F.conv2d_relu``: the bias and the ReLU in the conv kernel's
+        epilogue (same result and gradients, no pre-activation kept)."""
+        return F.conv2d_relu(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                             dilation=self.dilation, groups=self.groups)
+
 
 class Conv1d(_ConvNd):
     """1-D convolution over NCL input; weight (out, in/groups, k)."""

@@ -57,6 +57,28 @@ from ._conv_select import ALGOS, WINO_MIN_C, _setup, _s2_engine, _wino, _wino5, 
 
 cnp.import_array()
 
+cdef extern from "_conv_act.h" nogil:
+    void fc_conv_relu_f32(float* y, Py_ssize_t n, int nt)
+    void fc_conv_relu_f64(double* y, Py_ssize_t n, int nt)
+
+ACTIVATIONS = (None, "relu")
+
+
+def _epilogue(y, activation):
+    """The forward's activation, in place on y (after the algorithm stored y + bias)."""
+    if activation is None or y.size == 0:
+        return y
+    cdef Py_ssize_t n = y.size
+    cdef int nt = num_threads(n, 1 << 16)
+    cdef void* p = _ptr(y)
+    cdef bint is32 = y.dtype == np.float32
+    with nogil:
+        if is32:
+            fc_conv_relu_f32(<float*>p, n, nt)
+        else:
+            fc_conv_relu_f64(<double*>p, n, nt)
+    return y
+
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
 
 cdef inline void _gemm(char ta, char tb, int m, int n, int k, real alpha, real* a, int lda,
@@ -323,9 +345,14 @@ def _gemm_path(int which, a, b, bias, out, Geo g, int nt, bint pointwise):
     return out
 
 
-def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto"):
-    """y (N, K, P, Q) = conv2d(x, w) + b; see the module docstring for ``algo``."""
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, *, algo="auto", activation=None):
+    """y (N, K, P, Q) = conv2d(x, w) + b; see the module docstring for ``algo``.  ``activation``
+    'relu' applies relu(y) in place before returning (the fused epilogue the layer API's
+    ``conv2d_relu`` asks for), None nothing."""
     op = "conv2d_forward"
+    CK.choice(op, "activation", activation, ACTIVATIONS)
+    if activation is not None:
+        return _epilogue(conv2d_forward(x, w, b, stride, padding, dilation, groups, algo=algo), activation)
     x = CK.array(op, "x", x, ndim=4, device="cpu")
     w = CK.array(op, "w", w, ndim=4, device="cpu")
     b = CK.array(op, "b", b, ndim=1, allow_none=True, device="cpu")

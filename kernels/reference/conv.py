@@ -35,9 +35,11 @@ def _check_dy(op, dy, expected):
         raise ValueError(f"{op}: argument 'dy' has shape {tuple(dy.shape)}; this geometry gives {tuple(expected)}")
 
 
-def conv2d_forward(x, w, b, stride, padding, dilation, groups):
-    """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/groups, R, S)) + b (K,)."""
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, activation=None):
+    """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/groups, R, S)) + b (K,); ``activation``
+    'relu' returns relu(y) (the fused epilogue of the compiled backends), None y."""
     op = "conv2d_forward"
+    C.choice(op, "activation", activation, (None, "relu"))
     x = C.array(op, "x", x, ndim=4)
     w = C.array(op, "w", w, ndim=4)
     b = C.array(op, "b", b, ndim=1, allow_none=True)
@@ -56,6 +58,8 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     y = xp.matmul(wg, cols).reshape(N, K, P, Q)
     if b is not None:
         y += b.reshape(1, K, 1, 1)
+    if activation == "relu":
+        y = xp.where(y < 0, xp.zeros((), y.dtype), y)  # (NaN stays NaN, like the relu kernel)
     return y
 
 
