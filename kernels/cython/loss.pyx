@@ -1,6 +1,7 @@
 # cython: language_level=3
 # distutils: libraries = m
-"""Softmax cross-entropy on the CPU: one pass per row for the plain (and most common) case.
+"""Softmax cross-entropy on the CPU: one pass per row for the plain (and most common) case
+(mse, huber and bce_with_logits live in _loss_reg.pyx and are re-exported here).
 
 Class-index targets without class weights or label smoothing -- a classifier's training
 loss -- run here (loops in ``_loss_impl.h``): per row the max, log-sum-exp (float32: the inlined
@@ -20,8 +21,13 @@ from .. import _checks as C
 from ..reference import loss as _ref
 from ..reference.loss import REDUCTIONS
 from ._threads import num_threads
+# mse, huber, bce_with_logits: element-wise losses, in their own module (_loss_reg.pyx)
+from ._loss_reg import (bce_with_logits_backward, bce_with_logits_forward, huber_backward,  # noqa: F401
+                        huber_forward, mse_backward, mse_forward)
 
-__all__ = ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
+__all__ = ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
+           "mse_forward", "mse_backward", "huber_forward", "huber_backward",
+           "bce_with_logits_forward", "bce_with_logits_backward"]
 
 cdef extern from "_loss_impl.h" nogil:
     void fc_ce_fwd_f32(const float*, const int64_t*, float*, double*, Py_ssize_t, Py_ssize_t, int64_t, int)
