@@ -265,3 +265,19 @@ def test_prelu_bad_input():
         K.prelu_backward(x, x, np.ones(2, np.float32))
     with pytest.raises(TypeError, match="prelu_backward.*mixed dtypes"):
         K.prelu_backward(x, x, np.ones(3))
+
+
+# ---- autograd through the Cython kernels -----------------------------------------------------------
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_gradcheck_cython(dim):
+    import fastconv as fc
+    import fastconv.functional as F
+    from fastconv.testing import gradcheck
+
+    rng = np.random.default_rng(7)
+    x = fc.Tensor(rng.standard_normal((3, 4, 5)), requires_grad=True, dtype=np.float64)
+    assert gradcheck(lambda t: F.softmax(t, dim=dim, backend="cython"), [x])
+    assert gradcheck(lambda t: F.log_softmax(t, dim=dim, backend="cython"), [x])
+    w = fc.Tensor(rng.uniform(0.1, 0.4, 4), requires_grad=True, dtype=np.float64)
+    assert gradcheck(lambda t, u: F.prelu(t, u, backend="cython"), [x, w])

@@ -195,7 +195,7 @@ cdef Py_ssize_t SM_GRAIN = 16384  # elements per thread
 
 
 cdef tuple _split(tuple shape, int axis):
-    cdef Py_ssize_t outer = 1, inner = 1, d
+    cdef Py_ssize_t outer = 1, inner = 1
     cdef int i
     for i in range(axis):
         outer *= <Py_ssize_t>shape[i]
