@@ -253,7 +253,7 @@ def bce_with_logits_forward(logits, target, weight, pos_weight, reduction):
     x, t, w, pw, P = _bce_args(op, logits, target, weight, pos_weight, reduction)
     dt = x.dtype
     cdef Py_ssize_t n = x.size, per = P
-    cdef int nt = _threads(n // 4), f32 = dt is _F32
+    cdef int nt = _threads(n * 4), f32 = dt is _F32
     cdef double stack[NBUF]
     cdef double* bs = stack
     cdef double[:] heap
@@ -287,7 +287,7 @@ def bce_with_logits_backward(dloss, logits, target, weight, pos_weight, reductio
     dt = x.dtype
     dloss = _grad(op, dloss, reduction, x.shape, dt)
     cdef Py_ssize_t n = x.size, per = P
-    cdef int nt = _threads(n // 4), f32 = dt is _F32, pe = 0
+    cdef int nt = _threads(n * 4), f32 = dt is _F32, pe = 0
     g = _g(dloss, reduction, n, dt, &pe)
     out = np.empty(x.shape, dt)
     cdef void* px = _p(x)
