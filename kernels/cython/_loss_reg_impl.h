@@ -31,6 +31,22 @@ FC_BVEC double log1p(double);
 #endif
 #define FC_AINL static inline __attribute__((always_inline))
 
+/* log1p(e) for e in [0, 1] (bce's softplus tail; e = exp(-|x|)), inlined so the loop stays one
+ * simd body: log1p(e) = 2 atanh(s), s = e / (2 + e) in [0, 1/3], the atanh series to s^13
+ * (truncation < 2e-8 relative), so tiny e keep full relative accuracy (log(1 + e) would not).
+ * NaN in, NaN out.  libmvec's log1pf made the float32 forward ~2x slower. */
+static inline float fc_log1pf_01(float e) {
+    float s = e / (2.0f + e), z = s * s;
+    float p = 1.0f / 13;
+    p = p * z + 1.0f / 11;
+    p = p * z + 1.0f / 9;
+    p = p * z + 1.0f / 7;
+    p = p * z + 1.0f / 5;
+    p = p * z + 1.0f / 3;
+    p = p * z + 1.0f;
+    return 2.0f * s * p;
+}
+
 #define FC_RB 4096 /* elements per reduction block */
 
 #define FC_ABS(v) ((v) < 0 ? -(v) : (v)) /* type-generic; NaN stays NaN */
@@ -191,5 +207,5 @@ FC_BCLONES static void fc_bce_bwd_##SFX(const T *restrict x, const T *restrict t
     }                                                                                              \
 }
 
-FC_BCE(f32, float, fc_expf_sm, log1pf)
+FC_BCE(f32, float, fc_expf_sm, fc_log1pf_01)
 FC_BCE(f64, double, exp, log1p)
