@@ -1,12 +1,13 @@
 """CPU timing of the Cython mse / huber / bce_with_logits kernels against PyTorch and the reference.
 
 Usage: python bench/cpu_loss_reg.py [--reps 200] [--threads 1|2] [--cpu] [--shapes 4096x1000,64x10]
+                                    [--dtype float32|float64]
 Round-robin per rep: torch, fastconv (and the reference every 10th rep); prints the median and
 min of the per-pair ratios torch / fastconv (> 1: fastconv faster) and median times.
 ``--cpu`` times the calling thread's CPU time (use with --threads 1, load-robust); else wall.
 Torch's backward: aten's mse_loss_backward / huber_loss_backward directly; bce_with_logits
 has no aten backward, so its autograd backward() is timed (the forward runs untimed before it).
-Reduction 'mean', float32.
+Reduction 'mean', float32 unless --dtype.
 """
 import argparse
 import time
@@ -21,8 +22,8 @@ from fastconv.kernels.reference import loss as R
 
 
 def cases(x, t, tx, tt):
-    g = np.asarray(1.0, np.float32)
-    tg = torch.tensor(1.0)
+    g = np.asarray(1.0, x.dtype)
+    tg = torch.tensor(1.0, dtype=tx.dtype)
     txg = tx.clone().requires_grad_(True)
 
     def t_bce_bwd():
@@ -62,17 +63,18 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cpu", action="store_true")
     ap.add_argument("--shapes", default="4096x1000,64x10")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     a = ap.parse_args()
     clock = time.thread_time if a.cpu else time.perf_counter
     fastconv.config.keep_heap()
     torch.set_num_threads(a.threads)
     fastconv.set_num_threads(a.threads)
-    print(f"threads={a.threads} clock={'thread cpu' if a.cpu else 'wall'} reps={a.reps}")
+    print(f"{a.dtype} threads={a.threads} clock={'thread cpu' if a.cpu else 'wall'} reps={a.reps}")
     for s in a.shapes.split(","):
         shape = tuple(int(v) for v in s.split("x"))
         rng = np.random.default_rng(0)
-        x = rng.standard_normal(shape).astype(np.float32)
-        t = rng.random(shape).astype(np.float32)
+        x = rng.standard_normal(shape).astype(a.dtype)
+        t = rng.random(shape).astype(a.dtype)
         tx, tt = torch.from_numpy(x), torch.from_numpy(t)
         reps = a.reps if x.size < 1e6 else max(10, a.reps // 10)
         for name, (ft, ff, fr) in cases(x, t, tx, tt).items():
