@@ -139,12 +139,18 @@ cdef object _pair_fwd(int kind, object op, object pred, object target, double de
     return _reduce(bs, n, reduction, dt)
 
 
-cdef object _g(object dloss, object reduction, Py_ssize_t n, object dt, int* per_elem):
-    """The upstream gradient as a C array: dloss itself ('none') or one scalar (/ n for 'mean',
-    divided in the input's dtype like the reference)."""
+cdef void* _g(cnp.ndarray dloss, object reduction, Py_ssize_t n, int f32, int* per_elem, float* gf, double* gd):
+    """The upstream gradient for the C loop: dloss's data ('none': per element; 'sum': one value)
+    or, for 'mean', dloss / n divided in the input's dtype like the reference, in *gf / *gd."""
     per_elem[0] = reduction == "none"
-    if per_elem[0]:
-        return dloss
+    cdef void* p = _p(dloss)
+    if reduction != "mean":
+        return p
+    if f32:
+        gf[0] = (<float*>p)[0] / <float>n if n else 0
+        return gf
+    gd[0] = (<double*>p)[0] / <double>n if n else 0
+    return gd
     if reduction == "mean":
         if dt is _F32:
             return np.asarray(<float>dloss[()] / <float>n if n else 0, dtype=dt)
@@ -159,11 +165,12 @@ cdef object _pair_bwd(int kind, object op, object dloss, object pred, object tar
     dloss = _grad(op, dloss, reduction, pred.shape, dt)
     cdef Py_ssize_t n = pred.size
     cdef int nt = _threads(n), f32 = dt is _F32, pe = 0
-    g = _g(dloss, reduction, n, dt, &pe)
+    cdef float gf
+    cdef double gd
+    cdef void* pg = _g(dloss, reduction, n, f32, &pe, &gf, &gd)
     out = np.empty(pred.shape, dt)
     cdef void* pp = _p(pred)
     cdef void* pq = _p(target)
-    cdef void* pg = _p(g)
     cdef void* po = _p(out)
     if n:
         with nogil:
@@ -288,13 +295,14 @@ def bce_with_logits_backward(dloss, logits, target, weight, pos_weight, reductio
     dloss = _grad(op, dloss, reduction, x.shape, dt)
     cdef Py_ssize_t n = x.size, per = P
     cdef int nt = _threads(n * 4), f32 = dt is _F32, pe = 0
-    g = _g(dloss, reduction, n, dt, &pe)
+    cdef float gf
+    cdef double gd
+    cdef void* pg = _g(dloss, reduction, n, f32, &pe, &gf, &gd)
     out = np.empty(x.shape, dt)
     cdef void* px = _p(x)
     cdef void* pt = _p(t)
     cdef void* pw_ = NULL if w is None else _p(w)
     cdef void* ppw = NULL if pw is None else _p(pw)
-    cdef void* pg = _p(g)
     cdef void* po = _p(out)
     if n:
         with nogil:
