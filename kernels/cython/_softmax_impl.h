@@ -51,11 +51,55 @@ static inline ptrdiff_t fs_block(ptrdiff_t L, ptrdiff_t inner) {
 
 #define FS_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* Row reductions with FS_W independent accumulators (4 AVX-512 vectors for float32): one
+ * accumulator is a chain of dependent adds / maxes, 4 cycles per vector, which bound the max pass
+ * and the backward's dot product on rows that sit in L1.  Fixed order: the same result on every
+ * run and thread count. */
+#define FS_W 64
+#define FS_RED(T, SFX)                                                                             \
+static inline __attribute__((always_inline)) T fs_rmax_##SFX(const T *restrict x, ptrdiff_t L) {                                  \
+    T acc[FS_W], m = -INFINITY;                                                                    \
+    ptrdiff_t i = 0;                                                                               \
+    for (int j = 0; j < FS_W; j++) acc[j] = -INFINITY;                                             \
+    for (; i + FS_W <= L; i += FS_W) {                                                             \
+        _Pragma("omp simd")                                                                        \
+        for (int j = 0; j < FS_W; j++) acc[j] = FS_MAX(x[i + j], acc[j]);                          \
+    }                                                                                              \
+    for (; i < L; i++) m = FS_MAX(x[i], m);                                                        \
+    for (int j = 0; j < FS_W; j++) m = FS_MAX(acc[j], m);                                          \
+    return m;                                                                                      \
+}                                                                                                  \
+/* sum(a * b), or sum(a) and max(b) when b_max is given */                                       \
+static inline __attribute__((always_inline)) T fs_rdot_##SFX(const T *restrict a, const T *restrict b, ptrdiff_t L, T *b_max) {   \
+    T acc[FS_W], d = 0;                                                                            \
+    ptrdiff_t i = 0;                                                                               \
+    for (int j = 0; j < FS_W; j++) acc[j] = 0;                                                     \
+    if (b_max) {                                                                                   \
+        T mx[FS_W], m = -INFINITY;                                                                 \
+        for (int j = 0; j < FS_W; j++) mx[j] = -INFINITY;                                          \
+        for (; i + FS_W <= L; i += FS_W) {                                                         \
+            _Pragma("omp simd")                                                                    \
+            for (int j = 0; j < FS_W; j++) { acc[j] += a[i + j]; mx[j] = FS_MAX(b[i + j], mx[j]); } \
+        }                                                                                          \
+        for (; i < L; i++) { d += a[i]; m = FS_MAX(b[i], m); }                                     \
+        for (int j = 0; j < FS_W; j++) m = FS_MAX(mx[j], m);                                       \
+        *b_max = m;                                                                                \
+    } else {                                                                                       \
+        for (; i + FS_W <= L; i += FS_W) {                                                         \
+            _Pragma("omp simd")                                                                    \
+            for (int j = 0; j < FS_W; j++) acc[j] += a[i + j] * b[i + j];                          \
+        }                                                                                          \
+        for (; i < L; i++) d += a[i] * b[i];                                                       \
+    }                                                                                              \
+    for (int j = 0; j < FS_W; j++) d += acc[j];                                                    \
+    return d;                                                                                      \
+}
+FS_RED(float, f32)
+FS_RED(double, f64)
+
 #define FS_DEF(T, SFX, EXP, EXPX, LOG)                                                             \
 FS_CLONES static void fs_fwd_row_##SFX(const T *restrict x, T *restrict y, ptrdiff_t L, int lg) {  \
-    T m = -INFINITY, s = 0;                                                                        \
-    _Pragma("omp simd reduction(max:m)")                                                           \
-    for (ptrdiff_t i = 0; i < L; i++) m = FS_MAX(x[i], m);                                         \
+    T m = fs_rmax_##SFX(x, L), s = 0;                                                              \
     if (lg) {                                                                                      \
         _Pragma("omp simd reduction(+:s)")                                                         \
         for (ptrdiff_t i = 0; i < L; i++) { T d = x[i] - m; y[i] = d; s += EXP(d); }               \
@@ -110,17 +154,13 @@ FS_CLONES static void fs_fwd_blk_##SFX(const T *restrict x, T *restrict y, ptrdi
 }                                                                                                  \
 FS_CLONES static void fs_bwd_row_##SFX(const T *restrict dy, const T *restrict y, T *restrict dx,  \
                                        ptrdiff_t L, int lg) {                                      \
-    T d = 0;                                                                                       \
     if (!lg) {                                                                                     \
-        _Pragma("omp simd reduction(+:d)")                                                         \
-        for (ptrdiff_t i = 0; i < L; i++) d += dy[i] * y[i];                                       \
+        T d = fs_rdot_##SFX(dy, y, L, NULL);                                                       \
         _Pragma("omp simd")                                                                        \
         for (ptrdiff_t i = 0; i < L; i++) dx[i] = y[i] * (dy[i] - d);                              \
         return;                                                                                    \
     }                                                                                              \
-    T my = -INFINITY;                                                                              \
-    _Pragma("omp simd reduction(+:d) reduction(max:my)")                                           \
-    for (ptrdiff_t i = 0; i < L; i++) { d += dy[i]; my = FS_MAX(y[i], my); }                       \
+    T my, d = fs_rdot_##SFX(dy, y, L, &my);                                                        \
     if (my <= 80) {                                                                                \
         _Pragma("omp simd")                                                                        \
         for (ptrdiff_t i = 0; i < L; i++) dx[i] = dy[i] - EXP(y[i]) * d;                           \

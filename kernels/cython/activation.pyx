@@ -194,27 +194,40 @@ def gelu_backward(dy, x, approximate):
 cdef Py_ssize_t SM_GRAIN = 16384  # elements per thread
 
 
-cdef tuple _split(tuple shape, int axis):
-    cdef Py_ssize_t outer = 1, inner = 1
+cdef int _ax(str op, axis, int ndim) except -1:
+    """The axis in [0, ndim); the reference's check (and message) off the plain-int path."""
+    if type(axis) is int and -ndim <= axis < ndim:
+        return (<int>axis + ndim) % ndim
+    return _axis(op, axis, ndim)
+
+
+cdef inline int _nt(Py_ssize_t n):
+    return 1 if n < 2 * SM_GRAIN else num_threads(n, SM_GRAIN)
+
+
+cdef void _split(cnp.ndarray a, int axis, Py_ssize_t *outer, Py_ssize_t *L, Py_ssize_t *inner) noexcept:
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
     cdef int i
+    outer[0] = 1
+    inner[0] = 1
     for i in range(axis):
-        outer *= <Py_ssize_t>shape[i]
-    for i in range(axis + 1, len(shape)):
-        inner *= <Py_ssize_t>shape[i]
-    return outer, <Py_ssize_t>shape[axis], inner
+        outer[0] *= dims[i]
+    for i in range(axis + 1, cnp.PyArray_NDIM(a)):
+        inner[0] *= dims[i]
+    L[0] = dims[axis]
 
 
 cdef object _sm_forward(str op, x, axis, int lg):
     if not (_plain(x) and x.ndim >= 1):
         x = C.array(op, "x", x, min_ndim=1, device="cpu")
-    cdef int ax = _axis(op, axis, x.ndim)
     cdef cnp.ndarray xx = x
+    cdef int ax = _ax(op, axis, cnp.PyArray_NDIM(xx))
     cdef cnp.ndarray y = np.empty_like(xx)
-    cdef Py_ssize_t outer, L, inner
-    outer, L, inner = _split(x.shape, ax)
-    if xx.size == 0:
+    cdef Py_ssize_t outer, L, inner, n = cnp.PyArray_SIZE(xx)
+    _split(xx, ax, &outer, &L, &inner)
+    if n == 0:
         return y
-    cdef int nt = num_threads(xx.size, SM_GRAIN)
+    cdef int nt = _nt(n)
     if xx.dtype is _F32:
         with nogil:
             fs_softmax_fwd_f32(<float*>cnp.PyArray_DATA(xx), <float*>cnp.PyArray_DATA(y), outer, L, inner, lg, nt)
@@ -227,17 +240,17 @@ cdef object _sm_forward(str op, x, axis, int lg):
 
 cdef object _sm_backward(str op, dy, y, axis, int lg):
     dy, y = _pair(op, dy, y, "y")
-    if y.ndim < 1:
-        raise ValueError(f"{op}: argument 'y' must have at least 1 dimension, got shape {tuple(y.shape)}")
-    cdef int ax = _axis(op, axis, y.ndim)
     cdef cnp.ndarray g = dy
     cdef cnp.ndarray u = y
+    if cnp.PyArray_NDIM(u) < 1:
+        raise ValueError(f"{op}: argument 'y' must have at least 1 dimension, got shape {tuple(y.shape)}")
+    cdef int ax = _ax(op, axis, cnp.PyArray_NDIM(u))
     cdef cnp.ndarray dx = np.empty_like(g)
-    cdef Py_ssize_t outer, L, inner
-    outer, L, inner = _split(y.shape, ax)
-    if g.size == 0:
+    cdef Py_ssize_t outer, L, inner, n = cnp.PyArray_SIZE(g)
+    _split(u, ax, &outer, &L, &inner)
+    if n == 0:
         return dx
-    cdef int nt = num_threads(g.size, SM_GRAIN)
+    cdef int nt = _nt(n)
     if g.dtype is _F32:
         with nogil:
             fs_softmax_bwd_f32(<float*>cnp.PyArray_DATA(g), <float*>cnp.PyArray_DATA(u),
