@@ -163,4 +163,4 @@ def test_pick_rule():
     assert W5.pick("conv2d_backward_input", (8, 16, 6, 6), (16, 16, 5, 5), (0, 0)) == "gemm"  # 2x2 dy
     assert W5.pick("conv2d_backward_input", (1, 64, 27, 27), (192, 64, 5, 5), (2, 2)) == "winograd5"
     assert W5.pick("conv2d_forward", (1, 512, 13, 13), (512, 512, 5, 5), (2, 2)) == "gemm"  # K C / T 5350
-    assert W5.pick("conv2d_backward_weight", (8, 64, 27, 27), (192, 64, 5, 5), (2, 2)) == "gemm"
+    assert W5.pick("conv2d_backward_weight", (8, 64, 27, 27), (192, 64, 5, 5), (2, 2)) == "winograd5"  # (_bw tests)

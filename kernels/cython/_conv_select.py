@@ -61,7 +61,7 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo, dtype=
                and (op != "conv2d_backward_input" or max(padding) <= 2)
                and (op != "conv2d_backward_weight" or algo != "winograd4"))
     wino5_ok = (_wino5 is not None and (R, S) == (5, 5) and stride == (1, 1) and dilation == (1, 1) and groups == 1
-                and op != "conv2d_backward_weight" and (op != "conv2d_backward_input" or max(padding) <= 4))
+                and (op == "conv2d_forward" or max(padding) <= 4))
     if algo == "auto":
         Kg = K // groups
         if (_ws2 is not None and op == "conv2d_forward" and dtype == np.float32
@@ -92,6 +92,6 @@ def _setup(op, x_shape, w_shape, stride, padding, dilation, groups, algo, dtype=
                          f"padding {padding}, dilation {dilation}, groups {groups})")
     elif algo == "winograd5" and not wino5_ok:
         raise ValueError(f"{op}: algo 'winograd5' needs a 5x5 convolution with stride 1, dilation 1 and groups 1, "
-                         f"forward or backward-input with padding <= 4 (w {tuple(w_shape)}, stride {stride}, "
+                         f"forward, or backward with padding <= 4 (w {tuple(w_shape)}, stride {stride}, "
                          f"padding {padding}, dilation {dilation}, groups {groups})")
     return (stride, padding, dilation, groups, out), algo

@@ -19,6 +19,9 @@ Algorithms (``algo=`` forces one; ``'auto'`` picks by shape):
               backward-input and backward-weight (``'winograd4'``: F(4x4, 3x3),
               forward and backward-input); module
               ``_conv_winograd``, float32 error 5e-7 (F2) / 2.5e-6 (F4).
+``'winograd5'`` F(2x2, 5x5) for 5x5 / stride 1 / dilation 1 / groups 1: forward,
+              backward-input and backward-weight (backward ops: padding <= 4; module
+              ``_conv_winograd5``), float32 error ~2e-6 forward, ~6e-6 backward-weight.
 ``'winograd_s2'`` forward of stride-2 convs with filters up to 8x8, dilation 1, groups 1,
               float32 on AVX-512F CPUs: the four phases of the padded input (and their
               2-pixel shifts for filters over 4x4) as a stride-1 conv with 2x2 filters,
@@ -28,7 +31,8 @@ Algorithms (``algo=`` forces one; ``'auto'`` picks by shape):
               4x4 phase filters (``_conv_wino_s2x``; stem: 48 products per output against
               147).  Forced elsewhere it raises ValueError.
 ``'auto'``    1x1 -> '1x1'; depthwise (C/groups = 1) -> 'direct'; 3x3
-              stride 1 with C, K >= WINO_MIN_C -> 'winograd'; float32 3x3 stride 2
+              stride 1 with C, K >= WINO_MIN_C -> 'winograd'; 5x5 stride 1 where
+              ``_conv_winograd5.pick`` says so -> 'winograd5'; float32 3x3 stride 2
               or 5x5..8x8 stride 2 (e.g. the ResNet stem) forward where
               ``_conv_wino_s2.pick`` says so -> 'winograd_s2'; else 'gemm' (rules in
               ``_conv_select``).  With ``fastconv.config.autotune`` on, 'auto' times
@@ -433,6 +437,8 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups, *,
     if algo == "winograd":
         with _BlasSerial():
             return _wino.backward_weight(dy, x, padding, dw, nt)
+    if algo == "winograd5":
+        return _wino5.backward_weight(dy, x, padding, dw, nt)
     if algo == "gemm" and _pk_eligible(dy.dtype, groups, w_shape, 2, out[2] * out[3]):
         return _pk_path(2, dy, x, None, dw, g, nt)
     if algo != "direct":
