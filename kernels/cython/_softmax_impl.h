@@ -66,6 +66,7 @@ static inline __attribute__((always_inline)) T fs_rmax_##SFX(const T *restrict x
         for (int j = 0; j < FS_W; j++) acc[j] = FS_MAX(x[i + j], acc[j]);                          \
     }                                                                                              \
     for (; i < L; i++) m = FS_MAX(x[i], m);                                                        \
+    _Pragma("omp simd reduction(max:m)")                                                           \
     for (int j = 0; j < FS_W; j++) m = FS_MAX(acc[j], m);                                          \
     return m;                                                                                      \
 }                                                                                                  \
@@ -82,6 +83,7 @@ static inline __attribute__((always_inline)) T fs_rdot_##SFX(const T *restrict a
             for (int j = 0; j < FS_W; j++) { acc[j] += a[i + j]; mx[j] = FS_MAX(b[i + j], mx[j]); } \
         }                                                                                          \
         for (; i < L; i++) { d += a[i]; m = FS_MAX(b[i], m); }                                     \
+        _Pragma("omp simd reduction(max:m)")                                                       \
         for (int j = 0; j < FS_W; j++) m = FS_MAX(mx[j], m);                                       \
         *b_max = m;                                                                                \
     } else {                                                                                       \
@@ -91,6 +93,7 @@ static inline __attribute__((always_inline)) T fs_rdot_##SFX(const T *restrict a
         }                                                                                          \
         for (; i < L; i++) d += a[i] * b[i];                                                       \
     }                                                                                              \
+    _Pragma("omp simd reduction(+:d)")                                                             \
     for (int j = 0; j < FS_W; j++) d += acc[j];                                                    \
     return d;                                                                                      \
 }
