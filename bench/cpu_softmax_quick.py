@@ -3,7 +3,8 @@
 Usage: python bench/cpu_softmax_quick.py [threads=1] [reps=30]
 One thread: the calling thread's CPU time (time.thread_time), steady on a shared machine;
 more threads: wall clock.  Per case: the median and min of the per-pair ratios torch / ours
-(> 1: fastconv faster), the medians of both, and the NumPy reference's best of 3.
+(> 1: fastconv faster), the medians of both, the NumPy reference's best of 3, and the ratio
+of the best times (steadier than the per-pair ratios for the wall clock on a loaded machine).
 torch side: aten's _softmax / _log_softmax + *_backward_data; prelu through autograd
 (F.prelu forward + backward, the weight gradient summed as torch does it).
 """
@@ -63,4 +64,4 @@ for label, (ours, th, ref) in cases:
     for _ in range(reps):
         a = t(ours); c = t(th); ratios.append(c / a); to.append(a); tt.append(c)
     tr = min(t(ref) for _ in range(3))
-    print(f"{label:28s} ratio med {np.median(ratios):5.2f} min {min(ratios):5.2f} | ours {np.median(to)*1e3:7.3f} ms torch {np.median(tt)*1e3:7.3f} ms ref {tr*1e3:7.3f} ms (torch/ref {np.median(tt)/tr:4.2f})")
+    print(f"{label:28s} ratio med {np.median(ratios):5.2f} min {min(ratios):5.2f} | ours {np.median(to)*1e3:7.3f} ms torch {np.median(tt)*1e3:7.3f} ms ref {tr*1e3:7.3f} ms (torch/ref {np.median(tt)/tr:4.2f}) | min/min {min(tt)/min(to):5.2f}")
