@@ -79,9 +79,9 @@ cdef extern from "_wino5_bw.h" nogil:
     void fc5_fgrad_f32(const float* dU, float* dw, Py_ssize_t n, Py_ssize_t KC)
     void fc5_fgrad_f64(const double* dU, double* dw, Py_ssize_t n, Py_ssize_t KC)
     void fc5_bwgemm_f32(int na, int K, int C, int nb, const float* D, Py_ssize_t ds, const float* X, Py_ssize_t xs,
-                        float* U, Py_ssize_t us)
+                        float* U, Py_ssize_t us, int acc)
     void fc5_bwgemm_f64(int na, int K, int C, int nb, const double* D, Py_ssize_t ds, const double* X,
-                        Py_ssize_t xs, double* U, Py_ssize_t us)
+                        Py_ssize_t xs, double* U, Py_ssize_t us, int acc)
     void fcw_bgemm_f32(int na, int K, int C, int nb, const float* U, Py_ssize_t us, const float* V, Py_ssize_t vs,
                        float* M, Py_ssize_t ms)
     void fcw_bgemm_f64(int na, int K, int C, int nb, const double* U, Py_ssize_t us, const double* V,
@@ -406,7 +406,7 @@ cdef void _dy_tiles(const real* dy, real* D, const WG* g, Py_ssize_t t0, int nb)
 
 cdef void _run_bw(const real* x, const real* dy, real* dU, Py_ssize_t ustride, int nslot, real* work,
                   Py_ssize_t wstride, const WG* g, int nt) noexcept nogil:
-    """dU slot s (ustride apart) += sum over its blocks (a fixed contiguous range: the sums do not
+    """dU slot s (ustride apart) = sum over its blocks (a fixed contiguous range: the sums do not
     depend on the thread count) of D_xi X_xi."""
     cdef Py_ssize_t nblk = (g.T + g.nb - 1) // g.nb, blk, b0, b1, t0, us = <Py_ssize_t>g.K * g.C + SKEW
     cdef Py_ssize_t xs, ds
@@ -428,9 +428,9 @@ cdef void _run_bw(const real* x, const real* dy, real* dU, Py_ssize_t ustride, i
                 _inputs(x, X, g, t0, nb, nb, g.C)
                 _dy_tiles(dy, D, g, t0, nb)
                 if real is float:
-                    fc5_bwgemm_f32(NA, g.K, g.C, nb, D, ds, X, xs, dU + s * ustride, us)
+                    fc5_bwgemm_f32(NA, g.K, g.C, nb, D, ds, X, xs, dU + s * ustride, us, blk > b0)
                 else:
-                    fc5_bwgemm_f64(NA, g.K, g.C, nb, D, ds, X, xs, dU + s * ustride, us)
+                    fc5_bwgemm_f64(NA, g.K, g.C, nb, D, ds, X, xs, dU + s * ustride, us, blk > b0)
 
 
 cdef void _filter_grads(real* dU, Py_ssize_t ustride, int nslot, real* dw, Py_ssize_t kc_total,
@@ -482,8 +482,7 @@ def backward_weight(dy, x, padding, dw, int nt):
     cdef Py_ssize_t KC = <Py_ssize_t>g.K * g.C
     cdef Py_ssize_t ustride = NA * (KC + SKEW)
     cdef Py_ssize_t wstride = NA * ((<Py_ssize_t>g.C + g.K) * g.nb + 2 * SKEW) + 64
-    dU = _scratch(0, nslot * ustride, x.dtype)
-    dU.fill(0)
+    dU = _scratch(0, nslot * ustride, x.dtype)  # each slot's first block stores, later ones add
     work = _scratch(1, nt * wstride, x.dtype)
     cdef void* px = cnp.PyArray_DATA(x)
     cdef void* pdy = cnp.PyArray_DATA(dy)

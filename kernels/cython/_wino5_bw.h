@@ -107,10 +107,10 @@ FCW_CLONES static void fc5_fgrad_##SFX(const T *restrict dU, T *restrict dw, ptr
                                                                                                  \
 /* For xi < na: dU_xi (K x C) += D_xi (K x nb) . X_xi (nb x C), all row-major (D_xi at           \
    D + xi * ds, X_xi at X + xi * xs, dU_xi at U + xi * us).  fcw_bgemm's register block (4 rows  \
-   x 2 vectors, D broadcast, X rows streamed, tiles innermost), accumulating into dU. */          \
+   x 2 vectors, D broadcast, X rows streamed, tiles innermost); acc 0: dU = instead of +=. */    \
 FCW_CLONES static void fc5_bwgemm_##SFX(int na, int K, int C, int nb, const T *restrict D,      \
                                         ptrdiff_t ds, const T *restrict X, ptrdiff_t xs,        \
-                                        T *restrict U, ptrdiff_t us) {                          \
+                                        T *restrict U, ptrdiff_t us, int acc) {                 \
     int cv = C - C % (2 * VW), cv1 = C - C % VW;                                                 \
     int K4 = K - K % 4;                                                                          \
     for (int xi = 0; xi < na; xi++) {                                                            \
@@ -120,10 +120,14 @@ FCW_CLONES static void fc5_bwgemm_##SFX(int na, int K, int C, int nb, const T *r
             const T *d0 = d + (ptrdiff_t)k * nb, *d1 = d0 + nb, *d2 = d1 + nb, *d3 = d2 + nb;    \
             T *m0 = u + (ptrdiff_t)k * C, *m1 = m0 + C, *m2 = m1 + C, *m3 = m2 + C;              \
             for (int i = 0; i < cv; i += 2 * VW) {                                               \
-                VT a00 = *(VT *)(m0 + i), a01 = *(VT *)(m0 + i + VW);                            \
-                VT a10 = *(VT *)(m1 + i), a11 = *(VT *)(m1 + i + VW);                            \
-                VT a20 = *(VT *)(m2 + i), a21 = *(VT *)(m2 + i + VW);                            \
-                VT a30 = *(VT *)(m3 + i), a31 = *(VT *)(m3 + i + VW);                            \
+                VT a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0};                                   \
+                VT a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};                                   \
+                if (acc) {                                                                       \
+                    a00 = *(VT *)(m0 + i); a01 = *(VT *)(m0 + i + VW);                           \
+                    a10 = *(VT *)(m1 + i); a11 = *(VT *)(m1 + i + VW);                           \
+                    a20 = *(VT *)(m2 + i); a21 = *(VT *)(m2 + i + VW);                           \
+                    a30 = *(VT *)(m3 + i); a31 = *(VT *)(m3 + i + VW);                           \
+                }                                                                                \
                 const T *vp = x + i;                                                             \
                 for (int t = 0; t < nb; t++, vp += C) {                                          \
                     VT v0 = *(const VT *)vp, v1 = *(const VT *)(vp + VW);                        \
@@ -139,8 +143,11 @@ FCW_CLONES static void fc5_bwgemm_##SFX(int na, int K, int C, int nb, const T *r
                 *(VT *)(m3 + i) = a30; *(VT *)(m3 + i + VW) = a31;                               \
             }                                                                                    \
             if (cv1 > cv) {  /* one more vector of channels */                                   \
-                VT a0 = *(VT *)(m0 + cv), a1 = *(VT *)(m1 + cv);                                 \
-                VT a2 = *(VT *)(m2 + cv), a3 = *(VT *)(m3 + cv);                                 \
+                VT a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                       \
+                if (acc) {                                                                       \
+                    a0 = *(VT *)(m0 + cv); a1 = *(VT *)(m1 + cv);                                \
+                    a2 = *(VT *)(m2 + cv); a3 = *(VT *)(m3 + cv);                                \
+                }                                                                                \
                 const T *vp = x + cv;                                                            \
                 for (int t = 0; t < nb; t++, vp += C) {                                          \
                     VT v0 = *(const VT *)vp;                                                     \
@@ -158,6 +165,8 @@ FCW_CLONES static void fc5_bwgemm_##SFX(int na, int K, int C, int nb, const T *r
             if (i0 >= C) continue;                                                               \
             T *mr = u + (ptrdiff_t)k * C;                                                        \
             const T *dr = d + (ptrdiff_t)k * nb;                                                 \
+            if (!acc)                                                                            \
+                for (int i = i0; i < C; i++) mr[i] = 0;                                          \
             for (int t = 0; t < nb; t++) {                                                       \
                 T dt = dr[t];                                                                    \
                 const T *xr = x + (ptrdiff_t)t * C;                                              \
