@@ -39,7 +39,7 @@ from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from .. import _checks as C
-from ..reference.rnn import _check_cell
+from ..reference.rnn import _check_cell, _check_gru_backward, _check_lstm_backward
 from ._threads import blas_threads, num_threads
 
 __all__ = ["lstm_cell_forward", "lstm_cell_backward", "gru_cell_forward", "gru_cell_backward"]
@@ -387,18 +387,10 @@ def lstm_cell_backward(dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new, has_bi
     if dims is None or not (_ok(c, dims[0], dims[2], dims[3]) and _ok(dh_new, dims[0], dims[2], dims[3])
                             and _ok(dc_new, dims[0], dims[2], dims[3]) and _ok(c_new, dims[0], dims[2], dims[3])
                             and _ok(gates, dims[0], 4 * dims[2], dims[3])):
-        op = "lstm_cell_backward"
-        _cpu(op, dh_new=dh_new, dc_new=dc_new, x=x, h=h, c=c, w_ih=w_ih, w_hh=w_hh, gates=gates, c_new=c_new)
-        x, h, c, w_ih, w_hh, _, _, (N, I, H) = _check_cell(op, 4, x, h, w_ih, w_hh, None, None, c)
-        dh_new = C.array(op, "dh_new", dh_new, ndim=2)
-        dc_new = C.array(op, "dc_new", dc_new, ndim=2)
-        gates = C.array(op, "gates", gates, ndim=2)
-        c_new = C.array(op, "c_new", c_new, ndim=2)
-        C.same_dtype(op, x=x, dh_new=dh_new, dc_new=dc_new, gates=gates, c_new=c_new)
-        for name, a in (("dh_new", dh_new), ("dc_new", dc_new), ("c_new", c_new)):
-            C.same_shape(op, name, a, "h", h)
-        if gates.shape != (N, 4 * H):
-            raise ValueError(f"{op}: 'gates' shape {tuple(gates.shape)} must be (N, 4*hidden_size) = ({N}, {4 * H})")
+        _cpu("lstm_cell_backward", dh_new=dh_new, dc_new=dc_new, x=x, h=h, c=c, w_ih=w_ih, w_hh=w_hh, gates=gates,
+             c_new=c_new)
+        dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new, (N, I, H) = _check_lstm_backward(
+            dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new)
         dt = x.dtype
     else:
         N, I, H, dt = dims
@@ -477,15 +469,8 @@ def gru_cell_backward(dh_new, x, h, w_ih, w_hh, saved, has_bias=True):
     """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); db_* are None when not has_bias."""
     dims = _fast_dims(x, h, 3, w_ih, w_hh, None, None)
     if dims is None or not (_ok(dh_new, dims[0], dims[2], dims[3]) and _ok(saved, dims[0], 4 * dims[2], dims[3])):
-        op = "gru_cell_backward"
-        _cpu(op, dh_new=dh_new, x=x, h=h, w_ih=w_ih, w_hh=w_hh, saved=saved)
-        x, h, _, w_ih, w_hh, _, _, (N, I, H) = _check_cell(op, 3, x, h, w_ih, w_hh, None, None)
-        dh_new = C.array(op, "dh_new", dh_new, ndim=2)
-        saved = C.array(op, "saved", saved, ndim=2)
-        C.same_dtype(op, x=x, dh_new=dh_new, saved=saved)
-        C.same_shape(op, "dh_new", dh_new, "h", h)
-        if saved.shape != (N, 4 * H):
-            raise ValueError(f"{op}: 'saved' shape {tuple(saved.shape)} must be (N, 4*hidden_size) = ({N}, {4 * H})")
+        _cpu("gru_cell_backward", dh_new=dh_new, x=x, h=h, w_ih=w_ih, w_hh=w_hh, saved=saved)
+        dh_new, x, h, w_ih, w_hh, saved, (N, I, H) = _check_gru_backward(dh_new, x, h, w_ih, w_hh, saved)
         dt = x.dtype
     else:
         N, I, H, dt = dims

@@ -95,12 +95,8 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     return h_new, c_new, gates
 
 
-def lstm_cell_backward(dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new, has_bias=True):
-    """-> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh); db_* are None when not has_bias.
-
-    ``gates`` and ``c_new`` are what the forward returned.  db_ih == db_hh (both
-    biases enter the gates the same way); both are returned, as PyTorch does.
-    """
+def _check_lstm_backward(dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new):
+    """lstm_cell_backward's arguments checked (every backend's slow path): the arrays, then (N, I, H)."""
     op = "lstm_cell_backward"
     x, h, c, w_ih, w_hh, _, _, (N, I, H) = _check_cell(op, 4, x, h, w_ih, w_hh, None, None, c)
     dh_new = C.array(op, "dh_new", dh_new, ndim=2)
@@ -112,6 +108,30 @@ def lstm_cell_backward(dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new, has_bi
         C.same_shape(op, name, a, "h", h)
     if gates.shape != (N, 4 * H):
         raise ValueError(f"{op}: 'gates' shape {tuple(gates.shape)} must be (N, 4*hidden_size) = ({N}, {4 * H})")
+    return dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new, (N, I, H)
+
+
+def _check_gru_backward(dh_new, x, h, w_ih, w_hh, saved):
+    """gru_cell_backward's arguments checked: the arrays, then (N, I, H)."""
+    op = "gru_cell_backward"
+    x, h, _, w_ih, w_hh, _, _, (N, I, H) = _check_cell(op, 3, x, h, w_ih, w_hh, None, None)
+    dh_new = C.array(op, "dh_new", dh_new, ndim=2)
+    saved = C.array(op, "saved", saved, ndim=2)
+    C.same_dtype(op, x=x, dh_new=dh_new, saved=saved)
+    C.same_shape(op, "dh_new", dh_new, "h", h)
+    if saved.shape != (N, 4 * H):
+        raise ValueError(f"{op}: 'saved' shape {tuple(saved.shape)} must be (N, 4*hidden_size) = ({N}, {4 * H})")
+    return dh_new, x, h, w_ih, w_hh, saved, (N, I, H)
+
+
+def lstm_cell_backward(dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new, has_bias=True):
+    """-> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh); db_* are None when not has_bias.
+
+    ``gates`` and ``c_new`` are what the forward returned.  db_ih == db_hh (both
+    biases enter the gates the same way); both are returned, as PyTorch does.
+    """
+    dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new, (N, I, H) = _check_lstm_backward(
+        dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new)
     xp = xp_of(x)
     g4 = gates.reshape(N, 4, H)
     i, f, g, o = (g4[:, k] for k in range(4))
@@ -150,14 +170,7 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
 
 def gru_cell_backward(dh_new, x, h, w_ih, w_hh, saved, has_bias=True):
     """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); db_* are None when not has_bias."""
-    op = "gru_cell_backward"
-    x, h, _, w_ih, w_hh, _, _, (N, I, H) = _check_cell(op, 3, x, h, w_ih, w_hh, None, None)
-    dh_new = C.array(op, "dh_new", dh_new, ndim=2)
-    saved = C.array(op, "saved", saved, ndim=2)
-    C.same_dtype(op, x=x, dh_new=dh_new, saved=saved)
-    C.same_shape(op, "dh_new", dh_new, "h", h)
-    if saved.shape != (N, 4 * H):
-        raise ValueError(f"{op}: 'saved' shape {tuple(saved.shape)} must be (N, 4*hidden_size) = ({N}, {4 * H})")
+    dh_new, x, h, w_ih, w_hh, saved, (N, I, H) = _check_gru_backward(dh_new, x, h, w_ih, w_hh, saved)
     xp = xp_of(x)
     s = saved.reshape(N, 4, H)
     r, z, n, hn = (s[:, k] for k in range(4))
