@@ -38,7 +38,6 @@ cimport numpy as cnp
 from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-from .. import _checks as C
 from ..reference.rnn import _check_cell, _check_gru_backward, _check_lstm_backward
 from ._threads import blas_threads, num_threads
 
